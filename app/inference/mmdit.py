@@ -1,0 +1,162 @@
+"""MMDiT (SD3.5 Large / Large Turbo) and MMDiT-X (SD3.5 Medium), after Stability's reference `mmditx.py`.
+
+velocity = MMDiT(x, t, y, context, skip_layers)
+  x       (B, C, H, W)   latent in model space
+  t       (B,)           timestep = 1000 * sigma, float32
+  y       (B, adm)       pooled text vector
+  context (B, Lc, ctx)   text tokens
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import torch
+from torch import nn
+
+from app.inference.layers import (
+    EmbedMLP,
+    Mlp,
+    PatchEmbed,
+    SelfAttention,
+    attention,
+    layer_norm,
+    modulate,
+    timestep_embedding,
+)
+from app.inference.mmdit_config import MMDiTConfig
+
+
+class DismantledBlock(nn.Module):
+    """One stream (context or image) of a joint block: adaLN, attention projections and MLP."""
+
+    def __init__(self, cfg: MMDiTConfig, *, pre_only: bool = False, x_self_attn: bool = False) -> None:
+        super().__init__()
+        d = cfg.hidden_size
+        self.pre_only = pre_only
+        self.x_self_attn = x_self_attn
+        self.attn = SelfAttention(d, cfg.num_heads, cfg.qk_norm, pre_only=pre_only)
+        if x_self_attn:
+            self.attn2 = SelfAttention(d, cfg.num_heads, cfg.qk_norm)
+        if not pre_only:
+            self.mlp = Mlp(d, cfg.mlp_hidden)
+        n_mod = 2 if pre_only else (9 if x_self_attn else 6)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, n_mod * d))
+
+    def modulation(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.adaLN_modulation(c).chunk(self.adaLN_modulation[1].out_features // c.shape[-1], dim=1)
+
+    def post_attention(self, x: torch.Tensor, attn: torch.Tensor, mod: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod[:6]
+        x = x + gate_msa[:, None] * self.attn.proj(attn)
+        return x + gate_mlp[:, None] * self.mlp(modulate(layer_norm(x), shift_mlp, scale_mlp))
+
+
+class JointBlock(nn.Module):
+    def __init__(self, cfg: MMDiTConfig, index: int) -> None:
+        super().__init__()
+        self.context_block = DismantledBlock(cfg, pre_only=index == cfg.depth - 1)
+        self.x_block = DismantledBlock(cfg, x_self_attn=index in cfg.x_block_self_attn_layers)
+
+    def forward(
+        self, context: torch.Tensor, x: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        cb, xb = self.context_block, self.x_block
+        c_mod = cb.modulation(c)
+        x_mod = xb.modulation(c)
+
+        qc, kc, vc = cb.attn.pre_attention(modulate(layer_norm(context), c_mod[0], c_mod[1]))
+        x_norm = layer_norm(x)  # shared by both MMDiT-X attentions
+        qx, kx, vx = xb.attn.pre_attention(modulate(x_norm, x_mod[0], x_mod[1]))
+
+        # Joint attention over [context ; image] tokens, context first as in the reference.
+        n_ctx = context.shape[1]
+        joint = attention(torch.cat([qc, qx], dim=2), torch.cat([kc, kx], dim=2), torch.cat([vc, vx], dim=2))
+        attn_c, attn_x = joint[:, :n_ctx], joint[:, n_ctx:]  # (B, Lc, D), (B, N, D)
+
+        if xb.x_self_attn:
+            shift2, scale2, gate2 = x_mod[6:9]
+            q2, k2, v2 = xb.attn2.pre_attention(modulate(x_norm, shift2, scale2))
+            _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = x_mod[:6]
+            x = x + gate_msa[:, None] * xb.attn.proj(attn_x)
+            x = x + gate2[:, None] * xb.attn2.proj(attention(q2, k2, v2))
+            x = x + gate_mlp[:, None] * xb.mlp(modulate(layer_norm(x), shift_mlp, scale_mlp))
+        else:
+            x = xb.post_attention(x, attn_x, x_mod)
+
+        context_out = None if cb.pre_only else cb.post_attention(context, attn_c, c_mod)
+        return context_out, x
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, dim: int, patch: int, out_channels: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, patch * patch * out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)  # (shift, scale) order, as the reference
+        return self.linear(modulate(layer_norm(x), shift, scale))
+
+
+class MMDiT(nn.Module):
+    def __init__(self, cfg: MMDiTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden_size
+        # The stored sin-cos table (1, S*S, D); loaded from the checkpoint, never synthesised.
+        self.register_buffer("pos_embed", torch.empty(1, cfg.pos_embed_max_size**2, d))
+        self.x_embedder = PatchEmbed(cfg.in_channels, d, cfg.patch_size)
+        self.t_embedder = EmbedMLP(256, d)
+        self.y_embedder = EmbedMLP(cfg.adm_in_channels, d)
+        self.context_embedder = nn.Linear(cfg.context_in_channels, d)
+        self.joint_blocks = nn.ModuleList(JointBlock(cfg, i) for i in range(cfg.depth))
+        self.final_layer = FinalLayer(d, cfg.patch_size, cfg.out_channels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.context_embedder.weight.dtype
+
+    def cropped_pos_embed(self, h: int, w: int) -> torch.Tensor:
+        """Centre crop of the stored table for a patch grid of h x w -> (1, h*w, D)."""
+        s = self.cfg.pos_embed_max_size
+        if h > s or w > s:
+            raise ValueError(f"patch grid {h}x{w} exceeds the position table {s}x{s}")
+        top, left = (s - h) // 2, (s - w) // 2
+        table = self.pos_embed.view(1, s, s, -1)  # (1, S, S, D), row index first
+        return table[:, top : top + h, left : left + w, :].reshape(1, h * w, -1)
+
+    def conditioning(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """c = t_embedder(t) + y_embedder(y), (B, D)."""
+        t_emb = self.t_embedder(timestep_embedding(t).to(self.dtype))
+        return t_emb + self.y_embedder(y.to(self.dtype))
+
+    def unpatchify(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        # (B, h*w, p*p*C) -> (B, h, w, p, p, C) -> (B, C, h, p, w, p) -> (B, C, h*p, w*p)
+        p, c = self.cfg.patch_size, self.cfg.out_channels
+        x = x.reshape(x.shape[0], h, w, p, p, c)
+        x = torch.einsum("nhwpqc->nchpwq", x)
+        return x.reshape(x.shape[0], c, h * p, w * p)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        y: torch.Tensor,
+        context: torch.Tensor,
+        skip_layers: Collection[int] = (),
+    ) -> torch.Tensor:
+        p = self.cfg.patch_size
+        h, w = x.shape[-2] // p, x.shape[-1] // p
+        x = x.to(self.dtype)
+        tokens = self.x_embedder(x) + self.cropped_pos_embed(h, w).to(self.dtype)  # (B, N, D)
+        c = self.conditioning(t, y)  # (B, D)
+        ctx = self.context_embedder(context.to(self.dtype))  # (B, Lc, D)
+
+        for i, block in enumerate(self.joint_blocks):
+            if i in skip_layers:  # skip-layer guidance bypasses the whole block, both streams
+                continue
+            ctx, tokens = block(ctx, tokens, c)
+
+        out = self.final_layer(tokens, c)  # (B, N, p*p*C)
+        return self.unpatchify(out, h, w).float()

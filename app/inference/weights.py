@@ -1,0 +1,162 @@
+"""Reading safetensors files: headers without tensor data, state dicts by prefix, modules built on `meta`.
+
+Modules are always constructed on the `meta` device and the file's tensors are assigned into them, so a
+multi-GB network is never randomly initialised nor held twice in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from app.inference.errors import CheckpointMismatchError, ModelFileError
+
+log = logging.getLogger(__name__)
+
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+_DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+    "F8_E4M3": 1, "F8_E5M2": 1,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    dtype: str  # safetensors dtype name: "F16", "BF16", "F32", "F8_E4M3", ...
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SafetensorsHeader:
+    path: Path
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        return [k for k in self.tensors if k.startswith(prefix)]
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self.tensors[key].shape
+
+    def num_bytes(self, prefix: str = "") -> int:
+        total = 0
+        for key, info in self.tensors.items():
+            if key.startswith(prefix):
+                n = 1
+                for s in info.shape:
+                    n *= s
+                total += n * _DTYPE_BYTES.get(info.dtype, 4)
+        return total
+
+
+def read_header(path: str | Path) -> SafetensorsHeader:
+    """Parse a safetensors header (names, dtypes, shapes, metadata) and check the file is complete."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: file not found")
+    if path.suffix.lower() != ".safetensors":
+        raise ModelFileError(f"{path}: only .safetensors files are supported (pickled .ckpt/.pt files are not)")
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        raw_len = f.read(8)
+        if len(raw_len) < 8:
+            raise ModelFileError(f"{path}: file is empty or truncated (no safetensors header)")
+        (header_len,) = struct.unpack("<Q", raw_len)
+        if header_len <= 0 or header_len > min(_MAX_HEADER_BYTES, size - 8):
+            raise ModelFileError(f"{path}: not a safetensors file, or its header is corrupt")
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelFileError(f"{path}: corrupt safetensors header ({exc.__class__.__name__})") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: corrupt safetensors header")
+    metadata = header.pop("__metadata__", None) or {}
+    tensors: dict[str, TensorInfo] = {}
+    data_end = 0
+    try:
+        for key, entry in header.items():
+            tensors[key] = TensorInfo(str(entry["dtype"]), tuple(int(s) for s in entry["shape"]))
+            data_end = max(data_end, int(entry["data_offsets"][1]))
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise ModelFileError(f"{path}: corrupt safetensors header") from None
+    if 8 + header_len + data_end > size:
+        missing = 8 + header_len + data_end - size
+        raise ModelFileError(f"{path}: file is truncated ({missing:,} bytes missing); download it again")
+    return SafetensorsHeader(path, tensors, {str(k): str(v) for k, v in metadata.items()})
+
+
+def load_tensors(
+    path: str | Path,
+    prefix: str = "",
+    *,
+    keys: Iterable[str] | None = None,
+    skip: Callable[[str], bool] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Load the tensors under `prefix` (with the prefix removed) as CPU tensors in their stored dtype."""
+    path = Path(path)
+    wanted = None if keys is None else set(keys)
+    out: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                if not key.startswith(prefix):
+                    continue
+                name = key[len(prefix) :]
+                if (wanted is not None and name not in wanted) or (skip is not None and skip(name)):
+                    continue
+                out[name] = f.get_tensor(key)
+    except (OSError, RuntimeError, ValueError) as exc:  # safetensors reports corruption as SafetensorError
+        raise ModelFileError(f"{path}: cannot read tensors ({exc})") from None
+    except Exception as exc:
+        if type(exc).__name__ == "SafetensorError":
+            raise ModelFileError(f"{path}: cannot read tensors ({exc})") from None
+        raise
+    return out
+
+
+def check_keys(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str, what: str) -> None:
+    """Raise CheckpointMismatchError naming the file and a few keys when names or shapes disagree."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    if wrong:
+        k = wrong[0]
+        parts.append(f"{len(wrong)} of the wrong shape (e.g. {k}: file {tuple(state[k].shape)}, needs {expected[k]})")
+    raise CheckpointMismatchError(f"{source}: not a valid {what}: " + "; ".join(parts))
+
+
+def assign_weights(
+    module: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    *,
+    source: str,
+    what: str,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.nn.Module:
+    """Assign `state` into a module built on `meta` (strict names and shapes), casting to `dtype` one tensor at a
+    time so that at most one extra tensor is alive during the conversion."""
+    check_keys(module, state, source, what)
+    for key in list(state):
+        t = state[key]
+        if dtype is not None and t.is_floating_point() and t.dtype != dtype:
+            t = t.to(dtype)
+        state[key] = t.to(device)
+    module.load_state_dict(state, strict=True, assign=True)
+    # Buffers that are not in the file (non-persistent) would stay on meta: none of our modules have any.
+    return module
