@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-
 from app.inference.errors import CheckpointMismatchError, ModelFileError
 
 log = logging.getLogger(__name__)
@@ -27,10 +26,18 @@ _DTYPE_BYTES = {
 }
 
 
+_TORCH_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class TensorInfo:
     dtype: str  # safetensors dtype name: "F16", "BF16", "F32", "F8_E4M3", ...
     shape: tuple[int, ...]
+    offsets: tuple[int, int] = (0, 0)  # byte range inside the data section
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +45,7 @@ class SafetensorsHeader:
     path: Path
     tensors: dict[str, TensorInfo]
     metadata: dict[str, str]
+    data_start: int = 0  # file offset of the data section
 
     def keys_with_prefix(self, prefix: str) -> list[str]:
         return [k for k in self.tensors if k.startswith(prefix)]
@@ -82,14 +90,18 @@ def read_header(path: str | Path) -> SafetensorsHeader:
     data_end = 0
     try:
         for key, entry in header.items():
-            tensors[key] = TensorInfo(str(entry["dtype"]), tuple(int(s) for s in entry["shape"]))
-            data_end = max(data_end, int(entry["data_offsets"][1]))
+            begin, end = (int(o) for o in entry["data_offsets"])
+            info = TensorInfo(str(entry["dtype"]), tuple(int(s) for s in entry["shape"]), (begin, end))
+            if info.dtype not in _TORCH_DTYPES or end - begin != math.prod(info.shape) * _DTYPE_BYTES[info.dtype]:
+                raise ValueError(key)
+            tensors[key] = info
+            data_end = max(data_end, end)
     except (KeyError, TypeError, ValueError, IndexError):
         raise ModelFileError(f"{path}: corrupt safetensors header") from None
     if 8 + header_len + data_end > size:
         missing = 8 + header_len + data_end - size
         raise ModelFileError(f"{path}: file is truncated ({missing:,} bytes missing); download it again")
-    return SafetensorsHeader(path, tensors, {str(k): str(v) for k, v in metadata.items()})
+    return SafetensorsHeader(path, tensors, {str(k): str(v) for k, v in metadata.items()}, 8 + header_len)
 
 
 def load_tensors(
@@ -98,27 +110,45 @@ def load_tensors(
     *,
     keys: Iterable[str] | None = None,
     skip: Callable[[str], bool] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Load the tensors under `prefix` (with the prefix removed) as CPU tensors in their stored dtype."""
-    path = Path(path)
+    """Load the tensors under `prefix` (with the prefix removed) as CPU tensors, floating-point ones cast to
+    `dtype` as they are read.
+
+    Tensors are read with plain file reads straight into their final buffers (no memory map, no second copy), so
+    loading takes the bytes of the result plus at most one tensor in its stored dtype."""
+    header = read_header(path)
     wanted = None if keys is None else set(keys)
     out: dict[str, torch.Tensor] = {}
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+        with header.path.open("rb", buffering=0) as f:
+            for key, info in sorted(header.tensors.items(), key=lambda kv: kv[1].offsets[0]):
                 if not key.startswith(prefix):
                     continue
                 name = key[len(prefix) :]
                 if (wanted is not None and name not in wanted) or (skip is not None and skip(name)):
                     continue
-                out[name] = f.get_tensor(key)
-    except (OSError, RuntimeError, ValueError) as exc:  # safetensors reports corruption as SafetensorError
-        raise ModelFileError(f"{path}: cannot read tensors ({exc})") from None
-    except Exception as exc:
-        if type(exc).__name__ == "SafetensorError":
-            raise ModelFileError(f"{path}: cannot read tensors ({exc})") from None
-        raise
+                t = _read_tensor(f, header.data_start, info, header.path)
+                if dtype is not None and t.is_floating_point() and t.dtype != dtype:
+                    t = t.to(dtype)
+                out[name] = t
+    except OSError as exc:
+        raise ModelFileError(f"{header.path}: cannot read tensors ({exc})") from None
     return out
+
+
+def _read_tensor(f, data_start: int, info: TensorInfo, path: Path) -> torch.Tensor:
+    begin, end = info.offsets
+    raw = torch.empty(end - begin, dtype=torch.uint8)
+    f.seek(data_start + begin)
+    view = memoryview(raw.numpy())
+    done = 0
+    while done < len(view):
+        n = f.readinto(view[done:])
+        if not n:
+            raise ModelFileError(f"{path}: file is truncated; download it again")
+        done += n
+    return raw.view(_TORCH_DTYPES[info.dtype]).reshape(info.shape)
 
 
 def check_keys(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str, what: str) -> None:

@@ -27,10 +27,15 @@ class TinyMMDiTSpec:
     pos_side: int = 16  # real: 192 (Large), 384 (Medium)
     pooled: int = 192  # tiny CLIP-L (64) + CLIP-G (128)
     context: int = 256  # tiny T5 d_model
+    # Real block each tiny block is copied from (the last must be the real last block, whose context branch is
+    # pre-only). None = the first depth-1 blocks.
+    source_blocks: tuple[int, ...] | None = None
 
 
 TINY_LARGE = TinyMMDiTSpec()
-TINY_MEDIUM = TinyMMDiTSpec(pos_side=32)
+# Medium keeps 10 blocks so the default skip-layer guidance layers (7, 8, 9) exist, mixing MMDiT-X blocks (real
+# 0..4) with plain ones (real 13..16).
+TINY_MEDIUM = TinyMMDiTSpec(pos_side=32, depth=10, source_blocks=(0, 1, 2, 3, 4, 13, 14, 15, 16, 23))
 
 
 def real_manifest(variant: str) -> dict:
@@ -44,8 +49,10 @@ def tiny_mmdit_shapes(variant: str, spec: TinyMMDiTSpec) -> dict[str, tuple[int,
     real = {k["key"][len(PREFIX) :]: tuple(k["shape"]) for k in manifest["keys"]}
     big = real["x_embedder.proj.weight"][0]
     real_depth = big // 64
-    # The tiny model keeps blocks 0..depth-2 and the real last block renamed to depth-1.
-    rename = {i: i for i in range(spec.depth - 1)} | {real_depth - 1: spec.depth - 1}
+    # The tiny model keeps blocks 0..depth-2 (or the chosen ones) and the real last block renamed to depth-1.
+    source = spec.source_blocks or (*range(spec.depth - 1), real_depth - 1)
+    assert len(source) == spec.depth and source[-1] == real_depth - 1
+    rename = {real: tiny for tiny, real in enumerate(source)}
 
     def scale_dim(key: str, dim: int) -> int:
         if key.endswith(("ln_q.weight", "ln_k.weight")):

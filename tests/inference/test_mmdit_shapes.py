@@ -45,5 +45,5 @@ def test_max_image_side_from_pos_embed():
 def test_tiny_shapes_infer_tiny_config(variant, spec):
     cfg = mmdit_config_from_shapes(tiny_mmdit_shapes(variant, spec))
     assert (cfg.depth, cfg.hidden_size, cfg.num_heads) == (spec.depth, spec.hidden, spec.hidden // spec.head_dim)
-    assert cfg.x_block_self_attn_layers == ((0, 1) if variant == "medium" else ())
+    assert cfg.x_block_self_attn_layers == ((0, 1, 2, 3, 4) if variant == "medium" else ())
     assert (cfg.adm_in_channels, cfg.context_in_channels) == (spec.pooled, spec.context)

@@ -1,0 +1,65 @@
+"""Choosing the compute device and dtypes (DECISIONS rows 8 and 9)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from app.inference.errors import InvalidRequestError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvalidRequestError("--device cuda: no CUDA GPU is available to torch on this machine")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise InvalidRequestError("--device mps: Apple's Metal backend is not available on this machine")
+    if name not in ("cpu", "cuda", "mps"):
+        raise InvalidRequestError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def available_ram_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 1024**3
+
+
+def pick_dtypes(name: str, device: torch.device, params: int, t5_params: int) -> tuple[torch.dtype, torch.dtype]:
+    """(compute dtype for MMDiT, VAE and CLIPs; dtype for T5). T5 never runs in fp16 (it overflows)."""
+    if name != "auto":
+        if name not in DTYPES:
+            raise InvalidRequestError(f"unknown dtype {name!r}; choose auto, float32, bfloat16 or float16")
+        dtype = DTYPES[name]
+        if dtype != torch.float16:
+            return dtype, dtype
+        return dtype, torch.bfloat16 if device.type == "cuda" else torch.float32
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return dtype, torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
+    if device.type == "mps":
+        return torch.float16, torch.float32
+    budget = 0.8 * available_ram_bytes()
+    dtype = torch.float32 if params * 4 <= budget else torch.bfloat16
+    used = params * (4 if dtype == torch.float32 else 2)
+    t5_dtype = torch.float32 if used + t5_params * 4 <= budget else torch.bfloat16
+    return dtype, t5_dtype

@@ -1,0 +1,462 @@
+"""CLIP-L, CLIP-G and T5-XXL text encoders and the SD3 conditioning (SD35_MODEL.md §3.1, 3.2, 3.4-3.6).
+
+Each encoder is a Hugging Face transformers module whose config is inferred from the file's tensor shapes (no
+hub names, no config files), built on `meta` and given the file's tensors: nothing is randomly initialised.
+
+Features: CLIP `hidden_states[-2]` (penultimate layer, no final LayerNorm), run without an attention mask
+because the padding positions are part of the conditioning; T5 `last_hidden_state`, no mask. Pooled: the
+final-LN'd last layer at the first EOS; CLIP-L unprojected, CLIP-G through `text_projection`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from app.inference.errors import CheckpointMismatchError, InvalidRequestError, MissingComponentError
+from app.inference.tokenization import T5_MIN_LENGTH, SD3Tokenizer, SpecialIds, TextMode
+from app.inference.weights import assign_weights, load_tensors, read_header
+
+log = logging.getLogger(__name__)
+
+ClipRole = Literal["clip_l", "clip_g"]
+
+CLIP_HEAD_DIM = 64  # every CLIP text tower SD3 uses has 64-wide heads
+CLIP_LAYER_NORM_EPS = 1e-5
+T5_LAYER_NORM_EPS = 1e-6
+T5_MAX_DISTANCE = 128  # relative-position bucketing constant of T5 v1.1; not visible in the weights
+
+_LABEL = {"clip_l": "CLIP-L", "clip_g": "CLIP-G", "t5": "T5-XXL"}
+_ACT = {"clip_l": "quick_gelu", "clip_g": "gelu"}  # OpenAI CLIP-L uses quick_gelu, OpenCLIP bigG exact GELU
+_CLIP_LAYER = re.compile(r"^text_model\.encoder\.layers\.(\d+)\.")
+_T5_BLOCK = re.compile(r"^encoder\.block\.(\d+)\.")
+
+
+@dataclass(frozen=True, slots=True)
+class TextConditioning:
+    context: torch.Tensor  # (1, L, context_width) float32, on the CPU
+    pooled: torch.Tensor  # (1, pooled_width) float32, on the CPU
+
+
+@dataclass(frozen=True, slots=True)
+class ClipParams:
+    role: ClipRole
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    max_positions: int
+    projection_dim: int  # CLIP-G's text_projection output; CLIP-L's projection is never used
+
+    @property
+    def num_heads(self) -> int:
+        return self.hidden_size // CLIP_HEAD_DIM
+
+
+@dataclass(frozen=True, slots=True)
+class T5Params:
+    vocab_size: int
+    d_model: int
+    d_kv: int
+    d_ff: int
+    num_layers: int
+    num_heads: int
+    num_buckets: int
+
+
+def _shape(shapes: dict[str, tuple[int, ...]], key: str, source: str, what: str) -> tuple[int, ...]:
+    if key not in shapes:
+        raise CheckpointMismatchError(f"{source}: not a {what}: tensor {key!r} is missing")
+    return shapes[key]
+
+
+def _count_layers(
+    shapes: dict[str, tuple[int, ...]], pattern: re.Pattern[str], source: str, what: str
+) -> int:
+    found = {int(m.group(1)) for k in shapes if (m := pattern.match(k))}
+    if not found or found != set(range(max(found) + 1)):
+        raise CheckpointMismatchError(
+            f"{source}: not a {what}: layer numbers {sorted(found)[:8]} are not 0..n-1"
+        )
+    return max(found) + 1
+
+
+def infer_clip_params(shapes: dict[str, tuple[int, ...]], role: ClipRole, source: str) -> ClipParams:
+    """Read a CLIP text tower's architecture from its (canonical `text_model.`) tensor shapes."""
+    what = f"{_LABEL[role]} text encoder"
+    vocab, hidden = _shape(shapes, "text_model.embeddings.token_embedding.weight", source, what)
+    positions, _ = _shape(shapes, "text_model.embeddings.position_embedding.weight", source, what)
+    ffn, _ = _shape(shapes, "text_model.encoder.layers.0.mlp.fc1.weight", source, what)
+    if hidden % CLIP_HEAD_DIM:
+        raise CheckpointMismatchError(f"{source}: not a {what}: width {hidden} is not a multiple of 64")
+    proj = shapes.get("text_projection.weight", (hidden, hidden))[0]
+    layers = _count_layers(shapes, _CLIP_LAYER, source, what)
+    return ClipParams(role, vocab, hidden, ffn, layers, positions, proj)
+
+
+def infer_t5_params(shapes: dict[str, tuple[int, ...]], source: str) -> T5Params:
+    """Read a T5 v1.1 encoder's architecture from its tensor shapes (heads from relative_attention_bias)."""
+    what = "T5-XXL text encoder"
+    embed_key = "encoder.embed_tokens.weight" if "encoder.embed_tokens.weight" in shapes else "shared.weight"
+    vocab, d_model = _shape(shapes, embed_key, source, what)
+    attn = "encoder.block.0.layer.0.SelfAttention."
+    buckets, heads = _shape(shapes, attn + "relative_attention_bias.weight", source, what)
+    inner, _ = _shape(shapes, attn + "q.weight", source, what)
+    if "encoder.block.0.layer.1.DenseReluDense.wi.weight" in shapes:
+        raise CheckpointMismatchError(f"{source}: a T5 v1.0 encoder (no gated GELU); SD3.5 needs T5 v1.1 XXL")
+    d_ff, _ = _shape(shapes, "encoder.block.0.layer.1.DenseReluDense.wi_0.weight", source, what)
+    if inner % heads:
+        raise CheckpointMismatchError(
+            f"{source}: not a {what}: attention width {inner} is not a multiple of {heads}"
+        )
+    layers = _count_layers(shapes, _T5_BLOCK, source, what)
+    return T5Params(vocab, d_model, inner // heads, d_ff, layers, heads, buckets)
+
+
+def _file_shapes(path: Path, prefix: str) -> dict[str, tuple[int, ...]]:
+    header = read_header(path)
+    shapes = {k[len(prefix) :]: info.shape for k, info in header.tensors.items() if k.startswith(prefix)}
+    if not shapes:
+        raise CheckpointMismatchError(f"{path}: no tensors under the prefix {prefix!r}")
+    return shapes
+
+
+def _canonical_clip(shapes: dict[str, Any]) -> dict[str, Any]:
+    """Accept flattened CLIPTextModel names (`embeddings.…`) as well as the files' `text_model.…` names."""
+    if any(k.startswith("text_model.") for k in shapes):
+        return shapes
+    return {k if k == "text_projection.weight" else "text_model." + k: v for k, v in shapes.items()}
+
+
+def _dequantize_scaled_fp8(state: dict[str, torch.Tensor]) -> None:
+    """ComfyUI "scaled fp8" files: W = float(W_fp8) * scale_weight; marker and input scales are dropped."""
+    state.pop("scaled_fp8", None)
+    for key in [k for k in state if k.endswith((".scale_weight", ".scale_input"))]:
+        scale = state.pop(key)
+        if key.endswith(".scale_weight"):
+            wkey = key[: -len("scale_weight")] + "weight"
+            state[wkey] = state[wkey].to(torch.float32) * scale.to(torch.float32)
+
+
+def _check_materialised(model: torch.nn.Module, source: str) -> None:
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:  # a loader bug, not a user error: every tensor must come from the file or be rebuilt here
+        raise RuntimeError(f"{source}: tensors left uninitialised after loading: {left[:3]}")
+
+
+class ClipTextEncoder:
+    """One CLIP text tower: `encode(ids)` -> (penultimate features, pooled vector)."""
+
+    def __init__(self, model: torch.nn.Module, params: ClipParams, eos_id: int):
+        self.model = model
+        self.params = params
+        self.eos_id = eos_id
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        *,
+        role: ClipRole,
+        special: SpecialIds,
+        prefix: str = "",
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> ClipTextEncoder:
+        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+        source, what = str(path), f"{_LABEL[role]} text encoder"
+        params = infer_clip_params(_canonical_clip(_file_shapes(path, prefix)), role, source)
+        config = CLIPTextConfig(
+            vocab_size=params.vocab_size,
+            hidden_size=params.hidden_size,
+            intermediate_size=params.intermediate_size,
+            projection_dim=params.projection_dim,
+            num_hidden_layers=params.num_layers,
+            num_attention_heads=params.num_heads,
+            max_position_embeddings=params.max_positions,
+            hidden_act=_ACT[role],
+            layer_norm_eps=CLIP_LAYER_NORM_EPS,
+            bos_token_id=special.bos,
+            eos_token_id=special.eos,
+            pad_token_id=special.pad,
+        )
+        # CLIP-L's file has no text_projection (its projection must never be applied): plain CLIPTextModel.
+        model_cls = CLIPTextModel if role == "clip_l" else CLIPTextModelWithProjection
+        with torch.device("meta"):
+            model = model_cls(config)
+
+        def skip(key: str) -> bool:
+            return key.endswith("embeddings.position_ids") or (
+                role == "clip_l" and key == "text_projection.weight"
+            )
+
+        state = _canonical_clip(load_tensors(path, prefix, skip=skip))
+        if not any(k.startswith("text_model.") for k in model.state_dict()):  # transformers >= 5.6 flattening
+            state = {k.removeprefix("text_model."): v for k, v in state.items()}
+        assign_weights(model, state, source=source, what=what, dtype=dtype, device=device)
+        # position_ids is a non-persistent buffer, so it is not in the file and is still on meta: rebuild it.
+        for module in model.modules():
+            if type(module).__name__ == "CLIPTextEmbeddings":
+                ids = torch.arange(params.max_positions, device=device).expand((1, -1))
+                module.register_buffer("position_ids", ids, persistent=False)
+        _check_materialised(model, source)
+        model.eval().requires_grad_(False)
+        log.info("%s loaded from %s: %s, %s", _LABEL[role], source, params, dtype)
+        return cls(model, params, special.eos)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def pooled_width(self) -> int:
+        return self.params.projection_dim if self.params.role == "clip_g" else self.params.hidden_size
+
+    @torch.inference_mode()
+    def encode(self, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids (n,) -> features (1, n, hidden) and pooled (1, pooled_width), both float32."""
+        x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)  # (1, n)
+        out = self.model(input_ids=x, output_hidden_states=True)  # no attention_mask: padding is conditioning
+        features = out.hidden_states[-2]  # output of the penultimate layer, before final_layer_norm
+        pooled = out.last_hidden_state[:, list(ids).index(self.eos_id)]  # first EOS (the reference's argmax)
+        if self.params.role == "clip_g":
+            pooled = self.model.text_projection(pooled)
+        return features.float(), pooled.float()
+
+
+class T5TextEncoder:
+    """T5 v1.1 encoder: `encode(ids)` -> last_hidden_state (final RMSNorm applied), no mask."""
+
+    def __init__(self, model: torch.nn.Module, params: T5Params):
+        self.model = model
+        self.params = params
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        *,
+        special: SpecialIds,
+        prefix: str = "",
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> T5TextEncoder:
+        from transformers import T5Config, T5EncoderModel
+
+        if dtype == torch.float16:
+            raise InvalidRequestError(
+                "T5-XXL cannot run in float16 (its activations overflow); use bfloat16 or float32"
+            )
+        source = str(path)
+        shapes = _file_shapes(path, prefix)
+        params = infer_t5_params(shapes, source)
+        config = T5Config(
+            vocab_size=params.vocab_size,
+            d_model=params.d_model,
+            d_kv=params.d_kv,
+            d_ff=params.d_ff,
+            num_layers=params.num_layers,
+            num_heads=params.num_heads,
+            relative_attention_num_buckets=params.num_buckets,
+            relative_attention_max_distance=T5_MAX_DISTANCE,
+            dropout_rate=0.0,
+            layer_norm_epsilon=T5_LAYER_NORM_EPS,
+            feed_forward_proj="gated-gelu",  # wo(gelu_tanh(wi_0 x) * wi_1 x)
+            is_encoder_decoder=False,
+            use_cache=False,
+            pad_token_id=special.pad,
+            eos_token_id=special.eos,
+        )
+        with torch.device("meta"):
+            model = T5EncoderModel(config)
+        state = load_tensors(path, prefix)
+        _dequantize_scaled_fp8(state)
+        # The real file stores the embedding twice, others once under either name. The reference reads
+        # encoder.embed_tokens; one table, cast once, serves both names (tied again below).
+        table = state.pop("encoder.embed_tokens.weight", None)
+        shared = state.pop("shared.weight", None)
+        table = table if table is not None else shared
+        if table is not None:
+            state["shared.weight"] = state["encoder.embed_tokens.weight"] = table.to(dtype)
+        assign_weights(model, state, source=source, what="T5-XXL text encoder", dtype=dtype, device=device)
+        model.encoder.embed_tokens.weight = model.shared.weight
+        _check_materialised(model, source)
+        model.eval().requires_grad_(False)
+        log.info("T5-XXL loaded from %s: %s, %s", source, params, dtype)
+        return cls(model, params)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def encode(self, ids: Sequence[int]) -> torch.Tensor:
+        """ids (n,) -> (1, n, d_model) float32."""
+        x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)  # (1, n)
+        return self.model(input_ids=x).last_hidden_state.float()
+
+
+def apply_prompt_weights(z: torch.Tensor, z_empty: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
+    """ComfyUI's rule per token: z = (z - z_empty) * w + z_empty; weight exactly 1 is left untouched."""
+    w = torch.tensor(list(weights), dtype=z.dtype, device=z.device).view(1, -1, 1)  # (1, n, 1)
+    return torch.where(w != 1.0, (z - z_empty) * w + z_empty, z)
+
+
+def _require(path: Path | None, label: str, hint: str) -> Path:
+    if path is None or not Path(path).is_file():
+        raise MissingComponentError(f"{label} text encoder not found: {path}. {hint}")
+    return Path(path)
+
+
+class TextEncoders:
+    """The three encoders plus the tokenizer: prompt -> SD3 conditioning (`encode`)."""
+
+    def __init__(
+        self,
+        tokenizer: SD3Tokenizer,
+        clip_l: ClipTextEncoder,
+        clip_g: ClipTextEncoder,
+        t5: T5TextEncoder | None,
+        *,
+        context_width: int | None = None,
+    ):
+        if t5 is not None:
+            if context_width is not None and context_width != t5.params.d_model:
+                raise CheckpointMismatchError(
+                    f"the T5 encoder's width {t5.params.d_model} does not match the diffusion model's "
+                    f"context width {context_width}: these files do not belong together"
+                )
+            context_width = t5.params.d_model
+            if not tokenizer.has_t5:
+                raise InvalidRequestError("a T5 encoder needs the T5 tokenizer (tokenizer_3/)")
+        elif context_width is None:
+            raise InvalidRequestError(
+                "without T5 the context width (the MMDiT's context_embedder input) is required"
+            )
+        clip_width = clip_l.params.hidden_size + clip_g.params.hidden_size
+        if clip_width > context_width:
+            raise CheckpointMismatchError(
+                f"CLIP-L + CLIP-G features are {clip_width} wide, more than the context width {context_width}"
+            )
+        self.tokenizer = tokenizer
+        self.clip_l = clip_l
+        self.clip_g = clip_g
+        self.t5 = t5
+        self.context_width = context_width
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        clip_l: Path,
+        clip_g: Path,
+        t5: Path | None,
+        tokenizer_dir: Path,
+        context_width: int | None = None,
+        clip_l_prefix: str = "",
+        clip_g_prefix: str = "",
+        t5_prefix: str = "",
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        t5_dtype: torch.dtype = torch.float32,
+        t5_device: torch.device | str | None = None,
+    ) -> TextEncoders:
+        """Load the encoders. `t5=None` runs without T5 (zeros in its place, DECISIONS row 7).
+
+        `tokenizer_dir` is the folder holding tokenizer/, tokenizer_2/ and tokenizer_3/ (the last one only
+        needed with T5). `context_width` is the MMDiT's context width; with T5 it must equal T5's d_model.
+        """
+        hint = "Download it from the model's Hugging Face repository (text_encoders/)."
+        clip_l = _require(clip_l, "CLIP-L", hint)
+        clip_g = _require(clip_g, "CLIP-G", hint)
+        if t5 is not None:
+            t5 = _require(
+                t5,
+                "T5-XXL",
+                "Put t5xxl_fp16.safetensors (or t5xxl_fp8_e4m3fn.safetensors) in text_encoders/, or run "
+                "without T5 with --no-t5 (less memory, weaker prompt following).",
+            )
+        tokenizer = SD3Tokenizer.from_folder(tokenizer_dir, t5=t5 is not None)
+        l_enc = ClipTextEncoder.load(
+            clip_l,
+            role="clip_l",
+            special=tokenizer.clip_l_ids,
+            prefix=clip_l_prefix,
+            dtype=dtype,
+            device=device,
+        )
+        g_enc = ClipTextEncoder.load(
+            clip_g,
+            role="clip_g",
+            special=tokenizer.clip_g_ids,
+            prefix=clip_g_prefix,
+            dtype=dtype,
+            device=device,
+        )
+        t5_enc = None
+        if t5 is not None and tokenizer.t5_ids is not None:
+            t5_enc = T5TextEncoder.load(
+                t5, special=tokenizer.t5_ids, prefix=t5_prefix, dtype=t5_dtype, device=t5_device or device
+            )
+        return cls(tokenizer, l_enc, g_enc, t5_enc, context_width=context_width)
+
+    @property
+    def pooled_width(self) -> int:
+        return self.clip_l.pooled_width + self.clip_g.pooled_width
+
+    def _clip(
+        self,
+        enc: ClipTextEncoder,
+        windows: Sequence[Sequence[int]],
+        weights: Sequence[Sequence[float]],
+        empty: SpecialIds,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode each 77-token window on its own, concatenate along the sequence; pooled from window 0."""
+        features: list[torch.Tensor] = []
+        pooled: torch.Tensor | None = None
+        z_empty: torch.Tensor | None = None
+        for ids, w in zip(windows, weights, strict=True):
+            z, p = enc.encode(ids)
+            pooled = p if pooled is None else pooled
+            if any(x != 1.0 for x in w):
+                if z_empty is None:
+                    z_empty, _ = enc.encode(empty.empty(len(ids)))
+                z = apply_prompt_weights(z, z_empty, w)
+            features.append(z)
+        assert pooled is not None  # the tokenizer always gives at least one window
+        return torch.cat(features, dim=1).cpu(), pooled.cpu()
+
+    def encode(self, text: str, mode: TextMode = "full", *, use_t5: bool = True) -> TextConditioning:
+        """Prompt -> conditioning: context (1, 77k + L_t5, width), pooled (1, L + G pooled widths)."""
+        tokens = self.tokenizer.tokenize(text, mode)
+        tok = self.tokenizer
+        l_out, l_pool = self._clip(self.clip_l, tokens.clip_l, tokens.clip_weights, tok.clip_l_ids)
+        g_out, g_pool = self._clip(self.clip_g, tokens.clip_g, tokens.clip_weights, tok.clip_g_ids)
+        n = min(l_out.shape[1], g_out.shape[1])
+        lg = torch.cat([l_out[:, :n], g_out[:, :n]], dim=-1)  # (1, 77k, L + G): L first
+        lg = F.pad(lg, (0, self.context_width - lg.shape[-1]))  # (1, 77k, width): zero columns
+        if self.t5 is not None and use_t5 and tok.t5_ids is not None:
+            t5_out = self.t5.encode(tokens.t5)  # (1, max(77, n + 1), width)
+            if tokens.t5_weighted:
+                t5_empty = self.t5.encode(tok.t5_ids.empty(len(tokens.t5)))
+                t5_out = apply_prompt_weights(t5_out, t5_empty, tokens.t5_weights)
+            t5_out = t5_out.cpu()
+        else:
+            t5_out = torch.zeros(1, T5_MIN_LENGTH, self.context_width)  # DECISIONS row 7: a zero T5 block
+        context = torch.cat([lg, t5_out], dim=1)  # (1, 77k + L_t5, width)
+        pooled = torch.cat([l_pool, g_pool], dim=-1)  # (1, L + G): L first
+        log.debug(
+            "encoded %d CLIP window(s), %d T5 tokens -> context %s",
+            n // 77,
+            t5_out.shape[1],
+            tuple(context.shape),
+        )
+        return TextConditioning(context=context, pooled=pooled)
