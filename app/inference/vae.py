@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 SCALE_FACTOR = 1.5305
 SHIFT_FACTOR = 0.0609
-DOWNSCALE = 8  # pixels per latent pixel, for the SD3.5 layout (three downsamples)
 SINGLE_FILE_PREFIX = "first_stage_model."
 NORM_GROUPS = 32
 
@@ -88,7 +87,7 @@ def vae_config_from_shapes(shapes: Mapping[str, tuple[int, ...]], source: str = 
         dec_z = shapes["decoder.conv_in.weight"][1]
         dec_levels = _count(shapes, "decoder.up.{n}")
         dec_blocks = _count(shapes, "decoder.up.0.block.{n}")
-    except (KeyError, ValueError, IndexError) as exc:
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as exc:
         raise CheckpointMismatchError(f"{source}: not an SD3 VAE (cannot read its layout: {exc})") from None
     mismatches = []
     if dec_ch != ch:
