@@ -52,10 +52,11 @@ class GeneratedImage:
     request: GenerationRequest  # resolved
 
 
-def load_mmdit(path: Path, *, dtype: torch.dtype, device: torch.device) -> MMDiT:
+def load_mmdit(path: Path, *, dtype: torch.dtype, device: torch.device, prefix: str = MMDIT_PREFIX) -> MMDiT:
+    """Build the MMDiT on `meta` from the file's shapes and assign its tensors (cast to `dtype` as read)."""
     from app.inference.mmdit_config import mmdit_config_from_shapes
 
-    state = load_tensors(path, MMDIT_PREFIX, dtype=dtype)
+    state = load_tensors(path, prefix, dtype=dtype)
     cfg = mmdit_config_from_shapes({k: tuple(v.shape) for k, v in state.items()}, str(path))
     with torch.device("meta"):
         model = MMDiT(cfg)
@@ -76,7 +77,7 @@ class Engine:
         self._loaded_key: tuple | None = None
 
     def load(self, model_set: ModelSet, *, use_t5: bool = True, on_stage: Callable[[str], None] | None = None) -> None:
-        key = (model_set.checkpoint, model_set.t5 if use_t5 else None)
+        key = (model_set, use_t5)
         if key == self._loaded_key:
             return
         model_set.require_text_encoders(use_t5)
@@ -87,10 +88,14 @@ class Engine:
         self.mmdit = self.vae = self.text = None  # release the previous set before loading the next
         stage = on_stage or (lambda name: None)
         stage("text encoders")
+        t5 = model_set.t5 if use_t5 else None
         self.text = TextEncoders.load(
-            clip_l=model_set.clip_l,
-            clip_g=model_set.clip_g,
-            t5=model_set.t5 if use_t5 else None,
+            clip_l=model_set.clip_l.path,
+            clip_g=model_set.clip_g.path,
+            t5=t5.path if t5 is not None else None,
+            clip_l_prefix=model_set.clip_l.prefix,
+            clip_g_prefix=model_set.clip_g.prefix,
+            t5_prefix=t5.prefix if t5 is not None else "",
             tokenizer_dir=model_set.tokenizer_dir,
             context_width=model_set.mmdit_config.context_in_channels,
             device=self.device,
@@ -98,9 +103,9 @@ class Engine:
             t5_dtype=t5_dtype,
         )
         stage("diffusion model")
-        self.mmdit = load_mmdit(model_set.checkpoint, dtype=dtype, device=self.device)
+        self.mmdit = load_mmdit(model_set.mmdit.path, prefix=model_set.mmdit.prefix, dtype=dtype, device=self.device)
         stage("VAE")
-        self.vae = load_vae(model_set.checkpoint, dtype=dtype, device=self.device)
+        self.vae = load_vae(model_set.vae.path, model_set.vae.prefix, dtype=dtype, device=self.device)
         self.model_set = model_set
         self._loaded_key = key
 
@@ -118,7 +123,7 @@ class Engine:
         """Yield the job's images one by one (seed S, S+1, ...); each equals a single run with its seed."""
         assert self.model_set is not None and self.mmdit is not None, "call load() first"
         req = request.resolved(self.model_set.variant, self.model_set.mmdit_config)
-        if req.use_t5 != (self._loaded_key[1] is not None):
+        if req.use_t5 != self._loaded_key[1]:
             raise InvalidRequestError("the request's T5 setting differs from the loaded model set; load() again")
         guidance = GuidanceConfig(
             cfg=req.cfg,

@@ -23,15 +23,25 @@ T5_FILE_NAMES = ("t5xxl_fp16.safetensors", "t5xxl.safetensors", "t5xxl_fp8_e4m3f
 
 
 @dataclass(frozen=True, slots=True)
+class ComponentFile:
+    """Where one component's tensors live: a file and the key prefix inside it ("" for standalone files)."""
+
+    path: Path
+    prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSet:
     root: Path
-    checkpoint: Path
+    checkpoint: Path  # the file that identifies the set (its MMDiT); names the model in metadata
     variant: str
     mmdit_config: MMDiTConfig
     mmdit_bytes: int
-    clip_l: Path | None
-    clip_g: Path | None
-    t5: Path | None
+    mmdit: ComponentFile
+    vae: ComponentFile
+    clip_l: ComponentFile | None
+    clip_g: ComponentFile | None
+    t5: ComponentFile | None
     tokenizer_dir: Path
 
     @property
@@ -40,8 +50,8 @@ class ModelSet:
 
     def require_text_encoders(self, use_t5: bool) -> None:
         folder = self.root / "text_encoders"
-        for label, path, file in (("CLIP-L", self.clip_l, "clip_l"), ("CLIP-G", self.clip_g, "clip_g")):
-            if path is None:
+        for label, component, file in (("CLIP-L", self.clip_l, "clip_l"), ("CLIP-G", self.clip_g, "clip_g")):
+            if component is None:
                 raise MissingComponentError(f"{label} text encoder not found: expected {folder / file}.safetensors")
         if use_t5 and self.t5 is None:
             raise MissingComponentError(
@@ -84,15 +94,21 @@ def locate_model_set(path: str | Path, variant: str | None = None) -> ModelSet:
 
     te = root / "text_encoders"
     t5 = next((te / n for n in T5_FILE_NAMES if (te / n).is_file()), None)
+
+    def optional(path: Path | None) -> ComponentFile | None:
+        return ComponentFile(path) if path is not None and path.is_file() else None
+
     return ModelSet(
         root=root,
         checkpoint=checkpoint,
         variant=variant or detected,
         mmdit_config=config,
         mmdit_bytes=header.num_bytes(MMDIT_PREFIX),
-        clip_l=(te / "clip_l.safetensors") if (te / "clip_l.safetensors").is_file() else None,
-        clip_g=(te / "clip_g.safetensors") if (te / "clip_g.safetensors").is_file() else None,
-        t5=t5,
+        mmdit=ComponentFile(checkpoint, MMDIT_PREFIX),
+        vae=ComponentFile(checkpoint, VAE_PREFIX),
+        clip_l=optional(te / "clip_l.safetensors"),
+        clip_g=optional(te / "clip_g.safetensors"),
+        t5=optional(t5),
         tokenizer_dir=root,
     )
 

@@ -151,6 +151,61 @@ def _check_materialised(model: torch.nn.Module, source: str) -> None:
         raise RuntimeError(f"{source}: tensors left uninitialised after loading: {left[:3]}")
 
 
+def build_clip_model(params: ClipParams, special: SpecialIds) -> torch.nn.Module:
+    """The HF module for `params`, on `meta`. CLIP-L is a plain CLIPTextModel: its file has no
+    text_projection, and its projection must never be applied (SD35_MODEL.md §3.2)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=params.vocab_size,
+        hidden_size=params.hidden_size,
+        intermediate_size=params.intermediate_size,
+        projection_dim=params.projection_dim,
+        num_hidden_layers=params.num_layers,
+        num_attention_heads=params.num_heads,
+        max_position_embeddings=params.max_positions,
+        hidden_act=_ACT[params.role],
+        layer_norm_eps=CLIP_LAYER_NORM_EPS,
+        bos_token_id=special.bos,
+        eos_token_id=special.eos,
+        pad_token_id=special.pad,
+    )
+    with torch.device("meta"):
+        return (CLIPTextModel if params.role == "clip_l" else CLIPTextModelWithProjection)(config)
+
+
+def clip_module_names(model: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
+    """Canonical `text_model.` file names -> the module's own names (flattened in transformers >= 5.6)."""
+    if any(k.startswith("text_model.") for k in model.state_dict()):
+        return state
+    return {k.removeprefix("text_model."): v for k, v in state.items()}
+
+
+def build_t5_model(params: T5Params, special: SpecialIds) -> torch.nn.Module:
+    """The HF T5EncoderModel for `params`, on `meta`."""
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(
+        vocab_size=params.vocab_size,
+        d_model=params.d_model,
+        d_kv=params.d_kv,
+        d_ff=params.d_ff,
+        num_layers=params.num_layers,
+        num_heads=params.num_heads,
+        relative_attention_num_buckets=params.num_buckets,
+        relative_attention_max_distance=T5_MAX_DISTANCE,
+        dropout_rate=0.0,
+        layer_norm_epsilon=T5_LAYER_NORM_EPS,
+        feed_forward_proj="gated-gelu",  # wo(gelu_tanh(wi_0 x) * wi_1 x)
+        is_encoder_decoder=False,
+        use_cache=False,
+        pad_token_id=special.pad,
+        eos_token_id=special.eos,
+    )
+    with torch.device("meta"):
+        return T5EncoderModel(config)
+
+
 class ClipTextEncoder:
     """One CLIP text tower: `encode(ids)` -> (penultimate features, pooled vector)."""
 
@@ -170,37 +225,17 @@ class ClipTextEncoder:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> ClipTextEncoder:
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-        source, what = str(path), f"{_LABEL[role]} text encoder"
+        source = str(path)
         params = infer_clip_params(_canonical_clip(_file_shapes(path, prefix)), role, source)
-        config = CLIPTextConfig(
-            vocab_size=params.vocab_size,
-            hidden_size=params.hidden_size,
-            intermediate_size=params.intermediate_size,
-            projection_dim=params.projection_dim,
-            num_hidden_layers=params.num_layers,
-            num_attention_heads=params.num_heads,
-            max_position_embeddings=params.max_positions,
-            hidden_act=_ACT[role],
-            layer_norm_eps=CLIP_LAYER_NORM_EPS,
-            bos_token_id=special.bos,
-            eos_token_id=special.eos,
-            pad_token_id=special.pad,
-        )
-        # CLIP-L's file has no text_projection (its projection must never be applied): plain CLIPTextModel.
-        model_cls = CLIPTextModel if role == "clip_l" else CLIPTextModelWithProjection
-        with torch.device("meta"):
-            model = model_cls(config)
+        model = build_clip_model(params, special)
 
         def skip(key: str) -> bool:
             return key.endswith("embeddings.position_ids") or (
                 role == "clip_l" and key == "text_projection.weight"
             )
 
-        state = _canonical_clip(load_tensors(path, prefix, skip=skip))
-        if not any(k.startswith("text_model.") for k in model.state_dict()):  # transformers >= 5.6 flattening
-            state = {k.removeprefix("text_model."): v for k, v in state.items()}
+        state = clip_module_names(model, _canonical_clip(load_tensors(path, prefix, skip=skip)))
+        what = f"{_LABEL[role]} text encoder"
         assign_weights(model, state, source=source, what=what, dtype=dtype, device=device)
         # position_ids is a non-persistent buffer, so it is not in the file and is still on meta: rebuild it.
         for module in model.modules():
@@ -249,34 +284,11 @@ class T5TextEncoder:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> T5TextEncoder:
-        from transformers import T5Config, T5EncoderModel
-
         if dtype == torch.float16:
-            raise InvalidRequestError(
-                "T5-XXL cannot run in float16 (its activations overflow); use bfloat16 or float32"
-            )
+            raise InvalidRequestError("T5-XXL cannot run in float16 (it overflows); use bfloat16 or float32")
         source = str(path)
-        shapes = _file_shapes(path, prefix)
-        params = infer_t5_params(shapes, source)
-        config = T5Config(
-            vocab_size=params.vocab_size,
-            d_model=params.d_model,
-            d_kv=params.d_kv,
-            d_ff=params.d_ff,
-            num_layers=params.num_layers,
-            num_heads=params.num_heads,
-            relative_attention_num_buckets=params.num_buckets,
-            relative_attention_max_distance=T5_MAX_DISTANCE,
-            dropout_rate=0.0,
-            layer_norm_epsilon=T5_LAYER_NORM_EPS,
-            feed_forward_proj="gated-gelu",  # wo(gelu_tanh(wi_0 x) * wi_1 x)
-            is_encoder_decoder=False,
-            use_cache=False,
-            pad_token_id=special.pad,
-            eos_token_id=special.eos,
-        )
-        with torch.device("meta"):
-            model = T5EncoderModel(config)
+        params = infer_t5_params(_file_shapes(path, prefix), source)
+        model = build_t5_model(params, special)
         state = load_tensors(path, prefix)
         _dequantize_scaled_fp8(state)
         # The real file stores the embedding twice, others once under either name. The reference reads

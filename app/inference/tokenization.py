@@ -214,7 +214,7 @@ class SD3Tokenizer:
         g_windows = pack_windows(clip_groups, self.clip_g_ids, max_length=CLIP_WINDOW, min_length=CLIP_WINDOW)
         t5: WeightedIds = []
         if self._t5 is not None and self.t5_ids is not None:
-            t5_text = text
+            t5_text = text[:REFERENCE_T5_CHARS] if mode == "reference" else text
             t5_groups = self._groups(self._t5, t5_text, has_start=self.t5_ids.bos is not None)
             (t5,) = pack_windows(t5_groups, self.t5_ids, max_length=_NO_LIMIT, min_length=T5_MIN_LENGTH)
         if mode == "reference":

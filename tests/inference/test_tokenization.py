@@ -117,6 +117,9 @@ def test_a_word_of_eight_tokens_or_more_is_split() -> None:
     w0, w1 = pack_windows(groups_of(*[1] * 73, 10), SP, max_length=77, min_length=77)
     assert ids(w0) == [900, *range(1, 76), 901]  # two of its tokens fill the first window
     assert ids(w1) == [900, *range(76, 84), 901, *[0] * 67]
+    w0, w1 = pack_windows(groups_of(*[1] * 73, 8), SP, max_length=77, min_length=77)  # exactly 8: split
+    assert ids(w0) == [900, *range(1, 76), 901]
+    assert ids(w1)[:8] == [900, *range(76, 82), 901]
     # A 7-token word is still "short" and moves whole.
     w0, w1 = pack_windows(groups_of(*[1] * 73, 7), SP, max_length=77, min_length=77)
     assert ids(w0)[-3:] == [901, 0, 0]
