@@ -29,7 +29,7 @@ def _rss_bytes() -> int:
 
 
 def _child(loader: str, path: str, depth: int) -> None:
-    from app.inference.engine import load_mmdit
+    from app.inference.loading import load_mmdit
     from app.inference.mmdit import MMDiT
 
     base = _rss_bytes()

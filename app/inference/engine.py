@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from app.inference.device import pick_device, pick_dtypes
 from app.inference.errors import GenerationCancelled, InvalidRequestError
 from app.inference.guidance import GuidanceConfig, GuidedDenoiser
+from app.inference.loading import load_mmdit
 from app.inference.mmdit import MMDiT
 from app.inference.model_set import ModelSet
 from app.inference.request import GenerationRequest
@@ -27,8 +28,6 @@ from app.inference.samplers import SAMPLERS, ancestral_noise_sampler, make_noise
 from app.inference.schedules import img2img_sigmas, make_sigmas
 from app.inference.text_encoders import TextConditioning, TextEncoders
 from app.inference.vae import VAE, image_to_tensor, load_vae, process_in, process_out, tensor_to_uint8
-from app.inference.variants import MMDIT_PREFIX
-from app.inference.weights import assign_weights, load_tensors
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +49,6 @@ class GeneratedImage:
     pixels: np.ndarray  # (H, W, 3) uint8
     latent: torch.Tensor  # (1, 16, H/8, W/8) float32: what the VAE decoded (after process_out)
     request: GenerationRequest  # resolved
-
-
-def load_mmdit(path: Path, *, dtype: torch.dtype, device: torch.device, prefix: str = MMDIT_PREFIX) -> MMDiT:
-    """Build the MMDiT on `meta` from the file's shapes and assign its tensors (cast to `dtype` as read)."""
-    from app.inference.mmdit_config import mmdit_config_from_shapes
-
-    state = load_tensors(path, prefix, dtype=dtype)
-    cfg = mmdit_config_from_shapes({k: tuple(v.shape) for k, v in state.items()}, str(path))
-    with torch.device("meta"):
-        model = MMDiT(cfg)
-    assign_weights(model, state, source=str(path), what="SD3.5 MMDiT", dtype=dtype, device=device)
-    return model.eval().requires_grad_(False)
 
 
 class Engine:

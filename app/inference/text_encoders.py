@@ -27,6 +27,7 @@ from app.inference.weights import assign_weights, load_tensors, read_header
 log = logging.getLogger(__name__)
 
 ClipRole = Literal["clip_l", "clip_g"]
+Shapes = dict[str, tuple[int, ...]]
 
 CLIP_HEAD_DIM = 64  # every CLIP text tower SD3 uses has 64-wide heads
 CLIP_LAYER_NORM_EPS = 1e-5
@@ -71,24 +72,20 @@ class T5Params:
     num_buckets: int
 
 
-def _shape(shapes: dict[str, tuple[int, ...]], key: str, source: str, what: str) -> tuple[int, ...]:
+def _shape(shapes: Shapes, key: str, source: str, what: str) -> tuple[int, ...]:
     if key not in shapes:
         raise CheckpointMismatchError(f"{source}: not a {what}: tensor {key!r} is missing")
     return shapes[key]
 
 
-def _count_layers(
-    shapes: dict[str, tuple[int, ...]], pattern: re.Pattern[str], source: str, what: str
-) -> int:
+def _count_layers(shapes: Shapes, pattern: re.Pattern[str], source: str, what: str) -> int:
     found = {int(m.group(1)) for k in shapes if (m := pattern.match(k))}
     if not found or found != set(range(max(found) + 1)):
-        raise CheckpointMismatchError(
-            f"{source}: not a {what}: layer numbers {sorted(found)[:8]} are not 0..n-1"
-        )
+        raise CheckpointMismatchError(f"{source}: not a {what}: layers {sorted(found)[:8]} are not 0..n-1")
     return max(found) + 1
 
 
-def infer_clip_params(shapes: dict[str, tuple[int, ...]], role: ClipRole, source: str) -> ClipParams:
+def infer_clip_params(shapes: Shapes, role: ClipRole, source: str) -> ClipParams:
     """Read a CLIP text tower's architecture from its (canonical `text_model.`) tensor shapes."""
     what = f"{_LABEL[role]} text encoder"
     vocab, hidden = _shape(shapes, "text_model.embeddings.token_embedding.weight", source, what)
@@ -101,7 +98,7 @@ def infer_clip_params(shapes: dict[str, tuple[int, ...]], role: ClipRole, source
     return ClipParams(role, vocab, hidden, ffn, layers, positions, proj)
 
 
-def infer_t5_params(shapes: dict[str, tuple[int, ...]], source: str) -> T5Params:
+def infer_t5_params(shapes: Shapes, source: str) -> T5Params:
     """Read a T5 v1.1 encoder's architecture from its tensor shapes (heads from relative_attention_bias)."""
     what = "T5-XXL text encoder"
     embed_key = "encoder.embed_tokens.weight" if "encoder.embed_tokens.weight" in shapes else "shared.weight"
@@ -113,14 +110,12 @@ def infer_t5_params(shapes: dict[str, tuple[int, ...]], source: str) -> T5Params
         raise CheckpointMismatchError(f"{source}: a T5 v1.0 encoder (no gated GELU); SD3.5 needs T5 v1.1 XXL")
     d_ff, _ = _shape(shapes, "encoder.block.0.layer.1.DenseReluDense.wi_0.weight", source, what)
     if inner % heads:
-        raise CheckpointMismatchError(
-            f"{source}: not a {what}: attention width {inner} is not a multiple of {heads}"
-        )
+        raise CheckpointMismatchError(f"{source}: not a {what}: attention width {inner} vs {heads} heads")
     layers = _count_layers(shapes, _T5_BLOCK, source, what)
     return T5Params(vocab, d_model, inner // heads, d_ff, layers, heads, buckets)
 
 
-def _file_shapes(path: Path, prefix: str) -> dict[str, tuple[int, ...]]:
+def _file_shapes(path: Path, prefix: str) -> Shapes:
     header = read_header(path)
     shapes = {k[len(prefix) :]: info.shape for k, info in header.tensors.items() if k.startswith(prefix)}
     if not shapes:
@@ -322,6 +317,12 @@ def apply_prompt_weights(z: torch.Tensor, z_empty: torch.Tensor, weights: Sequen
     return torch.where(w != 1.0, (z - z_empty) * w + z_empty, z)
 
 
+_NO_T5_HINT = (
+    "Put t5xxl_fp16.safetensors (or t5xxl_fp8_e4m3fn.safetensors) in text_encoders/, or run without T5 "
+    "with --no-t5 (less memory, weaker prompt following)."
+)
+
+
 def _require(path: Path | None, label: str, hint: str) -> Path:
     if path is None or not Path(path).is_file():
         raise MissingComponentError(f"{label} text encoder not found: {path}. {hint}")
@@ -350,9 +351,7 @@ class TextEncoders:
             if not tokenizer.has_t5:
                 raise InvalidRequestError("a T5 encoder needs the T5 tokenizer (tokenizer_3/)")
         elif context_width is None:
-            raise InvalidRequestError(
-                "without T5 the context width (the MMDiT's context_embedder input) is required"
-            )
+            raise InvalidRequestError("without T5 the context width (the MMDiT's context input) is required")
         clip_width = clip_l.params.hidden_size + clip_g.params.hidden_size
         if clip_width > context_width:
             raise CheckpointMismatchError(
@@ -387,38 +386,22 @@ class TextEncoders:
         needed with T5). `context_width` is the MMDiT's context width; with T5 it must equal T5's d_model.
         """
         hint = "Download it from the model's Hugging Face repository (text_encoders/)."
-        clip_l = _require(clip_l, "CLIP-L", hint)
-        clip_g = _require(clip_g, "CLIP-G", hint)
+        clip_l, clip_g = _require(clip_l, "CLIP-L", hint), _require(clip_g, "CLIP-G", hint)
         if t5 is not None:
-            t5 = _require(
-                t5,
-                "T5-XXL",
-                "Put t5xxl_fp16.safetensors (or t5xxl_fp8_e4m3fn.safetensors) in text_encoders/, or run "
-                "without T5 with --no-t5 (less memory, weaker prompt following).",
-            )
-        tokenizer = SD3Tokenizer.from_folder(tokenizer_dir, t5=t5 is not None)
+            t5 = _require(t5, "T5-XXL", _NO_T5_HINT)
+        tok = SD3Tokenizer.from_folder(tokenizer_dir, t5=t5 is not None)
+        opts: dict[str, Any] = {"dtype": dtype, "device": device}
         l_enc = ClipTextEncoder.load(
-            clip_l,
-            role="clip_l",
-            special=tokenizer.clip_l_ids,
-            prefix=clip_l_prefix,
-            dtype=dtype,
-            device=device,
+            clip_l, role="clip_l", special=tok.clip_l_ids, prefix=clip_l_prefix, **opts
         )
         g_enc = ClipTextEncoder.load(
-            clip_g,
-            role="clip_g",
-            special=tokenizer.clip_g_ids,
-            prefix=clip_g_prefix,
-            dtype=dtype,
-            device=device,
+            clip_g, role="clip_g", special=tok.clip_g_ids, prefix=clip_g_prefix, **opts
         )
         t5_enc = None
-        if t5 is not None and tokenizer.t5_ids is not None:
-            t5_enc = T5TextEncoder.load(
-                t5, special=tokenizer.t5_ids, prefix=t5_prefix, dtype=t5_dtype, device=t5_device or device
-            )
-        return cls(tokenizer, l_enc, g_enc, t5_enc, context_width=context_width)
+        if t5 is not None and tok.t5_ids is not None:
+            t5_opts = {"dtype": t5_dtype, "device": t5_device or device}
+            t5_enc = T5TextEncoder.load(t5, special=tok.t5_ids, prefix=t5_prefix, **t5_opts)
+        return cls(tok, l_enc, g_enc, t5_enc, context_width=context_width)
 
     @property
     def pooled_width(self) -> int:
@@ -443,7 +426,8 @@ class TextEncoders:
                     z_empty, _ = enc.encode(empty.empty(len(ids)))
                 z = apply_prompt_weights(z, z_empty, w)
             features.append(z)
-        assert pooled is not None  # the tokenizer always gives at least one window
+        if pooled is None:
+            raise InvalidRequestError("nothing to encode: no CLIP window")  # the tokenizer always gives one
         return torch.cat(features, dim=1).cpu(), pooled.cpu()
 
     def encode(self, text: str, mode: TextMode = "full", *, use_t5: bool = True) -> TextConditioning:
@@ -465,10 +449,5 @@ class TextEncoders:
             t5_out = torch.zeros(1, T5_MIN_LENGTH, self.context_width)  # DECISIONS row 7: a zero T5 block
         context = torch.cat([lg, t5_out], dim=1)  # (1, 77k + L_t5, width)
         pooled = torch.cat([l_pool, g_pool], dim=-1)  # (1, L + G): L first
-        log.debug(
-            "encoded %d CLIP window(s), %d T5 tokens -> context %s",
-            n // 77,
-            t5_out.shape[1],
-            tuple(context.shape),
-        )
+        log.debug("encoded %s: context %s, pooled %s", mode, tuple(context.shape), tuple(pooled.shape))
         return TextConditioning(context=context, pooled=pooled)

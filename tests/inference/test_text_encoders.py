@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from app.inference.errors import CheckpointMismatchError, InvalidRequestError, MissingComponentError
-from app.inference.text_encoders import T5Params, TextEncoders
-from tests.factory.text_models import TINY_TEXT, write_text_models
+from app.inference.text_encoders import (
+    ClipParams,
+    T5Params,
+    TextEncoders,
+    build_clip_model,
+    build_t5_model,
+    clip_module_names,
+    infer_clip_params,
+    infer_t5_params,
+)
+from app.inference.tokenization import SpecialIds
+from tests.factory.text_models import KEYS_DIR, TINY_TEXT, write_text_models
 
 CONTEXT = 256  # tiny T5 d_model = the tiny MMDiT's context width
 POOLED = 192  # tiny CLIP-L 64 + CLIP-G 128
@@ -61,6 +72,29 @@ def test_configs_are_inferred_from_the_tensors(te: TextEncoders) -> None:
     assert (te.context_width, te.pooled_width) == (CONTEXT, POOLED)
 
 
+def manifest(name: str) -> dict[str, tuple[int, ...]]:
+    data = json.loads((KEYS_DIR / f"{name}.json").read_text())
+    return {k["key"]: tuple(k["shape"]) for k in data["keys"]}
+
+
+def test_real_files_infer_the_real_architectures_and_match_the_modules_key_for_key() -> None:
+    clip_ids, t5_ids = SpecialIds(49406, 49407, 49407), SpecialIds(None, 1, 0)
+    for role, expected in (
+        ("clip_l", ClipParams("clip_l", 49408, 768, 3072, 12, 77, 768)),
+        ("clip_g", ClipParams("clip_g", 49408, 1280, 5120, 32, 77, 1280)),
+    ):
+        real = manifest(role)
+        params = infer_clip_params(real, role, role)  # type: ignore[arg-type]
+        assert params == expected
+        assert params.num_heads == {"clip_l": 12, "clip_g": 20}[role]
+        module = {k: tuple(v.shape) for k, v in build_clip_model(params, clip_ids).state_dict().items()}
+        assert module == clip_module_names(build_clip_model(params, clip_ids), real)
+    real = manifest("t5xxl")
+    params = infer_t5_params(real, "t5xxl")
+    assert params == T5Params(32128, 4096, 64, 10240, 24, 64, 32)
+    assert {k: tuple(v.shape) for k, v in build_t5_model(params, t5_ids).state_dict().items()} == real
+
+
 def test_modules_hold_the_file_tensors(te: TextEncoders, model_dir: Path) -> None:
     stored = load_file(files(model_dir)["t5"])
     assert te.t5 is not None
@@ -74,14 +108,15 @@ def test_modules_hold_the_file_tensors(te: TextEncoders, model_dir: Path) -> Non
 def test_compute_dtypes(model_dir: Path) -> None:
     te = TextEncoders.load(**files(model_dir), dtype=torch.bfloat16, t5_dtype=torch.bfloat16)
     assert te.clip_g.model.text_projection.weight.dtype == torch.bfloat16
-    assert te.t5 is not None and te.t5.model.shared.weight.dtype == torch.bfloat16
+    assert te.t5 is not None
+    assert te.t5.model.shared.weight.dtype == torch.bfloat16
     cond = te.encode("a cat")
     assert cond.context.dtype == cond.pooled.dtype == torch.float32
     with pytest.raises(InvalidRequestError, match="float16"):
         TextEncoders.load(**files(model_dir), t5_dtype=torch.float16)
 
 
-# ------------------------------------------------------------------ conditioning against Hugging Face run by hand
+# ------------------------------------------------------------ conditioning vs Hugging Face run by hand
 
 
 def oracle_clip(path: Path, with_projection: bool, act: str, eos: int, vocab: int):
@@ -115,13 +150,16 @@ def test_conditioning_matches_hugging_face_run_by_hand(te: TextEncoders, model_d
     prompt = "a photo of a cat riding a red horse"
     tokens = te.tokenizer.tokenize(prompt)
     cond = te.encode(prompt)
-    assert cond.context.shape == (1, 154, CONTEXT) and cond.pooled.shape == (1, POOLED)
+    assert cond.context.shape == (1, 154, CONTEXT)
+    assert cond.pooled.shape == (1, POOLED)
 
     eos = te.tokenizer.clip_l_ids.eos
     vocab = te.clip_l.params.vocab_size
     l_ids, g_ids = torch.tensor([tokens.clip_l[0]]), torch.tensor([tokens.clip_g[0]])
     with torch.no_grad():
-        lo = oracle_clip(f["clip_l"], False, "quick_gelu", eos, vocab)(input_ids=l_ids, output_hidden_states=True)
+        lo = oracle_clip(f["clip_l"], False, "quick_gelu", eos, vocab)(
+            input_ids=l_ids, output_hidden_states=True
+        )
         go = oracle_clip(f["clip_g"], True, "gelu", eos, vocab)(input_ids=g_ids, output_hidden_states=True)
     ctx = cond.context[0]
     # Penultimate hidden state, no final LayerNorm, L columns first, then G, then exact zeros.
@@ -158,7 +196,8 @@ def test_conditioning_matches_hugging_face_run_by_hand(te: TextEncoders, model_d
 def test_reference_and_full_agree_for_a_short_weight_free_prompt(te: TextEncoders) -> None:
     prompt = "an astronaut riding a horse on the moon"
     a, b = te.encode(prompt, "full"), te.encode(prompt, "reference")
-    assert torch.equal(a.context, b.context) and torch.equal(a.pooled, b.pooled)
+    assert torch.equal(a.context, b.context)
+    assert torch.equal(a.pooled, b.pooled)
 
 
 def test_long_prompt_shapes(te: TextEncoders) -> None:
@@ -182,19 +221,24 @@ def test_prompt_weights_follow_the_comfyui_rule(te: TextEncoders) -> None:
     tok = te.tokenizer
     weighted, plain = "a (cat:1.5) on a hat", "a cat on a hat"
     tw, tp = tok.tokenize(weighted), tok.tokenize(plain)
-    assert tw.clip_l == tp.clip_l and tw.t5 == tp.t5
+    assert tw.clip_l == tp.clip_l
+    assert tw.t5 == tp.t5
     cond, base = te.encode(weighted), te.encode(plain)
     w = torch.tensor(tw.clip_weights[0]).view(77, 1)
     assert int((w != 1).sum()) == 1
 
-    for enc, cols, special in ((te.clip_l, slice(0, L), tok.clip_l_ids), (te.clip_g, slice(L, L + G), tok.clip_g_ids)):
+    for enc, cols, special in (
+        (te.clip_l, slice(0, L), tok.clip_l_ids),
+        (te.clip_g, slice(L, L + G), tok.clip_g_ids),
+    ):
         z = base.context[0, :77, cols]
         z_empty = enc.encode(special.empty(77))[0][0]
         expected = torch.where(w != 1, (z - z_empty) * w + z_empty, z)
         assert torch.equal(cond.context[0, :77, cols], expected)
         assert not torch.equal(cond.context[0, :77, cols], z)
 
-    assert te.t5 is not None and tok.t5_ids is not None
+    assert te.t5 is not None
+    assert tok.t5_ids is not None
     wt = torch.tensor(tw.t5_weights).view(-1, 1)
     assert int((wt != 1).sum()) >= 1
     z = base.context[0, 77:]
@@ -274,7 +318,8 @@ def test_all_in_one_file_with_prefixes(te: TextEncoders, model_dir: Path, tmp_pa
         t5_prefix="text_encoders.t5xxl.transformer.",
     )
     a, b = te2.encode("a red cat"), te.encode("a red cat")
-    assert torch.equal(a.context, b.context) and torch.equal(a.pooled, b.pooled)
+    assert torch.equal(a.context, b.context)
+    assert torch.equal(a.pooled, b.pooled)
     with pytest.raises(CheckpointMismatchError, match="prefix"):
         TextEncoders.load(**{**f, "clip_l": aio}, clip_l_prefix="text_encoders.clip_x.")
 
@@ -305,4 +350,5 @@ def test_file_variants_load_the_same(te: TextEncoders, model_dir: Path, tmp_path
             tokenizer_dir=model_dir,
         )
         got = te2.encode("a photo of a dog!")
-        assert torch.equal(got.context, expected.context) and torch.equal(got.pooled, expected.pooled)
+        assert torch.equal(got.context, expected.context)
+        assert torch.equal(got.pooled, expected.pooled)

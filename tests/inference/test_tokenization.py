@@ -157,7 +157,8 @@ def test_long_prompt_spills_into_a_second_window(tok: SD3Tokenizer) -> None:
 def test_short_word_moves_and_long_word_splits_with_the_real_tokenizer(tok: SD3Tokenizer) -> None:
     (wow,) = tok._groups(tok._clip, "wow", has_start=True)
     (zzz,) = tok._groups(tok._clip, "zzzzzzzzzz", has_start=True)
-    assert len(wow) == 3 and len(zzz) == 10  # not in the tiny vocabulary: one token per letter
+    assert len(wow) == 3
+    assert len(zzz) == 10
 
     t = tok.tokenize(" ".join(["cat"] * 73) + " wow")
     assert len(content(t.clip_l[0], tok.clip_l_ids)) == 73
@@ -174,16 +175,20 @@ def test_full_mode_keeps_weights_reference_mode_drops_them(tok: SD3Tokenizer) ->
     cat = tok.tokenize("cat").clip_l[0][1]
     hat = tok.tokenize("hat").clip_l[0][1]
     pos_cat, pos_hat = full.clip_l[0].index(cat), full.clip_l[0].index(hat)
-    assert w[pos_cat] == 1.5 and w[pos_hat] == pytest.approx(1.21)
+    assert w[pos_cat] == 1.5
+    assert w[pos_hat] == pytest.approx(1.21)
     assert sum(x != 1.0 for x in w) == 2
-    assert full.clip_weighted and full.t5_weighted
+    assert full.clip_weighted
+    assert full.t5_weighted
     assert sum(x != 1.0 for x in full.t5_weights) >= 2
 
     ref = tok.tokenize("a (cat:1.5) on a ((hat))", "reference")
     plain = tok.tokenize("a cat on a hat", "reference")
     assert ref == plain  # syntax removed, weights ignored
-    assert not ref.clip_weighted and not ref.t5_weighted
-    assert ref.clip_l == full.clip_l and ref.t5 == full.t5
+    assert not ref.clip_weighted
+    assert not ref.t5_weighted
+    assert ref.clip_l == full.clip_l
+    assert ref.t5 == full.t5
 
 
 def test_modes_agree_on_a_short_weight_free_prompt(tok: SD3Tokenizer) -> None:
@@ -194,8 +199,10 @@ def test_modes_agree_on_a_short_weight_free_prompt(tok: SD3Tokenizer) -> None:
 def test_modes_differ_on_a_long_prompt(tok: SD3Tokenizer) -> None:
     prompt = " ".join(["a beautiful painting of a red dragon over the sea"] * 10)
     full, ref = tok.tokenize(prompt, "full"), tok.tokenize(prompt, "reference")
-    assert len(full.clip_l) == 2 and len(ref.clip_l) == 1
-    assert ref.clip_l[0] == full.clip_l[0] and ref.clip_g[0] == full.clip_g[0]
+    assert len(full.clip_l) == 2
+    assert len(ref.clip_l) == 1
+    assert ref.clip_l[0] == full.clip_l[0]
+    assert ref.clip_g[0] == full.clip_g[0]
     assert len(full.t5) > len(ref.t5)
 
 
@@ -211,7 +218,9 @@ def test_reference_t5_sees_the_first_226_characters(tok: SD3Tokenizer) -> None:
 def test_t5_ids_are_case_preserving_and_end_with_eos(tok: SD3Tokenizer) -> None:
     t = tok.tokenize("a Photo of a cat")
     n = t.t5.index(1)
-    assert n > 0 and set(t.t5[n + 1 :]) == {0} and len(t.t5) == 77
+    assert n > 0
+    assert set(t.t5[n + 1 :]) == {0}
+    assert len(t.t5) == 77
     assert t.t5 != tok.tokenize("a photo of a cat").t5
 
 
@@ -244,5 +253,6 @@ def test_t5_tokenizer_not_needed_without_t5(model_dir: Path, tmp_path: Path) -> 
     shutil.copytree(model_dir, tmp_path / "m", ignore=shutil.ignore_patterns("tokenizer_3"))
     tok = SD3Tokenizer.from_folder(tmp_path / "m", t5=False)
     t = tok.tokenize("a cat")
-    assert t.t5 == () and len(t.clip_l) == 1
+    assert t.t5 == ()
+    assert len(t.clip_l) == 1
     assert tok.count("a cat").t5_tokens == 0
