@@ -1,4 +1,4 @@
-"""`sd35-studio generate`: run one job from the command line, write PNGs (and latents), report progress."""
+"""`sd35-studio generate`: run one job through the generation session, write PNGs (and latents), report."""
 
 from __future__ import annotations
 
@@ -6,14 +6,22 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
-from app import __version__
-from app.inference.engine import Engine, GeneratedImage, StepProgress
 from app.inference.errors import InferenceError
+from app.inference.events import (
+    Event,
+    ImageCancelled,
+    ImageFinished,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    ModelLoaded,
+    ModelLoading,
+    StepUpdate,
+)
 from app.inference.model_set import locate_model_set
-from app.inference.png_info import A1111_SAMPLER_NAMES, A1111_SCHEDULE_NAMES, format_infotext, save_png
+from app.inference.png_info import save_png
 from app.inference.request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -23,117 +31,121 @@ def output_path(out: Path, seed: int, count: int) -> Path:
     return out if count == 1 else out.with_name(f"{out.stem}-{seed}{out.suffix or '.png'}")
 
 
-def infotext(image: GeneratedImage, model_name: str) -> str:
-    r = image.request
-    fields = {
-        "Steps": r.steps,
-        "Sampler": A1111_SAMPLER_NAMES[r.sampler],
-        "Schedule type": A1111_SCHEDULE_NAMES[r.scheduler],
-        "CFG scale": f"{r.cfg:g}",
-        "Seed": image.seed,
-        "Size": f"{r.width}x{r.height}",
-        "Model": model_name,
-        "Denoising strength": f"{r.denoise:g}" if r.init_image is not None else None,
-        "Shift": f"{r.shift:g}",
-        "SLG layers": ",".join(map(str, r.slg_layers)) if r.slg_scale > 0 and r.slg_layers else None,
-        "SLG scale": f"{r.slg_scale:g}" if r.slg_scale > 0 and r.slg_layers else None,
-        "SLG range": f"{r.slg_start:g}-{r.slg_end:g}" if r.slg_scale > 0 and r.slg_layers else None,
-        "Negative until": f"{r.negative_until:g}" if r.negative_until is not None else None,
-        "T5": None if r.use_t5 else "off",
-        "Text mode": None if r.text_mode == "full" else r.text_mode,
-        "Version": f"SD3.5 Studio {__version__}",
-    }
-    return format_infotext(r.prompt, r.negative, fields)
-
-
-def _save_latent(path: Path, image: GeneratedImage) -> Path:
+def save_latent(path: Path, event: ImageFinished) -> Path:
     from safetensors.torch import save_file
 
     latent_path = path.with_name(f"{path.stem}.latent.safetensors")
-    save_file({"latent": image.latent.contiguous()}, str(latent_path))
+    save_file({"latent": event.latent.contiguous()}, str(latent_path))
     return latent_path
 
 
-class _Reporter:
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self._last_step_time: float | None = None
+def request_from_args(args: argparse.Namespace) -> GenerationRequest:
+    if args.denoise is not None and args.init_image is None:
+        raise InferenceError("--denoise needs --init-image")
+    if args.init_image is not None and not args.init_image.is_file():
+        raise InferenceError(f"{args.init_image}: init image not found")
+    return GenerationRequest(
+        prompt=args.prompt, negative=args.negative, seed=args.seed, count=args.count, steps=args.steps,
+        cfg=args.cfg, sampler=args.sampler, scheduler=args.scheduler, width=args.width, height=args.height,
+        shift=args.shift, slg_layers=args.slg_layers, slg_scale=args.slg_scale, slg_start=args.slg_start,
+        slg_end=args.slg_end, negative_until=args.negative_until, init_image=args.init_image,
+        denoise=args.denoise if args.denoise is not None else (0.8 if args.init_image is not None else 1.0),
+        use_t5=not args.no_t5, text_mode=args.text_mode,
+    )  # fmt: skip
 
-    def emit(self, event: str, **fields) -> None:
-        if self.as_json:
+
+class _CommandLineJob:
+    """Turns session events into files on disk and progress output (JSON lines or one human-readable line)."""
+
+    def __init__(self, args: argparse.Namespace, count: int) -> None:
+        self.args = args
+        self.count = count
+        self.failed: JobFailed | None = None
+        self.cancelled = False
+
+    def print_json(self, event: str, **fields) -> None:
+        if self.args.json:
             print(json.dumps({"event": event, **fields}), flush=True)  # noqa: T201 - CLI output
 
     def warning(self, message: str) -> None:
-        if self.as_json:
-            self.emit("warning", message=message)
+        if self.args.json:
+            self.print_json("warning", message=message)
         else:
             sys.stderr.write(f"warning: {message}\n")
 
-    def step(self, p: StepProgress) -> None:
-        rate = p.step / p.elapsed if p.elapsed > 0 else 0.0
-        eta = (p.steps - p.step) / rate if rate > 0 else None
-        if self.as_json:
-            self.emit(
-                "step", index=p.step, steps=p.steps, image=p.image_index, seed=p.seed, sigma=round(p.sigma, 8),
-                elapsed=round(p.elapsed, 4), its=round(rate, 4), eta=None if eta is None else round(eta, 2),
-            )
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ModelLoading):
+            self.print_json("load", component=event.component, index=event.index, total=event.total)
+        elif isinstance(event, ModelLoaded):
+            self.print_json("loaded", seconds=round(event.seconds, 3), variant=event.variant, model=event.model_name)
+        elif isinstance(event, StepUpdate):
+            self._step(event)
+        elif isinstance(event, ImageFinished):
+            self._image(event)
+        elif isinstance(event, ImageCancelled):
+            self.print_json("image_cancelled", seed=event.seed, index=event.image_index)
+        elif isinstance(event, JobFinished):
+            self.print_json("done", images=event.images, seconds=round(event.seconds, 3))
+        elif isinstance(event, JobCancelled):
+            self.cancelled = True
+            self.print_json("cancelled", images=event.images_finished)
+        elif isinstance(event, JobFailed):
+            self.failed = event
+            self.print_json("error", message=event.message, kind=event.kind)
+
+    def _step(self, e: StepUpdate) -> None:
+        if self.args.json:
+            self.print_json(
+                "step", index=e.step, steps=e.steps, image=e.image_index, seed=e.seed, sigma=round(e.sigma, 8),
+                elapsed=round(e.elapsed, 4), its=round(e.its, 4), eta=None if e.eta is None else round(e.eta, 2),
+            )  # fmt: skip
         else:
+            eta = f"  ETA {e.eta:.0f} s " if e.eta is not None else ""
             sys.stderr.write(
-                f"\rimage {p.image_index + 1} (seed {p.seed})  step {p.step}/{p.steps}  {rate:.2f} it/s"
-                + (f"  ETA {eta:.0f} s " if eta is not None else "")
+                f"\rimage {e.image_index + 1}/{self.count} (seed {e.seed})  step {e.step}/{e.steps}  "
+                f"{e.its:.2f} it/s{eta}"
             )
             sys.stderr.flush()
 
-    def image(self, path: Path, image: GeneratedImage, latent: Path | None) -> None:
-        if self.as_json:
-            self.emit("image", path=str(path), seed=image.seed, index=image.index,
-                      latent=None if latent is None else str(latent))
+    def _image(self, e: ImageFinished) -> None:
+        path = output_path(self.args.out, e.seed, self.count)
+        save_png(path, e.pixels, e.infotext)  # OSError (full disk, ...) propagates: the job stops
+        latent = save_latent(path, e) if self.args.save_latent else None
+        if self.args.json:
+            self.print_json("image", path=str(path), seed=e.seed, index=e.image_index,
+                            latent=None if latent is None else str(latent))  # fmt: skip
         else:
             sys.stderr.write(f"\nsaved {path}\n")
 
 
+def _error(message: str, as_json: bool) -> int:
+    sys.stderr.write(("" if as_json else "\n") + f"sd35-studio: error: {message}\n")
+    return 1
+
+
 def run_generate(args: argparse.Namespace) -> int:
-    reporter = _Reporter(args.json)
+    from app.inference.session import CancelToken, GenerationSession
+
     try:
         model_set = locate_model_set(args.model, args.variant)
-        if args.denoise is not None and args.init_image is None:
-            raise InferenceError("--denoise needs --init-image")
-        if args.init_image is not None and not args.init_image.is_file():
-            raise InferenceError(f"{args.init_image}: init image not found")
-        request = GenerationRequest(
-            prompt=args.prompt, negative=args.negative, seed=args.seed, count=args.count, steps=args.steps,
-            cfg=args.cfg, sampler=args.sampler, scheduler=args.scheduler, width=args.width, height=args.height,
-            shift=args.shift, slg_layers=args.slg_layers, slg_scale=args.slg_scale, slg_start=args.slg_start,
-            slg_end=args.slg_end, negative_until=args.negative_until, init_image=args.init_image,
-            denoise=args.denoise if args.denoise is not None else (0.8 if args.init_image is not None else 1.0),
-            use_t5=not args.no_t5, text_mode=args.text_mode,
-        )
-        # Validate everything cheap before the expensive load.
-        resolved = request.resolved(model_set.variant, model_set.mmdit_config)
-        for warning in resolved.warnings:
-            reporter.warning(warning)
-        engine = Engine(device=args.device, dtype=args.dtype)
-        started = time.perf_counter()
-        engine.load(model_set, use_t5=request.use_t5, on_stage=lambda c: reporter.emit("load", component=c))
-        reporter.emit("loaded", seconds=round(time.perf_counter() - started, 3), variant=model_set.variant)
-        for image in engine.generate(resolved, on_step=reporter.step):
-            path = output_path(args.out, image.seed, resolved.count)
-            save_png(path, image.pixels, infotext(image, model_set.name))
-            latent = _save_latent(path, image) if args.save_latent else None
-            reporter.image(path, image, latent)
+        request = request_from_args(args)
+        resolved = request.resolved(model_set.variant, model_set.mmdit_config)  # fail fast, before loading
+        session = GenerationSession(device=args.device, dtype=args.dtype, preview="off")
     except (InferenceError, ValueError) as exc:
-        reporter.emit("error", message=str(exc))
-        sys.stderr.write(f"\nsd35-studio: error: {exc}\n" if not args.json else f"sd35-studio: error: {exc}\n")
-        return 1
-    except OSError as exc:  # full disk, unwritable output folder, ...
-        reporter.emit("error", message=str(exc))
-        sys.stderr.write(f"sd35-studio: error: cannot write output: {exc}\n")
-        return 1
-    except MemoryError:
-        sys.stderr.write("sd35-studio: error: out of memory; try --dtype bfloat16, --no-t5 or a smaller size\n")
-        return 1
+        if args.json:
+            print(json.dumps({"event": "error", "message": str(exc)}), flush=True)  # noqa: T201
+        return _error(str(exc), args.json)
+    job = _CommandLineJob(args, resolved.count)
+    for warning in resolved.warnings:
+        job.warning(warning)
+    try:
+        session.execute(model_set, request, CancelToken(), job)
+    except OSError as exc:  # raised by our own event handler while writing an image
+        job.print_json("error", message=str(exc), kind="output")
+        return _error(f"cannot write output: {exc}", args.json)
     except KeyboardInterrupt:
         sys.stderr.write("\nsd35-studio: cancelled\n")
         return 130
-    reporter.emit("done")
-    return 0
+    if job.failed is not None:
+        return _error(job.failed.message, args.json)
+    return 130 if job.cancelled else 0

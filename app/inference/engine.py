@@ -1,54 +1,23 @@
-"""The engine: loads a model set once and runs generation jobs, image by image.
+"""The engine: the loaded networks of one model set (MMDiT, VAE, text encoders), kept between jobs.
 
-Phases of a job: resolve the request -> encode the prompts (once per job) -> per image: CPU-seeded noise ->
-sample -> VAE decode -> 8-bit pixels.
+Jobs themselves run in session.py.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from app.inference.device import pick_device, pick_dtypes
-from app.inference.errors import GenerationCancelled, InvalidRequestError
-from app.inference.guidance import GuidanceConfig, GuidedDenoiser
 from app.inference.loading import load_mmdit
 from app.inference.mmdit import MMDiT
 from app.inference.model_set import ModelSet
-from app.inference.request import GenerationRequest
-from app.inference.samplers import SAMPLERS, ancestral_noise_sampler, make_noise
-from app.inference.schedules import img2img_sigmas, make_sigmas
 from app.inference.text_encoders import TextConditioning, TextEncoders
-from app.inference.vae import VAE, image_to_tensor, load_vae, process_in, process_out, tensor_to_uint8
+from app.inference.vae import VAE, load_vae
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class StepProgress:
-    image_index: int  # 0-based within the job
-    seed: int
-    step: int  # 1-based
-    steps: int
-    sigma: float
-    elapsed: float  # seconds since the image's sampling started
-
-
-@dataclass(frozen=True, slots=True)
-class GeneratedImage:
-    index: int
-    seed: int
-    pixels: np.ndarray  # (H, W, 3) uint8
-    latent: torch.Tensor  # (1, 16, H/8, W/8) float32: what the VAE decoded (after process_out)
-    request: GenerationRequest  # resolved
 
 
 class Engine:
@@ -96,80 +65,9 @@ class Engine:
         self.model_set = model_set
         self._loaded_key = key
 
+    def is_loaded(self, model_set: ModelSet, use_t5: bool) -> bool:
+        return self._loaded_key == (model_set, use_t5)
+
     def encode(self, text: str, mode: str) -> TextConditioning:
         with torch.inference_mode():
             return self.text.encode(text, mode=mode)
-
-    def generate(
-        self,
-        request: GenerationRequest,
-        *,
-        on_step: Callable[[StepProgress], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[GeneratedImage]:
-        """Yield the job's images one by one (seed S, S+1, ...); each equals a single run with its seed."""
-        assert self.model_set is not None and self.mmdit is not None, "call load() first"
-        req = request.resolved(self.model_set.variant, self.model_set.mmdit_config)
-        if req.use_t5 != self._loaded_key[1]:
-            raise InvalidRequestError("the request's T5 setting differs from the loaded model set; load() again")
-        guidance = GuidanceConfig(
-            cfg=req.cfg,
-            steps=req.steps,
-            shift=req.shift,
-            slg_layers=req.slg_layers,
-            slg_scale=req.slg_scale,
-            slg_start=req.slg_start,
-            slg_end=req.slg_end,
-            negative_until=req.negative_until,
-        )
-        cond = self.encode(req.prompt, req.text_mode)
-        uncond = self.encode(req.negative, req.text_mode) if guidance.uses_uncond else None
-        denoiser = GuidedDenoiser(self.mmdit, cond, uncond, guidance)
-
-        sigmas = make_sigmas(req.scheduler, req.steps, req.shift)
-        init_latent = None
-        if req.init_image is not None:
-            init_latent = self._encode_init_image(req.init_image, req.width, req.height)
-            sigmas = img2img_sigmas(sigmas, req.denoise)
-        shape = (1, self.mmdit.cfg.in_channels, req.height // 8, req.width // 8)
-
-        for k in range(req.count):
-            seed = req.seed + k
-            yield self._generate_one(k, seed, req, denoiser, sigmas, shape, init_latent, on_step, cancel)
-
-    def _encode_init_image(self, path: Path, width: int, height: int) -> torch.Tensor:
-        try:
-            with Image.open(path) as im:
-                image = image_to_tensor(im, (width, height))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise InvalidRequestError(f"{path}: cannot read the init image ({exc})") from None
-        with torch.inference_mode():
-            return process_in(self.vae.encode(image)).cpu()  # model space, float32
-
-    def _generate_one(self, k, seed, req, denoiser, sigmas, shape, init_latent, on_step, cancel) -> GeneratedImage:
-        started = time.perf_counter()
-        noise = make_noise(seed, shape, self.device)
-        sigma0 = sigmas[0]
-        if init_latent is None:
-            x = noise  # sigma_0 = 1: x = 1 * noise + 0 * latent
-        else:
-            x = sigma0 * noise + (1.0 - sigma0) * init_latent.to(self.device)
-        n_steps = len(sigmas) - 1
-
-        def step_callback(i: int, denoised: torch.Tensor) -> None:
-            if cancel is not None and cancel.is_set():
-                raise GenerationCancelled()
-            if on_step is not None:
-                on_step(StepProgress(k, seed, i + 1, n_steps, float(sigmas[i]), time.perf_counter() - started))
-
-        extra = {}
-        if req.sampler == "euler_ancestral":
-            extra["noise"] = ancestral_noise_sampler(seed, shape, self.device)
-        with torch.inference_mode():
-            x = SAMPLERS[req.sampler](denoiser, x, sigmas.to(self.device), on_step=step_callback, **extra)
-            if cancel is not None and cancel.is_set():
-                raise GenerationCancelled()
-            latent = process_out(x).float()
-            pixels = tensor_to_uint8(self.vae.decode(latent))[0]
-        log.info("image %d (seed %d) in %.2f s", k, seed, time.perf_counter() - started)
-        return GeneratedImage(k, seed, pixels, latent.cpu(), req)

@@ -38,6 +38,7 @@ _LABEL = {"clip_l": "CLIP-L", "clip_g": "CLIP-G", "t5": "T5-XXL"}
 _ACT = {"clip_l": "quick_gelu", "clip_g": "gelu"}  # OpenAI CLIP-L uses quick_gelu, OpenCLIP bigG exact GELU
 _CLIP_LAYER = re.compile(r"^text_model\.encoder\.layers\.(\d+)\.")
 _T5_BLOCK = re.compile(r"^encoder\.block\.(\d+)\.")
+_T5_EMBEDDINGS = ("shared.weight", "encoder.embed_tokens.weight")
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,17 +283,17 @@ class T5TextEncoder:
         if dtype == torch.float16:
             raise InvalidRequestError("T5-XXL cannot run in float16 (it overflows); use bfloat16 or float32")
         source = str(path)
-        params = infer_t5_params(_file_shapes(path, prefix), source)
+        shapes = _file_shapes(path, prefix)
+        params = infer_t5_params(shapes, source)
         model = build_t5_model(params, special)
-        state = load_tensors(path, prefix)
-        _dequantize_scaled_fp8(state)
         # The real file stores the embedding twice, others once under either name. The reference reads
-        # encoder.embed_tokens; one table, cast once, serves both names (tied again below).
-        table = state.pop("encoder.embed_tokens.weight", None)
-        shared = state.pop("shared.weight", None)
-        table = table if table is not None else shared
-        if table is not None:
-            state["shared.weight"] = state["encoder.embed_tokens.weight"] = table.to(dtype)
+        # encoder.embed_tokens; one table, read and cast once, serves both names (tied again below).
+        embed = "encoder.embed_tokens.weight" if "encoder.embed_tokens.weight" in shapes else "shared.weight"
+        state = load_tensors(path, prefix, skip=lambda k: k in _T5_EMBEDDINGS and k != embed)
+        _dequantize_scaled_fp8(state)
+        if embed in state:
+            table = state.pop(embed).to(dtype)
+            state["shared.weight"] = state["encoder.embed_tokens.weight"] = table
         assign_weights(model, state, source=source, what="T5-XXL text encoder", dtype=dtype, device=device)
         model.encoder.embed_tokens.weight = model.shared.weight
         _check_materialised(model, source)

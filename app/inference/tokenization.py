@@ -13,6 +13,7 @@ the tokenizers, never hard-coded.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,8 @@ class SD3Tokenizer:
     ):
         self._clip = clip
         self._t5 = t5
+        # HF fast tokenizers mutate their backend on each call; a UI token counter may call from its thread.
+        self._lock = threading.Lock()
         self.clip_l_ids = clip_l
         self.clip_g_ids = clip_g
         self.t5_ids = t5_ids
@@ -203,7 +206,8 @@ class SD3Tokenizer:
             words.extend((w, weight) for w in segment.replace("\n", " ").split(" ") if w)
         if not words:
             return []
-        encoded = tokenizer([w for w, _ in words]).input_ids  # one batched call: cheap enough per keystroke
+        with self._lock:
+            encoded = tokenizer([w for w, _ in words]).input_ids  # one batched call: cheap per keystroke
         cut = slice(1, -1) if has_start else slice(0, -1)
         return [[(i, weight) for i in ids[cut]] for ids, (_, weight) in zip(encoded, words, strict=True)]
 

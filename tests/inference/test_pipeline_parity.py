@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from app.inference.engine import Engine
+from app.inference.events import ImageFinished
 from app.inference.model_set import locate_model_set
 from app.inference.request import GenerationRequest
 from app.inference.samplers import make_noise
+from app.inference.session import GenerationSession
 from app.inference.vae import process_out
 from tests.factory.diffusers_oracle import diffusers_pipeline
 from tests.factory.snapshot import write_snapshot
@@ -26,10 +27,9 @@ PROMPT = "a red fox in the snow"
 def setup(tmp_path_factory):
     folder = write_snapshot(tmp_path_factory.mktemp("snap") / "sd35m", "medium", seed=4)
     model_set = locate_model_set(folder)
-    engine = Engine(device="cpu", dtype="float32")
-    engine.load(model_set)
+    session = GenerationSession(device="cpu", dtype="float32", preview="off")
     pipe = diffusers_pipeline(folder, model_set.checkpoint)
-    return engine, pipe
+    return session, model_set, pipe
 
 
 def _rel(a, b):
@@ -45,7 +45,7 @@ def _rel(a, b):
     ],
 )
 def test_txt2img_latent_and_pixels_match_diffusers(setup, guidance):
-    engine, pipe = setup
+    session, model_set, pipe = setup
     steps, size, seed = 6, 48, 11
     request = GenerationRequest(
         prompt=PROMPT, negative="blurry", seed=seed, steps=steps, sampler="euler", scheduler="normal",
@@ -53,7 +53,8 @@ def test_txt2img_latent_and_pixels_match_diffusers(setup, guidance):
         slg_scale=guidance.get("slg_scale", 0.0), slg_start=guidance.get("slg_start", 0.01),
         slg_end=guidance.get("slg_end", 0.2), cfg=guidance["cfg"],
     )
-    ours = next(engine.generate(request))
+    events = list(session.run(model_set, request))
+    ours = next(e for e in events if isinstance(e, ImageFinished))
 
     extra = {}
     if "slg_layers" in guidance:
@@ -78,8 +79,9 @@ def test_txt2img_latent_and_pixels_match_diffusers(setup, guidance):
 
 
 def test_text_conditioning_matches_diffusers_encode_prompt(setup):
-    engine, pipe = setup
-    ours = engine.encode(PROMPT, "reference")
+    session, model_set, pipe = setup
+    list(session.run(model_set, GenerationRequest(prompt="x", steps=1, width=16, height=16)))  # loads the models
+    ours = session.engine.encode(PROMPT, "reference")
     with torch.inference_mode():
         context, _, pooled, _ = pipe.encode_prompt(
             prompt=PROMPT, prompt_2=None, prompt_3=None, do_classifier_free_guidance=False, max_sequence_length=77

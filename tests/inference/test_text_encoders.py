@@ -352,3 +352,25 @@ def test_file_variants_load_the_same(te: TextEncoders, model_dir: Path, tmp_path
         got = te2.encode("a photo of a dog!")
         assert torch.equal(got.context, expected.context)
         assert torch.equal(got.pooled, expected.pooled)
+
+
+def test_scaled_fp8_t5_is_dequantised(te: TextEncoders, model_dir: Path, tmp_path: Path) -> None:
+    f = files(model_dir)
+    t5 = load_file(f["t5"])
+    scaled: dict[str, torch.Tensor] = {"scaled_fp8": torch.zeros(2, dtype=torch.float8_e4m3fn)}
+    plain: dict[str, torch.Tensor] = {}
+    for key, w in t5.items():
+        if key.endswith(("q.weight", "wi_0.weight")):  # ComfyUI quantises Linear weights only
+            scale = torch.tensor(0.01)
+            w8 = (w.float() / scale).to(torch.float8_e4m3fn)
+            base = key.removesuffix("weight")
+            scaled |= {key: w8, base + "scale_weight": scale, base + "scale_input": torch.tensor(1.0)}
+            plain[key] = w8.float() * scale
+        else:
+            scaled[key] = plain[key] = w
+    save_file(scaled, str(tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"))
+    save_file(plain, str(tmp_path / "t5_dequantised.safetensors"))
+    a = TextEncoders.load(**{**f, "t5": tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"})
+    b = TextEncoders.load(**{**f, "t5": tmp_path / "t5_dequantised.safetensors"})
+    assert torch.equal(a.encode("a red cat").context, b.encode("a red cat").context)
+    assert not torch.equal(a.encode("a red cat").context, te.encode("a red cat").context)  # fp8 rounding
