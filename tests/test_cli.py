@@ -178,3 +178,29 @@ def test_unknown_sampler_or_scheduler(tiny_medium, tmp_path, capsys, option):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'nope'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_img2img_runs_the_reference_share_of_steps(tiny_medium, tmp_path, capsys):
+    init = tmp_path / "init.png"
+    Image.new("RGBA", (50, 40), (200, 30, 30, 255)).save(init)  # resized to the job size, then RGB
+    out = tmp_path / "i2i.png"
+    code, stdout, err = run_cli(capsys, "--model", tiny_medium, "--prompt", "x", "--width", 32, "--height", 32,
+                                "--steps", 10, "--init-image", init, "--denoise", 0.45, "--out", out, "--json")
+    assert code == 0, err
+    steps = [json.loads(line) for line in stdout.splitlines() if '"step"' in line]
+    assert len(steps) == 10 - int(10 * (1 - 0.45))  # 6 of 10 steps
+    with Image.open(out) as im:
+        assert "Denoising strength: 0.45" in im.text["parameters"]
+
+
+def test_denoise_without_init_image_is_an_error(tiny_medium, tmp_path, capsys):
+    _expect_error(capsys, "--model", tiny_medium, "--prompt", "x", "--denoise", 0.5, "--out", tmp_path / "o.png",
+                  contains="--init-image")
+
+
+def test_euler_ancestral_is_deterministic_per_seed(tiny_medium, tmp_path, capsys):
+    outs = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"]
+    for out, seed in zip(outs, (4, 4, 5), strict=True):
+        assert run_cli(capsys, "--model", tiny_medium, "--prompt", "x", *FAST, "--sampler", "euler_ancestral",
+                       "--seed", seed, "--out", out)[0] == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes() != outs[2].read_bytes()

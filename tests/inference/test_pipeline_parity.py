@@ -89,3 +89,47 @@ def test_text_conditioning_matches_diffusers_encode_prompt(setup):
     assert ours.context.shape == context.shape == (1, 154, 256)
     torch.testing.assert_close(ours.context, context.float(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.pooled, pooled.float(), rtol=1e-5, atol=1e-5)
+
+
+# --- where the spec says diffusers departs from Stability's reference: we follow the reference -----------------
+
+
+def test_t5_is_not_padded_to_256_tokens(setup):
+    session, model_set, pipe = setup
+    list(session.run(model_set, GenerationRequest(prompt="x", steps=1, width=16, height=16)))
+    ours = session.engine.encode(PROMPT, "reference")
+    with torch.inference_mode():
+        context, *_ = pipe.encode_prompt(prompt=PROMPT, prompt_2=None, prompt_3=None,
+                                         do_classifier_free_guidance=False)  # diffusers' default: 256 T5 tokens
+    assert context.shape[1] == 77 + 256
+    assert ours.context.shape[1] == 77 + 77  # the reference: max(77, n + 1)
+
+
+def test_weight_syntax_is_stripped_where_diffusers_tokenises_parentheses(setup):
+    session, model_set, pipe = setup
+    list(session.run(model_set, GenerationRequest(prompt="x", steps=1, width=16, height=16)))
+    plain = session.engine.encode("a red fox", "reference")
+    weighted = session.engine.encode("a (red:1.3) fox", "reference")
+    torch.testing.assert_close(weighted.context, plain.context)  # reference mode: weights parsed and ignored
+    with torch.inference_mode():
+        d_plain, *_ = pipe.encode_prompt(prompt="a red fox", prompt_2=None, prompt_3=None,
+                                         do_classifier_free_guidance=False, max_sequence_length=77)
+        d_weighted, *_ = pipe.encode_prompt(prompt="a (red:1.3) fox", prompt_2=None, prompt_3=None,
+                                            do_classifier_free_guidance=False, max_sequence_length=77)
+    assert not torch.allclose(d_plain, d_weighted)
+
+
+def test_img2img_keeps_one_more_step_than_diffusers_in_float_edge_cases():
+    from types import SimpleNamespace
+
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Img2ImgPipeline
+
+    from app.inference.schedules import img2img_sigmas, make_sigmas
+
+    ours = img2img_sigmas(make_sigmas("normal", 40), 0.8)
+    assert len(ours) - 1 == 33  # int(40 * (1 - 0.8)) = int(7.999...) = 7 dropped
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    scheduler.set_timesteps(40)
+    timesteps, n = StableDiffusion3Img2ImgPipeline.get_timesteps(SimpleNamespace(scheduler=scheduler), 40, 0.8, "cpu")
+    assert n == len(timesteps) == 32  # diffusers drops int(40 - 40 * 0.8) = 8
+    torch.testing.assert_close(ours[:-1], scheduler.sigmas[7:-1].float(), rtol=0, atol=2e-7)  # ours starts 1 earlier

@@ -1,0 +1,252 @@
+"""The gallery database: one SQLite file (WAL) in the app's data folder, one row per image.
+
+Thread-safe: one connection behind a lock, so the UI thread's short queries and the worker threads' inserts
+take turns. Every write is one transaction; a killed process loses at most the write in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.gallery.filters import GalleryFilter, fts_query
+from app.gallery.params import ImageParams
+from app.gallery.schema import SCHEMA_VERSION, migrate, schema_version
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "gallery.sqlite3"
+_U64 = 1 << 64
+
+
+class GalleryError(Exception):
+    """A gallery operation failed; the message says what to do."""
+
+
+class GalleryReadOnlyError(GalleryError):
+    pass
+
+
+def seed_to_db(seed: int | None) -> int | None:
+    return None if seed is None else (seed - _U64 if seed >= 1 << 63 else seed)
+
+
+def seed_from_db(value: int | None) -> int | None:
+    return None if value is None else (value + _U64 if value < 0 else value)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    id: int
+    path: Path
+    created: float
+    job_id: str | None
+    rating: int
+    source: str
+    params: ImageParams
+
+
+@dataclass(frozen=True, slots=True)
+class RowKey:
+    """What the gallery list needs for every row up front: cheap to load for 10,000+ images."""
+
+    id: int
+    created: float
+    job_id: str | None
+
+
+_COLUMNS = "id, path, created, job_id, rating, source, params"
+
+
+class GalleryDB:
+    def __init__(self, conn: sqlite3.Connection, path: Path, read_only: bool, notice: str | None) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+        self.read_only = read_only
+        self.notice = notice  # shown to the user when set (e.g. "opened read-only because ...")
+
+    @classmethod
+    def open(cls, folder: Path) -> GalleryDB:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / DB_NAME
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            found = schema_version(conn)
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"the gallery database {path} cannot be read ({exc}); move it away to start "
+                               "a new one") from exc  # fmt: skip
+        if found > SCHEMA_VERSION:
+            conn.execute("PRAGMA query_only = ON")
+            notice = (f"This gallery was written by a newer version of SD3.5 Studio (schema {found}, this "
+                      f"version knows {SCHEMA_VERSION}). It is open read-only: update the app to change it.")  # fmt: skip
+            log.warning(notice)
+            return cls(conn, path, True, notice)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a killed process never corrupts or tears
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+        db = cls(conn, path, False, None)
+        db._purge_trashed()
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def _write(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
+        if self.read_only:
+            raise GalleryReadOnlyError(self.notice or "the gallery is read-only")
+        with self._lock:
+            return self._conn.execute(sql, args)
+
+    def add_image(
+        self, path: Path, params: ImageParams, *, created: float | None = None, job_id: str | None = None,
+        rating: int = 0, source: str = "sd35-studio",
+    ) -> ImageRecord:  # fmt: skip
+        return self.add_images([(path, params, created, job_id, rating, source)])[0]
+
+    def add_images(self, rows: Iterable[tuple[Path, ImageParams, float | None, str | None, int, str]]) -> list:
+        """Insert (or refresh, for a path already known) many images in one transaction."""
+        if self.read_only:
+            raise GalleryReadOnlyError(self.notice or "the gallery is read-only")
+        now = time.time()
+        ids: list[int] = []
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for path, p, created, job_id, rating, source in rows:
+                    cur = self._conn.execute(
+                        "INSERT INTO images (path, created, job_id, rating, prompt, negative, seed, width, height,"
+                        " variant, model_name, model_hash, params, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                        " ON CONFLICT (path) DO UPDATE SET params = excluded.params, prompt = excluded.prompt,"
+                        " negative = excluded.negative, trashed = NULL RETURNING id",
+                        (str(path), created or now, job_id, rating, p.prompt, p.negative, seed_to_db(p.seed),
+                         p.width, p.height, p.variant, p.model_name, p.model_hash, p.to_json(), source),
+                    )  # fmt: skip
+                    ids.append(cur.fetchone()[0])
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return self.get(ids)
+
+    def set_rating(self, ids: Sequence[int], rating: int) -> None:
+        if not 0 <= rating <= 5:
+            raise ValueError(f"rating must be 0-5, not {rating}")
+        self._write(f"UPDATE images SET rating = ? WHERE id IN ({_marks(ids)})", (rating, *ids))
+
+    def mark_trashed(self, image_id: int, trash_path: str) -> None:
+        self._write("UPDATE images SET trashed = ? WHERE id = ?", (trash_path, image_id))
+
+    def restore(self, image_id: int) -> None:
+        self._write("UPDATE images SET trashed = NULL WHERE id = ?", (image_id,))
+
+    def remove(self, ids: Sequence[int]) -> None:
+        self._write(f"DELETE FROM images WHERE id IN ({_marks(ids)})", tuple(ids))
+
+    def _purge_trashed(self) -> None:
+        """Deletions of an earlier session are final: their undo history is gone."""
+        self._write("DELETE FROM images WHERE trashed IS NOT NULL")
+
+    def save_filter(self, name: str, spec: GalleryFilter) -> None:
+        self._write("INSERT OR REPLACE INTO saved_filters (name, spec) VALUES (?, ?)", (name, spec.to_json()))
+
+    def delete_filter(self, name: str) -> None:
+        self._write("DELETE FROM saved_filters WHERE name = ?", (name,))
+
+    def store_model_file(self, path: str, size: int, mtime_ns: int, short_hash: str, fp8: bool) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO model_files (path, size, mtime_ns, short_hash, fp8) VALUES (?,?,?,?,?)",
+            (path, size, mtime_ns, short_hash, int(fp8)),
+        )
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def get(self, ids: Sequence[int]) -> list[ImageRecord]:
+        """Records in the order of `ids` (ids not found are skipped)."""
+        found: dict[int, ImageRecord] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            for row in self._read(f"SELECT {_COLUMNS} FROM images WHERE id IN ({_marks(chunk)})", chunk):
+                found[row[0]] = _record(row)
+        return [found[i] for i in ids if i in found]
+
+    def row_keys(self, spec: GalleryFilter) -> list[RowKey]:
+        """Ids of the live images matching `spec`, sorted; fast enough for the UI thread at 10,000 rows."""
+        where, args = ["trashed IS NULL"], []
+        if spec.text.strip():
+            query = fts_query(spec.text)
+            if query:
+                where.append("id IN (SELECT rowid FROM images_fts WHERE images_fts MATCH ?)")
+                args.append(query)
+        if spec.min_rating:
+            where.append("rating >= ?")
+            args.append(spec.min_rating)
+        if spec.variant:
+            where.append("variant = ?")
+            args.append(spec.variant)
+        if spec.job_id:
+            where.append("job_id = ?")
+            args.append(spec.job_id)
+        order = "DESC" if spec.newest_first else "ASC"
+        rows = self._read(
+            f"SELECT id, created, job_id FROM images WHERE {' AND '.join(where)} ORDER BY created {order}, id {order}",
+            args,
+        )
+        return [RowKey(*row) for row in rows]
+
+    def count(self) -> int:
+        return self._read("SELECT count(*) FROM images WHERE trashed IS NULL")[0][0]
+
+    def ids_for_paths(self, paths: Iterable[Path]) -> dict[str, int]:
+        names = [str(p) for p in paths]
+        out: dict[str, int] = {}
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            out.update(self._read(f"SELECT path, id FROM images WHERE path IN ({_marks(chunk)})", chunk))
+        return out
+
+    def saved_filters(self) -> dict[str, GalleryFilter]:
+        rows = self._read("SELECT name, spec FROM saved_filters ORDER BY name COLLATE NOCASE")
+        return {name: GalleryFilter.from_json(spec) for name, spec in rows}
+
+    def model_file(self, path: str, size: int, mtime_ns: int) -> tuple[str, bool] | None:
+        rows = self._read(
+            "SELECT short_hash, fp8 FROM model_files WHERE path = ? AND size = ? AND mtime_ns = ?",
+            (path, size, mtime_ns),
+        )
+        return (rows[0][0], bool(rows[0][1])) if rows else None
+
+    def job_ids(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT DISTINCT job_id FROM images WHERE job_id IS NOT NULL")]
+
+    def integrity_ok(self) -> bool:
+        return self._read("PRAGMA integrity_check")[0][0] == "ok"
+
+
+def _marks(items: Sequence[object]) -> str:
+    return ",".join("?" * len(items)) or "NULL"
+
+
+def _record(row: tuple) -> ImageRecord:
+    image_id, path, created, job_id, rating, source, params = row
+    try:
+        parsed = ImageParams.from_json(params)
+    except (ValueError, TypeError, json.JSONDecodeError):
+        log.warning("image %s: unreadable parameters in the database", image_id)
+        parsed = ImageParams(prompt="")
+    return ImageRecord(image_id, Path(path), created, job_id, rating, source, parsed)

@@ -1,0 +1,232 @@
+"""The inference worker: a QObject living on the one long-lived inference thread, owning the session.
+
+It imports the engine lazily, on its own thread, at the first job: the UI thread never imports torch. Each
+engine event becomes a Qt signal carrying ready values (`QImage(...).copy()`), and every finished image is
+written to disk here, before the UI hears of it, so an image on screen is always an image on disk.
+
+Cancel is a direct, thread-safe call from the UI thread (`cancel`), never a queued signal: while `run_job`
+runs, this thread's event loop is busy.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtGui import QImage
+
+from app.ui.jobs import EngineOptions, ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
+from app.ui.output_files import ImageNamer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineBackend:
+    """What the worker needs from the engine; tests substitute a fake session with the same shape."""
+
+    session_class: Callable[..., Any]
+    token_class: Callable[[], Any]
+    save_png: Callable[..., None]
+
+
+def load_engine_backend() -> EngineBackend:
+    """The real engine (imports torch: call it on the worker thread only)."""
+    from app.inference.png_info import save_png
+    from app.inference.session import CancelToken, GenerationSession
+
+    return EngineBackend(GenerationSession, CancelToken, save_png)
+
+
+def array_to_qimage(pixels: Any) -> QImage:
+    """(H, W, 3) uint8 array -> a QImage that owns a copy of the pixels (safe after the array is gone)."""
+    import numpy as np  # lazily: the window starts without numpy
+
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    height, width = pixels.shape[:2]
+    return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+def describe_device(preference: str) -> str:
+    """"CUDA · NVIDIA H100 · 79 GB" / "CPU · 31 GB RAM" (imports torch: worker thread only)."""
+    import torch
+
+    if preference in ("auto", "cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return f"CUDA · {props.name} · {props.total_memory / 1024**3:.0f} GB"
+    if preference in ("auto", "mps") and torch.backends.mps.is_available():
+        return "Apple GPU (MPS)"
+    try:
+        with open("/proc/meminfo") as f:
+            total_kb = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+        return f"CPU · {total_kb / 1024**2:.0f} GB RAM"
+    except (OSError, StopIteration, ValueError):
+        return "CPU"
+
+
+class InferenceWorker(QObject):
+    job_started = Signal(int)
+    model_loading = Signal(int, str, int, int)  # job id, component, index (1-based), total
+    model_loaded = Signal(int, str, float)  # job id, model name, seconds
+    step_completed = Signal(object)  # StepInfo
+    image_finished = Signal(object)  # ImageResult
+    image_cancelled = Signal(int, int)  # job id, image index
+    job_ended = Signal(object)  # JobOutcome: finished, cancelled or failed
+    device_described = Signal(str)
+
+    def __init__(self, backend_loader: Callable[[], EngineBackend] = load_engine_backend) -> None:
+        super().__init__()
+        self._backend_loader = backend_loader
+        self._backend: EngineBackend | None = None
+        self._session: Any = None
+        self._session_options: EngineOptions | None = None
+        self._run_accepts_variant = False
+        self._namer = ImageNamer()
+        self._lock = threading.Lock()
+        self._current: tuple[int, Any] | None = None  # (job id, cancel token) of the running job
+        self._cancelled_ids: set[int] = set()
+        self._stopping = False
+
+    # ------------------------------------------------------------------------------ called from the UI thread
+
+    def cancel(self, job_id: int | None = None) -> None:
+        """Cancel job `job_id` (the running one when None); a job not started yet is dropped when it starts."""
+        with self._lock:
+            if job_id is not None:
+                self._cancelled_ids.add(job_id)
+            if self._current is not None and job_id in (None, self._current[0]):
+                self._current[1].cancel()
+
+    def cancel_image(self, job_id: int, index: int) -> None:
+        with self._lock:
+            if self._current is not None and self._current[0] == job_id:
+                self._current[1].cancel_image(index)
+
+    def stop(self) -> None:
+        """Shutting down: cancel the running job and every job that would still arrive."""
+        with self._lock:
+            self._stopping = True
+            if self._current is not None:
+                self._current[1].cancel()
+
+    # ------------------------------------------------------------------------------ worker-thread slots
+
+    @Slot(str)
+    def probe_device(self, preference: str) -> None:
+        try:
+            self.device_described.emit(describe_device(preference))
+        except Exception:  # a probe must never take the worker down
+            log.exception("device probe failed")
+
+    @Slot(object)
+    def run_job(self, job: QueuedJob) -> None:
+        started = time.perf_counter()
+        self.job_started.emit(job.job_id)
+        outcome: JobOutcome | None = None
+        finished = 0
+        try:
+            backend = self._ensure_backend()
+            token = backend.token_class()
+            with self._lock:
+                if self._stopping or job.job_id in self._cancelled_ids:
+                    token.cancel()
+                self._current = (job.job_id, token)
+            session = self._session_for(job.options, backend)
+            kwargs = {"variant": job.variant} if self._run_accepts_variant and job.variant else {}
+            for event in session.run(job.model_path, job.request, token, **kwargs):
+                result = self._dispatch(job, event, backend)
+                if isinstance(result, ImageResult):
+                    finished += 1
+                elif isinstance(result, JobOutcome):
+                    outcome = result
+        except MemoryError:
+            outcome = JobOutcome(job.job_id, JobStatus.FAILED, finished, time.perf_counter() - started,
+                                 "Out of memory: lower the size or the number of images, or turn T5 off.", "memory")  # fmt: skip
+        except Exception as exc:  # the session should never raise; if it does, the app must survive it
+            log.exception("job %d crashed the session", job.job_id)
+            self._session = None  # start clean next time
+            outcome = JobOutcome(job.job_id, JobStatus.FAILED, finished, time.perf_counter() - started,
+                                 f"Internal error ({exc.__class__.__name__}: {exc}). The job was stopped; "
+                                 "the app is still usable. Details are in the log.", "internal")  # fmt: skip
+        finally:
+            with self._lock:
+                self._current = None
+                self._cancelled_ids.discard(job.job_id)
+        if outcome is None:
+            outcome = JobOutcome(job.job_id, JobStatus.FAILED, finished, time.perf_counter() - started,
+                                 "The engine stopped without finishing the job; try again.", "internal")  # fmt: skip
+        self.job_ended.emit(outcome)
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _ensure_backend(self) -> EngineBackend:
+        if self._backend is None:
+            self._backend = self._backend_loader()
+        return self._backend
+
+    def _session_for(self, options: EngineOptions, backend: EngineBackend) -> Any:
+        if self._session is not None and options == self._session_options:
+            return self._session
+        wanted = {
+            "device": options.device,
+            "dtype": options.precision,
+            "preview": options.preview,
+            "preview_every": options.preview_every,
+            "memory_plan": options.memory_plan,
+        }
+        accepted = inspect.signature(backend.session_class).parameters
+        kwargs = {k: v for k, v in wanted.items() if k in accepted}
+        for name in wanted.keys() - kwargs.keys():
+            if wanted[name] != "auto":
+                log.warning("the engine does not support the %s setting yet; ignoring %r", name, wanted[name])
+        self._session = None  # release the old session's models before loading new ones
+        self._session = backend.session_class(**kwargs)
+        self._session_options = options
+        self._run_accepts_variant = "variant" in inspect.signature(self._session.run).parameters
+        return self._session
+
+    def _dispatch(self, job: QueuedJob, event: Any, backend: EngineBackend) -> ImageResult | JobOutcome | None:
+        from app.inference import events as ev  # already imported by the session; worker thread
+
+        jid = job.job_id
+        if isinstance(event, ev.StepUpdate):
+            preview = None if event.preview is None else array_to_qimage(event.preview)
+            self.step_completed.emit(StepInfo(jid, event.image_index, job.request.count, event.seed, event.step,
+                                              event.steps, event.its, event.eta, preview))  # fmt: skip
+        elif isinstance(event, ev.ImageFinished):
+            result = self._save(job, event, backend)
+            self.image_finished.emit(result)
+            return result
+        elif isinstance(event, ev.ModelLoading):
+            self.model_loading.emit(jid, event.component, event.index, event.total)
+        elif isinstance(event, ev.ModelLoaded):
+            self.model_loaded.emit(jid, event.model_name, event.seconds)
+        elif isinstance(event, ev.ImageCancelled):
+            self.image_cancelled.emit(jid, event.image_index)
+        elif isinstance(event, ev.JobFinished):
+            return JobOutcome(jid, JobStatus.FINISHED, event.images, event.seconds)
+        elif isinstance(event, ev.JobCancelled):
+            return JobOutcome(jid, JobStatus.CANCELLED, event.images_finished)
+        elif isinstance(event, ev.JobFailed):
+            return JobOutcome(jid, JobStatus.FAILED, message=event.message, kind=event.kind)
+        else:
+            log.warning("ignoring an unknown engine event %r", type(event).__name__)
+        return None
+
+    def _save(self, job: QueuedJob, event: Any, backend: EngineBackend) -> ImageResult:
+        image = array_to_qimage(event.pixels)
+        try:
+            path = self._namer.path_for(job.output.folder(), event.seed)
+            backend.save_png(path, event.pixels, event.infotext)
+            log.info("saved %s", path)
+            return ImageResult(job.job_id, event.image_index, event.seed, image, event.infotext, path)
+        except OSError as exc:
+            log.error("could not save image %d of job %d: %s", event.image_index, job.job_id, exc)
+            message = f"Could not save the image ({exc}). Use File ▸ Save Image As… or choose another output folder."
+            return ImageResult(job.job_id, event.image_index, event.seed, image, event.infotext, None, message)
