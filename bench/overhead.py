@@ -1,0 +1,86 @@
+"""Whole-job overhead: time per step spent outside the denoiser network (schedule, guidance arithmetic,
+sampler update, previews, events), for a tiny MMDiT on real latent sizes (1024x1024 -> 16 x 128 x 128).
+
+The network's own time is measured with forward hooks; the rest of each step is overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from app.inference.events import StepUpdate
+from app.inference.model_set import locate_model_set
+from app.inference.request import GenerationRequest
+from app.inference.session import CancelToken, GenerationSession
+from bench.common import write_result
+from tests.factory.mmdit_model import TinyMMDiTSpec, tiny_mmdit_state
+from tests.factory.text_models import write_text_models
+from tests.factory.vae_model import write_tiny_vae
+
+
+def _snapshot(folder: Path, side: int) -> Path:
+    from safetensors.torch import save_file
+
+    spec = TinyMMDiTSpec(pos_side=side // 16, depth=10, source_blocks=(0, 1, 2, 3, 4, 13, 14, 15, 16, 23))
+    state = tiny_mmdit_state("medium", spec) | write_tiny_vae(None)
+    save_file(state, str(folder / "sd3.5_medium.safetensors"))
+    write_text_models(folder)
+    return folder
+
+
+def run(size: int = 1024, steps: int = 8, preview: str = "linear") -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        model_set = locate_model_set(_snapshot(Path(tmp), size))
+        session = GenerationSession(device="cpu", dtype="float32", preview=preview)
+        request = GenerationRequest(prompt="a lighthouse", negative="fog", steps=steps, width=size, height=size,
+                                    seed=1)  # fmt: skip
+        list(session.run(model_set, GenerationRequest(prompt="x", steps=1, width=64, height=64)))  # load once
+        network = {"s": 0.0}
+        mmdit = session.engine.mmdit
+        start_times: list[float] = []
+        mmdit.register_forward_pre_hook(lambda m, a: start_times.append(time.perf_counter()))
+        mmdit.register_forward_hook(lambda m, a, o: network.__setitem__("s", network["s"] + time.perf_counter()
+                                                                        - start_times.pop()))  # fmt: skip
+        step_times: list[float] = []
+        last = [0.0]
+
+        def on_event(event):
+            if isinstance(event, StepUpdate):
+                now = time.perf_counter()
+                if last[0]:
+                    step_times.append(now - last[0])
+                last[0] = now
+
+        session.execute(model_set, request, CancelToken(), on_event)
+    # Steps 2..N (the first includes prompt encoding); the network time of those steps only.
+    total = sum(step_times)
+    per_step_network = network["s"] / steps
+    overhead = total / len(step_times) - per_step_network
+    return {
+        "benchmark": "job_overhead", "size": size, "steps": steps, "preview": preview,
+        "step_s": total / len(step_times), "network_s_per_step": per_step_network,
+        "overhead_s_per_step": overhead,
+    }
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=8)
+    args = p.parse_args(argv)
+    rows = [run(args.size, args.steps, preview) for preview in ("off", "linear")]
+    print(f"job overhead outside the network, tiny MMDiT, {args.size}^2 latent, {args.steps} steps, CFG")
+    for r in rows:
+        print(f"  preview {r['preview']:<7} step {r['step_s'] * 1000:8.2f} ms, network {r['network_s_per_step'] * 1000:8.2f}"
+              f" ms, outside it {r['overhead_s_per_step'] * 1000:7.2f} ms per step")
+    print(f"  -> {write_result('overhead', {'rows': rows})}")
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    main()
