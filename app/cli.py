@@ -25,7 +25,9 @@ def _floats_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer numbers like 7,8,9, not {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer numbers like 7,8,9, not {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,15 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=int)
     g.add_argument("--shift", type=float)
     g.add_argument("--variant", choices=("large", "large-turbo", "medium"))
-    g.add_argument("--slg-layers", type=_floats_list, help="joint blocks skipped by skip-layer guidance, e.g. 7,8,9")
+    g.add_argument(
+        "--slg-layers", type=_floats_list, help="joint blocks skipped by skip-layer guidance, e.g. 7,8,9"
+    )
     g.add_argument("--slg-scale", type=float)
     g.add_argument("--slg-start", type=float)
     g.add_argument("--slg-end", type=float)
-    g.add_argument("--negative-until", type=float, help="use the negative prompt only for this first fraction")
+    g.add_argument(
+        "--negative-until", type=float, help="use the negative prompt only for this first fraction"
+    )
     g.add_argument("--init-image", type=Path)
     g.add_argument("--denoise", type=float, default=None, help="img2img strength in (0, 1] (default 0.8)")
     g.add_argument("--count", type=int, default=1, help="images with seeds S, S+1, ...")
-    g.add_argument("--no-t5", action="store_true", help="run without the T5-XXL encoder (less RAM, less fidelity)")
+    g.add_argument(
+        "--no-t5", action="store_true", help="run without the T5-XXL encoder (less RAM, less fidelity)"
+    )
     g.add_argument("--text-mode", choices=("full", "reference"), default="full")
     g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     g.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")

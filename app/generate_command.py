@@ -77,7 +77,9 @@ class _CommandLineJob:
         if isinstance(event, ModelLoading):
             self.print_json("load", component=event.component, index=event.index, total=event.total)
         elif isinstance(event, ModelLoaded):
-            self.print_json("loaded", seconds=round(event.seconds, 3), variant=event.variant, model=event.model_name)
+            self.print_json(
+                "loaded", seconds=round(event.seconds, 3), variant=event.variant, model=event.model_name
+            )
         elif isinstance(event, StepUpdate):
             self._step(event)
         elif isinstance(event, ImageFinished):

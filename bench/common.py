@@ -20,9 +20,18 @@ RESULTS = Path(__file__).parent / "results"
 def medium_width_config(depth: int = 4, dual: tuple[int, ...] = (0, 1), pos_side: int = 384) -> MMDiTConfig:
     """SD3.5 Medium's widths (hidden 1536, 24 heads, 2048 pooled, 4096 context) at a reduced depth."""
     return MMDiTConfig(
-        depth=depth, hidden_size=1536, num_heads=24, patch_size=2, in_channels=16, out_channels=16,
-        pos_embed_max_size=pos_side, adm_in_channels=2048, context_in_channels=4096, mlp_hidden=6144,
-        qk_norm=True, x_block_self_attn_layers=dual,
+        depth=depth,
+        hidden_size=1536,
+        num_heads=24,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        pos_embed_max_size=pos_side,
+        adm_in_channels=2048,
+        context_in_channels=4096,
+        mlp_hidden=6144,
+        qk_norm=True,
+        x_block_self_attn_layers=dual,
     )
 
 

@@ -63,7 +63,9 @@ def run(depth: int = 6) -> dict:
         for loader in LOADERS:
             out = subprocess.run(
                 [sys.executable, "-m", "bench.load", "--child", loader, str(path), "--depth", str(depth)],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     for r in rows:
@@ -82,8 +84,10 @@ def main(argv=None) -> dict:
     r = run(args.depth)
     print(f"loading a {r['file_bytes'] / 1e9:.2f} GB bf16 checkpoint (Medium widths, depth {r['depth']})")
     for row in r["rows"]:
-        print(f"  {row['loader']:<32} {row['seconds']:7.2f} s   peak RSS {row['peak_rss_bytes'] / 1e9:6.2f} GB"
-              f"   = {row['peak_over_weights']:.2f} x resident weights ({row['weight_bytes'] / 1e9:.2f} GB)")
+        print(
+            f"  {row['loader']:<32} {row['seconds']:7.2f} s   peak RSS {row['peak_rss_bytes'] / 1e9:6.2f} GB"
+            f"   = {row['peak_over_weights']:.2f} x resident weights ({row['weight_bytes'] / 1e9:.2f} GB)"
+        )
     print(f"  -> {write_result('load', r)}")
     return r
 

@@ -11,8 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from app.inference.events import StepUpdate
 from app.inference.model_set import locate_model_set
 from app.inference.request import GenerationRequest
@@ -62,8 +60,12 @@ def run(size: int = 1024, steps: int = 8, preview: str = "linear") -> dict:
     per_step_network = network["s"] / steps
     overhead = total / len(step_times) - per_step_network
     return {
-        "benchmark": "job_overhead", "size": size, "steps": steps, "preview": preview,
-        "step_s": total / len(step_times), "network_s_per_step": per_step_network,
+        "benchmark": "job_overhead",
+        "size": size,
+        "steps": steps,
+        "preview": preview,
+        "step_s": total / len(step_times),
+        "network_s_per_step": per_step_network,
         "overhead_s_per_step": overhead,
     }
 
@@ -76,8 +78,8 @@ def main(argv=None) -> dict:
     rows = [run(args.size, args.steps, preview) for preview in ("off", "linear")]
     print(f"job overhead outside the network, tiny MMDiT, {args.size}^2 latent, {args.steps} steps, CFG")
     for r in rows:
-        print(f"  preview {r['preview']:<7} step {r['step_s'] * 1000:8.2f} ms, network {r['network_s_per_step'] * 1000:8.2f}"
-              f" ms, outside it {r['overhead_s_per_step'] * 1000:7.2f} ms per step")
+        step, net, over = (r[k] * 1000 for k in ("step_s", "network_s_per_step", "overhead_s_per_step"))
+        print(f"  preview {r['preview']:<7} step {step:8.2f} ms, network {net:8.2f} ms, outside it {over:7.2f} ms")
     print(f"  -> {write_result('overhead', {'rows': rows})}")
     return {"rows": rows}
 

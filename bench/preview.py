@@ -49,11 +49,18 @@ def run(size: int = 1024, depth: int = 2, reps: int = 3) -> dict:
         step_s, _ = median_time(lambda: model(x, t, y, ctx), max(1, reps - 1), warmup=0)
     full_step = step_s * FULL_DEPTH_MEDIUM / depth
     return {
-        "benchmark": "preview_cost", "image_size": size, "threads": torch.get_num_threads(),
-        "linear_s": linear_s, "taesd_s": taesd_s, "step_s_measured": step_s, "step_depth": depth,
+        "benchmark": "preview_cost",
+        "image_size": size,
+        "threads": torch.get_num_threads(),
+        "linear_s": linear_s,
+        "taesd_s": taesd_s,
+        "step_s_measured": step_s,
+        "step_depth": depth,
         "step_s_full_depth_estimate": full_step,
-        "linear_over_step": linear_s / full_step, "taesd_over_step": taesd_s / full_step,
-        "linear_over_measured_step": linear_s / step_s, "taesd_over_measured_step": taesd_s / step_s,
+        "linear_over_step": linear_s / full_step,
+        "taesd_over_step": taesd_s / full_step,
+        "linear_over_measured_step": linear_s / step_s,
+        "taesd_over_measured_step": taesd_s / step_s,
     }
 
 
@@ -65,11 +72,17 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     r = run(args.size, args.depth, args.reps)
     print(f"previews of a {r['image_size']}^2 image, CPU, {r['threads']} threads")
-    print(f"  step (Medium width, depth {r['step_depth']}, CFG batch 2): {r['step_s_measured']:.2f} s measured, "
-          f"{r['step_s_full_depth_estimate']:.1f} s at depth 24 (extrapolated)")
-    print(f"  linear preview {r['linear_s'] * 1000:8.2f} ms = {100 * r['linear_over_step']:.3f} % of a full step")
-    print(f"  TAESD3 preview {r['taesd_s'] * 1000:8.2f} ms = {100 * r['taesd_over_step']:.2f} % of a full step "
-          f"({100 * r['taesd_over_measured_step']:.1f} % of the depth-{r['step_depth']} step)")
+    print(
+        f"  step (Medium width, depth {r['step_depth']}, CFG batch 2): {r['step_s_measured']:.2f} s measured, "
+        f"{r['step_s_full_depth_estimate']:.1f} s at depth 24 (extrapolated)"
+    )
+    print(
+        f"  linear preview {r['linear_s'] * 1000:8.2f} ms = {100 * r['linear_over_step']:.3f} % of a full step"
+    )
+    print(
+        f"  TAESD3 preview {r['taesd_s'] * 1000:8.2f} ms = {100 * r['taesd_over_step']:.2f} % of a full step "
+        f"({100 * r['taesd_over_measured_step']:.1f} % of the depth-{r['step_depth']} step)"
+    )
     print(f"  -> {write_result('preview', r)}")
     return r
 

@@ -15,7 +15,9 @@ from app.inference.weights import assign_weights
 from bench.common import median_time, medium_width_config, random_mmdit_state, write_result
 
 
-def run(size: int = 512, depth: int = 4, reps: int = 5, dtype_name: str = "float32", threads: int | None = None) -> dict:
+def run(
+    size: int = 512, depth: int = 4, reps: int = 5, dtype_name: str = "float32", threads: int | None = None
+) -> dict:
     from diffusers import SD3Transformer2DModel
     from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
 
@@ -29,9 +31,18 @@ def run(size: int = 512, depth: int = 4, reps: int = 5, dtype_name: str = "float
     assign_weights(ours, dict(state), source="bench", what="MMDiT")
     ours.eval()
     theirs = SD3Transformer2DModel(
-        sample_size=128, patch_size=2, in_channels=16, num_layers=depth, attention_head_dim=64,
-        num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536, pooled_projection_dim=2048,
-        out_channels=16, pos_embed_max_size=cfg.pos_embed_max_size, dual_attention_layers=cfg.x_block_self_attn_layers,
+        sample_size=128,
+        patch_size=2,
+        in_channels=16,
+        num_layers=depth,
+        attention_head_dim=64,
+        num_attention_heads=24,
+        joint_attention_dim=4096,
+        caption_projection_dim=1536,
+        pooled_projection_dim=2048,
+        out_channels=16,
+        pos_embed_max_size=cfg.pos_embed_max_size,
+        dual_attention_layers=cfg.x_block_self_attn_layers,
         qk_norm="rms_norm",
     )
     converted = convert_sd3_transformer_checkpoint_to_diffusers({k: v.clone() for k, v in state.items()})
@@ -50,14 +61,34 @@ def run(size: int = 512, depth: int = 4, reps: int = 5, dtype_name: str = "float
         theirs_s, theirs_all = median_time(
             lambda: theirs(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=y, timestep=t), reps
         )
-        diff = (ours(x, t, y, ctx) - theirs(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=y,
-                                             timestep=t).sample.float()).abs().max().item()
+        diff = (
+            (
+                ours(x, t, y, ctx)
+                - theirs(
+                    hidden_states=x, encoder_hidden_states=ctx, pooled_projections=y, timestep=t
+                ).sample.float()
+            )
+            .abs()
+            .max()
+            .item()
+        )
     return {
         "benchmark": "denoiser_step_medium_width",
-        "size": size, "image_tokens": (size // 16) ** 2, "text_tokens": 154, "batch": 2, "depth": depth,
-        "hidden": 1536, "dtype": dtype_name, "threads": torch.get_num_threads(), "reps": reps,
-        "ours_s": ours_s, "diffusers_s": theirs_s, "ratio_ours_over_diffusers": ours_s / theirs_s,
-        "ours_all": ours_all, "diffusers_all": theirs_all, "max_abs_diff": diff,
+        "size": size,
+        "image_tokens": (size // 16) ** 2,
+        "text_tokens": 154,
+        "batch": 2,
+        "depth": depth,
+        "hidden": 1536,
+        "dtype": dtype_name,
+        "threads": torch.get_num_threads(),
+        "reps": reps,
+        "ours_s": ours_s,
+        "diffusers_s": theirs_s,
+        "ratio_ours_over_diffusers": ours_s / theirs_s,
+        "ours_all": ours_all,
+        "diffusers_all": theirs_all,
+        "max_abs_diff": diff,
     }
 
 
@@ -69,8 +100,10 @@ def main(argv=None) -> dict:
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     args = p.parse_args(argv)
     r = run(args.size, args.depth, args.reps, args.dtype)
-    print(f"denoiser step, Medium width, {r['image_tokens']} image + 154 text tokens, batch 2, depth {r['depth']}, "
-          f"{r['dtype']}, {r['threads']} threads")
+    print(
+        f"denoiser step, Medium width, {r['image_tokens']} image + 154 text tokens, batch 2, depth {r['depth']}, "
+        f"{r['dtype']}, {r['threads']} threads"
+    )
     print(f"  ours      {r['ours_s'] * 1000:9.1f} ms (median of {r['reps']})")
     print(f"  diffusers {r['diffusers_s'] * 1000:9.1f} ms")
     print(f"  ratio ours/diffusers {r['ratio_ours_over_diffusers']:.3f}   max |diff| {r['max_abs_diff']:.2e}")

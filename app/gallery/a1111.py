@@ -12,7 +12,7 @@ import json
 import logging
 import re
 
-from app.gallery.params import ImageParams
+from app.gallery.params import ImageParams, variant_of_name
 from app.inference.png_info import A1111_SAMPLER_NAMES, A1111_SCHEDULE_NAMES, a1111_infotext
 from app.inference.request import TEXT_MODES
 
@@ -137,6 +137,7 @@ def _map_field(key: str, value: str, out: dict[str, object], unmapped: list[str]
         out["model_hash"] = value
     elif key == "Model":
         out["model_name"] = value
+        out["variant"] = variant_of_name(value)
     elif key == "FP8 weight":
         out["fp8"] = value != "Disable"
     elif key == "Denoising strength":

@@ -5,7 +5,7 @@ where an input is a widget value or a link `[source node id, output slot]`), and
 (nodes with typed input/output slots, `widgets_values` in widget order, and a `links` table of
 `[link id, from node, from slot, to node, to slot, type]`). Dropping the PNG on ComfyUI loads `workflow`.
 
-The graph (node input names as in ComfyUI's `nodes.py`, `comfy_extras/nodes_sd3.py`, `nodes_model_advanced.py`):
+The graph (input names as in ComfyUI's `nodes.py`, `comfy_extras/nodes_sd3.py`, `nodes_model_advanced.py`):
   CheckpointLoaderSimple (MMDiT + VAE) ─ ModelSamplingSD3(shift) ─ [SkipLayerGuidanceSD3] ─ KSampler.model
   TripleCLIPLoader (CLIP-L, CLIP-G, T5) or DualCLIPLoader(type sd3) without T5 ─ CLIPTextEncode ×2
   negative window (SD35_SAMPLING.md §6.1): text ─ ConditioningSetTimestepRange(0, f) ┐
@@ -51,10 +51,15 @@ NODE_SPECS: dict[str, NodeSpec] = {
     ),
     "ModelSamplingSD3": NodeSpec((("model", "MODEL"), ("shift", "FLOAT")), (("MODEL", "MODEL"),)),
     "SkipLayerGuidanceSD3": NodeSpec(
-        (("model", "MODEL"), ("layers", "STRING"), ("scale", "FLOAT"), ("start_percent", "FLOAT"),
-         ("end_percent", "FLOAT")),
+        (
+            ("model", "MODEL"),
+            ("layers", "STRING"),
+            ("scale", "FLOAT"),
+            ("start_percent", "FLOAT"),
+            ("end_percent", "FLOAT"),
+        ),
         (("MODEL", "MODEL"),),
-    ),  # fmt: skip
+    ),
     "CLIPTextEncode": NodeSpec((("text", "STRING"), ("clip", "CLIP")), (("CONDITIONING", "CONDITIONING"),)),
     "ConditioningZeroOut": NodeSpec((("conditioning", "CONDITIONING"),), (("CONDITIONING", "CONDITIONING"),)),
     "ConditioningSetTimestepRange": NodeSpec(
@@ -68,15 +73,26 @@ NODE_SPECS: dict[str, NodeSpec] = {
     "EmptySD3LatentImage": NodeSpec(
         (("width", "INT"), ("height", "INT"), ("batch_size", "INT")), (("LATENT", "LATENT"),)
     ),
-    "LoadImage": NodeSpec((("image", "COMBO"),), (("IMAGE", "IMAGE"), ("MASK", "MASK")), (("upload", "image"),)),
+    "LoadImage": NodeSpec(
+        (("image", "COMBO"),), (("IMAGE", "IMAGE"), ("MASK", "MASK")), (("upload", "image"),)
+    ),
     "VAEEncode": NodeSpec((("pixels", "IMAGE"), ("vae", "VAE")), (("LATENT", "LATENT"),)),
     "KSampler": NodeSpec(
-        (("model", "MODEL"), ("seed", "INT"), ("steps", "INT"), ("cfg", "FLOAT"), ("sampler_name", "COMBO"),
-         ("scheduler", "COMBO"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-         ("latent_image", "LATENT"), ("denoise", "FLOAT")),
+        (
+            ("model", "MODEL"),
+            ("seed", "INT"),
+            ("steps", "INT"),
+            ("cfg", "FLOAT"),
+            ("sampler_name", "COMBO"),
+            ("scheduler", "COMBO"),
+            ("positive", "CONDITIONING"),
+            ("negative", "CONDITIONING"),
+            ("latent_image", "LATENT"),
+            ("denoise", "FLOAT"),
+        ),
         (("LATENT", "LATENT"),),
         (("control_after_generate", "seed"),),
-    ),  # fmt: skip
+    ),
     "VAEDecode": NodeSpec((("samples", "LATENT"), ("vae", "VAE")), (("IMAGE", "IMAGE"),)),
     "SaveImage": NodeSpec((("images", "IMAGE"), ("filename_prefix", "STRING")), ()),
 }
@@ -107,7 +123,10 @@ class _Graph:
         if unknown:
             raise ValueError(f"{class_type} has no input {sorted(unknown)}")
         node_id = str(len(self.nodes) + 1)
-        self.nodes[node_id] = {"inputs": {n: inputs[n] for n in names if n in inputs}, "class_type": class_type}
+        self.nodes[node_id] = {
+            "inputs": {n: inputs[n] for n in names if n in inputs},
+            "class_type": class_type,
+        }
         if title:
             self.titles[node_id] = title
         return node_id
@@ -122,15 +141,21 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
     g = _Graph()
     ckpt = g.add("CheckpointLoaderSimple", ckpt_name=files.checkpoint)
     if params.use_t5:
-        clip = g.add("TripleCLIPLoader", clip_name1=files.clip_l, clip_name2=files.clip_g, clip_name3=files.t5)
+        clip = g.add(
+            "TripleCLIPLoader", clip_name1=files.clip_l, clip_name2=files.clip_g, clip_name3=files.t5
+        )
     else:
         clip = g.add("DualCLIPLoader", clip_name1=files.clip_l, clip_name2=files.clip_g, type="sd3")
     model = g.add("ModelSamplingSD3", model=_link(ckpt, 0), shift=params.shift)
     if params.slg_scale and params.slg_layers:
         model = g.add(
-            "SkipLayerGuidanceSD3", model=_link(model), layers=", ".join(map(str, params.slg_layers)),
-            scale=params.slg_scale, start_percent=params.slg_start, end_percent=params.slg_end,
-        )  # fmt: skip
+            "SkipLayerGuidanceSD3",
+            model=_link(model),
+            layers=", ".join(map(str, params.slg_layers)),
+            scale=params.slg_scale,
+            start_percent=params.slg_start,
+            end_percent=params.slg_end,
+        )
     positive = g.add("CLIPTextEncode", _TITLES["positive"], text=params.prompt, clip=_link(clip))
     negative = g.add("CLIPTextEncode", _TITLES["negative"], text=params.negative, clip=_link(clip))
     if params.negative_until is not None:
@@ -146,10 +171,18 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
     else:
         latent = g.add("EmptySD3LatentImage", width=params.width, height=params.height, batch_size=1)
     sampled = g.add(
-        "KSampler", model=_link(model), seed=params.seed, steps=params.steps, cfg=params.cfg,
-        sampler_name=params.sampler, scheduler=params.scheduler, positive=_link(positive),
-        negative=_link(negative), latent_image=_link(latent), denoise=params.denoise,
-    )  # fmt: skip
+        "KSampler",
+        model=_link(model),
+        seed=params.seed,
+        steps=params.steps,
+        cfg=params.cfg,
+        sampler_name=params.sampler,
+        scheduler=params.scheduler,
+        positive=_link(positive),
+        negative=_link(negative),
+        latent_image=_link(latent),
+        denoise=params.denoise,
+    )
     image = g.add("VAEDecode", samples=_link(sampled), vae=_link(ckpt, 2))
     g.add("SaveImage", images=_link(image), filename_prefix=filename_prefix)
     return g
@@ -176,18 +209,30 @@ def to_workflow(g: _Graph) -> dict:
     links: list[list[object]] = []
     outputs: dict[str, list[dict]] = {}
     ui_nodes: list[dict] = []
-    for order, (node_id, node) in enumerate(sorted(g.nodes.items(), key=lambda kv: (depth[kv[0]], int(kv[0])))):
+    for order, (node_id, node) in enumerate(
+        sorted(g.nodes.items(), key=lambda kv: (depth[kv[0]], int(kv[0])))
+    ):
         spec = NODE_SPECS[node["class_type"]]
-        outputs[node_id] = [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in
-                            enumerate(spec.outputs)]  # fmt: skip
+        outputs[node_id] = [
+            {"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(spec.outputs)
+        ]
         row = rows.get(depth[node_id], 0)
         rows[depth[node_id]] = row + 1
-        ui_nodes.append({
-            "id": int(node_id), "type": node["class_type"], "pos": [depth[node_id] * 380, row * 260],
-            "size": [340, 220], "flags": {}, "order": order, "mode": 0, "inputs": [],
-            "outputs": outputs[node_id], "properties": {"Node name for S&R": node["class_type"]},
-            "widgets_values": [],
-        })  # fmt: skip
+        ui_nodes.append(
+            {
+                "id": int(node_id),
+                "type": node["class_type"],
+                "pos": [depth[node_id] * 380, row * 260],
+                "size": [340, 220],
+                "flags": {},
+                "order": order,
+                "mode": 0,
+                "inputs": [],
+                "outputs": outputs[node_id],
+                "properties": {"Node name for S&R": node["class_type"]},
+                "widgets_values": [],
+            }
+        )
         if node_id in g.titles:
             ui_nodes[-1]["title"] = g.titles[node_id]
     by_id = {str(n["id"]): n for n in ui_nodes}
@@ -206,9 +251,15 @@ def to_workflow(g: _Graph) -> dict:
             ui["inputs"].append({"name": name, "type": kind, "link": link_id})
             outputs[source][slot]["links"].append(link_id)
     return {
-        "last_node_id": max(int(k) for k in g.nodes), "last_link_id": len(links), "nodes": ui_nodes,
-        "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4,
-    }  # fmt: skip
+        "last_node_id": max(int(k) for k in g.nodes),
+        "last_link_id": len(links),
+        "nodes": ui_nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
+    }
 
 
 def comfy_chunks(params: ImageParams, files: ComfyFiles) -> tuple[str, str]:

@@ -12,13 +12,20 @@ import logging
 import re
 from pathlib import PurePosixPath
 
-from app.gallery.params import ImageParams
+from app.gallery.params import ImageParams, variant_of_name
 from app.inference.request import SAMPLER_NAMES, SCHEDULER_NAMES
 
 log = logging.getLogger(__name__)
 
 _SAMPLER_TYPES = ("KSampler", "KSamplerAdvanced")
-_PASS_THROUGH_MODEL = {"LoraLoaderModelOnly", "LoraLoader", "FreeU", "FreeU_V2", "CFGNorm", "ModelSamplingAuraFlow"}
+_PASS_THROUGH_MODEL = {
+    "LoraLoaderModelOnly",
+    "LoraLoader",
+    "FreeU",
+    "FreeU_V2",
+    "CFGNorm",
+    "ModelSamplingAuraFlow",
+}
 
 
 class _Walker:
@@ -56,11 +63,17 @@ def _negative(w: _Walker, ref: object, out: dict[str, object]) -> None:
     found = w.node(ref)
     if found is not None and found[1]["class_type"] == "ConditioningCombine":
         parts = [w.node(found[1]["inputs"].get(k)) for k in ("conditioning_1", "conditioning_2")]
-        ranges = [p[1] for p in parts if p is not None and p[1]["class_type"] == "ConditioningSetTimestepRange"]
+        ranges = [
+            p[1] for p in parts if p is not None and p[1]["class_type"] == "ConditioningSetTimestepRange"
+        ]
         if len(ranges) == 2:
             early, late = sorted(ranges, key=lambda n: n["inputs"].get("start", 0))
             zero = w.node(late["inputs"].get("conditioning"))
-            if zero is not None and zero[1]["class_type"] == "ConditioningZeroOut" and early["inputs"]["start"] == 0:
+            if (
+                zero is not None
+                and zero[1]["class_type"] == "ConditioningZeroOut"
+                and early["inputs"]["start"] == 0
+            ):
                 out["negative"] = w.text(early["inputs"].get("conditioning"), "negative prompt") or ""
                 out["negative_until"] = float(early["inputs"]["end"])
                 return
@@ -82,13 +95,15 @@ def _model(w: _Walker, ref: object, out: dict[str, object]) -> None:
             out["slg_layers"] = tuple(int(i) for i in re.findall(r"\d+", str(layers)))
             out["slg_scale"] = float(inputs["scale"])
             out["slg_start"], out["slg_end"] = float(inputs["start_percent"]), float(inputs["end_percent"])
-            w.note("skip-layer guidance: ComfyUI picks its steps by noise level, SD3.5 Studio by step index "
-                   "(the same steps for the usual step counts)")  # fmt: skip
+            w.note(
+                "skip-layer guidance: ComfyUI picks its steps by noise level, SD3.5 Studio by step index "
+                "(the same steps for the usual step counts)"
+            )
         elif kind in ("CheckpointLoaderSimple", "UNETLoader"):
             name = str(inputs.get("ckpt_name", inputs.get("unet_name", "")))
             stem = PurePosixPath(name.replace("\\", "/")).stem
             out["model_name"] = stem
-            out["variant"] = _variant_of(stem)
+            out["variant"] = variant_of_name(stem)
             out["fp8"] = "fp8" in name.lower() or "fp8" in str(inputs.get("weight_dtype", ""))
             return
         elif kind in _PASS_THROUGH_MODEL:
@@ -96,15 +111,6 @@ def _model(w: _Walker, ref: object, out: dict[str, object]) -> None:
         else:
             w.note(f"model: node {node_id} ({kind}) is not understood")
         ref = inputs.get("model")
-
-
-def _variant_of(name: str) -> str | None:
-    lower = name.lower()
-    if "medium" in lower:
-        return "medium"
-    if "turbo" in lower:
-        return "large-turbo"
-    return "large" if "large" in lower else None
 
 
 def _latent(w: _Walker, ref: object, out: dict[str, object]) -> None:
@@ -146,7 +152,7 @@ def params_from_comfy_prompt(prompt: dict) -> tuple[ImageParams, tuple[str, ...]
         raise ValueError("the ComfyUI graph has no KSampler")
     if len(samplers) > 1:
         w.note(f"{len(samplers)} samplers in the graph; node {samplers[0][0]} is used")
-    node_id, sampler = samplers[0]
+    sampler = samplers[0][1]
     inputs = sampler.get("inputs", {})
     out: dict[str, object] = {"noise": "cpu"}
     seed = inputs.get("seed", inputs.get("noise_seed"))

@@ -62,6 +62,12 @@ class RowKey:
 
 
 _COLUMNS = "id, path, created, job_id, rating, source, params"
+_INSERT = (
+    "INSERT INTO images (path, created, job_id, rating, prompt, negative, seed, width, height, variant,"
+    " model_name, model_hash, params, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (path) DO UPDATE SET params = excluded.params, prompt = excluded.prompt,"
+    " negative = excluded.negative, trashed = NULL RETURNING id"
+)
 
 
 class GalleryDB:
@@ -81,12 +87,15 @@ class GalleryDB:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
             found = schema_version(conn)
         except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"the gallery database {path} cannot be read ({exc}); move it away to start "
-                               "a new one") from exc  # fmt: skip
+            raise GalleryError(
+                f"the gallery database {path} cannot be read ({exc}); move it away to start a new one"
+            ) from exc
         if found > SCHEMA_VERSION:
             conn.execute("PRAGMA query_only = ON")
-            notice = (f"This gallery was written by a newer version of SD3.5 Studio (schema {found}, this "
-                      f"version knows {SCHEMA_VERSION}). It is open read-only: update the app to change it.")  # fmt: skip
+            notice = (
+                f"This gallery was written by a newer version of SD3.5 Studio (schema {found}, this "
+                f"version knows {SCHEMA_VERSION}). It is open read-only: update the app to change it."
+            )
             log.warning(notice)
             return cls(conn, path, True, notice)
         conn.execute("PRAGMA journal_mode = WAL")
@@ -110,12 +119,20 @@ class GalleryDB:
             return self._conn.execute(sql, args)
 
     def add_image(
-        self, path: Path, params: ImageParams, *, created: float | None = None, job_id: str | None = None,
-        rating: int = 0, source: str = "sd35-studio",
-    ) -> ImageRecord:  # fmt: skip
+        self,
+        path: Path,
+        params: ImageParams,
+        *,
+        created: float | None = None,
+        job_id: str | None = None,
+        rating: int = 0,
+        source: str = "sd35-studio",
+    ) -> ImageRecord:
         return self.add_images([(path, params, created, job_id, rating, source)])[0]
 
-    def add_images(self, rows: Iterable[tuple[Path, ImageParams, float | None, str | None, int, str]]) -> list:
+    def add_images(
+        self, rows: Iterable[tuple[Path, ImageParams, float | None, str | None, int, str]]
+    ) -> list:
         """Insert (or refresh, for a path already known) many images in one transaction."""
         if self.read_only:
             raise GalleryReadOnlyError(self.notice or "the gallery is read-only")
@@ -126,13 +143,24 @@ class GalleryDB:
             try:
                 for path, p, created, job_id, rating, source in rows:
                     cur = self._conn.execute(
-                        "INSERT INTO images (path, created, job_id, rating, prompt, negative, seed, width, height,"
-                        " variant, model_name, model_hash, params, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                        " ON CONFLICT (path) DO UPDATE SET params = excluded.params, prompt = excluded.prompt,"
-                        " negative = excluded.negative, trashed = NULL RETURNING id",
-                        (str(path), created or now, job_id, rating, p.prompt, p.negative, seed_to_db(p.seed),
-                         p.width, p.height, p.variant, p.model_name, p.model_hash, p.to_json(), source),
-                    )  # fmt: skip
+                        _INSERT,
+                        (
+                            str(path),
+                            created or now,
+                            job_id,
+                            rating,
+                            p.prompt,
+                            p.negative,
+                            seed_to_db(p.seed),
+                            p.width,
+                            p.height,
+                            p.variant,
+                            p.model_name,
+                            p.model_hash,
+                            p.to_json(),
+                            source,
+                        ),
+                    )
                     ids.append(cur.fetchone()[0])
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -203,10 +231,8 @@ class GalleryDB:
             where.append("job_id = ?")
             args.append(spec.job_id)
         order = "DESC" if spec.newest_first else "ASC"
-        rows = self._read(
-            f"SELECT id, created, job_id FROM images WHERE {' AND '.join(where)} ORDER BY created {order}, id {order}",
-            args,
-        )
+        sql = f"SELECT id, created, job_id FROM images WHERE {' AND '.join(where)}"
+        rows = self._read(f"{sql} ORDER BY created {order}, id {order}", args)
         return [RowKey(*row) for row in rows]
 
     def count(self) -> int:

@@ -31,7 +31,7 @@ def decode_user_comment(raw: bytes | str) -> str:
         return raw
     prefix, body = raw[:8], raw[8:]
     if prefix == _UNICODE:
-        # Big-endian per the standard; some writers use little-endian. ASCII text in UTF-16-BE starts with NUL.
+        # Big-endian per the standard; some writers use little-endian (ASCII in UTF-16-BE starts with NUL).
         big = len(body) >= 2 and body[0] == 0 and body[1] != 0
         little = len(body) >= 2 and body[1] == 0 and body[0] != 0
         codec = "utf-16-le" if little and not big else "utf-16-be"

@@ -41,7 +41,7 @@ def sha256_short(path: Path) -> str:
 
 
 def weights_are_fp8(path: Path) -> bool:
-    """True when the file's MMDiT tensors are stored in an fp8 dtype (read from the safetensors header only)."""
+    """True when the file's MMDiT tensors are stored in fp8 (read from the safetensors header only)."""
     try:
         with open(path, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))

@@ -63,27 +63,56 @@ class ImageParams:
     ) -> ImageParams:
         """One image of a resolved request (all `None`s already filled in from the variant)."""
         return cls(
-            prompt=request.prompt, negative=request.negative, seed=seed, steps=request.steps, cfg=request.cfg,
-            sampler=request.sampler, scheduler=request.scheduler, width=request.width, height=request.height,
-            shift=request.shift, slg_layers=request.slg_layers, slg_scale=request.slg_scale,
-            slg_start=request.slg_start, slg_end=request.slg_end, negative_until=request.negative_until,
+            prompt=request.prompt,
+            negative=request.negative,
+            seed=seed,
+            steps=request.steps,
+            cfg=request.cfg,
+            sampler=request.sampler,
+            scheduler=request.scheduler,
+            width=request.width,
+            height=request.height,
+            shift=request.shift,
+            slg_layers=request.slg_layers,
+            slg_scale=request.slg_scale,
+            slg_start=request.slg_start,
+            slg_end=request.slg_end,
+            negative_until=request.negative_until,
             denoise=request.denoise,
             init_image=None if request.init_image is None else str(request.init_image),
-            use_t5=request.use_t5, text_mode=request.text_mode, variant=variant, model_name=model_name,
-            model_hash=model_hash, fp8=fp8, app_version=app_version,
-        )  # fmt: skip
+            use_t5=request.use_t5,
+            text_mode=request.text_mode,
+            variant=variant,
+            model_name=model_name,
+            model_hash=model_hash,
+            fp8=fp8,
+            app_version=app_version,
+        )
 
     def to_request(self) -> GenerationRequest:
         """A one-image request with these settings; unknown fields stay `None` (the variant's default)."""
         return GenerationRequest(
-            prompt=self.prompt, negative=self.negative, seed=self.seed or 0, count=1, steps=self.steps,
-            cfg=self.cfg, sampler=self.sampler, scheduler=self.scheduler, width=self.width,
+            prompt=self.prompt,
+            negative=self.negative,
+            seed=self.seed or 0,
+            count=1,
+            steps=self.steps,
+            cfg=self.cfg,
+            sampler=self.sampler,
+            scheduler=self.scheduler,
+            width=self.width,
             height=self.height,
-            shift=self.shift, slg_layers=self.slg_layers, slg_scale=self.slg_scale, slg_start=self.slg_start,
-            slg_end=self.slg_end, negative_until=self.negative_until,
-            init_image=None if self.init_image is None else Path(self.init_image), denoise=self.denoise,
-            use_t5=self.use_t5, text_mode=self.text_mode,
-        )  # fmt: skip
+            shift=self.shift,
+            slg_layers=self.slg_layers,
+            slg_scale=self.slg_scale,
+            slg_start=self.slg_start,
+            slg_end=self.slg_end,
+            negative_until=self.negative_until,
+            init_image=None if self.init_image is None else Path(self.init_image),
+            denoise=self.denoise,
+            use_t5=self.use_t5,
+            text_mode=self.text_mode,
+        )
 
     def with_seed(self, seed: int) -> ImageParams:
         return replace(self, seed=seed)
@@ -129,3 +158,13 @@ class ImageParams:
         if not isinstance(data, dict):
             raise ValueError("parameters JSON is not an object")
         return cls.from_dict(data)
+
+
+def variant_of_name(name: str | None) -> str | None:
+    """The SD3.5 variant a checkpoint's file name suggests (DECISIONS 13: "turbo" in the name), or None."""
+    lower = (name or "").lower()
+    if "medium" in lower:
+        return "medium"
+    if "turbo" in lower:
+        return "large-turbo"
+    return "large" if "large" in lower else None

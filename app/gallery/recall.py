@@ -104,8 +104,10 @@ def reproduction_warnings(recalled: Recalled, setup: CurrentSetup | None) -> tup
     if not p.use_t5:
         out.append("Made without T5: keep T5 switched off to reproduce it.")
     if p.noise != "cpu":
-        out.append("The start noise was drawn on the GPU (A1111's default), so the same seed gives a different "
-                   "image here.")  # fmt: skip
+        out.append(
+            "The start noise was drawn on the GPU (A1111's default), so the same seed gives a different "
+            "image here."
+        )
     if p.seed is None:
         out.append("The image does not state its seed.")
     return tuple(out)

@@ -47,10 +47,12 @@ CREATE TRIGGER images_fts_insert AFTER INSERT ON images BEGIN
     INSERT INTO images_fts (rowid, prompt, negative) VALUES (new.id, new.prompt, new.negative);
 END;
 CREATE TRIGGER images_fts_delete AFTER DELETE ON images BEGIN
-    INSERT INTO images_fts (images_fts, rowid, prompt, negative) VALUES ('delete', old.id, old.prompt, old.negative);
+    INSERT INTO images_fts (images_fts, rowid, prompt, negative)
+        VALUES ('delete', old.id, old.prompt, old.negative);
 END;
 CREATE TRIGGER images_fts_update AFTER UPDATE OF prompt, negative ON images BEGIN
-    INSERT INTO images_fts (images_fts, rowid, prompt, negative) VALUES ('delete', old.id, old.prompt, old.negative);
+    INSERT INTO images_fts (images_fts, rowid, prompt, negative)
+        VALUES ('delete', old.id, old.prompt, old.negative);
     INSERT INTO images_fts (rowid, prompt, negative) VALUES (new.id, new.prompt, new.negative);
 END;
 """

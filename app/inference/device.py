@@ -44,7 +44,9 @@ def available_ram_bytes() -> int:
         return 16 * 1024**3
 
 
-def pick_dtypes(name: str, device: torch.device, params: int, t5_params: int) -> tuple[torch.dtype, torch.dtype]:
+def pick_dtypes(
+    name: str, device: torch.device, params: int, t5_params: int
+) -> tuple[torch.dtype, torch.dtype]:
     """(compute dtype for MMDiT, VAE and CLIPs; dtype for T5). T5 never runs in fp16 (it overflows)."""
     if name != "auto":
         if name not in DTYPES:

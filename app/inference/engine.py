@@ -32,7 +32,9 @@ class Engine:
         self.text: TextEncoders | None = None
         self._loaded_key: tuple | None = None
 
-    def load(self, model_set: ModelSet, *, use_t5: bool = True, on_stage: Callable[[str], None] | None = None) -> None:
+    def load(
+        self, model_set: ModelSet, *, use_t5: bool = True, on_stage: Callable[[str], None] | None = None
+    ) -> None:
         key = (model_set, use_t5)
         if key == self._loaded_key:
             return
@@ -40,7 +42,13 @@ class Engine:
         params = model_set.mmdit_bytes // 2 + 84_000_000 + 820_000_000
         t5_params = 4_800_000_000 if use_t5 else 0
         dtype, t5_dtype = pick_dtypes(self.dtype_name, self.device, params, t5_params)
-        log.info("loading %s on %s (%s, T5 %s)", model_set.checkpoint, self.device, dtype, t5_dtype if use_t5 else "off")
+        log.info(
+            "loading %s on %s (%s, T5 %s)",
+            model_set.checkpoint,
+            self.device,
+            dtype,
+            t5_dtype if use_t5 else "off",
+        )
         self.mmdit = self.vae = self.text = None  # release the previous set before loading the next
         stage = on_stage or (lambda name: None)
         stage("text encoders")
@@ -59,7 +67,9 @@ class Engine:
             t5_dtype=t5_dtype,
         )
         stage("diffusion model")
-        self.mmdit = load_mmdit(model_set.mmdit.path, prefix=model_set.mmdit.prefix, dtype=dtype, device=self.device)
+        self.mmdit = load_mmdit(
+            model_set.mmdit.path, prefix=model_set.mmdit.prefix, dtype=dtype, device=self.device
+        )
         stage("VAE")
         self.vae = load_vae(model_set.vae.path, model_set.vae.prefix, dtype=dtype, device=self.device)
         self.model_set = model_set

@@ -27,5 +27,5 @@ class InvalidRequestError(InferenceError):
     """A generation parameter is out of range (size, steps, sampler name, ...)."""
 
 
-class GenerationCancelled(Exception):  # noqa: N818 - control flow, not an error
+class GenerationCancelled(Exception):
     """Raised inside a job when its cancel token is set; never reported as a failure."""

@@ -71,5 +71,12 @@ class JobFailed:
 
 
 Event = (
-    ModelLoading | ModelLoaded | StepUpdate | ImageFinished | ImageCancelled | JobFinished | JobCancelled | JobFailed
+    ModelLoading
+    | ModelLoaded
+    | StepUpdate
+    | ImageFinished
+    | ImageCancelled
+    | JobFinished
+    | JobCancelled
+    | JobFailed
 )

@@ -69,13 +69,19 @@ class GuidedDenoiser:
                 raise ValueError("cfg != 1 needs an unconditional (negative) encoding")
             self.uncond = _Cond(uncond.context.to(device, dtype), uncond.pooled.to(device, dtype))
             if guidance.negative_until is not None:
-                self.zero_uncond = _Cond(torch.zeros_like(self.uncond.context), torch.zeros_like(self.uncond.pooled))
+                self.zero_uncond = _Cond(
+                    torch.zeros_like(self.uncond.context), torch.zeros_like(self.uncond.pooled)
+                )
                 self.window_sigma = float(
-                    torch.tensor(percent_to_sigma(guidance.negative_until, guidance.shift), dtype=torch.float32)
+                    torch.tensor(
+                        percent_to_sigma(guidance.negative_until, guidance.shift), dtype=torch.float32
+                    )
                 )
         self.calls = 0
 
-    def _velocity(self, x: torch.Tensor, sigma: torch.Tensor, conds: list[_Cond], skip=()) -> list[torch.Tensor]:
+    def _velocity(
+        self, x: torch.Tensor, sigma: torch.Tensor, conds: list[_Cond], skip=()
+    ) -> list[torch.Tensor]:
         """One batched forward over several conditionings of equal context length; returns D per conditioning."""
         b = x.shape[0]
         n = len(conds)

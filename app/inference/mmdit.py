@@ -46,7 +46,9 @@ class DismantledBlock(nn.Module):
     def modulation(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.adaLN_modulation(c).chunk(self.adaLN_modulation[1].out_features // c.shape[-1], dim=1)
 
-    def post_attention(self, x: torch.Tensor, attn: torch.Tensor, mod: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def post_attention(
+        self, x: torch.Tensor, attn: torch.Tensor, mod: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
         _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod[:6]
         x = x + gate_msa[:, None] * self.attn.proj(attn)
         return x + gate_mlp[:, None] * self.mlp(modulate(layer_norm(x), shift_mlp, scale_mlp))

@@ -47,7 +47,9 @@ class MMDiTConfig:
         return bool(self.x_block_self_attn_layers)
 
 
-def mmdit_config_from_shapes(shapes: Mapping[str, tuple[int, ...]], source: str = "checkpoint") -> MMDiTConfig:
+def mmdit_config_from_shapes(
+    shapes: Mapping[str, tuple[int, ...]], source: str = "checkpoint"
+) -> MMDiTConfig:
     """Infer the architecture from `{key: shape}` of the MMDiT tensors (prefix already removed)."""
 
     def shape(key: str) -> tuple[int, ...]:
@@ -65,7 +67,9 @@ def mmdit_config_from_shapes(shapes: Mapping[str, tuple[int, ...]], source: str 
     qk_norm = ln_q is not None
     head_dim = ln_q[0] if ln_q is not None else DEFAULT_HEAD_DIM
     if hidden % head_dim:
-        raise CheckpointMismatchError(f"{source}: hidden size {hidden} is not a multiple of head size {head_dim}")
+        raise CheckpointMismatchError(
+            f"{source}: hidden size {hidden} is not a multiple of head size {head_dim}"
+        )
 
     num_patches = shape("pos_embed")[1]
     pos_side = math.isqrt(num_patches)

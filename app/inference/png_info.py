@@ -114,6 +114,7 @@ def png_info(
     parameters_json: str | None = None,
     comfy_prompt: str | None = None,
     comfy_workflow: str | None = None,
+    extra_itxt: Mapping[str, str] | None = None,
 ) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     info.add_text(PARAMETERS_KEY, infotext)  # Pillow switches to iTXt by itself when the text is not Latin-1
@@ -123,6 +124,8 @@ def png_info(
         info.add_text(COMFY_PROMPT_KEY, comfy_prompt)
     if comfy_workflow is not None:
         info.add_text(COMFY_WORKFLOW_KEY, comfy_workflow)
+    for key, value in (extra_itxt or {}).items():
+        info.add_itxt(key, value)
     return info
 
 
@@ -134,6 +137,7 @@ def save_png(
     parameters_json: str | None = None,
     comfy_prompt: str | None = None,
     comfy_workflow: str | None = None,
+    extra_itxt: Mapping[str, str] | None = None,
 ) -> None:
     """Write atomically (temporary file in the same folder, flush, fsync, rename): a crash or a full disk
     never leaves half a PNG, and an existing file at `path` is replaced only by a complete one.
@@ -143,7 +147,11 @@ def save_png(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = png_info(
-        infotext, parameters_json=parameters_json, comfy_prompt=comfy_prompt, comfy_workflow=comfy_workflow
+        infotext,
+        parameters_json=parameters_json,
+        comfy_prompt=comfy_prompt,
+        comfy_workflow=comfy_workflow,
+        extra_itxt=extra_itxt,
     )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png.tmp", dir=path.parent)
     try:

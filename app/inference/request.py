@@ -67,13 +67,17 @@ class GenerationRequest:
 
     def _validated(self, config: MMDiTConfig | None) -> GenerationRequest:
         if self.sampler not in SAMPLER_NAMES:
-            raise InvalidRequestError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLER_NAMES)}")
+            raise InvalidRequestError(
+                f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLER_NAMES)}"
+            )
         if self.scheduler not in SCHEDULER_NAMES:
             raise InvalidRequestError(
                 f"unknown scheduler {self.scheduler!r}; choose from {', '.join(SCHEDULER_NAMES)}"
             )
         if self.text_mode not in TEXT_MODES:
-            raise InvalidRequestError(f"unknown text mode {self.text_mode!r}; choose from {', '.join(TEXT_MODES)}")
+            raise InvalidRequestError(
+                f"unknown text mode {self.text_mode!r}; choose from {', '.join(TEXT_MODES)}"
+            )
         if not 1 <= self.steps <= 1000:
             raise InvalidRequestError(f"steps must be between 1 and 1000, not {self.steps}")
         if not (math.isfinite(self.cfg) and 0 <= self.cfg <= 100):
@@ -87,7 +91,9 @@ class GenerationRequest:
         if not 0 < self.denoise <= 1:
             raise InvalidRequestError(f"denoise strength must be in (0, 1], not {self.denoise}")
         if self.negative_until is not None and not 0 <= self.negative_until <= 1:
-            raise InvalidRequestError(f"--negative-until must be a fraction in [0, 1], not {self.negative_until}")
+            raise InvalidRequestError(
+                f"--negative-until must be a fraction in [0, 1], not {self.negative_until}"
+            )
         if not 0 <= self.slg_start <= self.slg_end <= 1:
             raise InvalidRequestError("skip-layer guidance needs 0 <= start <= end <= 1")
         if config is not None:

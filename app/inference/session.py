@@ -259,7 +259,9 @@ class GenerationSession:
         self, model_set, req, batch, denoiser, sigmas, latent_shape, init_latent, preview, cancel, emit
     ) -> None:
         device = self.engine.device
-        noise = torch.cat([make_noise(seed, latent_shape) for seed in batch.seeds]).to(device)  # (B, 16, h, w)
+        noise = torch.cat([make_noise(seed, latent_shape) for seed in batch.seeds]).to(
+            device
+        )  # (B, 16, h, w)
         sigma0 = float(sigmas[0])
         x = noise if init_latent is None else sigma0 * noise + (1.0 - sigma0) * init_latent.to(device)
         n_steps = len(sigmas) - 1
@@ -329,7 +331,7 @@ class GenerationSession:
             cancel.raise_if_cancelled()
 
 
-class _BatchDone(Exception):  # noqa: N818 - control flow: every image of the batch was cancelled
+class _BatchDone(Exception):
     pass
 
 

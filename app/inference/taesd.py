@@ -37,7 +37,11 @@ class Block(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Sequential(
-            _conv(channels, channels), nn.ReLU(), _conv(channels, channels), nn.ReLU(), _conv(channels, channels)
+            _conv(channels, channels),
+            nn.ReLU(),
+            _conv(channels, channels),
+            nn.ReLU(),
+            _conv(channels, channels),
         )
         self.skip = nn.Identity()
         self.fuse = nn.ReLU()
@@ -67,7 +71,9 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles arbitrary objects
     except Exception as exc:  # torch reports refused globals and corrupt archives with several types
         raise ModelFileError(f"{path}: not a plain tensor file ({exc.__class__.__name__}); refused") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()
+    ):
         raise ModelFileError(f"{path}: holds something other than named tensors; refused")
     return state
 
@@ -92,7 +98,9 @@ def load_taesd3_decoder(
         raise ModelFileError(f"{path}: file not found")
     state = taesd_state_to_madebyollin(_read_state(path))
     if "1.weight" not in state:
-        raise CheckpointMismatchError(f"{path}: not a TAESD3 decoder (no '1.weight' / 'decoder.layers.0.weight')")
+        raise CheckpointMismatchError(
+            f"{path}: not a TAESD3 decoder (no '1.weight' / 'decoder.layers.0.weight')"
+        )
     with torch.device("meta"):
         decoder = build_decoder(latent_channels=state["1.weight"].shape[1])
     assign_weights(decoder, state, source=str(path), what="TAESD3 decoder", dtype=dtype, device=device)
@@ -107,7 +115,10 @@ def find_taesd3_decoder(model_root: Path | None = None) -> Path | None:
     for folder in folders:
         if folder.is_dir():
             for candidate in sorted(folder.iterdir()):
-                if candidate.name.startswith(DECODER_FILE_PREFIX) and candidate.suffix in (".pth", ".safetensors"):
+                if candidate.name.startswith(DECODER_FILE_PREFIX) and candidate.suffix in (
+                    ".pth",
+                    ".safetensors",
+                ):
                     return candidate
     hub = os.environ.get("HF_HUB_CACHE") or (
         Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"

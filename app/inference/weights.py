@@ -38,6 +38,15 @@ class TensorInfo:
     dtype: str  # safetensors dtype name: "F16", "BF16", "F32", "F8_E4M3", ...
     shape: tuple[int, ...]
     offsets: tuple[int, int] = (0, 0)  # byte range inside the data section
+    shard: int = 0  # index into SafetensorsHeader.shards for headers merged from a sharded index
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * _DTYPE_BYTES.get(self.dtype, 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,24 @@ class SafetensorsHeader:
     tensors: dict[str, TensorInfo]
     metadata: dict[str, str]
     data_start: int = 0  # file offset of the data section
+    # Sharded checkpoints (`*.safetensors.index.json`): (shard file, its data_start) per TensorInfo.shard.
+    shards: tuple[tuple[Path, int], ...] = ()
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The files holding the tensors: the shards of an index, else the file itself."""
+        return tuple(p for p, _ in self.shards) if self.shards else (self.path,)
+
+    def num_params(self, prefix: str = "") -> int:
+        return sum(info.numel for key, info in self.tensors.items() if key.startswith(prefix))
+
+    def bytes_by_dtype(self, prefix: str = "") -> dict[str, int]:
+        """Stored bytes per safetensors dtype name for the tensors under `prefix`."""
+        out: dict[str, int] = {}
+        for key, info in self.tensors.items():
+            if key.startswith(prefix):
+                out[info.dtype] = out.get(info.dtype, 0) + info.nbytes
+        return out
 
     def keys_with_prefix(self, prefix: str) -> list[str]:
         return [k for k in self.tensors if k.startswith(prefix)]
@@ -64,28 +91,50 @@ class SafetensorsHeader:
         return total
 
 
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+INDEX_SUFFIX = ".safetensors.index.json"
+
+
 def read_header(path: str | Path) -> SafetensorsHeader:
-    """Parse a safetensors header (names, dtypes, shapes, metadata) and check the file is complete."""
+    """Parse a safetensors header (names, dtypes, shapes, metadata) and check the file is complete.
+
+    A `*.safetensors.index.json` (a sharded checkpoint) gives one header merged from all its shards."""
     path = Path(path)
+    if path.name.lower().endswith(INDEX_SUFFIX):
+        return _read_index(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: file not found")
+        what = "not a regular file" if path.exists() else "file not found"
+        raise ModelFileError(f"{path}: {what}")
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelFileError(
+            f"{path}: pickle-based weight file ({path.suffix}), refused: opening it could run arbitrary code. "
+            "Use the .safetensors version of this model"
+        )
     if path.suffix.lower() != ".safetensors":
         raise ModelFileError(f"{path}: only .safetensors files are supported (pickled .ckpt/.pt files are not)")
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        raw_len = f.read(8)
-        if len(raw_len) < 8:
-            raise ModelFileError(f"{path}: file is empty or truncated (no safetensors header)")
-        (header_len,) = struct.unpack("<Q", raw_len)
-        if header_len <= 0 or header_len > min(_MAX_HEADER_BYTES, size - 8):
-            raise ModelFileError(f"{path}: not a safetensors file, or its header is corrupt")
-        try:
-            header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"{path}: corrupt safetensors header ({exc.__class__.__name__})") from None
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise ModelFileError(f"{path}: file is empty (0 bytes); download it again")
+        with path.open("rb") as f:
+            raw_len = f.read(8)
+            if len(raw_len) < 8:
+                raise ModelFileError(f"{path}: file is empty or truncated (no safetensors header)")
+            (header_len,) = struct.unpack("<Q", raw_len)
+            if header_len <= 0 or header_len > min(_MAX_HEADER_BYTES, size - 8):
+                raise ModelFileError(f"{path}: not a safetensors file, or its header is corrupt")
+            raw = f.read(header_len)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: corrupt safetensors header ({exc.__class__.__name__})") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: corrupt safetensors header")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{path}: corrupt safetensors header (metadata is not a mapping)")
     tensors: dict[str, TensorInfo] = {}
     data_end = 0
     try:
@@ -104,6 +153,39 @@ def read_header(path: str | Path) -> SafetensorsHeader:
     return SafetensorsHeader(path, tensors, {str(k): str(v) for k, v in metadata.items()}, 8 + header_len)
 
 
+def _read_index(path: Path) -> SafetensorsHeader:
+    """Merge the headers of the shards listed in a `*.safetensors.index.json` (diffusers / transformers)."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: file not found")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        weight_map = index["weight_map"]
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError("empty weight_map")
+        names = sorted({str(v) for v in weight_map.values()})
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        raise ModelFileError(f"{path}: not a valid sharded-checkpoint index (no weight_map)") from None
+    tensors: dict[str, TensorInfo] = {}
+    shards: list[tuple[Path, int]] = []
+    metadata: dict[str, str] = {}
+    for i, name in enumerate(names):
+        if Path(name).name != name:
+            raise ModelFileError(f"{path}: shard name {name!r} points outside its folder")
+        shard_path = path.parent / name
+        if not shard_path.is_file():
+            raise ModelFileError(f"{path}: shard {name} is missing; download the checkpoint again")
+        shard = read_header(shard_path)
+        shards.append((shard_path, shard.data_start))
+        metadata.update(shard.metadata)
+        for key, info in shard.tensors.items():
+            tensors[key] = TensorInfo(info.dtype, info.shape, info.offsets, i)
+    listed = {str(k) for k, v in weight_map.items()}
+    absent = sorted(k for k in listed if k not in tensors)
+    if absent:
+        raise ModelFileError(f"{path}: {len(absent)} tensors listed in the index are in no shard (e.g. {absent[0]})")
+    return SafetensorsHeader(path, tensors, metadata, 0, tuple(shards))
+
+
 def load_tensors(
     path: str | Path,
     prefix: str = "",
@@ -111,29 +193,36 @@ def load_tensors(
     keys: Iterable[str] | None = None,
     skip: Callable[[str], bool] | None = None,
     dtype: torch.dtype | None = None,
+    convert: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+    header: SafetensorsHeader | None = None,
 ) -> dict[str, torch.Tensor]:
     """Load the tensors under `prefix` (with the prefix removed) as CPU tensors, floating-point ones cast to
-    `dtype` as they are read.
+    `dtype` as they are read, or passed through `convert(name, tensor)` instead when it is given.
 
     Tensors are read with plain file reads straight into their final buffers (no memory map, no second copy), so
-    loading takes the bytes of the result plus at most one tensor in its stored dtype."""
-    header = read_header(path)
+    loading takes the bytes of the result plus at most one tensor in its stored dtype. `path` may be a sharded
+    checkpoint's `*.safetensors.index.json`; `header` skips re-reading a header the caller already has."""
+    header = header or read_header(path)
     wanted = None if keys is None else set(keys)
     out: dict[str, torch.Tensor] = {}
-    try:
-        with header.path.open("rb", buffering=0) as f:
-            for key, info in sorted(header.tensors.items(), key=lambda kv: kv[1].offsets[0]):
-                if not key.startswith(prefix):
-                    continue
-                name = key[len(prefix) :]
-                if (wanted is not None and name not in wanted) or (skip is not None and skip(name)):
-                    continue
-                t = _read_tensor(f, header.data_start, info, header.path)
-                if dtype is not None and t.is_floating_point() and t.dtype != dtype:
-                    t = t.to(dtype)
-                out[name] = t
-    except OSError as exc:
-        raise ModelFileError(f"{header.path}: cannot read tensors ({exc})") from None
+    order = sorted(header.tensors.items(), key=lambda kv: (kv[1].shard, kv[1].offsets[0]))
+    for shard_index, (file_path, data_start) in enumerate(header.shards or ((header.path, header.data_start),)):
+        try:
+            with file_path.open("rb", buffering=0) as f:
+                for key, info in order:
+                    if info.shard != shard_index or not key.startswith(prefix):
+                        continue
+                    name = key[len(prefix) :]
+                    if (wanted is not None and name not in wanted) or (skip is not None and skip(name)):
+                        continue
+                    t = _read_tensor(f, data_start, info, file_path)
+                    if convert is not None:
+                        t = convert(name, t)
+                    elif dtype is not None and t.is_floating_point() and t.dtype != dtype:
+                        t = t.to(dtype)
+                    out[name] = t
+        except OSError as exc:
+            raise ModelFileError(f"{file_path}: cannot read tensors ({exc})") from None
     return out
 
 

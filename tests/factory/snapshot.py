@@ -1,8 +1,8 @@
 """A tiny SD3.5 model set in the Hugging Face snapshot layout, with random weights in the real key layouts.
 
-  <folder>/sd3.5_{large,large_turbo,medium}.safetensors   model.diffusion_model.* + first_stage_model.*
-  <folder>/text_encoders/{clip_l,clip_g,t5xxl_fp16}.safetensors
-  <folder>/tokenizer/, tokenizer_2/, tokenizer_3/
+<folder>/sd3.5_{large,large_turbo,medium}.safetensors   model.diffusion_model.* + first_stage_model.*
+<folder>/text_encoders/{clip_l,clip_g,t5xxl_fp16}.safetensors
+<folder>/tokenizer/, tokenizer_2/, tokenizer_3/
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def write_checkpoint(path: Path, variant: str, *, seed: int = 0, dtype: torch.dt
     return path
 
 
-def write_snapshot(folder: Path, variant: str = "medium", *, seed: int = 0, text_encoders: bool = True) -> Path:
+def write_snapshot(
+    folder: Path, variant: str = "medium", *, seed: int = 0, text_encoders: bool = True
+) -> Path:
     """Write a complete tiny model set into `folder` and return the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,9 @@ def test_cfg_one_skips_uncond(model):
     assert torch.equal(d, _raw_d(model, x, sigma, cond))
 
 
-@pytest.mark.parametrize(("steps", "active"), [(50, range(1, 10)), (40, range(1, 8)), (28, range(1, 6)), (4, [])])
+@pytest.mark.parametrize(
+    ("steps", "active"), [(50, range(1, 10)), (40, range(1, 8)), (28, range(1, 6)), (4, [])]
+)
 def test_slg_window_follows_reference_step_rule(steps, active):
     g = GuidanceConfig(cfg=4.5, steps=steps, slg_layers=(7, 8, 9), slg_scale=2.5)
     assert [k for k in range(steps) if g.slg_active(k)] == list(active)

@@ -81,7 +81,12 @@ def test_skip_layers_change_output():
     state = tiny_mmdit_state("medium", seed=1)
     ours, cfg = _ours(state)
     x = torch.randn(1, 16, 8, 8)
-    args = (x, torch.tensor([500.0]), torch.randn(1, cfg.adm_in_channels), torch.randn(1, 77, cfg.context_in_channels))
+    args = (
+        x,
+        torch.tensor([500.0]),
+        torch.randn(1, cfg.adm_in_channels),
+        torch.randn(1, 77, cfg.context_in_channels),
+    )
     with torch.inference_mode():
         assert not torch.allclose(ours(*args), ours(*args, skip_layers=(1,)))
 

@@ -5,7 +5,7 @@ import torch
 
 from app.inference.mmdit import MMDiT
 from app.inference.mmdit_config import mmdit_config_from_shapes
-from tests.factory.mmdit_model import PREFIX, real_manifest, tiny_mmdit_shapes, TINY_MEDIUM, TINY_LARGE
+from tests.factory.mmdit_model import PREFIX, TINY_LARGE, TINY_MEDIUM, real_manifest, tiny_mmdit_shapes
 
 
 def _real_shapes(variant):
@@ -44,6 +44,10 @@ def test_max_image_side_from_pos_embed():
 @pytest.mark.parametrize(("variant", "spec"), [("large", TINY_LARGE), ("medium", TINY_MEDIUM)])
 def test_tiny_shapes_infer_tiny_config(variant, spec):
     cfg = mmdit_config_from_shapes(tiny_mmdit_shapes(variant, spec))
-    assert (cfg.depth, cfg.hidden_size, cfg.num_heads) == (spec.depth, spec.hidden, spec.hidden // spec.head_dim)
+    assert (cfg.depth, cfg.hidden_size, cfg.num_heads) == (
+        spec.depth,
+        spec.hidden,
+        spec.hidden // spec.head_dim,
+    )
     assert cfg.x_block_self_attn_layers == ((0, 1, 2, 3, 4) if variant == "medium" else ())
     assert (cfg.adm_in_channels, cfg.context_in_channels) == (spec.pooled, spec.context)

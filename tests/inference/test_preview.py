@@ -21,7 +21,9 @@ def _random_state(seed=0):
     for entry in KEYS["keys"]:
         shape = tuple(entry["shape"])
         fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
-        state[entry["key"]] = torch.randn(shape, generator=gen) / math.sqrt(fan_in) * (1.0 if len(shape) > 1 else 0.1)
+        state[entry["key"]] = (
+            torch.randn(shape, generator=gen) / math.sqrt(fan_in) * (1.0 if len(shape) > 1 else 0.1)
+        )
     return state
 
 
@@ -37,7 +39,9 @@ def test_taesd_pth_and_diffusers_safetensors_load_the_same_and_match_diffusers(t
     state = _random_state()
     pth = tmp_path / "taesd3_decoder.pth"
     torch.save(state, pth)
-    diffusers_layout = {f"decoder.layers.{int(k.split('.')[0]) - 1}.{k.split('.', 1)[1]}": v for k, v in state.items()}
+    diffusers_layout = {
+        f"decoder.layers.{int(k.split('.')[0]) - 1}.{k.split('.', 1)[1]}": v for k, v in state.items()
+    }
     diffusers_layout["encoder.layers.0.weight"] = torch.zeros(64, 3, 3, 3)  # encoder keys are ignored
     st = tmp_path / "diffusion_pytorch_model.safetensors"
     save_file(diffusers_layout, str(st))
@@ -50,9 +54,16 @@ def test_taesd_pth_and_diffusers_safetensors_load_the_same_and_match_diffusers(t
 
     from diffusers import AutoencoderTiny
 
-    tiny = AutoencoderTiny(latent_channels=16, decoder_block_out_channels=(64, 64, 64, 64),
-                           num_decoder_blocks=(3, 3, 3, 1), upsample_fn="nearest", scaling_factor=1.0)
-    tiny.decoder.load_state_dict({k[len("decoder."):]: v for k, v in diffusers_layout.items() if k.startswith("decoder.")})
+    tiny = AutoencoderTiny(
+        latent_channels=16,
+        decoder_block_out_channels=(64, 64, 64, 64),
+        num_decoder_blocks=(3, 3, 3, 1),
+        upsample_fn="nearest",
+        scaling_factor=1.0,
+    )
+    tiny.decoder.load_state_dict(
+        {k[len("decoder.") :]: v for k, v in diffusers_layout.items() if k.startswith("decoder.")}
+    )
     with torch.inference_mode():
         theirs = tiny.decode(latent).sample  # diffusers returns 2y - 1
     torch.testing.assert_close(a, (theirs + 1) / 2, rtol=1e-4, atol=1e-5)
@@ -98,7 +109,10 @@ def test_linear_preview_gives_the_colours_the_factors_imply():
     zero, chan2 = LinearPreview()(latent)
     assert zero.shape == (4, 5, 3)
     assert tuple(zero[0, 0]) == (158, 155, 152)  # the spec's worked value for a zero latent
-    expected = [round((max(-1, min(1, b + f)) + 1) * 127.5) for b, f in zip(LINEAR_BIAS, LINEAR_FACTORS[2], strict=True)]
+    expected = [
+        round((max(-1, min(1, b + f)) + 1) * 127.5)
+        for b, f in zip(LINEAR_BIAS, LINEAR_FACTORS[2], strict=True)
+    ]
     assert list(chan2[3, 4]) == expected
 
 

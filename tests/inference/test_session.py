@@ -44,7 +44,9 @@ def test_events_of_a_job(session, model_set):
     assert isinstance(events[len(loading)], ModelLoaded)
     steps = [e for e in events if isinstance(e, StepUpdate)]
     assert [(e.image_index, e.step) for e in steps] == [(i, s) for i in range(2) for s in range(1, 5)]
-    assert all(e.preview is not None and e.preview.shape == (6, 4, 3) for e in steps)  # latent-size linear preview
+    assert all(
+        e.preview is not None and e.preview.shape == (6, 4, 3) for e in steps
+    )  # latent-size linear preview
     assert all(e.steps == 4 and e.its > 0 for e in steps)
     assert steps[-1].eta == 0
     images = [e for e in events if isinstance(e, ImageFinished)]
@@ -69,7 +71,9 @@ def test_preview_off_and_every_n(model_set):
     off = GenerationSession(device="cpu", dtype="float32", preview="off")
     assert all(e.preview is None for e in off.run(model_set, req()) if isinstance(e, StepUpdate))
     every2 = GenerationSession(device="cpu", dtype="float32", preview="linear", preview_every=2)
-    shown = [e.step for e in every2.run(model_set, req()) if isinstance(e, StepUpdate) and e.preview is not None]
+    shown = [
+        e.step for e in every2.run(model_set, req()) if isinstance(e, StepUpdate) and e.preview is not None
+    ]
     assert shown == [1, 3]
 
 
@@ -150,7 +154,11 @@ def test_batched_seeds_match_single_runs_and_one_image_can_be_cancelled(model_se
     assert sorted(finished) == [0, 2]
     assert batch_sizes == [6, 6, 4, 4]  # 3 images x (cond, uncond), then 2 images once image 1 left the batch
     for k in (0, 2):
-        alone = next(e for e in single.run(model_set, req(count=1, seed=5 + k, steps=4)) if isinstance(e, ImageFinished))
+        alone = next(
+            e
+            for e in single.run(model_set, req(count=1, seed=5 + k, steps=4))
+            if isinstance(e, ImageFinished)
+        )
         torch.testing.assert_close(finished[k].latent, alone.latent, rtol=1e-4, atol=1e-5)
 
 

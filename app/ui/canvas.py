@@ -1,0 +1,211 @@
+"""The canvas: live previews scaled smoothly, then the final image; wheel zoom, fit / 100 %, drag to pan.
+
+Only painting happens here. Images arrive as QImages; the conversion to a QPixmap happens once per image, at
+the next paint, so a burst of previews costs one conversion for the image actually shown.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPixmap, QWheelEvent
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
+
+log = logging.getLogger(__name__)
+
+MIN_ZOOM, MAX_ZOOM = 0.05, 16.0
+WHEEL_STEP = 1.15  # zoom factor per wheel notch
+SHARP_ZOOM = 2.0  # from here on pixels are drawn as crisp squares (inspecting detail)
+
+
+class CanvasView(QWidget):
+    zoom_changed = Signal(float, bool)  # zoom factor, fit mode
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("canvas")
+        self.setMinimumSize(240, 200)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.setMouseTracking(False)
+        self._image: QImage | None = None
+        self._pixmap: QPixmap | None = None
+        self._logical = QSize()  # size the image stands for (a 512 px preview of a 1024 px image)
+        self._is_preview = False
+        self._fit = True
+        self._zoom = 1.0
+        self._center = QPointF(0.5, 0.5)  # the image point (as a fraction) shown at the widget centre
+        self._drag_from: QPointF | None = None
+        self.placeholder = "Write a prompt and press Generate (Ctrl+Enter)."
+        self.frames_painted = 0  # for tests and the stall benchmark
+
+    # ------------------------------------------------------------------------------------------ content
+
+    def set_image(self, image: QImage | None, *, preview: bool = False, logical_size: QSize | None = None) -> None:
+        """Show `image`; a preview is drawn at `logical_size` (the final image's size) so zoom stays put."""
+        self._image = image
+        self._pixmap = None
+        self._is_preview = preview
+        if image is not None:
+            self._logical = logical_size if logical_size is not None and logical_size.isValid() else image.size()
+        self.update()
+
+    def image(self) -> QImage | None:
+        return self._image
+
+    def is_preview(self) -> bool:
+        return self._is_preview
+
+    # ------------------------------------------------------------------------------------------ zoom and pan
+
+    def zoom(self) -> float:
+        return self._fit_zoom() if self._fit else self._zoom
+
+    def is_fit(self) -> bool:
+        return self._fit
+
+    def fit(self) -> None:
+        self._fit, self._center = True, QPointF(0.5, 0.5)
+        self.update()
+        self.zoom_changed.emit(self.zoom(), True)
+
+    def actual_size(self) -> None:
+        self.set_zoom(1.0)
+
+    def set_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
+        """Zoom to `zoom`, keeping the image point under `anchor` (widget coordinates) in place."""
+        if self._logical.isEmpty():
+            return
+        zoom = min(MAX_ZOOM, max(MIN_ZOOM, zoom))
+        if anchor is not None:
+            before = self._image_point_at(anchor)
+            self._fit, self._zoom = False, zoom
+            after = self._image_point_at(anchor)
+            self._center += before - after
+        else:
+            self._fit, self._zoom = False, zoom
+        self.update()
+        self.zoom_changed.emit(zoom, False)
+
+    def _fit_zoom(self) -> float:
+        if self._logical.isEmpty():
+            return 1.0
+        return min(self.width() / self._logical.width(), self.height() / self._logical.height())
+
+    def _target_rect(self) -> QRectF:
+        zoom = self.zoom()
+        w, h = self._logical.width() * zoom, self._logical.height() * zoom
+        cx = self.width() / 2 - (self._center.x() - 0.5) * w
+        cy = self.height() / 2 - (self._center.y() - 0.5) * h
+        return QRectF(cx - w / 2, cy - h / 2, w, h)
+
+    def _image_point_at(self, pos: QPointF) -> QPointF:
+        rect = self._target_rect()
+        return QPointF((pos.x() - rect.left()) / rect.width(), (pos.y() - rect.top()) / rect.height())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+        notches = event.angleDelta().y() / 120
+        if notches and self._image is not None:
+            self.set_zoom(self.zoom() * WHEEL_STEP**notches, event.position())
+        event.accept()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton and self._image is not None:
+            self._drag_from = event.position()
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._drag_from is not None:
+            if self._fit:
+                self._fit, self._zoom = False, self._fit_zoom()
+            rect = self._target_rect()
+            delta = event.position() - self._drag_from
+            self._drag_from = event.position()
+            self._center -= QPointF(delta.x() / rect.width(), delta.y() / rect.height())
+            self.update()
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        self._drag_from = None
+        self.unsetCursor()
+        super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        self.fit() if not self._fit else self.set_zoom(1.0, event.position())
+
+    # ------------------------------------------------------------------------------------------ painting
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor("#141517"))
+        if self._image is None or self._image.isNull():
+            painter.setPen(QColor("#6f727a"))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
+            painter.end()
+            return
+        if self._pixmap is None:
+            self._pixmap = QPixmap.fromImage(self._image)
+        target = self._target_rect()
+        sharp = not self._is_preview and target.width() >= self._pixmap.width() * SHARP_ZOOM
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, not sharp)
+        painter.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
+        if self._is_preview:
+            painter.setPen(QColor(255, 255, 255, 150))
+            painter.drawText(self.rect().adjusted(10, 8, -10, -8), Qt.AlignmentFlag.AlignTop, "Preview")
+        painter.end()
+        self.frames_painted += 1
+
+
+class JobProgressBar(QFrame):
+    """Below the canvas: what the engine is doing — loading, step i/N with it/s and ETA, or the last result."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("progressBar")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 5, 10, 6)
+        layout.setSpacing(10)
+        self.label = QLabel("Ready", self)
+        self.label.setObjectName("progressLabel")
+        self.bar = QProgressBar(self)
+        self.bar.setTextVisible(False)
+        self.bar.setFixedWidth(220)
+        self.zoom_label = QLabel("", self)
+        self.zoom_label.setObjectName("hintLabel")
+        self.zoom_label.setToolTip("Zoom: mouse wheel. Fit: Ctrl+0. 100 %: Ctrl+1. Drag to pan.")
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.zoom_label)
+        self.bar.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.bar.hide()
+
+    def show_busy(self, text: str) -> None:
+        self.label.setText(text)
+        self.bar.setRange(0, 0)
+        self.bar.show()
+
+    def show_step(self, step: int, steps: int, its: float, eta: float | None, image: int, images: int) -> None:
+        parts = [f"Image {image}/{images}"] if images > 1 else []
+        parts.append(f"Step {step}/{steps}")
+        if its > 0:
+            parts.append(f"{its:.2f} it/s" if its < 10 else f"{its:.0f} it/s")
+        if eta is not None:
+            parts.append(f"ETA {format_seconds(eta)}")
+        self.label.setText("  ·  ".join(parts))
+        self.bar.setRange(0, steps)
+        self.bar.setValue(step)
+        self.bar.show()
+
+    def show_zoom(self, zoom: float, fit: bool) -> None:
+        self.zoom_label.setText(f"{'Fit · ' if fit else ''}{zoom * 100:.0f} %")
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes}:{secs:02d}" if minutes else f"{secs} s"
