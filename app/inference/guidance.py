@@ -104,9 +104,10 @@ class GuidedDenoiser:
                 out[i] = d
         return out  # type: ignore[return-value]
 
-    def _uncond_entries(self, sigma: float) -> list[_Cond]:
+    def _uncond_entries(self, sigma_t: torch.Tensor) -> list[_Cond]:
         if self.zero_uncond is None:
             return [self.uncond]
+        sigma = float(sigma_t)  # a host sync, only when the negative window is on
         if sigma > self.window_sigma:
             return [self.uncond]
         if sigma < self.window_sigma:
@@ -120,7 +121,7 @@ class GuidedDenoiser:
             d_cond = self._denoise(x, sigma, [self.cond])[0]
             denoised = d_cond
         else:
-            uncond_entries = self._uncond_entries(float(sigma))
+            uncond_entries = self._uncond_entries(sigma)
             d_all = self._denoise(x, sigma, [self.cond, *uncond_entries])
             d_cond, d_unconds = d_all[0], d_all[1:]
             d_uncond = d_unconds[0] if len(d_unconds) == 1 else sum(d_unconds) / len(d_unconds)
