@@ -213,9 +213,15 @@ class GalleryDB:
                 found[row[0]] = _record(row)
         return [found[i] for i in ids if i in found]
 
-    def row_keys(self, spec: GalleryFilter) -> list[RowKey]:
+    def matches(self, image_id: int, spec: GalleryFilter) -> bool:
+        return bool(self.row_keys(spec, only_id=image_id))
+
+    def row_keys(self, spec: GalleryFilter, only_id: int | None = None) -> list[RowKey]:
         """Ids of the live images matching `spec`, sorted; fast enough for the UI thread at 10,000 rows."""
         where, args = ["trashed IS NULL"], []
+        if only_id is not None:
+            where.append("id = ?")
+            args.append(only_id)
         if spec.text.strip():
             query = fts_query(spec.text)
             if query:

@@ -95,10 +95,11 @@ def export_images(
             else:
                 save_with_user_comment(record.path, target, infotext_of(record.params), fmt)
             entries.append(_manifest_entry(record, name, target))
-            thumbs.append((_thumb(record.path), f"{name}  {'★' * record.rating}\n{summary(record.params)}"))
+            rated = f"  ·  rated {record.rating}/5" if record.rating else ""
+            thumbs.append((_thumb(record.path), f"{name}{rated}\n{summary(record.params)}"))
             if on_progress is not None:
                 on_progress(i + 1, len(present))
-        sheet = contact_sheet([(t, c.replace("\n", " · ")) for t, c in thumbs], title=title or "SD3.5 Studio")
+        sheet = contact_sheet(thumbs, title=title or "SD3.5 Studio")
         save_png(staging / CONTACT_SHEET, np.asarray(sheet), f"Contact sheet: {len(entries)} images")
         manifest = {
             "format": MANIFEST_FORMAT,

@@ -39,11 +39,20 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, fnt, width: int, max_lines: int 
     return lines
 
 
+def _elide(draw: ImageDraw.ImageDraw, text: str, fnt, width: int) -> str:
+    if draw.textlength(text, font=fnt) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=fnt) > width:
+        text = text[:-1]
+    return text + "…"
+
+
 def _fit(image: Image.Image | None, size: tuple[int, int]) -> Image.Image:
     cell = Image.new("RGB", size, EMPTY)
     if image is not None:
-        copy = image.convert("RGB")
-        copy.thumbnail(size, Image.Resampling.LANCZOS)
+        scale = min(size[0] / image.width, size[1] / image.height)
+        fitted = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        copy = image.convert("RGB").resize(fitted, Image.Resampling.LANCZOS)
         cell.paste(copy, ((size[0] - copy.width) // 2, (size[1] - copy.height) // 2))
     return cell
 
@@ -64,7 +73,7 @@ def labelled_grid(
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     left = max([int(scratch.textlength(label, font=fnt)) for label in row_labels] + [0])
     left = min(left, cell_size[0]) + 2 * fs
-    head = (fs * 3 if title else 0) + fs * 3
+    head = (fs * 3 if title else 0) + fs * (5 if x_title else 3)
     gap = max(4, fs // 3)
     cols, rows = len(column_labels), len(row_labels)
     width = left + cols * (cell_size[0] + gap) + gap
@@ -78,9 +87,10 @@ def labelled_grid(
         x = left + c * (cell_size[0] + gap) + cell_size[0] // 2
         draw.text((x, label_y), label, fill=TEXT, font=fnt, anchor="mm")
     if x_title:
-        draw.text((width - gap * 2, label_y - fs * 1.4), x_title, fill=MUTED, font=fnt, anchor="rm")
+        grid_centre = left + (cols * (cell_size[0] + gap)) // 2
+        draw.text((grid_centre, label_y - int(fs * 1.5)), x_title, fill=MUTED, font=fnt, anchor="mm")
     if y_title:
-        draw.text((gap * 2, label_y), y_title, fill=MUTED, font=fnt, anchor="lm")
+        draw.text((left - fs, label_y), y_title, fill=MUTED, font=fnt, anchor="rm")
     for r, label in enumerate(row_labels):
         y = head + r * (cell_size[1] + gap) + cell_size[1] // 2
         draw.text((left - fs, y), label, fill=TEXT, font=fnt, anchor="rm")
@@ -95,7 +105,8 @@ def labelled_grid(
 def contact_sheet(
     items: Sequence[tuple[Image.Image | None, str]], *, columns: int = 6, cell: int = 256, title: str = ""
 ) -> Image.Image:
-    """Thumbnails in a grid, each with up to three lines of caption underneath."""
+    """Thumbnails in a grid, each with up to three caption lines underneath ("\n" separates them; each line
+    is shortened with "…" to the cell's width)."""
     fs = max(12, cell // 18)
     fnt = font(fs)
     caption_h = fs * 4
@@ -113,8 +124,9 @@ def contact_sheet(
         x = gap + (i % columns) * (cell + gap)
         y = head + (i // columns) * (cell + caption_h + gap)
         sheet.paste(_fit(image, (cell, cell)), (x, y))
-        for n, line in enumerate(_wrap(draw, caption, fnt, cell, max_lines=3)):
+        for n, line in enumerate(caption.split("\n")[:3]):
+            text = _elide(draw, line, fnt, cell)
             draw.text(
-                (x, y + cell + fs // 3 + n * int(fs * 1.2)), line, fill=TEXT if n == 0 else MUTED, font=fnt
+                (x, y + cell + fs // 3 + n * int(fs * 1.2)), text, fill=TEXT if n == 0 else MUTED, font=fnt
             )
     return sheet

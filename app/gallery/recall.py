@@ -18,6 +18,7 @@ from app.gallery.comfy_recall import params_from_comfy_prompt
 from app.gallery.exif import read_user_comment
 from app.gallery.params import ImageParams
 from app.inference.png_info import COMFY_PROMPT_KEY, PARAMETERS_KEY, STUDIO_KEY, read_png_text
+from app.inference.request import GenerationRequest
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +112,25 @@ def reproduction_warnings(recalled: Recalled, setup: CurrentSetup | None) -> tup
     if p.seed is None:
         out.append("The image does not state its seed.")
     return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsRecall:
+    """What "use these settings" / "reuse seed" / dropping an image hands to the generation controls."""
+
+    request: GenerationRequest  # one image; None fields mean "the variant's default"
+    params: ImageParams  # everything the image said, including model name, hash and variant
+    source: str
+    unmapped: tuple[str, ...]  # what could not be carried over
+    warnings: tuple[str, ...]  # why it may not reproduce exactly here
+
+    @property
+    def seed(self) -> int | None:
+        return self.params.seed
+
+
+def settings_for(recalled: Recalled, setup: CurrentSetup | None) -> SettingsRecall:
+    p = recalled.params
+    return SettingsRecall(
+        p.to_request(), p, recalled.source, recalled.unmapped, reproduction_warnings(recalled, setup)
+    )

@@ -100,3 +100,20 @@ def save_finished_image(
     write_image(path, pixels, params, files)
     log.info("saved %s", path)
     return db.add_image(path, params, created=when, job_id=job_id)
+
+
+def remove_stale_temp_files(folder: Path) -> int:
+    """Delete the temporary files of saves that a crash interrupted (never a finished image). Call it when no
+    save is in flight, e.g. at start-up on a worker thread."""
+    removed = 0
+    if not Path(folder).is_dir():
+        return 0
+    for tmp in Path(folder).rglob(".*.png.tmp"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", tmp, exc)
+    if removed:
+        log.info("removed %d unfinished save(s) from %s", removed, folder)
+    return removed

@@ -167,10 +167,11 @@ class XYPlot:
         images: dict[tuple[int, int], Image.Image | np.ndarray],
         cell_params: dict[tuple[int, int], ImageParams],
         infotext: str = "",
+        cell_size: int = 384,
     ) -> Path:
         """Write the sheet (atomically) with `infotext` (e.g. the first cell's) as the A1111 `parameters`
         chunk and every cell's parameters as JSON in an `sd35-studio-xy` iTXt chunk."""
-        sheet = self.sheet(images)
+        sheet = self.sheet(images, cell_size=cell_size)
         save_png(
             path,
             np.asarray(sheet),

@@ -12,10 +12,17 @@ from app.gallery.params import ImageParams
 from app.inference.request import GenerationRequest
 
 
-def params(seed: int = 1234, prompt: str = "a red fox in fresh snow, golden hour", **overrides) -> ImageParams:
+def params(
+    seed: int = 1234, prompt: str = "a red fox in fresh snow, golden hour", **overrides
+) -> ImageParams:
     request = GenerationRequest(prompt=prompt, negative="blurry, low quality").resolved("medium")
     p = ImageParams.from_request(
-        request, seed, variant="medium", model_name="sd3.5_medium", model_hash="0123456789", app_version="0.1.0"
+        request,
+        seed,
+        variant="medium",
+        model_name="sd3.5_medium",
+        model_hash="0123456789",
+        app_version="0.1.0",
     )
     return ImageParams(**{**{f: getattr(p, f) for f in ImageParams.__dataclass_fields__}, **overrides})
 

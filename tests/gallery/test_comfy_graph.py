@@ -56,7 +56,10 @@ def check_widget(class_type, name, value):
                  "denoise": lambda v: isinstance(v, float | int) and 0 <= v <= 1}  # fmt: skip
         assert rules[name](value), (name, value)
     elif class_type == "EmptySD3LatentImage":
-        assert isinstance(value, int) and value >= 1 and (name == "batch_size" or value % 16 == 0), (name, value)
+        assert isinstance(value, int) and value >= 1 and (name == "batch_size" or value % 16 == 0), (
+            name,
+            value,
+        )
     elif class_type in ("ConditioningSetTimestepRange",) or name in ("start_percent", "end_percent"):
         assert isinstance(value, float) and 0 <= value <= 1, (name, value)
     elif name in ("shift", "scale"):
@@ -117,7 +120,10 @@ def validate(prompt: dict, workflow: dict) -> None:
     [
         ({"slg_scale": 0.0, "slg_layers": ()}, {"TripleCLIPLoader"}),
         ({}, {"SkipLayerGuidanceSD3", "TripleCLIPLoader"}),
-        ({"negative_until": 0.1}, {"ConditioningZeroOut", "ConditioningSetTimestepRange", "ConditioningCombine"}),
+        (
+            {"negative_until": 0.1},
+            {"ConditioningZeroOut", "ConditioningSetTimestepRange", "ConditioningCombine"},
+        ),
         ({"use_t5": False}, {"DualCLIPLoader"}),
         ({"init_image": "/home/me/in.png", "denoise": 0.6}, {"LoadImage", "VAEEncode"}),
     ],

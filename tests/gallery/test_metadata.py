@@ -22,7 +22,7 @@ from tests.gallery.helpers import A1111_TEXT, comfy_template_prompt, params, pix
 
 
 def test_our_png_gives_back_identical_parameters(tmp_path):
-    p = params(seed=2**64 - 1, prompt="ünïcödé 🦊, \"quoted\": yes\nsecond line", negative_until=0.1)
+    p = params(seed=2**64 - 1, prompt='ünïcödé 🦊, "quoted": yes\nsecond line', negative_until=0.1)
     path = tmp_path / "ours.png"
     write_image(path, pixels(), p)
     recalled = read_metadata(path)
@@ -42,7 +42,9 @@ def test_infotext_alone_also_round_trips_our_parameters():
 
 
 def test_a1111_string_for_a_known_case_character_for_character():
-    request = GenerationRequest(prompt="a cat, sitting on a windowsill", negative="blurry", seed=42).resolved("large")
+    request = GenerationRequest(prompt="a cat, sitting on a windowsill", negative="blurry", seed=42).resolved(
+        "large"
+    )
     p = ImageParams.from_request(request, 42, variant="large", model_name="sd3.5_large",
                                  model_hash="abcdef0123", app_version="0.1.0")  # fmt: skip
     assert infotext_of(p) == (
@@ -111,7 +113,13 @@ def test_recall_from_the_comfyui_sd35_template():
     p = recalled.params
     assert recalled.source == "comfyui"
     assert p.prompt == "a bottle with a pink and red galaxy inside it" and p.negative == ""
-    assert (p.seed, p.steps, p.cfg, p.sampler, p.scheduler) == (585483408983215, 20, 4.01, "euler", "sgm_uniform")
+    assert (p.seed, p.steps, p.cfg, p.sampler, p.scheduler) == (
+        585483408983215,
+        20,
+        4.01,
+        "euler",
+        "sgm_uniform",
+    )
     assert (p.width, p.height, p.denoise, p.shift) == (1024, 1024, 1.0, None)
     assert (p.model_name, p.variant, p.fp8, p.use_t5, p.noise) == ("sd3.5_large_fp8_scaled", "large", True, True,
                                                                   "cpu")  # fmt: skip
@@ -177,7 +185,9 @@ def test_jpeg_and_webp_exports_carry_the_infotext_in_exif(tmp_path, fmt):
 
 def test_warnings_for_t5_off_and_a_different_model():
     recalled = recall_from_text({"sd35-studio": params(use_t5=False).to_json()})
-    assert reproduction_warnings(recalled, CurrentSetup("sd3.5_large", "9999999999", "large", t5_available=False)) == (
+    assert reproduction_warnings(
+        recalled, CurrentSetup("sd3.5_large", "9999999999", "large", t5_available=False)
+    ) == (
         "Made with a different model file (sd3.5_medium, hash 0123456789); yours is sd3.5_large (hash 9999999999). "
         "The image will differ.",
         "Made with SD3.5 medium; the loaded model is SD3.5 large.",
@@ -195,7 +205,7 @@ def test_a_full_disk_gives_a_clear_error_and_leaves_nothing(tmp_path, monkeypatc
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(DiskFullError, match="not enough disk space to save image.png"):
+    with pytest.raises(DiskFullError, match=r"not enough disk space to save image\.png"):
         save_png(target, pixels(), "p")
     assert sorted(p.name for p in target.parent.iterdir()) == ["image.png"]
     assert target.read_bytes() == b"previous image"
