@@ -1,0 +1,96 @@
+"""A download plan: the files of one model set, their sizes and total, and the destination folder.
+
+`build_plan` never touches the network: it uses the published sizes and looks at what is already on disk (complete
+files, resumable partial data). `app.downloads.hub.resolve_plan` replaces the sizes with the Hub's exact ones when
+the user starts (or asks for) a download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.downloads.catalog import T5_CHOICES, RemoteFile, VariantSource, model_set_files, variant_source
+from app.downloads.layout import default_models_dir, find_partials
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFile:
+    remote: RemoteFile
+    size: int  # bytes: exact when `size_exact`, else the published (rounded) size
+    size_exact: bool = False
+    present_bytes: int = 0  # bytes already on disk: the whole file, or resumable partial data
+    complete: bool = False  # the finished file is in place
+
+    @property
+    def local_path(self) -> str:
+        return self.remote.local_path
+
+    @property
+    def remaining(self) -> int:
+        return 0 if self.complete else max(self.size - self.present_bytes, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadPlan:
+    source: VariantSource
+    t5: str  # "fp16" | "fp8"
+    destination: Path
+    files: tuple[PlannedFile, ...]
+
+    @property
+    def variant(self) -> str:
+        return self.source.variant
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def present_bytes(self) -> int:
+        return sum(f.size if f.complete else f.present_bytes for f in self.files)
+
+    @property
+    def remaining_bytes(self) -> int:
+        return sum(f.remaining for f in self.files)
+
+    @property
+    def sizes_exact(self) -> bool:
+        return all(f.size_exact for f in self.files)
+
+    @property
+    def repositories(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f.remote.repo_id for f in self.files))
+
+    def replace_file(self, index: int, planned: PlannedFile) -> DownloadPlan:
+        files = list(self.files)
+        files[index] = planned
+        return dataclasses.replace(self, files=tuple(files))
+
+
+def default_destination(variant: str) -> Path:
+    return default_models_dir() / variant_source(variant).folder_name
+
+
+def local_state(destination: Path, remote: RemoteFile, size: int, size_exact: bool) -> PlannedFile:
+    """What of one file is already on disk, without any network access."""
+    final = destination / remote.local_path
+    if final.is_file():  # its real size is what counts from now on
+        on_disk = final.stat().st_size
+        return PlannedFile(remote, on_disk, True, present_bytes=on_disk, complete=True)
+    partial = max((p.stat().st_size for p in find_partials(destination, remote.local_path)), default=0)
+    return PlannedFile(remote, size, size_exact, present_bytes=min(partial, size) if size_exact else partial)
+
+
+def build_plan(variant: str, t5: str = "fp16", destination: str | Path | None = None) -> DownloadPlan:
+    """The plan for one variant with published sizes and the local state of each file. No network access."""
+    if t5 not in T5_CHOICES:
+        raise ValueError(f"unknown T5 precision {t5!r}; choose from {', '.join(T5_CHOICES)}")
+    source = variant_source(variant)
+    dest = Path(destination).expanduser() if destination is not None else default_destination(variant)
+    files = tuple(local_state(dest, r, r.published_size, False) for r in model_set_files(variant, t5))
+    return DownloadPlan(source=source, t5=t5, destination=dest, files=files)
