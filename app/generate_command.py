@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -20,6 +21,7 @@ from app.inference.events import (
     ModelLoading,
     StepUpdate,
 )
+from app.inference.memory_plan import MemoryPlan, choose_plan, probe_machine
 from app.inference.model_set import locate_model_set
 from app.inference.png_info import save_png
 from app.inference.request import GenerationRequest
@@ -62,6 +64,7 @@ class _CommandLineJob:
         self.count = count
         self.failed: JobFailed | None = None
         self.cancelled = False
+        self.plan: MemoryPlan | None = None  # shown once the model set has loaded
 
     def print_json(self, event: str, **fields) -> None:
         if self.args.json:
@@ -80,6 +83,8 @@ class _CommandLineJob:
             self.print_json(
                 "loaded", seconds=round(event.seconds, 3), variant=event.variant, model=event.model_name
             )
+            if self.plan is not None and not self.args.json:
+                sys.stderr.write(f"loaded {event.model_name}: {self.plan.describe()}\n")
         elif isinstance(event, StepUpdate):
             self._step(event)
         elif isinstance(event, ImageFinished):
@@ -129,15 +134,29 @@ def run_generate(args: argparse.Namespace) -> int:
     from app.inference.session import CancelToken, GenerationSession
 
     try:
-        model_set = locate_model_set(args.model, args.variant)
+        overrides = {part: getattr(args, part, None) for part in ("clip_l", "clip_g", "t5", "vae")}
+        model_set = locate_model_set(args.model, args.variant, **overrides)
         request = request_from_args(args)
         resolved = request.resolved(model_set.variant, model_set.mmdit_config)  # fail fast, before loading
+        model_set.require_text_encoders(request.use_t5)
         session = GenerationSession(device=args.device, dtype=args.dtype, preview="off")
+        plan = choose_plan(
+            model_set.sizes(request.use_t5),
+            probe_machine(session.engine.device),
+            plan=getattr(args, "memory_plan", "auto"),
+            dtype=args.dtype,
+        )
     except (InferenceError, ValueError) as exc:
         if args.json:
             print(json.dumps({"event": "error", "message": str(exc)}), flush=True)  # noqa: T201
         return _error(str(exc), args.json)
     job = _CommandLineJob(args, resolved.count)
+    job.plan = plan
+    session.engine.memory_plan = plan.name
+    if request.use_t5 and not plan.use_t5:  # the chosen plan switches T5 off to fit in memory
+        request = dataclasses.replace(request, use_t5=False)
+        job.warning("T5-XXL is off to fit in memory (--memory-plan fp8 or low-vram keeps it, at a risk)")
+    job.print_json("plan", description=plan.describe(), **plan.to_json())
     for warning in resolved.warnings:
         job.warning(warning)
     try:

@@ -156,8 +156,14 @@ _VAE_ATTN = re.compile(
     r"^(encoder|decoder)\.mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0|query|key|value|proj_attn)\.(.+)$"
 )
 _ATTN_NAMES = {
-    "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out",
-    "query": "q", "key": "k", "value": "v", "proj_attn": "proj_out",
+    "to_q": "q",
+    "to_k": "k",
+    "to_v": "v",
+    "to_out.0": "proj_out",
+    "query": "q",
+    "key": "k",
+    "value": "v",
+    "proj_attn": "proj_out",
 }
 
 
@@ -203,7 +209,9 @@ def _check_all_used(names: set[str], used: set[str], source: str, what: str) -> 
         )
 
 
-def recipe_shapes(recipes: Iterable[Recipe], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+def recipe_shapes(
+    recipes: Iterable[Recipe], shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, tuple[int, ...]]:
     """Our-layout shapes from the diffusers shapes, without reading any tensor."""
     out: dict[str, tuple[int, ...]] = {}
     for r in recipes:
@@ -232,7 +240,9 @@ def apply_recipe(recipe: Recipe, tensors: list[torch.Tensor]) -> torch.Tensor:
     return t
 
 
-def apply_recipes(recipes: Iterable[Recipe], state: dict[str, torch.Tensor]) -> Iterator[tuple[str, torch.Tensor]]:
+def apply_recipes(
+    recipes: Iterable[Recipe], state: dict[str, torch.Tensor]
+) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (our name, tensor), consuming `state` as it goes so no source outlives its target."""
     for r in recipes:
         yield r.target, apply_recipe(r, [state.pop(s) for s in r.sources])

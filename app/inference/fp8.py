@@ -58,24 +58,42 @@ def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (w / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale
 
 
-def weight_converter(
-    scales: Mapping[str, torch.Tensor], dtype: torch.dtype, keep_fp8: Callable[[str], bool] | None = None
-) -> Callable[[str, torch.Tensor], torch.Tensor]:
-    """The `convert` for `load_tensors`: scale tensors stay float32; fp8 weights are dequantised to `dtype`
-    unless `keep_fp8(name)`; every other floating tensor is cast to `dtype` as it is read."""
+class Fp8Reader:
+    """The `convert` of `load_tensors`, applied to each tensor as it is read (so loading never holds more than
+    the result plus one tensor): scale tensors stay float32; weights for which `keep(name)` stay or become fp8
+    (16/32-bit ones are quantised and their new scale recorded in `scales`); other fp8 tensors are dequantised
+    with their file scale; every other floating tensor is cast to `dtype`."""
 
-    def convert(name: str, t: torch.Tensor) -> torch.Tensor:
+    def __init__(
+        self,
+        scales: Mapping[str, torch.Tensor],
+        dtype: torch.dtype,
+        keep: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.scales = dict(scales)  # weight key -> float32 scale: the file's, then those computed here
+        self.dtype = dtype
+        self.keep = keep
+
+    def __call__(self, name: str, t: torch.Tensor) -> torch.Tensor:
         if is_scale_key(name):
             return t.to(torch.float32)
+        if self.keep is not None and t.ndim == 2 and t.is_floating_point() and self.keep(name):
+            if t.dtype in FP8_DTYPES:
+                return t.to(FP8)
+            w8, self.scales[name] = quantize(t)
+            return w8
         if t.dtype in FP8_DTYPES:
-            if keep_fp8 is not None and keep_fp8(name):
-                return t
-            return dequantize(t, scales.get(name), dtype)
-        if t.is_floating_point() and t.dtype != dtype:
-            return t.to(dtype)
+            return dequantize(t, self.scales.get(name), self.dtype)
+        if t.is_floating_point() and t.dtype != self.dtype:
+            return t.to(self.dtype)
         return t
 
-    return convert
+
+def weight_converter(
+    scales: Mapping[str, torch.Tensor], dtype: torch.dtype, keep_fp8: Callable[[str], bool] | None = None
+) -> Fp8Reader:
+    """A reader that dequantises (or, for the `keep_fp8` weights, keeps fp8) as the file is read."""
+    return Fp8Reader(scales, dtype, keep_fp8)
 
 
 def dequantize_state(state: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
@@ -120,7 +138,9 @@ class Fp8Linear(nn.Module):
         return F.linear(x, w, bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )
 
 
 def fp8_linear_names(module: nn.Module, eligible: Callable[[str], bool]) -> list[str]:
@@ -147,14 +167,15 @@ def assign_with_fp8_storage(
     what: str,
     dtype: torch.dtype,
     device: torch.device | str = "cpu",
+    scales: Mapping[str, torch.Tensor] | None = None,
 ) -> nn.Module:
     """Assign `state` into a module built on `meta`, keeping the weights of the eligible Linear layers in fp8.
 
-    `state` may hold fp8 weights (kept as they are, with their `scale_weight`), 16/32-bit weights (quantised
-    here, one tensor at a time) and scaled-fp8 markers. Every other tensor goes to `dtype`; fp8 ones are
-    dequantised with their scale."""
+    `state` may hold fp8 weights (kept as they are, with their `scale_weight` from the state or `scales`),
+    16/32-bit weights (quantised here, one tensor at a time) and scaled-fp8 markers. Every other tensor goes
+    to `dtype`; fp8 ones are dequantised with their scale."""
     names = fp8_linear_names(module, eligible)
-    scales = pop_scales(state)
+    scales = {**(scales or {}), **pop_scales(state)}
     fp8_weights = {f"{n}.weight" for n in names}
     for key in list(state):
         t = state[key]
@@ -173,6 +194,11 @@ def assign_with_fp8_storage(
     assign_weights(module, state, source=source, what=what, dtype=None, device=device)
     log.info("%s: %d linear layers stored in fp8 (upcast to %s per call)", source, len(names), dtype)
     return module
+
+
+def weight_keys(eligible: Callable[[str], bool]) -> Callable[[str], bool]:
+    """Module-name rule -> tensor-name rule: `name.weight` of an eligible module."""
+    return lambda key: key.endswith(".weight") and eligible(key[: -len(".weight")])
 
 
 def fp8_storage_bytes(module: nn.Module) -> int:

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from app.inference.errors import CheckpointMismatchError, InvalidRequestError, MissingComponentError
+from app.inference.formats import t5_fp8_eligible
+from app.inference.fp8 import Fp8Reader, assign_with_fp8_storage, read_scales, weight_keys
 from app.inference.tokenization import T5_MIN_LENGTH, SD3Tokenizer, SpecialIds, TextMode
 from app.inference.weights import assign_weights, load_tensors, read_header
 
@@ -279,7 +281,9 @@ class T5TextEncoder:
         prefix: str = "",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        fp8_storage: bool = False,
     ) -> T5TextEncoder:
+        """`fp8_storage`: the Linear weights stay (or become) float8 and are upcast per layer (DECISIONS row 9)."""
         if dtype == torch.float16:
             raise InvalidRequestError("T5-XXL cannot run in float16 (it overflows); use bfloat16 or float32")
         source = str(path)
@@ -289,12 +293,27 @@ class T5TextEncoder:
         # The real file stores the embedding twice, others once under either name. The reference reads
         # encoder.embed_tokens; one table, read and cast once, serves both names (tied again below).
         embed = "encoder.embed_tokens.weight" if "encoder.embed_tokens.weight" in shapes else "shared.weight"
-        state = load_tensors(path, prefix, skip=lambda k: k in _T5_EMBEDDINGS and k != embed)
-        _dequantize_scaled_fp8(state)
+
+        def second_table(key: str) -> bool:
+            return key in _T5_EMBEDDINGS and key != embed
+
+        reader = None
+        if fp8_storage:
+            reader = Fp8Reader(read_scales(path, prefix), dtype, weight_keys(t5_fp8_eligible))
+        state = load_tensors(path, prefix, skip=second_table, convert=reader)
+        if reader is None:
+            _dequantize_scaled_fp8(state)
         if embed in state:
             table = state.pop(embed).to(dtype)
             state["shared.weight"] = state["encoder.embed_tokens.weight"] = table
-        assign_weights(model, state, source=source, what="T5-XXL text encoder", dtype=dtype, device=device)
+        what = "T5-XXL text encoder"
+        if reader is not None:
+            assign_with_fp8_storage(
+                model, state, eligible=t5_fp8_eligible, scales=reader.scales, source=source, what=what,
+                dtype=dtype, device=device,
+            )  # fmt: skip
+        else:
+            assign_weights(model, state, source=source, what=what, dtype=dtype, device=device)
         model.encoder.embed_tokens.weight = model.shared.weight
         _check_materialised(model, source)
         model.eval().requires_grad_(False)
@@ -380,8 +399,13 @@ class TextEncoders:
         dtype: torch.dtype = torch.float32,
         t5_dtype: torch.dtype = torch.float32,
         t5_device: torch.device | str | None = None,
+        tokenizer: SD3Tokenizer | None = None,
+        t5_fp8: bool = False,
     ) -> TextEncoders:
         """Load the encoders. `t5=None` runs without T5 (zeros in its place, DECISIONS row 7).
+
+        `tokenizer` replaces the one read from `tokenizer_dir` (tokenizers found elsewhere, tokenizer_sources.py);
+        `t5_fp8` keeps T5's Linear weights in float8 (upcast per layer).
 
         `tokenizer_dir` is the folder holding tokenizer/, tokenizer_2/ and tokenizer_3/ (the last one only
         needed with T5). `context_width` is the MMDiT's context width; with T5 it must equal T5's d_model.
@@ -390,7 +414,7 @@ class TextEncoders:
         clip_l, clip_g = _require(clip_l, "CLIP-L", hint), _require(clip_g, "CLIP-G", hint)
         if t5 is not None:
             t5 = _require(t5, "T5-XXL", _NO_T5_HINT)
-        tok = SD3Tokenizer.from_folder(tokenizer_dir, t5=t5 is not None)
+        tok = tokenizer or SD3Tokenizer.from_folder(tokenizer_dir, t5=t5 is not None)
         opts: dict[str, Any] = {"dtype": dtype, "device": device}
         l_enc = ClipTextEncoder.load(
             clip_l, role="clip_l", special=tok.clip_l_ids, prefix=clip_l_prefix, **opts
@@ -400,7 +424,7 @@ class TextEncoders:
         )
         t5_enc = None
         if t5 is not None and tok.t5_ids is not None:
-            t5_opts = {"dtype": t5_dtype, "device": t5_device or device}
+            t5_opts = {"dtype": t5_dtype, "device": t5_device or device, "fp8_storage": t5_fp8}
             t5_enc = T5TextEncoder.load(t5, special=tok.t5_ids, prefix=t5_prefix, **t5_opts)
         return cls(tok, l_enc, g_enc, t5_enc, context_width=context_width)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,47 +42,73 @@ PRESETS: dict[str, VariantPreset] = {
 VARIANTS = tuple(PRESETS)
 
 
-def _family_of_foreign(keys: Mapping[str, object]) -> str | None:
-    """Name the architecture of a checkpoint that is not SD3.5, from its key names."""
-    names = list(keys)
+# Key prefixes that give other architectures away (one pass over the names checks them all).
+_FOREIGN_MARKERS = {
+    "flux_double": ("double_blocks.", f"{MMDIT_PREFIX}double_blocks.", "transformer_blocks.0.attn.to_q"),
+    "flux_single": ("single_blocks.", f"{MMDIT_PREFIX}single_blocks.", "single_transformer_blocks"),
+    "sdxl": ("conditioner.embedders.1.", f"{MMDIT_PREFIX}label_emb.", "add_embedding.linear_1"),
+    "sd1": (f"{MMDIT_PREFIX}input_blocks.", "cond_stage_model.", "down_blocks.0.attentions."),
+    "lora": ("lora_unet_", "lora_te"),
+}
 
-    def has(prefix: str) -> bool:
-        return any(k.startswith(prefix) for k in names)
 
-    if has("double_blocks.") or has("model.diffusion_model.double_blocks.") or has("transformer_blocks.0.attn.to_q"):
-        if has("single_blocks.") or has("model.diffusion_model.single_blocks.") or has("single_transformer_blocks"):
-            return "a FLUX model"
-    if has("conditioner.embedders.1.") or has("model.diffusion_model.label_emb."):
+def foreign_family(keys: Iterable[str]) -> str | None:
+    """Name the architecture of a checkpoint that is not SD3.5, from its key names (None: not recognised)."""
+    seen: set[str] = set()
+    for key in keys:
+        for family, prefixes in _FOREIGN_MARKERS.items():
+            if key.startswith(prefixes):
+                seen.add(family)
+        if ".lora_A." in key or ".lora_down." in key:
+            seen.add("lora")
+    if {"flux_double", "flux_single"} <= seen:
+        return "a FLUX model"
+    if "sdxl" in seen:
         return "a Stable Diffusion XL model"
-    if has("model.diffusion_model.input_blocks.") or has("cond_stage_model."):
+    if "sd1" in seen:
         return "a Stable Diffusion 1.x/2.x model"
-    if has("transformer_blocks.") and has("pos_embed.proj."):
-        return "a diffusers-format SD3 transformer (load the single-file checkpoint instead)"
+    if "lora" in seen:
+        return "a LoRA (an add-on, not a base model)"
     return None
 
 
-def check_family(shapes: Mapping[str, tuple[int, ...]], source: str) -> None:
-    """Refuse anything that is not an SD3.5 MMDiT, naming what the file is."""
-    if f"{MMDIT_PREFIX}x_embedder.proj.weight" in shapes and f"{MMDIT_PREFIX}joint_blocks.0.x_block.attn.qkv.weight" in shapes:
-        if f"{MMDIT_PREFIX}joint_blocks.0.x_block.attn.ln_q.weight" not in shapes:
+def is_sd3_mmdit(shapes: Mapping[str, tuple[int, ...]], prefix: str = MMDIT_PREFIX) -> bool:
+    """True for any SD3-family MMDiT (SD3.5 or the original SD3 Medium) in our layout under `prefix`."""
+    return (
+        f"{prefix}x_embedder.proj.weight" in shapes
+        and f"{prefix}joint_blocks.0.x_block.attn.qkv.weight" in shapes
+    )
+
+
+def check_family(shapes: Mapping[str, tuple[int, ...]], source: str, prefix: str = MMDIT_PREFIX) -> None:
+    """Refuse anything that is not an SD3.5 MMDiT (in our layout under `prefix`), naming what the file is."""
+    if is_sd3_mmdit(shapes, prefix):
+        if f"{prefix}joint_blocks.0.x_block.attn.ln_q.weight" not in shapes:
             raise UnsupportedModelError(
                 f"{source} is the original SD3 Medium (2024), which SD3.5 Studio does not support; "
                 "use SD3.5 Large, Large Turbo or Medium"
             )
         return
-    foreign = _family_of_foreign(shapes)
+    foreign = foreign_family(shapes)
     if foreign:
         raise UnsupportedModelError(f"{source} is {foreign}, not Stable Diffusion 3.5")
     raise UnsupportedModelError(f"{source} is not a Stable Diffusion 3.5 checkpoint (no MMDiT weights found)")
 
 
 def detect_variant(
-    path: Path, metadata: Mapping[str, str], depth: int, dual_attention: bool
+    path: Path, metadata: Mapping[str, str], depth: int, dual_attention: bool, names: Iterable[str] = ()
 ) -> str:
-    """Medium from its MMDiT-X blocks; Large vs Large Turbo from the file/folder name or metadata (DECISIONS 13)."""
+    """Medium from its MMDiT-X blocks; Large vs Large Turbo from the file/folder name or metadata (DECISIONS 13).
+
+    `names` adds other names that identify the download: a Hugging Face repo id, a diffusers folder's name."""
     if dual_attention:
         return "medium"
-    names = [path.name, path.parent.name, *(v for k, v in metadata.items() if k.startswith("modelspec."))]
+    names = [
+        path.name,
+        path.parent.name,
+        *names,
+        *(v for k, v in metadata.items() if k.startswith("modelspec.")),
+    ]
     if any(re.search("turbo", n, re.IGNORECASE) for n in names):
         return "large-turbo"
     return "large"

@@ -9,27 +9,48 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from app.inference.errors import CheckpointMismatchError, ModelFileError
 
 log = logging.getLogger(__name__)
 
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 _DTYPE_BYTES = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-    "F8_E4M3": 1, "F8_E5M2": 1,
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
 }
 
 
 _TORCH_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
 }
 
 
@@ -92,7 +113,13 @@ class SafetensorsHeader:
 
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
-INDEX_SUFFIX = ".safetensors.index.json"
+# `model.safetensors.index.json`, and the fp16 variant index `model.safetensors.index.fp16.json`
+_INDEX_NAME = re.compile(r"\.safetensors\.index(\.[A-Za-z0-9_-]+)?\.json$", re.IGNORECASE)
+
+
+def is_index_file(path: str | Path) -> bool:
+    """A sharded checkpoint's index (`*.safetensors.index.json`)."""
+    return _INDEX_NAME.search(Path(path).name) is not None
 
 
 def read_header(path: str | Path) -> SafetensorsHeader:
@@ -100,7 +127,7 @@ def read_header(path: str | Path) -> SafetensorsHeader:
 
     A `*.safetensors.index.json` (a sharded checkpoint) gives one header merged from all its shards."""
     path = Path(path)
-    if path.name.lower().endswith(INDEX_SUFFIX):
+    if is_index_file(path):
         return _read_index(path)
     if not path.is_file():
         what = "not a regular file" if path.exists() else "file not found"
@@ -111,7 +138,9 @@ def read_header(path: str | Path) -> SafetensorsHeader:
             "Use the .safetensors version of this model"
         )
     if path.suffix.lower() != ".safetensors":
-        raise ModelFileError(f"{path}: only .safetensors files are supported (pickled .ckpt/.pt files are not)")
+        raise ModelFileError(
+            f"{path}: only .safetensors files are supported (pickled .ckpt/.pt files are not)"
+        )
     try:
         size = path.stat().st_size
         if size == 0:
@@ -121,8 +150,15 @@ def read_header(path: str | Path) -> SafetensorsHeader:
             if len(raw_len) < 8:
                 raise ModelFileError(f"{path}: file is empty or truncated (no safetensors header)")
             (header_len,) = struct.unpack("<Q", raw_len)
-            if header_len <= 0 or header_len > min(_MAX_HEADER_BYTES, size - 8):
+            if header_len <= 0 or header_len > _MAX_HEADER_BYTES:
                 raise ModelFileError(f"{path}: not a safetensors file, or its header is corrupt")
+            if header_len > size - 8:
+                start = f.read(1)
+                if start != b"{":
+                    raise ModelFileError(f"{path}: not a safetensors file, or its header is corrupt")
+                raise ModelFileError(
+                    f"{path}: file is truncated (it ends inside its header); download it again"
+                )
             raw = f.read(header_len)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
@@ -141,7 +177,10 @@ def read_header(path: str | Path) -> SafetensorsHeader:
         for key, entry in header.items():
             begin, end = (int(o) for o in entry["data_offsets"])
             info = TensorInfo(str(entry["dtype"]), tuple(int(s) for s in entry["shape"]), (begin, end))
-            if info.dtype not in _TORCH_DTYPES or end - begin != math.prod(info.shape) * _DTYPE_BYTES[info.dtype]:
+            if (
+                info.dtype not in _TORCH_DTYPES
+                or end - begin != math.prod(info.shape) * _DTYPE_BYTES[info.dtype]
+            ):
                 raise ValueError(key)
             tensors[key] = info
             data_end = max(data_end, end)
@@ -182,7 +221,9 @@ def _read_index(path: Path) -> SafetensorsHeader:
     listed = {str(k) for k, v in weight_map.items()}
     absent = sorted(k for k in listed if k not in tensors)
     if absent:
-        raise ModelFileError(f"{path}: {len(absent)} tensors listed in the index are in no shard (e.g. {absent[0]})")
+        raise ModelFileError(
+            f"{path}: {len(absent)} tensors listed in the index are in no shard (e.g. {absent[0]})"
+        )
     return SafetensorsHeader(path, tensors, metadata, 0, tuple(shards))
 
 
@@ -206,7 +247,9 @@ def load_tensors(
     wanted = None if keys is None else set(keys)
     out: dict[str, torch.Tensor] = {}
     order = sorted(header.tensors.items(), key=lambda kv: (kv[1].shard, kv[1].offsets[0]))
-    for shard_index, (file_path, data_start) in enumerate(header.shards or ((header.path, header.data_start),)):
+    for shard_index, (file_path, data_start) in enumerate(
+        header.shards or ((header.path, header.data_start),)
+    ):
         try:
             with file_path.open("rb", buffering=0) as f:
                 for key, info in order:
@@ -255,7 +298,9 @@ def check_keys(module: torch.nn.Module, state: dict[str, torch.Tensor], source: 
         parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
     if wrong:
         k = wrong[0]
-        parts.append(f"{len(wrong)} of the wrong shape (e.g. {k}: file {tuple(state[k].shape)}, needs {expected[k]})")
+        parts.append(
+            f"{len(wrong)} of the wrong shape (e.g. {k}: file {tuple(state[k].shape)}, needs {expected[k]})"
+        )
     raise CheckpointMismatchError(f"{source}: not a valid {what}: " + "; ".join(parts))
 
 

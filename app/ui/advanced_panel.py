@@ -27,7 +27,8 @@ PREVIEW_LABELS = {"auto": "Automatic", "taesd": "TAESD3 (sharper)", "linear": "L
 MEMORY_PLAN_LABELS = {
     "auto": "Automatic",
     "resident": "Keep everything loaded",
-    "offload": "Offload text encoders",
+    "offload": "Offload (one network on the GPU)",
+    "fp8": "fp8 weights (half the memory)",
     "low-vram": "Low VRAM (stream blocks)",
 }
 DEVICE_LABELS = {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
@@ -48,6 +49,7 @@ def _fraction_spin(parent: QWidget, tip: str) -> QDoubleSpinBox:
     spin.setSingleStep(0.01)
     spin.setDecimals(2)
     spin.setToolTip(tip)
+    spin.setMinimumWidth(60)
     return spin
 
 
@@ -72,6 +74,7 @@ class AdvancedPanel(CollapsibleSection):
                 text.setBuddy(widget)
                 grid.addWidget(widget, row, 1)
             else:
+                text.setBuddy(widget.itemAt(0).widget())
                 grid.addLayout(widget, row, 1)
             if pin is not None:
                 button = pins[pin] = PinButton(pin, self.content)
@@ -100,15 +103,19 @@ class AdvancedPanel(CollapsibleSection):
         self.slg_layers = QLineEdit(self.content)
         self.slg_layers.setToolTip(tooltip("slg_layers"))
         self.slg_layers.setPlaceholderText("7,8,9")
-        self.slg_layers.setMaximumWidth(70)
         self.slg_start = _fraction_spin(self.content, tooltip("slg_range"))
         self.slg_end = _fraction_spin(self.content, tooltip("slg_range"))
-        slg_row.addWidget(self.slg_scale)
-        slg_row.addWidget(self.slg_layers)
-        slg_row.addWidget(self.slg_start)
-        slg_row.addWidget(QLabel("–", self.content))
-        slg_row.addWidget(self.slg_end)
+        slg_row.addWidget(self.slg_scale, 1)
+        slg_row.addWidget(QLabel("layers", self.content))
+        slg_row.addWidget(self.slg_layers, 1)
         add("", slg_row)
+        range_row = QHBoxLayout()
+        range_row.setSpacing(4)
+        range_row.addWidget(self.slg_start, 1)
+        range_row.addWidget(QLabel("to", self.content))
+        range_row.addWidget(self.slg_end, 1)
+        range_row.addWidget(QLabel("of the steps", self.content))
+        add("", range_row)
         binder.spin(self.slg_scale, "slg_scale")
         binder.line(self.slg_layers, "slg_layers")
         binder.spin(self.slg_start, "slg_start")
@@ -120,11 +127,12 @@ class AdvancedPanel(CollapsibleSection):
 
         window_row = QHBoxLayout()
         self.window_check = QCheckBox("Only for the first", self.content)
+        self.window_check.setAccessibleName("Negative prompt only for the first part of the steps")
         self.window_check.setToolTip(tooltip("negative_window"))
         self.window_spin = _fraction_spin(self.content, tooltip("negative_window"))
+        window_row.setSpacing(4)
         window_row.addWidget(self.window_check)
-        window_row.addWidget(self.window_spin)
-        window_row.addStretch(1)
+        window_row.addWidget(self.window_spin, 1)
         add("Negative", window_row)
         binder.check(self.window_check, "negative_window")
         binder.spin(self.window_spin, "negative_until")
@@ -139,11 +147,12 @@ class AdvancedPanel(CollapsibleSection):
         self.preview_every = QSpinBox(self.content)
         self.preview_every.setRange(1, 50)
         self.preview_every.setPrefix("every ")
-        self.preview_every.setSuffix(" step(s)")
+        self.preview_every.setSuffix(" steps")
+        self.preview_every.setSpecialValueText("every step")
         self.preview_every.setToolTip(tooltip("preview_every"))
-        preview_row.addWidget(self.preview_combo, 1)
-        preview_row.addWidget(self.preview_every)
-        add("Preview", preview_row)
+        add("Preview", self.preview_combo)
+        preview_row.addWidget(self.preview_every, 1)
+        add("", preview_row)
         binder.combo(self.preview_combo, "preview")
         binder.spin(self.preview_every, "preview_every")
 

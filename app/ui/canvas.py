@@ -42,13 +42,17 @@ class CanvasView(QWidget):
 
     # ------------------------------------------------------------------------------------------ content
 
-    def set_image(self, image: QImage | None, *, preview: bool = False, logical_size: QSize | None = None) -> None:
+    def set_image(
+        self, image: QImage | None, *, preview: bool = False, logical_size: QSize | None = None
+    ) -> None:
         """Show `image`; a preview is drawn at `logical_size` (the final image's size) so zoom stays put."""
         self._image = image
         self._pixmap = None
         self._is_preview = preview
         if image is not None:
-            self._logical = logical_size if logical_size is not None and logical_size.isValid() else image.size()
+            self._logical = (
+                logical_size if logical_size is not None and logical_size.isValid() else image.size()
+            )
         self.update()
 
     def image(self) -> QImage | None:
@@ -104,19 +108,19 @@ class CanvasView(QWidget):
         rect = self._target_rect()
         return QPointF((pos.x() - rect.left()) / rect.width(), (pos.y() - rect.top()) / rect.height())
 
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+    def wheelEvent(self, event: QWheelEvent) -> None:
         notches = event.angleDelta().y() / 120
         if notches and self._image is not None:
             self.set_zoom(self.zoom() * WHEEL_STEP**notches, event.position())
         event.accept()
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton and self._image is not None:
             self._drag_from = event.position()
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
         super().mousePressEvent(event)
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         if self._drag_from is not None:
             if self._fit:
                 self._fit, self._zoom = False, self._fit_zoom()
@@ -127,22 +131,24 @@ class CanvasView(QWidget):
             self.update()
         super().mouseMoveEvent(event)
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         self._drag_from = None
         self.unsetCursor()
         super().mouseReleaseEvent(event)
 
-    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         self.fit() if not self._fit else self.set_zoom(1.0, event.position())
 
     # ------------------------------------------------------------------------------------------ painting
 
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+    def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor("#141517"))
         if self._image is None or self._image.isNull():
             painter.setPen(QColor("#6f727a"))
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
+            painter.drawText(
+                self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder
+            )
             painter.end()
             return
         if self._pixmap is None:
@@ -189,7 +195,9 @@ class JobProgressBar(QFrame):
         self.bar.setRange(0, 0)
         self.bar.show()
 
-    def show_step(self, step: int, steps: int, its: float, eta: float | None, image: int, images: int) -> None:
+    def show_step(
+        self, step: int, steps: int, its: float, eta: float | None, image: int, images: int
+    ) -> None:
         parts = [f"Image {image}/{images}"] if images > 1 else []
         parts.append(f"Step {step}/{steps}")
         if its > 0:

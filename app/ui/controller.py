@@ -13,7 +13,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QThread, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    QThread,
+    Signal,
+)
 
 from app.ui.jobs import JobOutcome, JobStatus, QueuedJob, StepInfo
 from app.ui.worker import EngineBackend, InferenceWorker, load_engine_backend
@@ -30,10 +38,12 @@ class JobQueueListModel(QAbstractListModel):
         super().__init__(parent)
         self._jobs: list[QueuedJob] = []
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._jobs)
 
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> object:
         if not index.isValid() or not 0 <= index.row() < len(self._jobs):
             return None
         job = self._jobs[index.row()]
@@ -57,7 +67,7 @@ class JobQueueListModel(QAbstractListModel):
 
 class GenerationController(QObject):
     run_requested = Signal(object)  # QueuedJob -> worker (queued connection into the inference thread)
-    probe_requested = Signal(str)
+    prepare_requested = Signal(str)
     job_started = Signal(object)  # QueuedJob
     job_ended = Signal(object, object)  # QueuedJob, JobOutcome
     busy_changed = Signal(bool)
@@ -69,6 +79,7 @@ class GenerationController(QObject):
     model_loading = Signal(int, str, int, int)
     model_loaded = Signal(int, str, float)
     device_described = Signal(str)
+    engine_prepared = Signal()  # the engine's modules are imported: other threads may now load tokenizers
 
     def __init__(
         self, backend_loader: Callable[[], EngineBackend] = load_engine_backend, parent: QObject | None = None
@@ -86,9 +97,10 @@ class GenerationController(QObject):
         self._thread.setObjectName("sd35-inference")
         self._worker = InferenceWorker(backend_loader)
         self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.lower_thread_priority)
         self._thread.finished.connect(self._worker.deleteLater)
         self.run_requested.connect(self._worker.run_job)
-        self.probe_requested.connect(self._worker.probe_device)
+        self.prepare_requested.connect(self._worker.prepare)
         self._worker.job_ended.connect(self._on_worker_job_ended)
         self._worker.step_completed.connect(self._on_worker_step_completed)
         self._worker.image_finished.connect(self.image_finished)
@@ -96,6 +108,7 @@ class GenerationController(QObject):
         self._worker.model_loading.connect(self.model_loading)
         self._worker.model_loaded.connect(self.model_loaded)
         self._worker.device_described.connect(self.device_described)
+        self._worker.engine_prepared.connect(self.engine_prepared)
         self._thread.start()
 
     # ------------------------------------------------------------------------------------------ queries
@@ -152,8 +165,9 @@ class GenerationController(QObject):
         self._worker.cancel_image(self._current.job_id, self._current_image)
         return True
 
-    def probe_device(self, preference: str) -> None:
-        self.probe_requested.emit(preference)
+    def prepare_engine(self, device_preference: str) -> None:
+        """Import the engine on the inference thread ahead of the first job and report the device."""
+        self.prepare_requested.emit(device_preference)
 
     def shutdown(self, timeout_s: float = 2.0) -> bool:
         """Cancel everything, stop the thread and wait at most `timeout_s`; True when the thread has ended."""
@@ -168,7 +182,9 @@ class GenerationController(QObject):
         self._thread.quit()
         stopped = self._thread.wait(int(timeout_s * 1000))
         if not stopped:
-            log.warning("the inference thread did not stop within %.1f s (a step is still running)", timeout_s)
+            log.warning(
+                "the inference thread did not stop within %.1f s (a step is still running)", timeout_s
+            )
         return stopped
 
     # ------------------------------------------------------------------------------------------ the queue
@@ -194,10 +210,10 @@ class GenerationController(QObject):
                 self.busy_changed.emit(False)
 
     def _on_worker_job_ended(self, outcome: JobOutcome) -> None:
-        if self._outcome is not None and not self._outcome.done() and self._current is not None:
-            if self._current.job_id == outcome.job_id:
-                self._outcome.set_result(outcome)
-                return
+        waiting = self._outcome is not None and not self._outcome.done() and self._current is not None
+        if waiting and self._current.job_id == outcome.job_id:
+            self._outcome.set_result(outcome)
+            return
         log.debug("outcome of job %d arrived after the queue stopped waiting", outcome.job_id)
 
     def _on_worker_step_completed(self, info: StepInfo) -> None:
@@ -214,4 +230,10 @@ class GenerationController(QObject):
         if outcome.status is JobStatus.FAILED:
             log.warning("job %d failed (%s): %s", job.job_id, outcome.kind, outcome.message)
         else:
-            log.info("job %d %s: %d image(s), %.1f s", job.job_id, outcome.status.value, outcome.images, outcome.seconds)
+            log.info(
+                "job %d %s: %d image(s), %.1f s",
+                job.job_id,
+                outcome.status.value,
+                outcome.images,
+                outcome.seconds,
+            )

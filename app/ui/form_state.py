@@ -26,7 +26,7 @@ MAX_IMAGES = 16
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 PREVIEW_DECODERS = ("auto", "taesd", "linear", "off")
-MEMORY_PLANS = ("auto", "resident", "offload", "low-vram")
+MEMORY_PLANS = ("auto", "resident", "offload", "fp8", "low-vram")  # app.inference.memory_plan
 
 # Values a variant switch may change, grouped as the user pins them.
 PIN_GROUPS: dict[str, tuple[str, ...]] = {
@@ -186,7 +186,21 @@ class GenerationFormState:
                 changes["aspect"] = v.aspect
             else:
                 changes["width"], changes["height"] = v.width, v.height
-        return self.update(**changes) | {"variant"}
+        changed = self.update(**changes)
+        self._notify(frozenset({"variant"}))
+        return changed | {"variant"}
+
+    def set_max_side(self, max_side: int | None) -> frozenset[str]:
+        """Limit sizes to what the selected checkpoint supports (without applying any defaults)."""
+        self.max_side = min(max_side or VARIANT_MAX_SIDE[self.variant], VARIANT_MAX_SIDE[self.variant])
+        v = self.values
+        changed = (
+            self.update(aspect=v.aspect)
+            if v.aspect != CUSTOM_ASPECT
+            else self.update(width=v.width, height=v.height)
+        )
+        self._notify(frozenset({"variant"}))
+        return changed | {"variant"}
 
     def _notify(self, changed: frozenset[str]) -> None:
         for listener in list(self.listeners):
@@ -217,7 +231,9 @@ class GenerationFormState:
         self.update(seed=self.last_seed, random_seed=False)
         return True
 
-    def build_request(self, styles: Mapping[str, StylePreset], rng: random.Random | None = None) -> GenerationRequest:
+    def build_request(
+        self, styles: Mapping[str, StylePreset], rng: random.Random | None = None
+    ) -> GenerationRequest:
         """The job for the current values (raises ValueError with a user message on an invalid field).
 
         With "random each time" a fresh seed is drawn and shown in the seed field; images get S, S+1, ...
@@ -289,7 +305,11 @@ class GenerationFormState:
         if data.get("variant") in VARIANTS:
             state.variant = data["variant"]
             state.max_side = VARIANT_MAX_SIDE[state.variant]
-        state.pins = {p for p in data.get("pins", []) if p in PIN_GROUPS} if isinstance(data.get("pins"), list) else set()
+        state.pins = (
+            {p for p in data.get("pins", []) if p in PIN_GROUPS}
+            if isinstance(data.get("pins"), list)
+            else set()
+        )
         if isinstance(data.get("last_seed"), int) and 0 <= data["last_seed"] <= MAX_SEED:
             state.last_seed = data["last_seed"]
         return state

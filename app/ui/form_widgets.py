@@ -53,7 +53,7 @@ class SizeSpinBox(QSpinBox):
         self.setKeyboardTracking(False)
         self.setCorrectionMode(QAbstractSpinBox.CorrectionMode.CorrectToNearestValue)
 
-    def stepBy(self, steps: int) -> None:  # noqa: N802
+    def stepBy(self, steps: int) -> None:
         value = self.value()
         if value % SIZE_MULTIPLE:
             value = (value // SIZE_MULTIPLE + (1 if steps > 0 else 0)) * SIZE_MULTIPLE

@@ -3,11 +3,11 @@ Advanced section. Thin: every value lives in `GenerationFormState`; this module 
 
 from __future__ import annotations
 
+import html
 import logging
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QGridLayout,
@@ -25,7 +25,7 @@ from app.inference.variants import PRESETS
 from app.ui.advanced_panel import AdvancedPanel
 from app.ui.form_state import MAX_IMAGES, GenerationFormState
 from app.ui.form_widgets import FieldBinder, PinButton, SeedEdit, SizeSpinBox
-from app.ui.presets import ASPECT_SIZES_1MP, CUSTOM_ASPECT, StylePreset
+from app.ui.presets import ASPECT_SIZES_1MP, CUSTOM_ASPECT, PROMPT_SLOT, StylePreset
 from app.ui.prompt_editor import PromptEditor
 from app.ui.theme import icon
 from app.ui.tooltips import tooltip
@@ -49,7 +49,9 @@ ASPECT_LABELS = {
 
 
 class GenerationPanel(QWidget):
-    def __init__(self, state: GenerationFormState, styles: list[StylePreset], parent: QWidget | None = None) -> None:
+    def __init__(
+        self, state: GenerationFormState, styles: list[StylePreset], parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.state = state
         self.styles = {s.id: s for s in styles}
@@ -83,14 +85,19 @@ class GenerationPanel(QWidget):
 
         # Prompts
         self.prompt = PromptEditor(
-            "&Prompt", "A lighthouse on a cliff at dawn, (dramatic clouds:1.2), oil painting", tooltip("prompt"), self
+            "&Prompt",
+            "A lighthouse on a cliff at dawn, (dramatic clouds:1.2), oil painting",
+            tooltip("prompt"),
+            self,
         )
-        self.prompt.edit.setMinimumHeight(96)
-        self.negative = PromptEditor("&Negative prompt", "blurry, low quality, watermark", tooltip("negative"), self)
+        self.prompt.edit.setMinimumHeight(100)
+        self.negative = PromptEditor(
+            "&Negative prompt", "blurry, low quality, watermark", tooltip("negative"), self
+        )
         self.negative.edit.setMinimumHeight(56)
         self.negative.edit.setMaximumHeight(90)
-        layout.addWidget(self.prompt, 3)
-        layout.addWidget(self.negative, 1)
+        layout.addWidget(self.prompt, 1)  # the prompt box takes the panel's spare height
+        layout.addWidget(self.negative, 0)
         self.prompt.text_changed.connect(lambda text: self.binder.write(prompt=text))
         self.negative.text_changed.connect(lambda text: self.binder.write(negative=text))
         self.binder.custom("prompt", lambda v: self.prompt.set_text(str(v)))
@@ -110,6 +117,7 @@ class GenerationPanel(QWidget):
         self.style_hint = QLabel("", self)
         self.style_hint.setObjectName("hintLabel")
         self.style_hint.setWordWrap(True)
+        self.style_hint.setTextFormat(Qt.TextFormat.RichText)
         self.style_hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.style_hint)
         self.binder.combo(self.style_combo, "style")
@@ -117,7 +125,6 @@ class GenerationPanel(QWidget):
         layout.addLayout(self._build_parameters())
         self.advanced = AdvancedPanel(state, self.binder, self.pins, self)
         layout.addWidget(self.advanced)
-        layout.addStretch(0)
         state.listeners.append(self._on_state_changed)
         self.binder.refresh_all()
         for key, button in self.pins.items():
@@ -142,6 +149,7 @@ class GenerationPanel(QWidget):
                 text.setBuddy(widget)
                 grid.addWidget(widget, row, 1)
             else:
+                text.setBuddy(widget.itemAt(0).widget())
                 grid.addLayout(widget, row, 1)
             if pin is not None:
                 button = self.pins[pin] = PinButton(pin, self)
@@ -228,10 +236,14 @@ class GenerationPanel(QWidget):
         """Tooltips with the variant's recommended ranges, size limits and the Medium-only controls."""
         variant = self.state.variant
         for widget, key in (
-            (self.aspect_combo, "aspect"), (self.width_spin, "width"), (self.height_spin, "height"),
-            (self.steps_spin, "steps"), (self.cfg_spin, "cfg"), (self.sampler_combo, "sampler"),
+            (self.aspect_combo, "aspect"),
+            (self.width_spin, "width"),
+            (self.height_spin, "height"),
+            (self.steps_spin, "steps"),
+            (self.cfg_spin, "cfg"),
+            (self.sampler_combo, "sampler"),
             (self.scheduler_combo, "scheduler"),
-        ):  # fmt: skip
+        ):
             widget.setToolTip(tooltip(key, variant))
         for spin in (self.width_spin, self.height_spin):
             spin.setMaximum(max(64, self.state.max_side // 64 * 64))
@@ -258,17 +270,35 @@ class GenerationPanel(QWidget):
             self.style_hint.setText("")
             self.style_hint.hide()
             return
-        prompt, negative = preset.apply(self.state.values.prompt or "…", self.state.values.negative)
-        text = f"Sent as: {prompt}"
-        if negative:
-            text += f"\nNegative: {negative}"
+        # Visible: what the style adds, around the user's prompt; the tooltip: the exact texts the job sends.
+        template = html.escape(preset.prompt.strip()).replace(html.escape(PROMPT_SLOT), "<i>your prompt</i>")
+        if PROMPT_SLOT not in preset.prompt:
+            template = f"<i>your prompt</i>, {template}"
+        text = f"Adds: {template}"
+        if preset.negative.strip():
+            text += f"<br>Negative adds: {html.escape(preset.negative.strip())}"
         self.style_hint.setText(text)
+        prompt, negative = preset.apply(self.state.values.prompt or "…", self.state.values.negative)
+        self.style_hint.setToolTip(f"Sent as: {prompt}" + (f"\nNegative: {negative}" if negative else ""))
         self.style_hint.show()
+
+    def set_styles(self, styles: list[StylePreset]) -> None:
+        self.styles = {s.id: s for s in styles}
+        self.style_combo.blockSignals(True)
+        self.style_combo.clear()
+        for preset in styles:
+            self.style_combo.addItem(preset.label, preset.id)
+        self.style_combo.setCurrentIndex(max(0, self.style_combo.findData(self.state.values.style)))
+        self.style_combo.blockSignals(False)
+        if self.state.values.style not in self.styles:
+            self.state.update(style=styles[0].id)
+        self._update_style_hint()
 
     def detach(self) -> None:
         self.binder.detach()
-        if self._on_state_changed in self.state.listeners:
-            self.state.listeners.remove(self._on_state_changed)
+        for listener in (self._on_state_changed, self.advanced._on_state_changed):
+            if listener in self.state.listeners:
+                self.state.listeners.remove(listener)
 
 
 def variant_label(variant: str | None) -> str:

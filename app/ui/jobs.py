@@ -48,7 +48,9 @@ class QueuedJob:
         if len(prompt) > width:
             prompt = prompt[: width - 1].rstrip() + "…"
         images = f" ×{r.count}" if r.count > 1 else ""
-        return f"{prompt}\n{self.model_label} · {r.steps} steps · {r.width}×{r.height} · seed {r.seed}{images}"
+        return (
+            f"{prompt}\n{self.model_label} · {r.steps} steps · {r.width}×{r.height} · seed {r.seed}{images}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,7 @@ class ImageResult:
     image: QImage
     infotext: str
     path: Path | None  # None when saving failed; `save_error` says why
+    thumbnail: QImage | None = None  # made on the worker thread, for the recent strip
     save_error: str = ""
 
 

@@ -83,7 +83,11 @@ def inspect_path(path: Path) -> ModelSetInfo:
         return ModelSetInfo(path, guess_variant(path), path.name, error=f"cannot read this model: {exc}")
     missing = tuple(
         label
-        for label, component in (("CLIP-L", model_set.clip_l), ("CLIP-G", model_set.clip_g), ("T5-XXL", model_set.t5))
+        for label, component in (
+            ("CLIP-L", model_set.clip_l),
+            ("CLIP-G", model_set.clip_g),
+            ("T5-XXL", model_set.t5),
+        )
         if component is None
     )
     return ModelSetInfo(

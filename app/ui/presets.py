@@ -59,7 +59,11 @@ def _parse_presets(data: object, source: str) -> list[StylePreset]:
     presets: list[StylePreset] = []
     seen: set[str] = set()
     for i, item in enumerate(data["presets"]):
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not isinstance(item.get("label"), str):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("id"), str)
+            or not isinstance(item.get("label"), str)
+        ):
             raise ValueError(f"{source}: preset {i} needs string 'id' and 'label'")
         prompt, negative = item.get("prompt", PROMPT_SLOT), item.get("negative", "")
         if not isinstance(prompt, str) or not isinstance(negative, str):
@@ -110,7 +114,7 @@ CUSTOM_ASPECT = "custom"
 def snap_side(value: int, max_side: int) -> int:
     """Round to the nearest multiple of 64 and clamp to [64, max_side] (max_side rounded down to 64)."""
     top = max(MIN_SIDE, max_side // SIZE_MULTIPLE * SIZE_MULTIPLE)
-    snapped = int(math.floor(value / SIZE_MULTIPLE + 0.5)) * SIZE_MULTIPLE
+    snapped = math.floor(value / SIZE_MULTIPLE + 0.5) * SIZE_MULTIPLE
     return min(top, max(MIN_SIDE, snapped))
 
 

@@ -21,7 +21,7 @@ class WeightSyntaxHighlighter(QSyntaxHighlighter):
 
     def __init__(self, document: QTextDocument) -> None:
         super().__init__(document)
-        self._revision = -1
+        self._text: str | None = None
         self._spans: list[Span] = []
         self._paren = _format(ACCENT, bold=True)
         self._weight = _format(QColor("#8fd18f"))
@@ -29,16 +29,17 @@ class WeightSyntaxHighlighter(QSyntaxHighlighter):
         self._unbalanced = _format(ERROR, bold=True)
         self._unbalanced.setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
         self._unbalanced.setUnderlineColor(ERROR)
-        self._unbalanced.setToolTip("This parenthesis has no partner; it will be read as a literal character.")
+        self._unbalanced.setToolTip(
+            "This parenthesis has no partner; it will be read as a literal character."
+        )
 
     def spans(self) -> list[Span]:
-        document = self.document()
-        if document.revision() != self._revision:
-            self._spans = scan_weight_syntax(document.toPlainText())
-            self._revision = document.revision()
+        text = self.document().toPlainText()
+        if text != self._text:
+            self._spans, self._text = scan_weight_syntax(text), text
         return self._spans
 
-    def highlightBlock(self, text: str) -> None:  # noqa: N802
+    def highlightBlock(self, text: str) -> None:
         begin = self.currentBlock().position()
         end = begin + len(text)
         for span in self.spans():
@@ -98,7 +99,9 @@ class PromptEditor(QWidget):
         self.edit = QPlainTextEdit(self)
         self.edit.setPlaceholderText(placeholder)
         self.edit.setToolTip(tooltip)
-        self.edit.setTabChangesFocus(True)  # Tab moves on to the next control: the window stays keyboard-driven
+        self.edit.setTabChangesFocus(
+            True
+        )  # Tab moves on to the next control: the window stays keyboard-driven
         self.title.setBuddy(self.edit)
         self.highlighter = WeightSyntaxHighlighter(self.edit.document())
         layout.addWidget(self.edit, 1)

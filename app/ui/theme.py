@@ -6,8 +6,8 @@ import logging
 from functools import cache
 from importlib import resources
 
-from PySide6.QtCore import QBuffer, QByteArray, QSize
-from PySide6.QtGui import QColor, QIcon, QImageReader, QPalette, QPixmap
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QApplication
 
 log = logging.getLogger(__name__)
@@ -69,15 +69,18 @@ def icon(name: str) -> QIcon:
     except (OSError, ModuleNotFoundError):
         log.error("icon %s.svg not found", name)
         return QIcon()
+    from PySide6.QtSvg import QSvgRenderer  # rendered directly: no image-format plugin involved
+
+    renderer = QSvgRenderer(QByteArray(data))
+    if not renderer.isValid():
+        log.error("icon %s.svg is not a valid SVG", name)
+        return QIcon()
     result = QIcon()
-    for side in (16, 32, 64):  # rendered sharp for normal and high-DPI screens
-        buffer = QBuffer()
-        buffer.setData(QByteArray(data))
-        reader = QImageReader(buffer, b"svg")
-        reader.setScaledSize(QSize(side, side))
-        image = reader.read()
-        if image.isNull():
-            log.error("icon %s.svg could not be read (%s)", name, reader.errorString())
-            return QIcon()
+    for side in (16, 32, 64):  # sharp on normal and high-DPI screens
+        image = QImage(side, side, QImage.Format.Format_ARGB32_Premultiplied)
+        image.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(image)
+        renderer.render(painter)
+        painter.end()
         result.addPixmap(QPixmap.fromImage(image))
     return result

@@ -55,9 +55,7 @@ def describe_count(clip_tokens: int, clip_windows: int, t5_tokens: int, use_t5: 
             )
     else:
         parts.append("T5 off")
-    base = (
-        "Tokens per text encoder. CLIP-L and CLIP-G read the text in windows of 75 tokens; T5-XXL reads it whole."
-    )
+    base = "Tokens per text encoder. CLIP-L and CLIP-G read the text in windows of 75 tokens; T5-XXL reads it whole."
     return TokenCountView("  ·  ".join(parts), spills, "\n\n".join([base, *notes]))
 
 
@@ -80,6 +78,7 @@ class TokenCounter(QObject):
         self._timers: dict[str, QTimer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._ready = False
 
     def set_source(self, folder: Path | None, use_t5: bool) -> None:
         """Count with the tokenizers of the model set in `folder` (None: no counting possible)."""
@@ -87,6 +86,13 @@ class TokenCounter(QObject):
             return
         self._folder, self._use_t5 = folder, use_t5
         self._tokenizer = None
+        for key in self._texts:
+            self._schedule(key)
+
+    def set_ready(self) -> None:
+        """Counting may start: the engine has imported transformers on its thread (see worker.load_engine_backend;
+        two threads resolving transformers' lazy names at once can fail)."""
+        self._ready = True
         for key in self._texts:
             self._schedule(key)
 
@@ -114,8 +120,8 @@ class TokenCounter(QObject):
         timer.start()
 
     def _start(self, key: str) -> None:
-        if self._closed:
-            return
+        if self._closed or not self._ready:
+            return  # counted once ready
         task = asyncio.ensure_future(self._count(key, self._texts[key]))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -42,8 +42,9 @@ DESCRIPTIONS: dict[str, str] = {
     "preview": "How step previews are drawn: TAESD3 (sharper, needs its small decoder file), linear "
     "(always available, blurry), or off.",
     "preview_every": "Draw a preview every N steps.",
-    "memory_plan": "How models share memory: keep everything loaded, offload the text encoders after use, or "
-    "stream blocks for small GPUs. Automatic picks from the free memory.",
+    "memory_plan": "Where the networks live: all loaded; offloaded so only the active one is on the GPU; "
+    "stored in fp8 (about half the memory, tiny quality loss); or streamed block by block for small GPUs. "
+    "Automatic takes the first that fits the free memory. A change reloads the models.",
     "device": "Where to run: automatic (GPU when available), CPU, CUDA or Apple GPU.",
     "precision": "Number format: automatic (bf16/fp16 on GPUs, float32 on the CPU when it fits), or forced.",
     "pin": "Pinned: keep this value when switching to another variant.",

@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 from app.ui.jobs import EngineOptions, ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
 from app.ui.output_files import ImageNamer
 
 log = logging.getLogger(__name__)
+
+THUMBNAIL_SIZE = 112
+INFERENCE_NICENESS = 5  # Linux nice increment of the inference thread and the threads it starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,20 @@ def load_engine_backend() -> EngineBackend:
     from app.inference.png_info import save_png
     from app.inference.session import CancelToken, GenerationSession
 
+    # transformers resolves these names lazily, and its lazy module is not safe when two threads resolve names
+    # at once (the token counter's tokenizers and a job's text encoders): resolve them all here, once.
+    try:
+        from transformers import (  # noqa: F401
+            CLIPTextConfig,
+            CLIPTextModel,
+            CLIPTextModelWithProjection,
+            CLIPTokenizer,
+            T5Config,
+            T5EncoderModel,
+            T5TokenizerFast,
+        )
+    except ImportError as exc:
+        log.warning("transformers classes could not be imported ahead of the first job: %s", exc)
     return EngineBackend(GenerationSession, CancelToken, save_png)
 
 
@@ -54,7 +73,7 @@ def array_to_qimage(pixels: Any) -> QImage:
 
 
 def describe_device(preference: str) -> str:
-    """"CUDA · NVIDIA H100 · 79 GB" / "CPU · 31 GB RAM" (imports torch: worker thread only)."""
+    """ "CUDA · NVIDIA H100 · 79 GB" / "CPU · 31 GB RAM" (imports torch: worker thread only)."""
     import torch
 
     if preference in ("auto", "cuda") and torch.cuda.is_available():
@@ -79,6 +98,7 @@ class InferenceWorker(QObject):
     image_cancelled = Signal(int, int)  # job id, image index
     job_ended = Signal(object)  # JobOutcome: finished, cancelled or failed
     device_described = Signal(str)
+    engine_prepared = Signal()
 
     def __init__(self, backend_loader: Callable[[], EngineBackend] = load_engine_backend) -> None:
         super().__init__()
@@ -117,12 +137,36 @@ class InferenceWorker(QObject):
 
     # ------------------------------------------------------------------------------ worker-thread slots
 
-    @Slot(str)
-    def probe_device(self, preference: str) -> None:
+    @Slot()
+    def lower_thread_priority(self) -> None:
+        """Run inference below the UI thread's CPU priority, so a busy CPU never starves the window.
+
+        Threads the engine starts from here (its job thread, torch's OpenMP workers) inherit the priority.
+        On Linux QThread priorities are ignored, so the thread's nice value is raised instead.
+        """
+        threading.current_thread().name = "sd35-inference"  # for the log (Qt started this thread)
         try:
-            self.device_described.emit(describe_device(preference))
-        except Exception:  # a probe must never take the worker down
-            log.exception("device probe failed")
+            if sys.platform.startswith("linux"):
+                tid = threading.get_native_id()
+                os.setpriority(
+                    os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + INFERENCE_NICENESS)
+                )
+            else:
+                QThread.currentThread().setPriority(QThread.Priority.LowPriority)
+        except (OSError, AttributeError) as exc:  # not permitted, or no such API here: run at normal priority
+            log.debug("cannot lower the inference thread's priority: %s", exc)
+
+    @Slot(str)
+    def prepare(self, device_preference: str) -> None:
+        """While the user writes the first prompt: import the engine (seconds of imports that would otherwise
+        delay the first job and compete with its previews) and describe the device for the status bar."""
+        try:
+            self._ensure_backend()
+            self.device_described.emit(describe_device(device_preference))
+        except Exception:  # preparing is an optimisation: the first job will report any real problem
+            log.exception("preparing the engine failed")
+        finally:
+            self.engine_prepared.emit()
 
     @Slot(object)
     def run_job(self, job: QueuedJob) -> None:
@@ -146,21 +190,39 @@ class InferenceWorker(QObject):
                 elif isinstance(result, JobOutcome):
                     outcome = result
         except MemoryError:
-            outcome = JobOutcome(job.job_id, JobStatus.FAILED, finished, time.perf_counter() - started,
-                                 "Out of memory: lower the size or the number of images, or turn T5 off.", "memory")  # fmt: skip
+            outcome = JobOutcome(
+                job.job_id,
+                JobStatus.FAILED,
+                finished,
+                time.perf_counter() - started,
+                "Out of memory: lower the size or the number of images, or turn T5 off.",
+                "memory",
+            )
         except Exception as exc:  # the session should never raise; if it does, the app must survive it
             log.exception("job %d crashed the session", job.job_id)
             self._session = None  # start clean next time
-            outcome = JobOutcome(job.job_id, JobStatus.FAILED, finished, time.perf_counter() - started,
-                                 f"Internal error ({exc.__class__.__name__}: {exc}). The job was stopped; "
-                                 "the app is still usable. Details are in the log.", "internal")  # fmt: skip
+            outcome = JobOutcome(
+                job.job_id,
+                JobStatus.FAILED,
+                finished,
+                time.perf_counter() - started,
+                f"Internal error ({exc.__class__.__name__}: {exc}). The job was stopped; "
+                "the app is still usable. Details are in the log.",
+                "internal",
+            )
         finally:
             with self._lock:
                 self._current = None
                 self._cancelled_ids.discard(job.job_id)
         if outcome is None:
-            outcome = JobOutcome(job.job_id, JobStatus.FAILED, finished, time.perf_counter() - started,
-                                 "The engine stopped without finishing the job; try again.", "internal")  # fmt: skip
+            outcome = JobOutcome(
+                job.job_id,
+                JobStatus.FAILED,
+                finished,
+                time.perf_counter() - started,
+                "The engine stopped without finishing the job; try again.",
+                "internal",
+            )
         self.job_ended.emit(outcome)
 
     # ------------------------------------------------------------------------------ internals
@@ -191,14 +253,27 @@ class InferenceWorker(QObject):
         self._run_accepts_variant = "variant" in inspect.signature(self._session.run).parameters
         return self._session
 
-    def _dispatch(self, job: QueuedJob, event: Any, backend: EngineBackend) -> ImageResult | JobOutcome | None:
+    def _dispatch(
+        self, job: QueuedJob, event: Any, backend: EngineBackend
+    ) -> ImageResult | JobOutcome | None:
         from app.inference import events as ev  # already imported by the session; worker thread
 
         jid = job.job_id
         if isinstance(event, ev.StepUpdate):
             preview = None if event.preview is None else array_to_qimage(event.preview)
-            self.step_completed.emit(StepInfo(jid, event.image_index, job.request.count, event.seed, event.step,
-                                              event.steps, event.its, event.eta, preview))  # fmt: skip
+            self.step_completed.emit(
+                StepInfo(
+                    jid,
+                    event.image_index,
+                    job.request.count,
+                    event.seed,
+                    event.step,
+                    event.steps,
+                    event.its,
+                    event.eta,
+                    preview,
+                )
+            )
         elif isinstance(event, ev.ImageFinished):
             result = self._save(job, event, backend)
             self.image_finished.emit(result)
@@ -221,12 +296,24 @@ class InferenceWorker(QObject):
 
     def _save(self, job: QueuedJob, event: Any, backend: EngineBackend) -> ImageResult:
         image = array_to_qimage(event.pixels)
+        thumbnail = image.scaled(
+            THUMBNAIL_SIZE,
+            THUMBNAIL_SIZE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
         try:
             path = self._namer.path_for(job.output.folder(), event.seed)
             backend.save_png(path, event.pixels, event.infotext)
             log.info("saved %s", path)
-            return ImageResult(job.job_id, event.image_index, event.seed, image, event.infotext, path)
-        except OSError as exc:
+            return ImageResult(
+                job.job_id, event.image_index, event.seed, image, event.infotext, path, thumbnail
+            )
+        except (
+            Exception
+        ) as exc:  # a full disk, a read-only folder, an encoder error: the image must still show
             log.error("could not save image %d of job %d: %s", event.image_index, job.job_id, exc)
             message = f"Could not save the image ({exc}). Use File ▸ Save Image As… or choose another output folder."
-            return ImageResult(job.job_id, event.image_index, event.seed, image, event.infotext, None, message)
+            return ImageResult(
+                job.job_id, event.image_index, event.seed, image, event.infotext, None, thumbnail, message
+            )

@@ -1,0 +1,118 @@
+"""UI test fixtures: a qasync loop per test, fresh settings and data folders, the tiny model set, windows
+driven by a fake session, and a check that no thread outlives its test."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import traceback
+
+import pytest
+import qasync
+from PySide6.QtCore import QSettings, QThread
+
+from app.ui.settings_store import APPLICATION, ORGANIZATION
+from tests.factory.snapshot import write_snapshot
+from tests.ui.fake_session import FakeSession, fake_backend
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny SD3.5 Medium model set in the Hugging Face layout (random weights, real key layout)."""
+    return write_snapshot(tmp_path_factory.mktemp("models") / "sd3.5-medium-tiny", "medium")
+
+
+@pytest.fixture(autouse=True)
+def _app_identity(qapp):
+    qapp.setOrganizationName(ORGANIZATION)
+    qapp.setApplicationName(APPLICATION)
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(tmp_path, monkeypatch):
+    """Settings, data folders and the Hugging Face cache all under this test's tmp_path."""
+    config = tmp_path / "config"
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(config))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    return config
+
+
+@pytest.fixture(autouse=True)
+def qasync_loop(qapp):
+    """The app runs on a qasync loop; in tests Qt's loop is driven by qtbot, so the loop is 'already running'."""
+    loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.events._set_running_loop(None)
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_threads(monkeypatch, qtbot):
+    """Fail a test that leaves a QThread or one of the app's worker threads running (napari's idea)."""
+    started: list[tuple[QThread, str]] = []
+    original = QThread.start
+
+    def recording_start(self, *args):
+        started.append((self, "".join(traceback.format_stack(limit=6))))
+        return original(self, *args)
+
+    monkeypatch.setattr(QThread, "start", recording_start)
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        running = [(t, where) for t, where in started if _alive(t)]
+        ours = [t for t in threading.enumerate() if t.name.startswith(("sd35-io", "sd35-tokens", "sd35-job"))]
+        if not running and not ours:
+            return
+        qtbot.wait(20)
+    details = "\n".join(where for _, where in running)
+    pytest.fail(
+        f"threads still running after the test: {len(running)} QThread(s) {[t.name for t in ours]}\n{details}"
+    )
+
+
+def _alive(thread: QThread) -> bool:
+    try:
+        return thread.isRunning()
+    except RuntimeError:  # the C++ object is gone: it has finished
+        return False
+
+
+@pytest.fixture
+def fake_sessions():
+    FakeSession.instances.clear()
+    FakeSession.step_seconds = 0.01
+    yield FakeSession
+    FakeSession.instances.clear()
+
+
+@pytest.fixture
+def make_window(qtbot, tiny_model, tmp_path, fake_sessions):
+    """Build main windows on the fake session, shown, with the tiny model given like `--model`."""
+    from app.ui.main_window import MainWindow
+
+    windows = []
+
+    def make(**kwargs):
+        kwargs.setdefault("model_path", tiny_model)
+        kwargs.setdefault("output_dir", tmp_path / "out")
+        kwargs.setdefault("backend_loader", fake_backend)
+        kwargs.setdefault("search_default_locations", False)
+        window = MainWindow(**kwargs)
+        qtbot.addWidget(window)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+
+
+def wait_until_ready(qtbot, window, timeout=15000):
+    """Show the window and wait for model discovery (header reads on the I/O thread)."""
+    with qtbot.waitSignal(window.models_discovered, timeout=timeout):
+        window.show()
