@@ -23,6 +23,7 @@ BENCHMARKS = {
 }
 OPTIONAL = {  # benchmarks that arrive with other parts of the app; run when present
     "scan": "model discovery over a tree of files",
+    "load_formats": "loading every file format and precision: time and peak RSS",
     "startup": "window start-up and main-thread stalls",
     "gallery": "gallery of 10,000 images",
 }

@@ -31,6 +31,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def available_ram_bytes() -> int:
+    """Memory the OS could give this process now (Linux MemAvailable, else free pages)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -42,26 +43,3 @@ def available_ram_bytes() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 16 * 1024**3
-
-
-def pick_dtypes(
-    name: str, device: torch.device, params: int, t5_params: int
-) -> tuple[torch.dtype, torch.dtype]:
-    """(compute dtype for MMDiT, VAE and CLIPs; dtype for T5). T5 never runs in fp16 (it overflows)."""
-    if name != "auto":
-        if name not in DTYPES:
-            raise InvalidRequestError(f"unknown dtype {name!r}; choose auto, float32, bfloat16 or float16")
-        dtype = DTYPES[name]
-        if dtype != torch.float16:
-            return dtype, dtype
-        return dtype, torch.bfloat16 if device.type == "cuda" else torch.float32
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return dtype, torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
-    if device.type == "mps":
-        return torch.float16, torch.float32
-    budget = 0.8 * available_ram_bytes()
-    dtype = torch.float32 if params * 4 <= budget else torch.bfloat16
-    used = params * (4 if dtype == torch.float32 else 2)
-    t5_dtype = torch.float32 if used + t5_params * 4 <= budget else torch.bfloat16
-    return dtype, t5_dtype

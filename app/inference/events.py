@@ -22,6 +22,7 @@ class ModelLoaded:
     variant: str
     model_name: str
     seconds: float
+    plan: str = ""  # the memory plan the networks were loaded with, in words
 
 
 @dataclass(frozen=True, slots=True)

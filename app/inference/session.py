@@ -32,7 +32,7 @@ from app.inference.events import (
 )
 from app.inference.guidance import GuidanceConfig, GuidedDenoiser
 from app.inference.model_set import ModelSet, locate_model_set
-from app.inference.png_info import A1111_SAMPLER_NAMES, A1111_SCHEDULE_NAMES, format_infotext
+from app.inference.png_info import a1111_infotext
 from app.inference.preview import LinearPreview, PreviewBudget, PreviewDecoder, TaesdPreview
 from app.inference.request import GenerationRequest
 from app.inference.samplers import SAMPLERS, ancestral_noise_sampler, make_noise
@@ -90,8 +90,9 @@ class GenerationSession:
         preview: str = "auto",
         preview_every: int = 1,
         batch_size: int | None = None,
+        memory_plan: str = "auto",
     ) -> None:
-        self.engine = Engine(device=device, dtype=dtype)
+        self.engine = Engine(device=device, dtype=dtype, memory_plan=memory_plan)
         self.preview_mode = preview  # "auto" (TAESD3 if found, else linear) | "taesd" | "linear" | "off"
         self.preview_every = preview_every
         self.batch_size = batch_size  # None: batch seeds on accelerators, one at a time on the CPU
@@ -190,7 +191,8 @@ class GenerationSession:
             emit(ModelLoading(name, stage_index, len(LOAD_STAGES)))
 
         self.engine.load(model_set, use_t5=use_t5, on_stage=on_stage)
-        emit(ModelLoaded(model_set.variant, model_set.name, time.perf_counter() - started))
+        plan = self.engine.plan.describe() if self.engine.plan is not None else ""
+        emit(ModelLoaded(model_set.variant, model_set.name, time.perf_counter() - started, plan))
 
     def _preview_decoder(self, model_set: ModelSet) -> PreviewDecoder | None:
         key = (self.preview_mode, model_set.root)
@@ -343,26 +345,7 @@ def _memory_advice() -> str:
 
 
 def build_infotext(req: GenerationRequest, seed: int, model_name: str) -> str:
-    """A1111-style parameters of one image."""
+    """A1111-style parameters of one image (the gallery adds the model hash once it is computed)."""
     from app import __version__
 
-    slg = req.slg_scale > 0 and bool(req.slg_layers)
-    fields = {
-        "Steps": req.steps,
-        "Sampler": A1111_SAMPLER_NAMES[req.sampler],
-        "Schedule type": A1111_SCHEDULE_NAMES[req.scheduler],
-        "CFG scale": f"{req.cfg:g}",
-        "Seed": seed,
-        "Size": f"{req.width}x{req.height}",
-        "Model": model_name,
-        "Denoising strength": f"{req.denoise:g}" if req.init_image is not None else None,
-        "Shift": f"{req.shift:g}",
-        "SLG layers": ",".join(map(str, req.slg_layers)) if slg else None,
-        "SLG scale": f"{req.slg_scale:g}" if slg else None,
-        "SLG range": f"{req.slg_start:g}-{req.slg_end:g}" if slg else None,
-        "Negative until": f"{req.negative_until:g}" if req.negative_until is not None else None,
-        "T5": None if req.use_t5 else "off",
-        "Text mode": None if req.text_mode == "full" else req.text_mode,
-        "Version": f"SD3.5 Studio {__version__}",
-    }
-    return format_infotext(req.prompt, req.negative, fields)
+    return a1111_infotext(req, seed, model_name, version=f"SD3.5 Studio {__version__}")

@@ -11,11 +11,10 @@ final-LN'd last layer at the first EOS; CLIP-L unprojected, CLIP-G through `text
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,185 +22,40 @@ import torch.nn.functional as F
 from app.inference.errors import CheckpointMismatchError, InvalidRequestError, MissingComponentError
 from app.inference.formats import t5_fp8_eligible
 from app.inference.fp8 import Fp8Reader, assign_with_fp8_storage, read_scales, weight_keys
+from app.inference.text_encoder_config import (  # noqa: F401 - re-exported for callers and tests
+    CLIP_ACTIVATIONS,
+    CLIP_HEAD_DIM,
+    CLIP_LAYER_KEY,
+    CLIP_LAYER_NORM_EPS,
+    ENCODER_LABELS,
+    T5_BLOCK_KEY,
+    T5_EMBEDDING_KEYS,
+    T5_LAYER_NORM_EPS,
+    T5_MAX_DISTANCE,
+    ClipParams,
+    ClipRole,
+    Shapes,
+    T5Params,
+    build_clip_model,
+    build_t5_model,
+    canonical_clip_names,
+    check_materialised,
+    clip_module_names,
+    dequantize_scaled_fp8,
+    file_shapes,
+    infer_clip_params,
+    infer_t5_params,
+)
 from app.inference.tokenization import T5_MIN_LENGTH, SD3Tokenizer, SpecialIds, TextMode
-from app.inference.weights import assign_weights, load_tensors, read_header
+from app.inference.weights import assign_weights, load_tensors
 
 log = logging.getLogger(__name__)
-
-ClipRole = Literal["clip_l", "clip_g"]
-Shapes = dict[str, tuple[int, ...]]
-
-CLIP_HEAD_DIM = 64  # every CLIP text tower SD3 uses has 64-wide heads
-CLIP_LAYER_NORM_EPS = 1e-5
-T5_LAYER_NORM_EPS = 1e-6
-T5_MAX_DISTANCE = 128  # relative-position bucketing constant of T5 v1.1; not visible in the weights
-
-_LABEL = {"clip_l": "CLIP-L", "clip_g": "CLIP-G", "t5": "T5-XXL"}
-_ACT = {"clip_l": "quick_gelu", "clip_g": "gelu"}  # OpenAI CLIP-L uses quick_gelu, OpenCLIP bigG exact GELU
-_CLIP_LAYER = re.compile(r"^text_model\.encoder\.layers\.(\d+)\.")
-_T5_BLOCK = re.compile(r"^encoder\.block\.(\d+)\.")
-_T5_EMBEDDINGS = ("shared.weight", "encoder.embed_tokens.weight")
 
 
 @dataclass(frozen=True, slots=True)
 class TextConditioning:
     context: torch.Tensor  # (1, L, context_width) float32, on the CPU
     pooled: torch.Tensor  # (1, pooled_width) float32, on the CPU
-
-
-@dataclass(frozen=True, slots=True)
-class ClipParams:
-    role: ClipRole
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    max_positions: int
-    projection_dim: int  # CLIP-G's text_projection output; CLIP-L's projection is never used
-
-    @property
-    def num_heads(self) -> int:
-        return self.hidden_size // CLIP_HEAD_DIM
-
-
-@dataclass(frozen=True, slots=True)
-class T5Params:
-    vocab_size: int
-    d_model: int
-    d_kv: int
-    d_ff: int
-    num_layers: int
-    num_heads: int
-    num_buckets: int
-
-
-def _shape(shapes: Shapes, key: str, source: str, what: str) -> tuple[int, ...]:
-    if key not in shapes:
-        raise CheckpointMismatchError(f"{source}: not a {what}: tensor {key!r} is missing")
-    return shapes[key]
-
-
-def _count_layers(shapes: Shapes, pattern: re.Pattern[str], source: str, what: str) -> int:
-    found = {int(m.group(1)) for k in shapes if (m := pattern.match(k))}
-    if not found or found != set(range(max(found) + 1)):
-        raise CheckpointMismatchError(f"{source}: not a {what}: layers {sorted(found)[:8]} are not 0..n-1")
-    return max(found) + 1
-
-
-def infer_clip_params(shapes: Shapes, role: ClipRole, source: str) -> ClipParams:
-    """Read a CLIP text tower's architecture from its (canonical `text_model.`) tensor shapes."""
-    what = f"{_LABEL[role]} text encoder"
-    vocab, hidden = _shape(shapes, "text_model.embeddings.token_embedding.weight", source, what)
-    positions, _ = _shape(shapes, "text_model.embeddings.position_embedding.weight", source, what)
-    ffn, _ = _shape(shapes, "text_model.encoder.layers.0.mlp.fc1.weight", source, what)
-    if hidden % CLIP_HEAD_DIM:
-        raise CheckpointMismatchError(f"{source}: not a {what}: width {hidden} is not a multiple of 64")
-    proj = shapes.get("text_projection.weight", (hidden, hidden))[0]
-    layers = _count_layers(shapes, _CLIP_LAYER, source, what)
-    return ClipParams(role, vocab, hidden, ffn, layers, positions, proj)
-
-
-def infer_t5_params(shapes: Shapes, source: str) -> T5Params:
-    """Read a T5 v1.1 encoder's architecture from its tensor shapes (heads from relative_attention_bias)."""
-    what = "T5-XXL text encoder"
-    embed_key = "encoder.embed_tokens.weight" if "encoder.embed_tokens.weight" in shapes else "shared.weight"
-    vocab, d_model = _shape(shapes, embed_key, source, what)
-    attn = "encoder.block.0.layer.0.SelfAttention."
-    buckets, heads = _shape(shapes, attn + "relative_attention_bias.weight", source, what)
-    inner, _ = _shape(shapes, attn + "q.weight", source, what)
-    if "encoder.block.0.layer.1.DenseReluDense.wi.weight" in shapes:
-        raise CheckpointMismatchError(f"{source}: a T5 v1.0 encoder (no gated GELU); SD3.5 needs T5 v1.1 XXL")
-    d_ff, _ = _shape(shapes, "encoder.block.0.layer.1.DenseReluDense.wi_0.weight", source, what)
-    if inner % heads:
-        raise CheckpointMismatchError(f"{source}: not a {what}: attention width {inner} vs {heads} heads")
-    layers = _count_layers(shapes, _T5_BLOCK, source, what)
-    return T5Params(vocab, d_model, inner // heads, d_ff, layers, heads, buckets)
-
-
-def _file_shapes(path: Path, prefix: str) -> Shapes:
-    header = read_header(path)
-    shapes = {k[len(prefix) :]: info.shape for k, info in header.tensors.items() if k.startswith(prefix)}
-    if not shapes:
-        raise CheckpointMismatchError(f"{path}: no tensors under the prefix {prefix!r}")
-    return shapes
-
-
-def _canonical_clip(shapes: dict[str, Any]) -> dict[str, Any]:
-    """Accept flattened CLIPTextModel names (`embeddings.…`) as well as the files' `text_model.…` names."""
-    if any(k.startswith("text_model.") for k in shapes):
-        return shapes
-    return {k if k == "text_projection.weight" else "text_model." + k: v for k, v in shapes.items()}
-
-
-def _dequantize_scaled_fp8(state: dict[str, torch.Tensor]) -> None:
-    """ComfyUI "scaled fp8" files: W = float(W_fp8) * scale_weight; marker and input scales are dropped."""
-    state.pop("scaled_fp8", None)
-    for key in [k for k in state if k.endswith((".scale_weight", ".scale_input"))]:
-        scale = state.pop(key)
-        if key.endswith(".scale_weight"):
-            wkey = key[: -len("scale_weight")] + "weight"
-            state[wkey] = state[wkey].to(torch.float32) * scale.to(torch.float32)
-
-
-def _check_materialised(model: torch.nn.Module, source: str) -> None:
-    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if left:  # a loader bug, not a user error: every tensor must come from the file or be rebuilt here
-        raise RuntimeError(f"{source}: tensors left uninitialised after loading: {left[:3]}")
-
-
-def build_clip_model(params: ClipParams, special: SpecialIds) -> torch.nn.Module:
-    """The HF module for `params`, on `meta`. CLIP-L is a plain CLIPTextModel: its file has no
-    text_projection, and its projection must never be applied (SD35_MODEL.md §3.2)."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    config = CLIPTextConfig(
-        vocab_size=params.vocab_size,
-        hidden_size=params.hidden_size,
-        intermediate_size=params.intermediate_size,
-        projection_dim=params.projection_dim,
-        num_hidden_layers=params.num_layers,
-        num_attention_heads=params.num_heads,
-        max_position_embeddings=params.max_positions,
-        hidden_act=_ACT[params.role],
-        layer_norm_eps=CLIP_LAYER_NORM_EPS,
-        bos_token_id=special.bos,
-        eos_token_id=special.eos,
-        pad_token_id=special.pad,
-    )
-    with torch.device("meta"):
-        return (CLIPTextModel if params.role == "clip_l" else CLIPTextModelWithProjection)(config)
-
-
-def clip_module_names(model: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
-    """Canonical `text_model.` file names -> the module's own names (flattened in transformers >= 5.6)."""
-    if any(k.startswith("text_model.") for k in model.state_dict()):
-        return state
-    return {k.removeprefix("text_model."): v for k, v in state.items()}
-
-
-def build_t5_model(params: T5Params, special: SpecialIds) -> torch.nn.Module:
-    """The HF T5EncoderModel for `params`, on `meta`."""
-    from transformers import T5Config, T5EncoderModel
-
-    config = T5Config(
-        vocab_size=params.vocab_size,
-        d_model=params.d_model,
-        d_kv=params.d_kv,
-        d_ff=params.d_ff,
-        num_layers=params.num_layers,
-        num_heads=params.num_heads,
-        relative_attention_num_buckets=params.num_buckets,
-        relative_attention_max_distance=T5_MAX_DISTANCE,
-        dropout_rate=0.0,
-        layer_norm_epsilon=T5_LAYER_NORM_EPS,
-        feed_forward_proj="gated-gelu",  # wo(gelu_tanh(wi_0 x) * wi_1 x)
-        is_encoder_decoder=False,
-        use_cache=False,
-        pad_token_id=special.pad,
-        eos_token_id=special.eos,
-    )
-    with torch.device("meta"):
-        return T5EncoderModel(config)
 
 
 class ClipTextEncoder:
@@ -224,7 +78,7 @@ class ClipTextEncoder:
         device: torch.device | str = "cpu",
     ) -> ClipTextEncoder:
         source = str(path)
-        params = infer_clip_params(_canonical_clip(_file_shapes(path, prefix)), role, source)
+        params = infer_clip_params(canonical_clip_names(file_shapes(path, prefix)), role, source)
         model = build_clip_model(params, special)
 
         def skip(key: str) -> bool:
@@ -232,17 +86,17 @@ class ClipTextEncoder:
                 role == "clip_l" and key == "text_projection.weight"
             )
 
-        state = clip_module_names(model, _canonical_clip(load_tensors(path, prefix, skip=skip)))
-        what = f"{_LABEL[role]} text encoder"
+        state = clip_module_names(model, canonical_clip_names(load_tensors(path, prefix, skip=skip)))
+        what = f"{ENCODER_LABELS[role]} text encoder"
         assign_weights(model, state, source=source, what=what, dtype=dtype, device=device)
         # position_ids is a non-persistent buffer, so it is not in the file and is still on meta: rebuild it.
         for module in model.modules():
             if type(module).__name__ == "CLIPTextEmbeddings":
                 ids = torch.arange(params.max_positions, device=device).expand((1, -1))
                 module.register_buffer("position_ids", ids, persistent=False)
-        _check_materialised(model, source)
+        check_materialised(model, source)
         model.eval().requires_grad_(False)
-        log.info("%s loaded from %s: %s, %s", _LABEL[role], source, params, dtype)
+        log.info("%s loaded from %s: %s, %s", ENCODER_LABELS[role], source, params, dtype)
         return cls(model, params, special.eos)
 
     @property
@@ -287,7 +141,7 @@ class T5TextEncoder:
         if dtype == torch.float16:
             raise InvalidRequestError("T5-XXL cannot run in float16 (it overflows); use bfloat16 or float32")
         source = str(path)
-        shapes = _file_shapes(path, prefix)
+        shapes = file_shapes(path, prefix)
         params = infer_t5_params(shapes, source)
         model = build_t5_model(params, special)
         # The real file stores the embedding twice, others once under either name. The reference reads
@@ -295,14 +149,14 @@ class T5TextEncoder:
         embed = "encoder.embed_tokens.weight" if "encoder.embed_tokens.weight" in shapes else "shared.weight"
 
         def second_table(key: str) -> bool:
-            return key in _T5_EMBEDDINGS and key != embed
+            return key in T5_EMBEDDING_KEYS and key != embed
 
         reader = None
         if fp8_storage:
             reader = Fp8Reader(read_scales(path, prefix), dtype, weight_keys(t5_fp8_eligible))
         state = load_tensors(path, prefix, skip=second_table, convert=reader)
         if reader is None:
-            _dequantize_scaled_fp8(state)
+            dequantize_scaled_fp8(state)
         if embed in state:
             table = state.pop(embed).to(dtype)
             state["shared.weight"] = state["encoder.embed_tokens.weight"] = table
@@ -315,7 +169,7 @@ class T5TextEncoder:
         else:
             assign_weights(model, state, source=source, what=what, dtype=dtype, device=device)
         model.encoder.embed_tokens.weight = model.shared.weight
-        _check_materialised(model, source)
+        check_materialised(model, source)
         model.eval().requires_grad_(False)
         log.info("T5-XXL loaded from %s: %s, %s", source, params, dtype)
         return cls(model, params)

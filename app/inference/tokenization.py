@@ -124,7 +124,7 @@ def pack_windows(
     return windows
 
 
-def _bos_eos(tokenizer: Any, folder: Path) -> tuple[int | None, int]:
+def start_end_ids(tokenizer: Any, folder: Path) -> tuple[int | None, int]:
     """Read the start/end ids the way the reference does: from the ids of the empty prompt."""
     ids = [int(i) for i in tokenizer("").input_ids]
     if len(ids) == 2:
@@ -142,6 +142,11 @@ def _load(cls: Any, folder: Path) -> Any:
             f"Tokenizer folder not found: {folder}. The model folder needs tokenizer/, tokenizer_2/ and "
             "tokenizer_3/ as in the Stability AI Hugging Face repository."
         )
+    return load_hf_tokenizer(cls, folder)
+
+
+def load_hf_tokenizer(cls: Any, folder: Path) -> Any:
+    """A transformers tokenizer class from a local folder, never the network."""
     try:
         return cls.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
@@ -177,7 +182,7 @@ class SD3Tokenizer:
                 len(clip_2),
                 len(clip),
             )
-        bos, eos = _bos_eos(clip, folder / "tokenizer")
+        bos, eos = start_end_ids(clip, folder / "tokenizer")
         if bos is None or clip_2.pad_token_id is None:
             raise ModelFileError(
                 f"{folder}: tokenizer/ or tokenizer_2/ is not a CLIP tokenizer (no BOS or pad token)"
@@ -190,7 +195,7 @@ class SD3Tokenizer:
             t5_tok = _load(T5TokenizerFast, folder / "tokenizer_3")
             if t5_tok.pad_token_id is None:
                 raise ModelFileError(f"{folder / 'tokenizer_3'}: the T5 tokenizer has no pad token")
-            t5_bos, t5_eos = _bos_eos(t5_tok, folder / "tokenizer_3")
+            t5_bos, t5_eos = start_end_ids(t5_tok, folder / "tokenizer_3")
             t5_ids = SpecialIds(bos=t5_bos, eos=t5_eos, pad=int(t5_tok.pad_token_id))
         log.debug("tokenizers: CLIP-L %s, CLIP-G %s, T5 %s", l_ids, g_ids, t5_ids)
         return cls(clip, t5_tok, clip_l=l_ids, clip_g=g_ids, t5_ids=t5_ids)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from app.inference.errors import MissingComponentError, ModelFileError
-from app.inference.tokenization import SD3Tokenizer, SpecialIds
+from app.inference.tokenization import SD3Tokenizer, SpecialIds, load_hf_tokenizer, start_end_ids
 
 log = logging.getLogger(__name__)
 
@@ -99,24 +98,6 @@ def hf_cache_tokenizers(cache: Path | None) -> TokenizerFolders:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _from_pretrained(cls: Any, folder: Path) -> Any:
-    try:
-        return cls.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelFileError(f"{folder}: cannot load the tokenizer ({exc})") from None
-
-
-def _start_end(tokenizer: Any, folder: Path) -> tuple[int | None, int]:
-    ids = [int(i) for i in tokenizer("").input_ids]  # the empty prompt: [BOS, EOS] (CLIP) or [EOS] (T5)
-    if len(ids) == 2:
-        return ids[0], ids[1]
-    if len(ids) == 1:
-        return None, ids[0]
-    raise ModelFileError(
-        f"{folder}: unexpected tokenizer: the empty prompt gives {ids}, expected [BOS, EOS] or [EOS]"
-    )
-
-
 def load_tokenizer(folders: TokenizerFolders, *, t5: bool, where: Path | None = None) -> SD3Tokenizer:
     """An SD3Tokenizer from the folders (the snapshot layout goes through `SD3Tokenizer.from_folder`)."""
     missing = folders.missing(t5)
@@ -140,22 +121,22 @@ def load_tokenizer(folders: TokenizerFolders, *, t5: bool, where: Path | None = 
 
     from transformers import CLIPTokenizer, T5TokenizerFast  # heavy import, deferred to first use
 
-    clip = _from_pretrained(CLIPTokenizer, folders.clip)
-    bos, eos = _start_end(clip, folders.clip)
+    clip = load_hf_tokenizer(CLIPTokenizer, folders.clip)
+    bos, eos = start_end_ids(clip, folders.clip)
     if bos is None:
         raise ModelFileError(f"{folders.clip}: not a CLIP tokenizer (no start token)")
     if folders.clip_g is not None:
-        g_pad = _from_pretrained(CLIPTokenizer, folders.clip_g).pad_token_id
+        g_pad = load_hf_tokenizer(CLIPTokenizer, folders.clip_g).pad_token_id
     else:  # SD3's tokenizer_2 pads with "!" (DECISIONS row 4)
         g_pad = clip.convert_tokens_to_ids("!")
     if g_pad is None:
         raise ModelFileError(f"{folders.clip_g or folders.clip}: no pad token for CLIP-G")
     t5_tok = t5_ids = None
     if t5 and folders.t5 is not None:
-        t5_tok = _from_pretrained(T5TokenizerFast, folders.t5)
+        t5_tok = load_hf_tokenizer(T5TokenizerFast, folders.t5)
         if t5_tok.pad_token_id is None:
             raise ModelFileError(f"{folders.t5}: the T5 tokenizer has no pad token")
-        t5_bos, t5_eos = _start_end(t5_tok, folders.t5)
+        t5_bos, t5_eos = start_end_ids(t5_tok, folders.t5)
         t5_ids = SpecialIds(bos=t5_bos, eos=t5_eos, pad=int(t5_tok.pad_token_id))
     log.info("tokenizers: CLIP %s (CLIP-G pad %s), T5 %s", folders.clip, g_pad, folders.t5)
     return SD3Tokenizer(

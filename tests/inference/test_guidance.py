@@ -61,7 +61,7 @@ def test_cfg_batches_equal_lengths_and_combines_in_reference_order(model):
     log.close()
     assert log.calls == [(2, 154, ())]  # one batched pass, positive and negative together
     d_c, d_u = _raw_d(model, x, sigma, cond), _raw_d(model, x, sigma, uncond)
-    torch.testing.assert_close(d, d_u + (d_c - d_u) * 4.5, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(d, d_u + (d_c - d_u) * 4.5, rtol=1e-4, atol=1e-4)
 
 
 @torch.inference_mode()
@@ -74,7 +74,7 @@ def test_different_context_lengths_run_as_separate_passes(model):
     log.close()
     assert sorted(log.calls) == [(1, 154, ()), (1, 231, ())]  # never padded
     d_c, d_u = _raw_d(model, x, sigma, cond), _raw_d(model, x, sigma, uncond)
-    torch.testing.assert_close(d, d_u + (d_c - d_u) * 3.0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(d, d_u + (d_c - d_u) * 3.0, rtol=1e-4, atol=1e-4)
 
 
 @torch.inference_mode()
@@ -110,7 +110,7 @@ def test_slg_adds_skip_pass_with_positive_only(model):
     assert log.calls == [(2, 154, ()), (1, 154, (1,)), (2, 154, ())]
     d_c, d_u = _raw_d(model, x, sigma, cond), _raw_d(model, x, sigma, uncond)
     d_s = _raw_d(model, x, sigma, cond, skip=(1,))
-    torch.testing.assert_close(d, d_u + (d_c - d_u) * 4.0 + (d_c - d_s) * 2.5, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(d, d_u + (d_c - d_u) * 4.0 + (d_c - d_s) * 2.5, rtol=1e-4, atol=1e-4)
 
 
 @torch.inference_mode()
@@ -126,4 +126,4 @@ def test_negative_window_switches_to_zeroed_negative(model):
     for i, expect in [(2, uncond), (3, zero)]:
         d = den(x, sigmas[i], i)
         d_c, d_u = _raw_d(model, x, sigmas[i], cond), _raw_d(model, x, sigmas[i], expect)
-        torch.testing.assert_close(d, d_u + (d_c - d_u) * 4.0, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(d, d_u + (d_c - d_u) * 4.0, rtol=1e-4, atol=1e-4)

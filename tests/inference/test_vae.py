@@ -25,7 +25,6 @@ from app.inference.vae import (
 )
 from tests.factory.vae_model import (
     REAL_PREFIX,
-    TINY_BLOCK_OUT_CHANNELS,
     real_manifest,
     real_vae_shapes,
     write_tiny_vae,
@@ -50,27 +49,11 @@ def ours(tiny_file: Path) -> VAE:
 
 @pytest.fixture(scope="module")
 def diffusers_vae(tiny_file: Path) -> torch.nn.Module:
-    from diffusers import AutoencoderKL
-    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
     from safetensors.torch import load_file
 
-    config = {
-        "in_channels": 3,
-        "out_channels": 3,
-        "down_block_types": ["DownEncoderBlock2D"] * 4,
-        "up_block_types": ["UpDecoderBlock2D"] * 4,
-        "block_out_channels": list(TINY_BLOCK_OUT_CHANNELS),
-        "layers_per_block": 2,
-        "act_fn": "silu",
-        "latent_channels": 16,
-        "norm_num_groups": 32,
-        "use_quant_conv": False,
-        "use_post_quant_conv": False,
-    }
-    converted = convert_ldm_vae_checkpoint(load_file(str(tiny_file)), config)
-    model = AutoencoderKL(**config)
-    model.load_state_dict({k: v.float() for k, v in converted.items()}, strict=True)
-    return model.eval()
+    from tests.factory.diffusers_oracle import diffusers_vae as build
+
+    return build(load_file(str(tiny_file)))
 
 
 # --- structure --------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_comfyui_install_with_separate_encoders(snapshot: Path, canonical, tmp_p
     _assert_same(canonical, _outputs(_engine(root / "models" / "checkpoints" / CKPT)))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.bfloat16])  # fp16: the snapshot itself; fp32: the other side
 def test_precisions_load_the_values_they_store(
     snapshot: Path, parts, tmp_path: Path, dtype: torch.dtype
 ) -> None:
