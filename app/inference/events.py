@@ -46,6 +46,9 @@ class ImageFinished:
     latent: torch.Tensor  # (1, 16, H/8, W/8) float32, VAE space (what the decoder received)
     request: GenerationRequest  # resolved: every parameter explicit
     infotext: str  # A1111-style parameters
+    model_name: str = ""  # the checkpoint's file stem, e.g. "sd3.5_large"
+    variant: str = ""  # "large" | "large-turbo" | "medium"
+    fp8: bool = False  # the diffusion model ran from fp8-stored weights
 
 
 @dataclass(frozen=True, slots=True)

@@ -329,7 +329,9 @@ class GenerationSession:
             with torch.inference_mode():
                 latent = process_out(x[j : j + 1]).float()
                 pixels = tensor_to_uint8(self.engine.vae.decode(latent))[0]
-            emit(ImageFinished(k, seed, pixels, latent.cpu(), req, build_infotext(req, seed, model_set.name)))
+            fp8 = self.engine.plan is not None and self.engine.plan.mmdit_fp8
+            emit(ImageFinished(k, seed, pixels, latent.cpu(), req, build_infotext(req, seed, model_set.name),
+                               model_set.name, model_set.variant, fp8))  # fmt: skip
             cancel.raise_if_cancelled()
 
 

@@ -64,23 +64,22 @@ class CompareView(QWidget):
         self.vary_button = QPushButton("Vary from this")
         self.vary_button.setToolTip("Use the current image's settings and seed for the next generation")
         self.open_button = QPushButton("Open")
-        bar = QHBoxLayout()
-        for widget in (self.back, self.title):
-            bar.addWidget(widget)
-        bar.addStretch(1)
-        for widget in (
-            self.grid_button,
-            self.wipe_button,
-            self.diff_button,
-            self.fit_button,
-            self.actual_button,
-            self.keep_button,
-            self.vary_button,
-            self.open_button,
-        ):
-            bar.addWidget(widget)
+        # Rows of controls, so the view fits a side dock (~360 px) as well as a wide window.
+        bar = QVBoxLayout()
+        top, modes, actions = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
+        top.addWidget(self.back)
+        top.addWidget(self.title, 1)
+        for widget in (self.grid_button, self.wipe_button, self.diff_button, self.fit_button, self.actual_button):
+            modes.addWidget(widget)
+        modes.addStretch(1)
+        actions.addStretch(1)
+        for widget in (self.keep_button, self.vary_button, self.open_button):
+            actions.addWidget(widget)
+        for row in (top, modes, actions):
+            bar.addLayout(row)
         self.hint = QLabel("←/→ step · 0–5 rate · P pick · Enter open · F fit · Z actual size · Esc back")
         self.hint.setEnabled(False)  # drawn in the palette's muted text colour
+        self.hint.setWordWrap(True)
         self._grid_host = QWidget()
         self._grid = QGridLayout(self._grid_host)
         self._grid.setSpacing(4)

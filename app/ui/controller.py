@@ -77,7 +77,7 @@ class GenerationController(QObject):
     image_finished = Signal(object)  # ImageResult
     image_cancelled = Signal(int, int)
     model_loading = Signal(int, str, int, int)
-    model_loaded = Signal(int, str, float)
+    model_loaded = Signal(int, str, float, str)
     device_described = Signal(str)
     engine_prepared = Signal()  # the engine's modules are imported: other threads may now load tokenizers
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLineEdit, QToolButton, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLineEdit, QToolButton, QVBoxLayout, QWidget
 
 from app.gallery.filters import GalleryFilter
 from app.ui.gallery_list_model import Grouping
@@ -26,7 +26,7 @@ class GalleryFilterBar(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.search = QLineEdit(placeholderText="Search prompts…", clearButtonEnabled=True)
-        self.search.setMinimumWidth(180)
+        self.search.setMinimumWidth(120)
         self.rating = QComboBox()
         self.rating.addItems(RATINGS)
         self.variant = QComboBox()
@@ -41,11 +41,23 @@ class GalleryFilterBar(QWidget):
         self.saved.setToolTip("Apply a saved filter")
         self.save_button = QToolButton(text="Save filter…")
         self.save_button.setToolTip("Save the current search and filters under a name")
-        layout = QHBoxLayout(self)
+        # Two rows, so the gallery fits a side dock of ~320 px next to the canvas.
+        top = QHBoxLayout()
+        top.addWidget(self.search, 1)
+        top.addWidget(self.saved)
+        top.addWidget(self.save_button)
+        bottom = QHBoxLayout()
+        for combo in (self.rating, self.variant, self.grouping, self.order):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
+            bottom.addWidget(combo, 1)
+        self.saved.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.saved.setMinimumContentsLength(6)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.search, 3)
-        for widget in (self.rating, self.variant, self.grouping, self.order, self.saved, self.save_button):
-            layout.addWidget(widget)
+        layout.setSpacing(4)
+        layout.addLayout(top)
+        layout.addLayout(bottom)
         self._debounce = QTimer(self, singleShot=True, interval=250)
         self._debounce.timeout.connect(self._on_debounce_timeout)
         self._saved_filters: dict[str, GalleryFilter] = {}

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import QStandardPaths, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 APP_FOLDER = "SD3.5 Studio"
 NOTICE_SECONDS = 8
+SHUTDOWN_WAIT_MS = 3000
 
 
 def default_data_dir() -> Path:
@@ -77,6 +78,8 @@ class GalleryPanel(QWidget):
         super().__init__(parent)
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.output = output or OutputSettings(default_output_dir())
+        self._closed = False
+        self.tasks = QThreadPool(self)  # saves, imports, checks: waited for at shutdown, before the DB closes
         self.db = GalleryDB.open(self.data_dir)
         self.hasher = ModelHasher(self.db)
         self.loaded = LoadedModel(self.hasher)
@@ -90,7 +93,7 @@ class GalleryPanel(QWidget):
         if self.db.notice:
             self.show_notice(self.db.notice)
         folder = self.output.folder
-        run_task(lambda: remove_stale_temp_files(folder))
+        self._run(lambda: remove_stale_temp_files(folder))
 
     def _build(self) -> None:
         self.filter_bar = GalleryFilterBar()
@@ -173,13 +176,13 @@ class GalleryPanel(QWidget):
             params = loaded.image_params(request, seed)
             return save_finished_image(db, output, pixels, params, job_id=job_id, index=index)
 
-        run_task(save, self._on_save_finished, self._on_save_failed)
+        self._run(save, self._on_save_finished, self._on_save_failed)
 
     def add_saved_image(self, path: Path, params: ImageParams, *, job_id: str | None) -> None:
         """Index an image already written elsewhere (`app.gallery.store.write_image(path, pixels,
         panel.loaded.image_params(request, seed))`, off the UI thread); `image_saved` follows."""
         db = self.db
-        run_task(lambda: db.add_image(Path(path), params, job_id=job_id), self._on_save_finished,
+        self._run(lambda: db.add_image(Path(path), params, job_id=job_id), self._on_save_finished,
                  self._on_save_failed)  # fmt: skip
 
     def recall_file(self, path: Path) -> SettingsRecall | None:
@@ -193,9 +196,23 @@ class GalleryPanel(QWidget):
         return settings
 
     def shutdown(self) -> None:
+        """Let database writes in flight finish (bounded), then close; late results are dropped."""
+        self._closed = True
+        self.tasks.waitForDone(SHUTDOWN_WAIT_MS)
         self.thumbnails.shutdown()
         self.hasher.shutdown()
         self.db.close()
+
+    def _run(self, fn, on_done=None, on_failed=None) -> None:
+        """A background task whose result is delivered only while the panel is open."""
+        if self._closed:  # e.g. an image that finished while the window closed: its PNG is on disk already
+            log.info("gallery closed; a late task was not started")
+            return
+
+        def guard(callback):
+            return None if callback is None else (lambda value: None if self._closed else callback(value))
+
+        run_task(fn, guard(on_done), guard(on_failed), pool=self.tasks)
 
     # -- selection and actions -----------------------------------------------------------------------------
 
@@ -260,7 +277,7 @@ class GalleryPanel(QWidget):
         def check() -> list[int]:
             return [r.id for r in records if not r.path.exists()]
 
-        run_task(check, self._on_missing_checked)
+        self._run(check, self._on_missing_checked)
 
     def _on_missing_checked(self, ids: object) -> None:
         ids = list(ids)
@@ -294,13 +311,13 @@ class GalleryPanel(QWidget):
     def import_folder(self, folder: Path) -> None:
         self.status_changed.emit(f"Importing {folder}…")
         db = self.db
-        run_task(lambda: import_folder(db, folder), self._on_import_finished, self._on_task_failed)
+        self._run(lambda: import_folder(db, folder), self._on_import_finished, self._on_task_failed)
 
     def export_records(
         self, records: list[ImageRecord], destination: Path, *, as_zip: bool = False, fmt: str = "original"
     ) -> None:
         self.status_changed.emit(f"Exporting {len(records)} images…")
-        run_task(
+        self._run(
             lambda: export_images(records, destination, as_zip=as_zip, fmt=fmt),
             lambda report: self.show_notice(f"Exported {report.exported} images to {report.destination}."),
             self._on_task_failed,

@@ -35,9 +35,16 @@ class _Task(QRunnable):
             result = self.fn()
         except Exception as exc:  # delivered to on_failed on the UI thread; never escapes the pool thread
             log.exception("background task failed")
-            self.signals.failed.emit(exc)
+            self._deliver(self.signals.failed, exc)
         else:
-            self.signals.finished.emit(result)
+            self._deliver(self.signals.finished, result)
+
+    @staticmethod
+    def _deliver(signal: object, value: object) -> None:
+        try:
+            signal.emit(value)  # type: ignore[attr-defined]
+        except RuntimeError:  # the receiving widget was closed while the task ran: nobody is waiting
+            log.debug("result of a background task dropped: its receiver is gone")
 
 
 _alive: set[_Task] = set()  # keeps each task's signal object alive until its result has been delivered

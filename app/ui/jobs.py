@@ -76,6 +76,7 @@ class ImageResult:
     path: Path | None  # None when saving failed; `save_error` says why
     thumbnail: QImage | None = None  # made on the worker thread, for the recent strip
     save_error: str = ""
+    params: object | None = None  # app.gallery.params.ImageParams written into the PNG, for the gallery index
 
 
 class JobStatus(Enum):

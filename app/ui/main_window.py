@@ -31,6 +31,7 @@ from app.ui.canvas import CanvasView, JobProgressBar
 from app.ui.controller import GenerationController
 from app.ui.first_run import FirstRunPanel
 from app.ui.form_state import GenerationFormState
+from app.ui.gallery_hookup import GalleryHookup
 from app.ui.generation_panel import GenerationPanel
 from app.ui.jobs import ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
 from app.ui.model_library import ModelSetInfo, inspect_path, scan
@@ -78,6 +79,7 @@ class MainWindow(QMainWindow):
         self._startup_task: asyncio.Task[None] | None = None
         self.closed_cleanly = True
         self.shown_result: ImageResult | None = None
+        self._loaded_plan = ""  # the memory plan the engine reported for the loaded models
 
         self._build_central()
         self._build_docks()
@@ -87,7 +89,9 @@ class MainWindow(QMainWindow):
         build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
         self.token_counter = self.commands.token_counter
         self._connect()
+        self.gallery = GalleryHookup(self)
         self._restore_layout()
+        self.actions.random_seed.setChecked(self.state.values.random_seed)
 
         first = self.model_arg or _as_path(self.settings.value("models/selected"))
         if first is not None:
@@ -198,9 +202,7 @@ class MainWindow(QMainWindow):
         c.busy_changed.connect(lambda _busy: self._update_buttons())
         c.queue_changed.connect(self._update_buttons)
         c.model_loading.connect(lambda _j, name, i, n: self.progress.show_busy(f"Loading {name} ({i}/{n})…"))
-        c.model_loaded.connect(
-            lambda _j, name, s: self.model_label.setText(f"Model: {name} (loaded in {s:.1f} s)")
-        )
+        c.model_loaded.connect(self._on_controller_model_loaded)
         c.device_described.connect(lambda text: self.device_label.setText(f"Device: {text}"))
         c.engine_prepared.connect(self.token_counter.set_ready)
         self.picker.selection_changed.connect(cmd.on_picker_selection_changed)
@@ -227,6 +229,7 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.recent_dock], [134], Qt.Orientation.Vertical)
         self.first_painted.emit()
         if not self._closed:
+            QTimer.singleShot(0, self.gallery.attach)
             self._startup_task = asyncio.ensure_future(self._discover())
 
     async def _discover(self) -> None:
@@ -295,7 +298,8 @@ class MainWindow(QMainWindow):
                 "model": ("Locate…", self.commands.locate),
                 "memory": ("Memory settings…", self.commands.show_memory_settings),
             }.get(outcome.kind)
-            self.banner.show_message(f"The job could not run: {outcome.message}", action=action)
+            message = outcome.message[:1].upper() + outcome.message[1:]
+            self.banner.show_message(f"The job failed — {message}", action=action)
         if self.canvas.is_preview() and self.shown_result is not None:
             self.show_result(self.shown_result, self.shown_result.image)  # never leave a stale preview up
 
@@ -318,10 +322,22 @@ class MainWindow(QMainWindow):
             self._update_memory_label()
         if "use_t5" in changed:
             self.commands.update_token_source()
+        if "random_seed" in changed:
+            self.actions.random_seed.setChecked(self.state.values.random_seed)
+
+    def _on_controller_model_loaded(self, _job_id: int, name: str, seconds: float, plan: str) -> None:
+        self.model_label.setText(f"Model: {name} (loaded in {seconds:.1f} s)")
+        self._loaded_plan = plan
+        self._update_memory_label()
 
     def _update_memory_label(self) -> None:
-        plan = self.panel.advanced.memory_combo.currentText()
-        self.memory_label.setText(f"Memory plan: {plan}")
+        """The plan the engine chose for the loaded models; the chosen setting until models are loaded."""
+        setting = self.panel.advanced.memory_combo.currentText()
+        loaded = self._loaded_plan
+        self.memory_label.setText(f"Memory: {loaded}" if loaded else f"Memory plan: {setting}")
+        self.memory_label.setToolTip(
+            f"Memory plan setting: {setting}" + (f"\nLoaded with: {loaded}" if loaded else "")
+        )
 
     def _update_buttons(self) -> None:
         busy = self.controller.is_busy
@@ -358,6 +374,7 @@ class MainWindow(QMainWindow):
             self.closed_cleanly = self.controller.shutdown(self._shutdown_timeout_s)
             self.io_executor.shutdown(wait=False, cancel_futures=True)
             self.panel.detach()
+            self.gallery.shutdown()
             if self._on_state_changed in self.state.listeners:
                 self.state.listeners.remove(self._on_state_changed)
         event.accept()

@@ -55,7 +55,7 @@ class WindowCommands:
             "redo": lambda: self._on_text_editor(lambda e: e.redo()),
             "copy_parameters": self.copy_parameters,
             "reuse_seed": w.state.reuse_last_seed,
-            "random_seed": lambda: w.state.update(random_seed=not w.state.values.random_seed),
+            "random_seed": lambda: w.state.update(random_seed=w.actions.random_seed.isChecked()),
             "edit_styles": self.edit_styles,
             "focus_prompt": lambda: w.panel.prompt.edit.setFocus(),
             "fit": w.canvas.fit,

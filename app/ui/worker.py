@@ -41,6 +41,23 @@ class EngineBackend:
     save_png: Callable[..., None]
 
 
+def image_metadata(event: Any) -> tuple[Any, dict[str, str]]:
+    """Our versioned JSON parameters and an equivalent ComfyUI graph for a finished image (torch-free).
+
+    The model hash is left for the gallery, which computes it in the background: saving never waits for it."""
+    from app import __version__
+    from app.gallery.comfy_graph import ComfyFiles, comfy_chunks
+    from app.gallery.params import ImageParams
+
+    params = ImageParams.from_request(
+        event.request, event.seed, variant=getattr(event, "variant", None) or None,
+        model_name=getattr(event, "model_name", None) or None, fp8=getattr(event, "fp8", False),
+        app_version=__version__,
+    )  # fmt: skip
+    prompt, workflow = comfy_chunks(params, ComfyFiles(checkpoint=f"{params.model_name or 'sd3.5_large'}.safetensors"))
+    return params, {"parameters_json": params.to_json(), "comfy_prompt": prompt, "comfy_workflow": workflow}
+
+
 def load_engine_backend() -> EngineBackend:
     """The real engine (imports torch: call it on the worker thread only)."""
     from app.inference.png_info import save_png
@@ -92,7 +109,7 @@ def describe_device(preference: str) -> str:
 class InferenceWorker(QObject):
     job_started = Signal(int)
     model_loading = Signal(int, str, int, int)  # job id, component, index (1-based), total
-    model_loaded = Signal(int, str, float)  # job id, model name, seconds
+    model_loaded = Signal(int, str, float, str)  # job id, model name, seconds, memory plan in words
     step_completed = Signal(object)  # StepInfo
     image_finished = Signal(object)  # ImageResult
     image_cancelled = Signal(int, int)  # job id, image index
@@ -281,7 +298,7 @@ class InferenceWorker(QObject):
         elif isinstance(event, ev.ModelLoading):
             self.model_loading.emit(jid, event.component, event.index, event.total)
         elif isinstance(event, ev.ModelLoaded):
-            self.model_loaded.emit(jid, event.model_name, event.seconds)
+            self.model_loaded.emit(jid, event.model_name, event.seconds, getattr(event, "plan", "") or "")
         elif isinstance(event, ev.ImageCancelled):
             self.image_cancelled.emit(jid, event.image_index)
         elif isinstance(event, ev.JobFinished):
@@ -304,10 +321,11 @@ class InferenceWorker(QObject):
         )
         try:
             path = self._namer.path_for(job.output.folder(), event.seed)
-            backend.save_png(path, event.pixels, event.infotext)
+            params, chunks = image_metadata(event)
+            backend.save_png(path, event.pixels, event.infotext, **chunks)
             log.info("saved %s", path)
             return ImageResult(
-                job.job_id, event.image_index, event.seed, image, event.infotext, path, thumbnail
+                job.job_id, event.image_index, event.seed, image, event.infotext, path, thumbnail, params=params
             )
         except (
             Exception

@@ -46,7 +46,13 @@ def test_real_session_generates_with_previews_and_writes_the_png(qtbot, make_win
         with Image.open(result.path) as im:
             assert im.size == (64, 64)
             assert "Steps: 2" in im.text["parameters"] and f"Seed: {result.seed}" in im.text["parameters"]
+            # Every metadata chunk: our JSON parameters and an equivalent ComfyUI graph.
+            assert {"parameters", "sd35-studio", "prompt", "workflow"} <= set(im.text)
+            assert '"KSampler"' in im.text["prompt"]
+    # The gallery, built after the first paint, indexed both images.
+    qtbot.waitUntil(lambda: window.gallery.panel is not None and window.gallery.panel.db.count() == 2, timeout=10_000)
     assert window.model_label.text().startswith("Model: sd3.5_medium")
+    assert window.memory_label.text().startswith("Memory: ")  # the plan the engine chose, in its words
 
     # The models stay loaded: the next job loads nothing.
     loading.clear()

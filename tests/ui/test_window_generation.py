@@ -184,7 +184,10 @@ def test_a_job_that_fails_shows_an_actionable_error_and_the_app_keeps_working(
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000) as ended:
         window.commands.generate()
     assert ended.args[1].status is JobStatus.FAILED and ended.args[1].kind == "model"
-    assert "could not run" in window.banner.message() and "download it again" in window.banner.message()
+    assert (
+        window.banner.message().startswith("The job failed — ")
+        and "download it again" in window.banner.message()
+    )
     assert window.banner.action_button.text() == "Locate…"
     good = next(
         i
