@@ -341,8 +341,8 @@ class _BatchDone(Exception):
 
 def _memory_advice() -> str:
     return (
-        "out of memory: lower the image size or the number of images, run without T5 (--no-t5), "
-        "or choose a lower precision (bfloat16) or a memory-saving plan"
+        "out of memory. Lower the image size or the number of images, switch T5 off, choose bfloat16 "
+        "precision, or pick a memory-saving plan (fp8 or low-vram)"
     )
 
 

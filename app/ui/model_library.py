@@ -6,6 +6,7 @@ and `scan` run in an executor thread, awaited by coroutines on the UI side. The 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -101,7 +102,8 @@ def inspect_path(path: Path) -> ModelSetInfo:
 
 
 def default_search_roots() -> list[Path]:
-    """Hugging Face hub cache snapshots of the three official repositories."""
+    """Where model sets usually are: our own download folder, the Hugging Face hub cache snapshots of the three
+    official repositories, and ComfyUI installs in the usual places."""
     cache = os.environ.get("HF_HUB_CACHE")
     if cache is None:
         home = os.environ.get("HF_HOME") or os.path.join(
@@ -115,6 +117,13 @@ def default_search_roots() -> list[Path]:
             roots.extend(sorted(p for p in snapshots.iterdir() if p.is_dir()))
         except OSError:
             continue
+    from app.downloads.layout import default_models_dir  # torch-free
+
+    downloads = default_models_dir()
+    with contextlib.suppress(OSError):
+        roots[:0] = sorted(p for p in downloads.iterdir() if p.is_dir() and not p.name.startswith("."))
+    home = Path.home()
+    roots += [p for p in (home / "ComfyUI", home / "Documents" / "ComfyUI", home / "comfyui") if p.is_dir()]
     return roots
 
 

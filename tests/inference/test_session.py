@@ -121,7 +121,7 @@ def test_out_of_memory_becomes_advice(session, model_set, monkeypatch):
     monkeypatch.setattr(session.engine.mmdit, "forward", oom)
     failed = list(session.run(model_set, req(steps=2)))[-1]
     assert isinstance(failed, JobFailed) and failed.kind == "memory"
-    assert "lower the image size" in failed.message
+    assert "Lower the image size" in failed.message
 
 
 def test_bad_request_and_bad_model_fail_cleanly(session, model_set, tmp_path):
