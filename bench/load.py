@@ -1,6 +1,7 @@
 """Checkpoint loading: wall time and peak RSS against the bytes of the weights, ours vs a plain load.
 
-Each loader runs in a fresh subprocess; peak RSS is `ru_maxrss` minus the RSS after importing torch.
+Each loader runs in a fresh subprocess; peak RSS is the process's VmHWM (its own high-water mark; `ru_maxrss`
+would carry over the parent's peak across exec) minus the RSS after importing torch.
 The checkpoint is synthetic: SD3.5 Medium widths and position table, reduced depth, stored in bfloat16.
 """
 
@@ -28,6 +29,11 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
 def _child(loader: str, path: str, depth: int) -> None:
     from app.inference.loading import load_mmdit
     from app.inference.mmdit import MMDiT
@@ -47,7 +53,7 @@ def _child(loader: str, path: str, depth: int) -> None:
         del sd
     seconds = time.perf_counter() - start
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    peak = _peak_rss_bytes() - base
     print(json.dumps({"loader": loader, "seconds": seconds, "weight_bytes": weights, "peak_rss_bytes": peak}))
 
 

@@ -38,33 +38,31 @@ def run(size: int = 1024, steps: int = 8, preview: str = "linear") -> dict:
         request = GenerationRequest(prompt="a lighthouse", negative="fog", steps=steps, width=size, height=size,
                                     seed=1)  # fmt: skip
         list(session.run(model_set, GenerationRequest(prompt="x", steps=1, width=64, height=64)))  # load once
-        network = {"s": 0.0}
         mmdit = session.engine.mmdit
-        start_times: list[float] = []
-        mmdit.register_forward_pre_hook(lambda m, a: start_times.append(time.perf_counter()))
-        mmdit.register_forward_hook(lambda m, a, o: network.__setitem__("s", network["s"] + time.perf_counter()
-                                                                        - start_times.pop()))  # fmt: skip
-        step_times: list[float] = []
-        last = [0.0]
+        calls: list[list[float]] = []  # [start, end] of every network forward
+        mmdit.register_forward_pre_hook(lambda m, a: calls.append([time.perf_counter(), 0.0]))
+        mmdit.register_forward_hook(lambda m, a, o: calls[-1].__setitem__(1, time.perf_counter()))
+        step_events: list[float] = []
 
         def on_event(event):
             if isinstance(event, StepUpdate):
-                now = time.perf_counter()
-                if last[0]:
-                    step_times.append(now - last[0])
-                last[0] = now
+                step_events.append(time.perf_counter())
 
         session.execute(model_set, request, CancelToken(), on_event)
-    # Steps 2..N (the first includes prompt encoding); the network time of those steps only.
-    total = sum(step_times)
-    per_step_network = network["s"] / steps
-    overhead = total / len(step_times) - per_step_network
+    # Between the first and the last step event: everything that is not a network forward is overhead
+    # (guidance arithmetic, the sampler update, previews, events). Prompt encoding happens before step 1.
+    first, last = step_events[0], step_events[-1]
+    network = sum(end - begin for begin, end in calls if begin >= first and end <= last)
+    n = len(step_events) - 1
+    total = last - first
+    per_step_network = network / n
+    overhead = (total - network) / n
     return {
         "benchmark": "job_overhead",
         "size": size,
         "steps": steps,
         "preview": preview,
-        "step_s": total / len(step_times),
+        "step_s": total / n,
         "network_s_per_step": per_step_network,
         "overhead_s_per_step": overhead,
     }
@@ -79,7 +77,9 @@ def main(argv=None) -> dict:
     print(f"job overhead outside the network, tiny MMDiT, {args.size}^2 latent, {args.steps} steps, CFG")
     for r in rows:
         step, net, over = (r[k] * 1000 for k in ("step_s", "network_s_per_step", "overhead_s_per_step"))
-        print(f"  preview {r['preview']:<7} step {step:8.2f} ms, network {net:8.2f} ms, outside it {over:7.2f} ms")
+        print(
+            f"  preview {r['preview']:<7} step {step:8.2f} ms, network {net:8.2f} ms, outside it {over:7.2f} ms"
+        )
     print(f"  -> {write_result('overhead', {'rows': rows})}")
     return {"rows": rows}
 

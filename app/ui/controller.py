@@ -165,6 +165,13 @@ class GenerationController(QObject):
         self._worker.cancel_image(self._current.job_id, self._current_image)
         return True
 
+    def cancel_image(self, job_id: int, index: int) -> bool:
+        """Cancel image `index` of the running job `job_id` (a later image is skipped when its turn comes)."""
+        if self._current is None or self._current.job_id != job_id:
+            return False
+        self._worker.cancel_image(job_id, index)
+        return True
+
     def prepare_engine(self, device_preference: str) -> None:
         """Import the engine on the inference thread ahead of the first job and report the device."""
         self.prepare_requested.emit(device_preference)

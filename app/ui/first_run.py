@@ -55,14 +55,15 @@ VARIANT_CARDS = (
 )
 DEBOUNCE_MS = 300
 NOT_FOUND_TEXT = (
-    "No Stable Diffusion 3.5 model was found on this computer. Choose a variant, download it from Hugging Face, "
-    "then point the studio at the downloaded folder."
+    "No Stable Diffusion 3.5 model was found on this computer. Choose a variant and download it from Hugging "
+    "Face, or point the studio at a folder you already have."
 )
-MORE_TEXT = "Add another SD3.5 variant: download it from Hugging Face, then point the studio at its folder."
+MORE_TEXT = "Add another SD3.5 variant: download it from Hugging Face, or point the studio at its folder."
 
 
 class FirstRunPanel(QScrollArea):
     model_chosen = Signal(object)  # ModelSetInfo, validated
+    download_requested = Signal(str)  # variant
     back_requested = Signal()
 
     def __init__(
@@ -98,15 +99,18 @@ class FirstRunPanel(QScrollArea):
         cards = QHBoxLayout()
         cards.setSpacing(12)
         for variant, name, pitch, download, memory in VARIANT_CARDS:
-            cards.addWidget(self._card(body, variant, name, pitch, download, memory), 1)
+            card = self._card(body, variant, name, pitch, download, memory)
+            download_button = QPushButton(f"Download {name}…", card)
+            download_button.clicked.connect(lambda _checked=False, v=variant: self.download_requested.emit(v))
+            card.layout().addWidget(download_button)
+            cards.addWidget(card, 1)
         outer.addLayout(cards)
 
         licence = QLabel(
             "<b>Licence.</b> The models are gated: sign in to Hugging Face, open the model's page and accept the "
             "Stability AI Community License (free for individuals and organisations with less than US$1M annual "
-            "revenue). Download the whole repository — the <code>sd3.5_*.safetensors</code> checkpoint, the "
-            "<code>text_encoders/</code> folder and the three <code>tokenizer*</code> folders — for example with "
-            "<code>huggingface-cli download stabilityai/stable-diffusion-3.5-medium --local-dir SD3.5-Medium</code>.",
+            "revenue). <b>Download…</b> fetches everything a variant needs into one folder and picks up where it "
+            "left off if it is interrupted; you will need a Hugging Face access token.",
             body,
         )
         licence.setWordWrap(True)

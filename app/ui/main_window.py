@@ -37,6 +37,7 @@ from app.ui.jobs import ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
 from app.ui.model_library import ModelSetInfo, inspect_path, scan
 from app.ui.model_picker import ModelPickerController
 from app.ui.presets import StylePreset, load_style_presets
+from app.ui.seed_compare import SeedComparePage
 from app.ui.settings_store import load_bool, load_json, open_settings, save_json, user_style_presets_file
 from app.ui.side_panels import QueuePanel, RecentStrip
 from app.ui.theme import icon
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
         self.token_counter = self.commands.token_counter
         self._connect()
         self.gallery = GalleryHookup(self)
+        self.seed_compare = SeedComparePage(self)
         self._restore_layout()
         self.actions.random_seed.setChecked(self.state.values.random_seed)
 
@@ -208,6 +210,7 @@ class MainWindow(QMainWindow):
         self.picker.selection_changed.connect(cmd.on_picker_selection_changed)
         self.panel.locate_button.clicked.connect(cmd.locate)
         self.first_run.model_chosen.connect(cmd.use_model)
+        self.first_run.download_requested.connect(cmd.download_models)
         self.first_run.back_requested.connect(lambda: self.stack.setCurrentWidget(self.canvas))
         self.queue_panel.remove_requested.connect(c.remove_pending)
         self.queue_panel.clear_requested.connect(cmd.clear_queue)

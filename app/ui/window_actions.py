@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class WindowActions:
     locate: QAction
+    download_models: QAction
     choose_output: QAction
     open_output: QAction
     save_image_as: QAction
@@ -35,6 +36,8 @@ class WindowActions:
     generate: QAction
     cancel: QAction
     skip_image: QAction
+    compare_seeds: QAction
+    xy_plot: QAction
     clear_queue: QAction
     getting_models: QAction
     shortcuts: QAction
@@ -78,6 +81,13 @@ def build_actions(window: QMainWindow, handlers: dict[str, Callable[[], object]]
             h["locate"],
             "Ctrl+O",
             "Point to a folder with an SD3.5 model set",
+        ),
+        download_models=_action(
+            window,
+            "&Download Models…",
+            h["download_models"],
+            None,
+            "Download an SD3.5 model set from Hugging Face",
         ),
         choose_output=_action(
             window, "Choose &Output Folder…", h["choose_output"], None, "Where new images are saved"
@@ -130,6 +140,20 @@ def build_actions(window: QMainWindow, handlers: dict[str, Callable[[], object]]
             "Shift+Esc",
             "Stop only the image being made; the job's other images go on",
         ),
+        compare_seeds=_action(
+            window,
+            "Compare &Seeds…",
+            h["compare_seeds"],
+            ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"],
+            "Make the Images count of seeds (at least 2) as one job and watch them side by side",
+        ),
+        xy_plot=_action(
+            window,
+            "&X/Y Plot…",
+            h["xy_plot"],
+            None,
+            "Vary two settings over a grid of images and save it as one labelled picture",
+        ),
         clear_queue=_action(
             window, "Clear &Queue", h["clear_queue"], "Ctrl+Shift+Backspace", "Remove every waiting job"
         ),
@@ -154,6 +178,7 @@ def build_menus(menu_bar: QMenuBar, a: WindowActions, view_toggles: list[QAction
     file = menu_bar.addMenu("&File")
     for action in (
         a.locate,
+        a.download_models,
         None,
         a.choose_output,
         a.open_output,
@@ -171,7 +196,7 @@ def build_menus(menu_bar: QMenuBar, a: WindowActions, view_toggles: list[QAction
     for action in (a.fit, a.actual_size, a.zoom_in, a.zoom_out, None, a.focus_prompt, None, *view_toggles):
         view.addSeparator() if action is None else view.addAction(action)
     generate = menu_bar.addMenu("&Generate")
-    for action in (a.generate, a.cancel, a.skip_image, None, a.clear_queue):
+    for action in (a.generate, a.cancel, a.skip_image, None, a.compare_seeds, a.xy_plot, None, a.clear_queue):
         generate.addSeparator() if action is None else generate.addAction(action)
     help_menu = menu_bar.addMenu("&Help")
     for action in (a.getting_models, a.shortcuts, a.open_logs, None, a.about):

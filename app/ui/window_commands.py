@@ -12,11 +12,12 @@ from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QImage
 from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QLabel, QMessageBox, QVBoxLayout
 
 from app import __version__
+from app.inference.request import GenerationRequest
 from app.ui.jobs import EngineOptions, QueuedJob
 from app.ui.model_library import ModelSetInfo
 from app.ui.output_files import OutputTarget, default_output_root
@@ -26,6 +27,7 @@ from app.ui.token_counter import TokenCounter
 from app.ui.window_actions import shortcut_table
 
 if TYPE_CHECKING:
+    from app.ui.download_dialog import DownloadDialog
     from app.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class WindowCommands:
         self._job_ids = count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._styles_mtime: float | None = None
+        self.download_dialog: DownloadDialog | None = None
         self.token_counter = TokenCounter(window)
         self.token_counter.counted.connect(self._on_token_counter_counted)
         window.panel.prompt.text_changed.connect(lambda text: self.token_counter.request("prompt", text))
@@ -46,6 +49,7 @@ class WindowCommands:
         w = self.w
         return {
             "locate": self.locate,
+            "download_models": self.download_models,
             "choose_output": self.choose_output,
             "open_output": self.open_output,
             "save_image_as": self.save_image_as,
@@ -65,6 +69,8 @@ class WindowCommands:
             "generate": self.generate,
             "cancel": self.cancel,
             "skip_image": w.controller.skip_image,
+            "compare_seeds": lambda: w.seed_compare.start(),
+            "xy_plot": self.xy_plot,
             "clear_queue": self.clear_queue,
             "getting_models": self.getting_models,
             "shortcuts": self.show_shortcuts,
@@ -74,6 +80,8 @@ class WindowCommands:
 
     def close(self) -> None:
         self.token_counter.close()
+        if self.download_dialog is not None:
+            self.download_dialog.shutdown()
         for task in list(self._tasks):
             task.cancel()
 
@@ -84,9 +92,18 @@ class WindowCommands:
 
     def generate(self) -> QueuedJob | None:
         """Queue a job with a snapshot of the current settings; runs at once when nothing else is running."""
+        request = self.current_request()
+        if request is None:
+            return None
+        job = self.build_job(request)
+        self.w.banner.hide()
+        self.w.controller.submit(job)
+        return job
+
+    def current_request(self) -> GenerationRequest | None:
+        """The request for the current settings, or None after telling the user what is missing."""
         w = self.w
-        model = w.picker.selected
-        if model is None:
+        if w.picker.selected is None:
             w.banner.show_message(
                 "Choose a model first: pick one above, or use Locate… to point to its folder.",
                 severity="info",
@@ -100,6 +117,15 @@ class WindowCommands:
             w.banner.show_message(str(exc), severity="info")
             w.panel.prompt.edit.setFocus()
             return None
+        return request
+
+    def build_job(self, request: GenerationRequest) -> QueuedJob:
+        """A job for `request` with the selected model, the engine options and the output folder (a model must
+        be selected: see `can_generate`); Compare Seeds and X/Y plots queue theirs through this too."""
+        w = self.w
+        model = w.picker.selected
+        if model is None:
+            raise RuntimeError("build_job needs a selected model (check current_request first)")
         v = w.state.values
         if w.output_arg is not None:
             output = OutputTarget(w.output_arg, dated=False)
@@ -108,7 +134,7 @@ class WindowCommands:
                 Path(str(w.settings.value("output/root") or default_output_root())), dated=True
             )
         style = w.styles_by_id().get(v.style)
-        job = QueuedJob(
+        return QueuedJob(
             job_id=next(self._job_ids),
             request=request,
             model_path=model.path,
@@ -118,13 +144,19 @@ class WindowCommands:
             output=output,
             style_label=style.label if style else "None",
         )
-        w.banner.hide()
-        w.controller.submit(job)
-        return job
 
     def cancel(self) -> None:
         if self.w.controller.cancel_current():
             self.w.progress.show_busy("Cancelling…")
+
+    def xy_plot(self) -> None:
+        from app.ui.xy_dialog import XYPlotDialog
+
+        request = self.current_request()
+        if request is not None:
+            dialog = XYPlotDialog(self.w, request)
+            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dialog.open()
 
     def clear_queue(self) -> None:
         for job in self.w.controller.pending():
@@ -168,6 +200,19 @@ class WindowCommands:
             self.w.banner.show_message(
                 f"{path} cannot be used: {info.problem()}", action=("Locate…", self.locate)
             )
+
+    def download_models(self, variant: str | None = None) -> None:
+        """Open the (modeless) download dialog; a finished model set is checked and selected like Locate…."""
+        if self.download_dialog is None:
+            from app.ui.download_dialog import DownloadDialog  # huggingface_hub loads only when asked for
+
+            self.download_dialog = DownloadDialog(self.w)
+            self.download_dialog.model_downloaded.connect(lambda path: self._spawn(self._locate(path)))
+        if variant is not None:
+            self.download_dialog.set_variant(variant)
+        self.download_dialog.show()
+        self.download_dialog.raise_()
+        self.download_dialog.activateWindow()
 
     def use_model(self, info: ModelSetInfo) -> None:
         self.w.remember_path(info.path)
