@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     # Without a subcommand the window opens (app.main); these two options are its automation contract.
     parser.add_argument("--model", dest="window_model", type=Path, help="open the window with this model set")
-    parser.add_argument("--output-dir", dest="window_output_dir", type=Path, help="write the window's images here")
+    parser.add_argument(
+        "--output-dir", dest="window_output_dir", type=Path, help="write the window's images here"
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     g = sub.add_parser("generate", help="generate images without the window")
     g.add_argument("--model", required=True, type=Path, help="snapshot folder or sd3.5_*.safetensors file")

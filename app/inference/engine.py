@@ -113,7 +113,10 @@ class Engine:
 
     def is_loaded(self, model_set: ModelSet, use_t5: bool) -> bool:
         """True when `load(model_set, use_t5=...)` would find nothing to do."""
-        return self._loaded_key == (model_set, use_t5) and self._plan_request == (self.memory_plan, self.dtype_name)
+        return self._loaded_key == (model_set, use_t5) and self._plan_request == (
+            self.memory_plan,
+            self.dtype_name,
+        )
 
     def encode(self, text: str, mode: str) -> TextConditioning:
         with torch.inference_mode():

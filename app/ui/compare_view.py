@@ -69,7 +69,13 @@ class CompareView(QWidget):
         top, modes, actions = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
         top.addWidget(self.back)
         top.addWidget(self.title, 1)
-        for widget in (self.grid_button, self.wipe_button, self.diff_button, self.fit_button, self.actual_button):
+        for widget in (
+            self.grid_button,
+            self.wipe_button,
+            self.diff_button,
+            self.fit_button,
+            self.actual_button,
+        ):
             modes.addWidget(widget)
         modes.addStretch(1)
         actions.addStretch(1)

@@ -54,7 +54,9 @@ def image_metadata(event: Any) -> tuple[Any, dict[str, str]]:
         model_name=getattr(event, "model_name", None) or None, fp8=getattr(event, "fp8", False),
         app_version=__version__,
     )  # fmt: skip
-    prompt, workflow = comfy_chunks(params, ComfyFiles(checkpoint=f"{params.model_name or 'sd3.5_large'}.safetensors"))
+    prompt, workflow = comfy_chunks(
+        params, ComfyFiles(checkpoint=f"{params.model_name or 'sd3.5_large'}.safetensors")
+    )
     return params, {"parameters_json": params.to_json(), "comfy_prompt": prompt, "comfy_workflow": workflow}
 
 
@@ -325,7 +327,14 @@ class InferenceWorker(QObject):
             backend.save_png(path, event.pixels, event.infotext, **chunks)
             log.info("saved %s", path)
             return ImageResult(
-                job.job_id, event.image_index, event.seed, image, event.infotext, path, thumbnail, params=params
+                job.job_id,
+                event.image_index,
+                event.seed,
+                image,
+                event.infotext,
+                path,
+                thumbnail,
+                params=params,
             )
         except (
             Exception

@@ -50,7 +50,9 @@ def test_real_session_generates_with_previews_and_writes_the_png(qtbot, make_win
             assert {"parameters", "sd35-studio", "prompt", "workflow"} <= set(im.text)
             assert '"KSampler"' in im.text["prompt"]
     # The gallery, built after the first paint, indexed both images.
-    qtbot.waitUntil(lambda: window.gallery.panel is not None and window.gallery.panel.db.count() == 2, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: window.gallery.panel is not None and window.gallery.panel.db.count() == 2, timeout=10_000
+    )
     assert window.model_label.text().startswith("Model: sd3.5_medium")
     assert window.memory_label.text().startswith("Memory: ")  # the plan the engine chose, in its words
 
