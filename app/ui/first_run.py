@@ -12,9 +12,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -54,6 +56,7 @@ VARIANT_CARDS = (
     ),
 )
 DEBOUNCE_MS = 300
+CARD_ROW_MIN_WIDTH = 760  # three cards side by side need about this much; narrower, they stack
 NOT_FOUND_TEXT = (
     "No Stable Diffusion 3.5 model was found on this computer. Choose a variant and download it from Hugging "
     "Face, or point the studio at a folder you already have."
@@ -96,15 +99,19 @@ class FirstRunPanel(QScrollArea):
         outer.addLayout(title_row)
         outer.addWidget(intro)
 
-        cards = QHBoxLayout()
-        cards.setSpacing(12)
+        # The cards sit side by side when there is room and stack when the docks leave a narrow centre.
+        self._cards_layout = QGridLayout()
+        self._cards_layout.setSpacing(12)
+        self._cards: list[QFrame] = []
+        self._card_columns = 0
         for variant, name, pitch, download, memory in VARIANT_CARDS:
             card = self._card(body, variant, name, pitch, download, memory)
             download_button = QPushButton(f"Download {name}…", card)
             download_button.clicked.connect(lambda _checked=False, v=variant: self.download_requested.emit(v))
             card.layout().addWidget(download_button)
-            cards.addWidget(card, 1)
-        outer.addLayout(cards)
+            self._cards.append(card)
+        self._arrange_cards(len(self._cards))
+        outer.addLayout(self._cards_layout)
 
         licence = QLabel(
             "<b>Licence.</b> The models are gated: sign in to Hugging Face, open the model's page and accept the "
@@ -142,6 +149,21 @@ class FirstRunPanel(QScrollArea):
         self.path_edit.textChanged.connect(self._on_path_edit_text_changed)
         self.browse_button.clicked.connect(self._on_browse_button_clicked)
         self.use_button.clicked.connect(self._on_use_button_clicked)
+
+    def _arrange_cards(self, columns: int) -> None:
+        if columns == self._card_columns:
+            return
+        self._card_columns = columns
+        for card in self._cards:
+            self._cards_layout.removeWidget(card)
+        for n, card in enumerate(self._cards):
+            self._cards_layout.addWidget(card, n // columns, n % columns)
+        for column in range(len(self._cards)):
+            self._cards_layout.setColumnStretch(column, 1 if column < columns else 0)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._arrange_cards(len(self._cards) if self.viewport().width() >= CARD_ROW_MIN_WIDTH else 1)
 
     @staticmethod
     def _card(parent: QWidget, variant: str, name: str, pitch: str, download: str, memory: str) -> QFrame:
