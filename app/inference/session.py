@@ -261,9 +261,8 @@ class GenerationSession:
         self, model_set, req, batch, denoiser, sigmas, latent_shape, init_latent, preview, cancel, emit
     ) -> None:
         device = self.engine.device
-        noise = torch.cat([make_noise(seed, latent_shape) for seed in batch.seeds]).to(
-            device
-        )  # (B, 16, h, w)
+        # (B, 16, h, w): each image's noise drawn on the CPU from its own seed, then moved
+        noise = torch.cat([make_noise(seed, latent_shape) for seed in batch.seeds]).to(device)
         sigma0 = float(sigmas[0])
         x = noise if init_latent is None else sigma0 * noise + (1.0 - sigma0) * init_latent.to(device)
         n_steps = len(sigmas) - 1
