@@ -1,7 +1,9 @@
 """The Hugging Face Hub side: endpoint, access token, file metadata, and Hub errors turned into advice.
 
 Everything here goes through `huggingface_hub` (its URL scheme, headers, token store and error types); nothing runs
-at import time, and nothing touches the network unless a function below is called.
+at import time, and nothing touches the network unless a function below is called. The library reads HF_ENDPOINT,
+HF_HOME and HF_TOKEN_PATH once, at its import; the functions here read them when called, so setting them later
+(from a test, or from the app before a download) is honoured.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx2  # the HTTP client huggingface_hub 2.x is built on; only its exception types are used here
-from huggingface_hub import constants, get_hf_file_metadata, get_token, hf_hub_url, login
+from huggingface_hub import HfApi, constants, get_hf_file_metadata, get_token, hf_hub_url
 from huggingface_hub.errors import (
     FileMetadataError,
     GatedRepoError,
@@ -23,6 +25,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from app import __version__
+from app.downloads import token_store
 from app.downloads.catalog import HUB_WEBSITE, TOKEN_SETTINGS_URL, VARIANT_SOURCES, RemoteFile
 from app.downloads.errors import (
     AccessDeniedError,
@@ -66,7 +70,10 @@ def offline_mode() -> bool:
 
 def current_token() -> str | None:
     """The token huggingface_hub would use: `HF_TOKEN`, else the one in its token store (`hf auth login`)."""
-    return get_token()
+    if token_store.token_path() == Path(constants.HF_TOKEN_PATH):
+        return get_token()  # the library's own lookup, which also renews browser-login (OAuth) tokens
+    # HF_HOME or HF_TOKEN_PATH changed since huggingface_hub was imported: the store they name now
+    return token_store.env_token() or token_store.read_token(token_store.token_path())
 
 
 def token_from_env() -> str:
@@ -77,18 +84,20 @@ def token_from_env() -> str:
 
 
 def save_token(token: str) -> None:
-    """Check `token` with the Hub and keep it in huggingface_hub's standard token store (as `hf auth login` does)."""
+    """Check `token` with the Hub at `hub_endpoint()` and keep it in huggingface_hub's token store at the paths the
+    environment names now, as `hf auth login` does."""
     token = token.strip()
     if not token:
         raise TokenError("the access token is empty")
+    if token.startswith("api_org"):
+        raise TokenError(
+            f"organisation tokens cannot sign in; create a personal read token at {TOKEN_SETTINGS_URL}"
+        )
     if offline_mode():
         raise HubUnavailableError("HF_HUB_OFFLINE is set: unset it to sign in to Hugging Face")
+    api = HfApi(endpoint=hub_endpoint(), library_name="sd35-studio", library_version=__version__)
     try:
-        login(token=token, add_to_git_credential=False)
-    except ValueError as exc:  # organisation tokens, and tokens the Hub does not know
-        raise TokenError(
-            f"Hugging Face did not accept this token: {exc}. Create one at {TOKEN_SETTINGS_URL}"
-        ) from None
+        who = api.whoami(token=token)
     except HfHubHTTPError as exc:
         if exc.response is not None and exc.response.status_code == 401:
             raise TokenError(
@@ -100,7 +109,14 @@ def save_token(token: str) -> None:
         ) from None
     except (httpx2.RequestError, OfflineModeIsEnabled) as exc:
         raise HubUnavailableError(f"cannot reach Hugging Face to check the token: {exc}") from None
-    log.info("token saved in %s", constants.HF_TOKEN_PATH)
+    path = token_store.write_token(token, _token_name(who))
+    log.info("token saved in %s", path)
+
+
+def _token_name(who: dict) -> str:
+    """The name `hf auth login` stores a token under: its display name, else `oauth-<user>`."""
+    access = (who.get("auth") or {}).get("accessToken") or {}
+    return access.get("displayName") or f"oauth-{who.get('name', 'user')}"
 
 
 # ---------------------------------------------------------------------------------------------- metadata

@@ -1,18 +1,18 @@
 """Download from Hugging Face…: choose a variant and T5 precision, see the files, sizes and destination, download.
 
 The plan is built offline (`build_plan`); nothing touches the network until the user presses Download. The
-download runs `download_model_set` on a Python worker thread; its progress, result and errors come back to the
-UI thread through queued signals, and Cancel only sets a `threading.Event`.
+download runs on a Python worker thread (`download_worker`); its progress, result and errors come back to the UI
+thread through queued signals, and Cancel only sets a `threading.Event`. What the widgets show is worked out in
+`download_plan_view`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -32,68 +32,30 @@ from PySide6.QtWidgets import (
 )
 
 from app.downloads.catalog import TOKEN_SETTINGS_URL, VARIANT_SOURCES
-from app.downloads.downloader import DownloadResult, download_model_set
-from app.downloads.errors import AccessDeniedError, DownloadCancelled, DownloadError
-from app.downloads.hub import current_token, save_token
+from app.downloads.downloader import DownloadResult
+from app.downloads.errors import AccessDeniedError, DownloadError
+from app.downloads.hub import current_token
 from app.downloads.layout import default_models_dir
-from app.downloads.plan import DownloadPlan, PlannedFile, build_plan
-from app.downloads.progress import DownloadProgress, Phase, describe, format_bytes
+from app.downloads.plan import DownloadPlan, build_plan
+from app.downloads.progress import DownloadProgress, describe
+from app.ui.download_plan_view import (
+    PROGRESS_STEPS,
+    RESUME_TEXT,
+    T5_LABELS,
+    FileRow,
+    file_rows,
+    licence_text,
+    progress_position,
+    sentence,
+    start_position,
+    token_texts,
+    total_text,
+)
+from app.ui.download_worker import DownloadSignals, start_download
 
 log = logging.getLogger(__name__)
 
-T5_LABELS = {
-    "fp16": "fp16 — reference quality (9.8 GB)",
-    "fp8": "fp8 — half the download and memory (4.9 GB)",
-}
-ROLE_ORDER = {"model": 0, "text encoder": 1, "preview decoder": 2, "tokenizer": 3}
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-PROGRESS_STEPS = 1000
-PROGRESS_INTERVAL_S = 0.1  # at most ten progress updates a second cross to the UI thread
-THREAD_NAME = "sd35-io-download"
-STORED_TOKEN_HINT = "A token is stored on this computer. Paste another one only to replace it."
-NO_TOKEN_HINT = "Paste a Hugging Face access token (read access is enough)."
-RESUME_TEXT = "Download cancelled. What has arrived is kept: the next Download resumes from there."
-
-
-class _DownloadSignals(QObject):
-    """Emitted on the worker thread, delivered on the UI thread (queued: the receiver lives there)."""
-
-    progressed = Signal(object)  # DownloadProgress
-    status_changed = Signal(str)
-    succeeded = Signal(object)  # DownloadResult
-    failed = Signal(object)  # DownloadError
-    cancelled = Signal()
-
-
-def _run_download(
-    plan: DownloadPlan, typed_token: str, cancel: threading.Event, signals: _DownloadSignals
-) -> None:
-    """The worker thread's body: store a newly typed token, then download; every outcome becomes a signal."""
-    last_emit = 0.0
-    last_phase: Phase | None = None
-
-    def on_progress(progress: DownloadProgress) -> None:
-        nonlocal last_emit, last_phase
-        now = time.monotonic()
-        if progress.phase is not last_phase or now - last_emit >= PROGRESS_INTERVAL_S:
-            last_emit, last_phase = now, progress.phase
-            signals.progressed.emit(progress)
-
-    try:
-        if typed_token:
-            signals.status_changed.emit("Checking the access token with Hugging Face…")
-            save_token(typed_token)
-        token = typed_token or current_token()
-        result = download_model_set(plan, token=token, on_progress=on_progress, cancel=cancel)
-    except DownloadCancelled:
-        signals.cancelled.emit()
-    except DownloadError as exc:
-        signals.failed.emit(exc)
-    except Exception as exc:  # the worker boundary: anything else is a bug, reported rather than lost
-        log.exception("download failed unexpectedly")
-        signals.failed.emit(DownloadError(f"the download stopped on an unexpected error: {exc}"))
-    else:
-        signals.succeeded.emit(result)
 
 
 class DownloadDialog(QDialog):
@@ -108,7 +70,7 @@ class DownloadDialog(QDialog):
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._close_when_stopped = False
-        self._signals = _DownloadSignals(self)
+        self._signals = DownloadSignals(self)
         self._signals.progressed.connect(self._on_worker_progressed)
         self._signals.status_changed.connect(self._on_worker_status_changed)
         self._signals.succeeded.connect(self._on_worker_succeeded)
@@ -234,40 +196,17 @@ class DownloadDialog(QDialog):
         variant, t5 = self.variant_combo.currentData(), self.t5_combo.currentData()
         source = VARIANT_SOURCES[variant]
         self._plan = plan = build_plan(variant, t5, self._save_in / source.folder_name)
-        self._fill_files(plan)
-        about = "" if plan.sizes_exact else "about "
-        total = f"Total: {about}{format_bytes(plan.total_bytes)}"
-        if plan.present_bytes:
-            total += f" — {format_bytes(plan.present_bytes)} already here, {format_bytes(plan.remaining_bytes)} to go"
-        self.total_label.setText(total)
+        self.files_tree.clear()
+        for row in file_rows(plan):
+            _add_row(self.files_tree, row)
+        self.total_label.setText(total_text(plan))
         self.destination_label.setText(f"Destination: {plan.destination}")
-        self.licence_label.setText(
-            f"{source.label} is gated. Before downloading, sign in to Hugging Face and accept the Stability AI "
-            f'Community License on the model\'s page: <a href="{source.page_url}">{source.page_url}</a>'
-        )
-        stored = current_token() is not None
-        self.token_edit.setPlaceholderText("a token is stored" if stored else "hf_…")
-        self.token_hint.setText(STORED_TOKEN_HINT if stored else NO_TOKEN_HINT)
+        self.licence_label.setText(licence_text(source))
+        placeholder, hint = token_texts(stored=current_token() is not None)
+        self.token_edit.setPlaceholderText(placeholder)
+        self.token_hint.setText(hint)
         self.licence_button.setProperty("url", source.page_url)
         return plan
-
-    def _fill_files(self, plan: DownloadPlan) -> None:
-        """The model first, then the text encoders and the preview decoder; the small tokenizer files folded."""
-        self.files_tree.clear()
-        files = sorted(plan.files, key=lambda f: ROLE_ORDER.get(f.remote.role, len(ROLE_ORDER)))
-        tokenizers = [f for f in files if f.remote.role == "tokenizer"]
-        for planned in files:
-            if planned.remote.role != "tokenizer":
-                _file_row(self.files_tree, planned.remote.role, planned)
-        if tokenizers:
-            group = QTreeWidgetItem(self.files_tree, ["tokenizers", f"{len(tokenizers)} small files"])
-            size = sum(f.size for f in tokenizers)
-            exact = all(f.complete or f.size_exact for f in tokenizers)
-            group.setText(2, format_bytes(size) if exact else f"≈ {format_bytes(size)}")
-            group.setText(3, "✓ already here" if all(f.complete for f in tokenizers) else "")
-            group.setTextAlignment(2, RIGHT)
-            for planned in tokenizers:
-                _file_row(group, "", planned)
 
     # ------------------------------------------------------------------------------------------ running
 
@@ -276,16 +215,10 @@ class DownloadDialog(QDialog):
             return
         plan = self.refresh_plan()
         self._cancel = threading.Event()
-        self.progress_bar.setValue(round(plan.present_bytes / max(plan.total_bytes, 1) * PROGRESS_STEPS))
+        self.progress_bar.setValue(start_position(plan))
         self._set_running(True)
         self._show_status(f"Starting the download of {plan.source.label}…")
-        self._thread = threading.Thread(
-            target=_run_download,
-            args=(plan, self.token_edit.text().strip(), self._cancel, self._signals),
-            name=THREAD_NAME,
-            daemon=True,  # never keeps the process alive; cancel + join is the normal way out
-        )
-        self._thread.start()
+        self._thread = start_download(plan, self.token_edit.text().strip(), self._cancel, self._signals)
 
     def cancel(self) -> None:
         if self.is_running():
@@ -332,8 +265,9 @@ class DownloadDialog(QDialog):
         self.status_label.show()
 
     def _on_worker_progressed(self, progress: DownloadProgress) -> None:
-        if progress.total_bytes:
-            self.progress_bar.setValue(round(progress.fraction * PROGRESS_STEPS))
+        position = progress_position(progress)
+        if position is not None:
+            self.progress_bar.setValue(position)
         if not self._cancel.is_set():
             self._show_status(describe(progress))
 
@@ -350,7 +284,7 @@ class DownloadDialog(QDialog):
     def _on_worker_failed(self, error: DownloadError) -> None:
         self._finish()
         self.refresh_plan()  # the files and the stored-token line as they are now
-        self._show_status(_sentence(str(error)), error=True)
+        self._show_status(sentence(str(error)), error=True)
         if isinstance(error, AccessDeniedError):
             self.licence_button.setProperty("url", error.page_url)
             self.licence_button.show()
@@ -397,30 +331,8 @@ class DownloadDialog(QDialog):
             self.refresh_plan()  # files may have arrived or gone since it was last open
 
 
-def _file_row(parent: QTreeWidget | QTreeWidgetItem, what: str, planned: PlannedFile) -> QTreeWidgetItem:
-    item = QTreeWidgetItem(parent, [what, planned.local_path, _size_text(planned), _disk_text(planned)])
+def _add_row(parent: QTreeWidget | QTreeWidgetItem, row: FileRow) -> None:
+    item = QTreeWidgetItem(parent, [row.what, row.file, row.size, row.on_disk])
     item.setTextAlignment(2, RIGHT)
-    return item
-
-
-def _size_text(planned: PlannedFile) -> str:
-    if planned.complete or planned.size_exact:
-        return format_bytes(planned.size)
-    return f"≈ {format_bytes(planned.size)}"
-
-
-def _disk_text(planned: PlannedFile) -> str:
-    if planned.complete:
-        return "✓ already here"
-    if planned.present_bytes:
-        return f"{format_bytes(planned.present_bytes)} so far"
-    return ""
-
-
-def _sentence(message: str) -> str:
-    """Download errors are written as clauses ("cannot reach …"); the dialog shows them as sentences."""
-    message = message.strip()
-    if not message:
-        return "The download failed."
-    message = message[0].upper() + message[1:]
-    return message if message.endswith((".", "!", "?")) else message + "."
+    for child in row.children:
+        _add_row(item, child)

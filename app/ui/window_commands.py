@@ -44,6 +44,7 @@ class WindowCommands:
         self.token_counter.counted.connect(self._on_token_counter_counted)
         window.panel.prompt.text_changed.connect(lambda text: self.token_counter.request("prompt", text))
         window.panel.negative.text_changed.connect(lambda text: self.token_counter.request("negative", text))
+        window.picker.download_requested.connect(self._on_picker_download_requested)
 
     def handlers(self) -> dict[str, Callable[[], object]]:
         w = self.w
@@ -213,6 +214,9 @@ class WindowCommands:
         self.download_dialog.show()
         self.download_dialog.raise_()
         self.download_dialog.activateWindow()
+
+    def _on_picker_download_requested(self, variant: str) -> None:
+        self.download_models(variant or None)  # the picker's "Download models…": the File menu's dialog
 
     def use_model(self, info: ModelSetInfo) -> None:
         self.w.remember_path(info.path)

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QPushButton
 from app.downloads import hub
 from app.downloads.layout import default_models_dir, find_partials
 from app.downloads.progress import Phase
-from app.ui import download_dialog
+from app.ui import download_dialog, download_worker
 from app.ui.download_dialog import RESUME_TEXT, DownloadDialog
 from tests.downloads.conftest import (  # noqa: F401  (fixtures: the fake Hub and a private HF home)
     GOOD_TOKEN,
@@ -42,16 +42,6 @@ def _assert_no_model_set(dest: Path) -> None:
     assert not list(dest.glob("*.safetensors"))
     with pytest.raises(InferenceError):
         locate_model_set(dest)
-
-
-@pytest.fixture(autouse=True)
-def whoami_on_the_fake_hub(fake_hub, monkeypatch):  # noqa: F811
-    """Token checks (`login` → `whoami`) go through huggingface_hub's module-level HfApi, whose endpoint was read
-    at import: point it at the fake Hub, with an empty whoami cache."""
-    from huggingface_hub import hf_api
-
-    monkeypatch.setattr(hf_api.api, "endpoint", fake_hub.url)
-    monkeypatch.setattr(hf_api.api, "_whoami_cache", {})
 
 
 @pytest.fixture
@@ -133,7 +123,7 @@ def test_a_refused_licence_is_explained_with_a_button_to_the_page(qtbot, dialog,
 
 def test_cancel_mid_download_keeps_partial_data_and_the_next_attempt_resumes(qtbot, dialog, monkeypatch):
     """A slow network stands in for the fake Hub: the first T5 bytes wait until the user presses Cancel."""
-    real_download = download_dialog.download_model_set
+    real_download = download_worker.download_model_set
     held = threading.Event()
 
     def slow_download(plan, *, token, on_progress, cancel):
@@ -145,7 +135,7 @@ def test_cancel_mid_download_keeps_partial_data_and_the_next_attempt_resumes(qtb
 
         return real_download(plan, token=token, on_progress=on_progress_slowly, cancel=cancel)
 
-    monkeypatch.setattr(download_dialog, "download_model_set", slow_download)
+    monkeypatch.setattr(download_worker, "download_model_set", slow_download)
     handed: list[Path] = []
     dialog.model_downloaded.connect(handed.append)
     dialog.token_edit.setText(GOOD_TOKEN)
@@ -169,7 +159,7 @@ def test_cancel_mid_download_keeps_partial_data_and_the_next_attempt_resumes(qtb
 
 
 def test_closing_the_dialog_while_downloading_cancels_first(qtbot, dialog, monkeypatch):
-    real_download = download_dialog.download_model_set
+    real_download = download_worker.download_model_set
 
     def stalled_download(plan, *, token, on_progress, cancel):
         def on_progress_stalled(p):
@@ -179,7 +169,7 @@ def test_closing_the_dialog_while_downloading_cancels_first(qtbot, dialog, monke
 
         return real_download(plan, token=token, on_progress=on_progress_stalled, cancel=cancel)
 
-    monkeypatch.setattr(download_dialog, "download_model_set", stalled_download)
+    monkeypatch.setattr(download_worker, "download_model_set", stalled_download)
     dialog.token_edit.setText(GOOD_TOKEN)
     qtbot.mouseClick(dialog.download_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "[" in dialog.status_label.text(), timeout=TIMEOUT_MS)

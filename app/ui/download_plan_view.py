@@ -1,0 +1,112 @@
+"""What the download dialog shows, as plain values: the plan's file rows and totals, the licence and token lines, the
+progress bar's position and the final messages. No widgets here, so tests read it without a screen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.downloads.catalog import VariantSource
+from app.downloads.plan import DownloadPlan, PlannedFile
+from app.downloads.progress import DownloadProgress, format_bytes
+
+T5_LABELS = {
+    "fp16": "fp16 — reference quality (9.8 GB)",
+    "fp8": "fp8 — half the download and memory (4.9 GB)",
+}
+ROLE_ORDER = {"model": 0, "text encoder": 1, "preview decoder": 2, "tokenizer": 3}
+PROGRESS_STEPS = 1000  # the progress bar's range: fine enough for a 10 GB download to move visibly
+STORED_TOKEN_HINT = "A token is stored on this computer. Paste another one only to replace it."
+NO_TOKEN_HINT = "Paste a Hugging Face access token (read access is enough)."
+RESUME_TEXT = "Download cancelled. What has arrived is kept: the next Download resumes from there."
+ALREADY_HERE = "✓ already here"
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    """One line of the files list; a group (the tokenizers) carries its files as children."""
+
+    what: str
+    file: str
+    size: str
+    on_disk: str
+    children: tuple[FileRow, ...] = ()
+
+
+def file_rows(plan: DownloadPlan) -> tuple[FileRow, ...]:
+    """The model first, then the text encoders and the preview decoder; the small tokenizer files folded."""
+    files = sorted(plan.files, key=lambda f: ROLE_ORDER.get(f.remote.role, len(ROLE_ORDER)))
+    rows = [_row(f.remote.role, f) for f in files if f.remote.role != "tokenizer"]
+    tokenizers = [f for f in files if f.remote.role == "tokenizer"]
+    if tokenizers:
+        size = sum(f.size for f in tokenizers)
+        exact = all(f.complete or f.size_exact for f in tokenizers)
+        rows.append(
+            FileRow(
+                "tokenizers",
+                f"{len(tokenizers)} small files",
+                format_bytes(size) if exact else f"≈ {format_bytes(size)}",
+                ALREADY_HERE if all(f.complete for f in tokenizers) else "",
+                tuple(_row("", f) for f in tokenizers),
+            )
+        )
+    return tuple(rows)
+
+
+def total_text(plan: DownloadPlan) -> str:
+    about = "" if plan.sizes_exact else "about "
+    text = f"Total: {about}{format_bytes(plan.total_bytes)}"
+    if plan.present_bytes:
+        text += (
+            f" — {format_bytes(plan.present_bytes)} already here, {format_bytes(plan.remaining_bytes)} to go"
+        )
+    return text
+
+
+def licence_text(source: VariantSource) -> str:
+    """Rich text: the variant is gated, and where its licence is accepted."""
+    return (
+        f"{source.label} is gated. Before downloading, sign in to Hugging Face and accept the Stability AI "
+        f'Community License on the model\'s page: <a href="{source.page_url}">{source.page_url}</a>'
+    )
+
+
+def token_texts(stored: bool) -> tuple[str, str]:
+    """(the token field's placeholder, the hint under it), depending on whether a token is stored already."""
+    return ("a token is stored", STORED_TOKEN_HINT) if stored else ("hf_…", NO_TOKEN_HINT)
+
+
+def start_position(plan: DownloadPlan) -> int:
+    """Where the progress bar starts: what is already on disk counts as done."""
+    return round(plan.present_bytes / max(plan.total_bytes, 1) * PROGRESS_STEPS)
+
+
+def progress_position(progress: DownloadProgress) -> int | None:
+    """The progress bar's position, or None while the total is not known yet (the bar stays where it is)."""
+    return round(progress.fraction * PROGRESS_STEPS) if progress.total_bytes else None
+
+
+def sentence(message: str) -> str:
+    """Download errors are written as clauses ("cannot reach …"); the dialog shows them as sentences."""
+    message = message.strip()
+    if not message:
+        return "The download failed."
+    message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "!", "?")) else message + "."
+
+
+def _row(what: str, planned: PlannedFile) -> FileRow:
+    return FileRow(what, planned.local_path, size_text(planned), disk_text(planned))
+
+
+def size_text(planned: PlannedFile) -> str:
+    if planned.complete or planned.size_exact:
+        return format_bytes(planned.size)
+    return f"≈ {format_bytes(planned.size)}"
+
+
+def disk_text(planned: PlannedFile) -> str:
+    if planned.complete:
+        return ALREADY_HERE
+    if planned.present_bytes:
+        return f"{format_bytes(planned.present_bytes)} so far"
+    return ""
