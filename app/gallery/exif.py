@@ -1,14 +1,19 @@
 """JPEG and WebP copies with the infotext in EXIF UserComment, where A1111 and Civitai look for it.
 
-UserComment (tag 0x9286 in the Exif IFD) starts with an 8-byte character-code prefix; we write
-`UNICODE\\0` and UTF-16 big-endian text, the form A1111's JPEG/WebP saving produces, and read the usual
-variants (UNICODE in either byte order, ASCII, undefined).
+UserComment (tag 0x9286 in the Exif IFD, type UNDEFINED) starts with an 8-byte character-code prefix; we write
+`UNICODE\\0` and UTF-16 big-endian text, byte for byte what A1111 writes with
+`piexif.helper.UserComment.dump(text, encoding="unicode")` and reads back with `UserComment.load` (which decodes
+`utf_16_be`). We read the usual variants too (UNICODE in either byte order, ASCII, undefined).
+
+The EXIF block is built here rather than with `PIL.Image.Exif`: Pillow does not know UserComment's type and
+stores bytes as BYTE, which piexif returns as a tuple of ints, so A1111's reader cannot decode it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -20,10 +25,24 @@ EXIF_IFD = 0x8769
 USER_COMMENT = 0x9286
 _UNICODE = b"UNICODE\0"
 _ASCII = b"ASCII\0\0\0"
+_LONG, _UNDEFINED = 4, 7  # TIFF field types
+JPEG_EXIF_LIMIT = 65533  # a JPEG APP1 segment holds at most this many bytes
 
 
 def encode_user_comment(text: str) -> bytes:
     return _UNICODE + text.encode("utf-16-be")
+
+
+def exif_with_user_comment(text: str) -> bytes:
+    """An EXIF block (`Exif\\0\\0` + big-endian TIFF, as piexif.dump lays it out) holding only UserComment."""
+    comment = encode_user_comment(text)
+    # offsets from the TIFF header: header 8 bytes, IFD0 (1 entry) 18 bytes, Exif IFD (1 entry) 18 bytes
+    ifd0, exif_ifd, data = 8, 26, 44
+    tiff = b"MM\0*" + struct.pack(">I", ifd0)
+    tiff += struct.pack(">H", 1) + struct.pack(">HHII", EXIF_IFD, _LONG, 1, exif_ifd) + struct.pack(">I", 0)
+    tiff += struct.pack(">H", 1) + struct.pack(">HHII", USER_COMMENT, _UNDEFINED, len(comment), data)
+    tiff += struct.pack(">I", 0) + comment
+    return b"Exif\0\0" + tiff
 
 
 def decode_user_comment(raw: bytes | str) -> str:
@@ -56,10 +75,13 @@ def save_with_user_comment(src: Path, dest: Path, text: str, fmt: str, quality: 
     try:
         with Image.open(src) as im:
             rgb = im.convert("RGB")
-        exif = Image.Exif()
-        exif.get_ifd(EXIF_IFD)[USER_COMMENT] = encode_user_comment(text)
+        exif = exif_with_user_comment(text)
+        if fmt == "jpeg" and len(exif) > JPEG_EXIF_LIMIT:
+            raise ValueError(
+                f"The parameters of {src.name} are too long for a JPEG's EXIF (64 KB); export as WebP or PNG."
+            )
         with os.fdopen(fd, "wb") as f:
-            rgb.save(f, format=fmt.upper(), quality=quality, exif=exif.tobytes())
+            rgb.save(f, format=fmt.upper(), quality=quality, exif=exif)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dest)

@@ -33,6 +33,7 @@ MANIFEST_FORMAT = "sd35-studio.export"
 CONTACT_SHEET = "contact-sheet.png"
 MANIFEST = "manifest.json"
 FORMATS = ("original", "jpeg", "webp")
+DEFAULT_QUALITY = 92
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +72,13 @@ def export_images(
     *,
     as_zip: bool = False,
     fmt: str = "original",
+    quality: int = DEFAULT_QUALITY,
     title: str = "",
     cancel: threading.Event | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ExportReport:
     """Blocking; run it on a worker thread. A folder export writes into `destination` (created if needed);
-    a zip export writes `destination` (a .zip path) atomically."""
+    a zip export writes `destination` (a .zip path) atomically. `quality` (1-100) applies to JPEG and WebP."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
     present = [r for r in records if r.path.is_file()]
@@ -93,7 +95,7 @@ def export_images(
             if fmt == "original":
                 shutil.copyfile(record.path, target)  # byte for byte: every chunk stays as it was
             else:
-                save_with_user_comment(record.path, target, infotext_of(record.params), fmt)
+                save_with_user_comment(record.path, target, infotext_of(record.params), fmt, quality)
             entries.append(_manifest_entry(record, name, target))
             rated = f"  ·  rated {record.rating}/5" if record.rating else ""
             thumbs.append((_thumb(record.path), f"{name}{rated}\n{summary(record.params)}"))

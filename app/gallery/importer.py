@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.gallery.db import GalleryDB
+from app.gallery.export import CONTACT_SHEET, MANIFEST
 from app.gallery.recall import IMAGE_SUFFIXES, read_metadata
 
 log = logging.getLogger(__name__)
@@ -23,14 +24,29 @@ class ImportReport:
     without_metadata: int  # images that carry no generation parameters (left out)
     by_source: tuple[tuple[str, int], ...]
 
+    def message(self) -> str:
+        sources = ", ".join(f"{n} from {s}" for s, n in self.by_source)
+        skipped = (
+            f"; {self.without_metadata} without generation settings left out" if self.without_metadata else ""
+        )
+        return f"Imported {self.added} images ({sources or 'none new'}){skipped}."
+
 
 def find_images(folder: Path, recursive: bool = True) -> list[Path]:
     pattern = folder.rglob("*") if recursive else folder.glob("*")
     return sorted(
         p
         for p in pattern
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not p.name.startswith(".")
+        and not _is_contact_sheet(p)
     )
+
+
+def _is_contact_sheet(path: Path) -> bool:
+    """The overview sheet of one of our exports: a picture of the other images, not a generation."""
+    return path.name == CONTACT_SHEET and (path.parent / MANIFEST).is_file()
 
 
 def import_folder(

@@ -19,6 +19,12 @@ log = logging.getLogger(__name__)
 PARAMS_FORMAT = "sd35-studio.parameters"
 PARAMS_VERSION = 1
 
+# The request fields an image carries under the same name: a new generation option is added to
+# GenerationRequest and here once (a test fails when ImageParams lacks one). `count` belongs to the job.
+REQUEST_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(GenerationRequest) if f.name not in ("count", "warnings")
+)
+
 
 @dataclass(frozen=True, slots=True)
 class ImageParams:
@@ -62,26 +68,10 @@ class ImageParams:
         app_version: str | None = None,
     ) -> ImageParams:
         """One image of a resolved request (all `None`s already filled in from the variant)."""
+        values = {name: getattr(request, name) for name in REQUEST_FIELDS}
+        init_image = None if request.init_image is None else str(request.init_image)
         return cls(
-            prompt=request.prompt,
-            negative=request.negative,
-            seed=seed,
-            steps=request.steps,
-            cfg=request.cfg,
-            sampler=request.sampler,
-            scheduler=request.scheduler,
-            width=request.width,
-            height=request.height,
-            shift=request.shift,
-            slg_layers=request.slg_layers,
-            slg_scale=request.slg_scale,
-            slg_start=request.slg_start,
-            slg_end=request.slg_end,
-            negative_until=request.negative_until,
-            denoise=request.denoise,
-            init_image=None if request.init_image is None else str(request.init_image),
-            use_t5=request.use_t5,
-            text_mode=request.text_mode,
+            **values | {"seed": seed, "init_image": init_image},
             variant=variant,
             model_name=model_name,
             model_hash=model_hash,
@@ -91,28 +81,9 @@ class ImageParams:
 
     def to_request(self) -> GenerationRequest:
         """A one-image request with these settings; unknown fields stay `None` (the variant's default)."""
-        return GenerationRequest(
-            prompt=self.prompt,
-            negative=self.negative,
-            seed=self.seed or 0,
-            count=1,
-            steps=self.steps,
-            cfg=self.cfg,
-            sampler=self.sampler,
-            scheduler=self.scheduler,
-            width=self.width,
-            height=self.height,
-            shift=self.shift,
-            slg_layers=self.slg_layers,
-            slg_scale=self.slg_scale,
-            slg_start=self.slg_start,
-            slg_end=self.slg_end,
-            negative_until=self.negative_until,
-            init_image=None if self.init_image is None else Path(self.init_image),
-            denoise=self.denoise,
-            use_t5=self.use_t5,
-            text_mode=self.text_mode,
-        )
+        values = {name: getattr(self, name) for name in REQUEST_FIELDS}
+        init_image = None if self.init_image is None else Path(self.init_image)
+        return GenerationRequest(**values | {"seed": self.seed or 0, "init_image": init_image}, count=1)
 
     def with_seed(self, seed: int) -> ImageParams:
         return replace(self, seed=seed)

@@ -1,7 +1,7 @@
 """Reading generation parameters from any image file, and saying when they will not reproduce here.
 
 Order of trust: our own JSON (`sd35-studio` chunk, exact), then A1111's infotext (`parameters` chunk, or EXIF
-UserComment for JPEG/WebP), then a ComfyUI `prompt` graph.
+UserComment for JPEG/WebP), then a ComfyUI `prompt` graph, then a ComfyUI `workflow` (UI format, converted).
 """
 
 from __future__ import annotations
@@ -15,9 +15,16 @@ from PIL import Image, UnidentifiedImageError
 
 from app.gallery.a1111 import params_from_infotext
 from app.gallery.comfy_recall import params_from_comfy_prompt
+from app.gallery.comfy_workflow import prompt_from_workflow
 from app.gallery.exif import read_user_comment
 from app.gallery.params import ImageParams
-from app.inference.png_info import COMFY_PROMPT_KEY, PARAMETERS_KEY, STUDIO_KEY, read_png_text
+from app.inference.png_info import (
+    COMFY_PROMPT_KEY,
+    COMFY_WORKFLOW_KEY,
+    PARAMETERS_KEY,
+    STUDIO_KEY,
+    read_png_text,
+)
 from app.inference.request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -61,7 +68,21 @@ def recall_from_text(chunks: dict[str, str]) -> Recalled | None:
             return Recalled(params, "comfyui", unmapped)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             log.info("ComfyUI graph not understood: %s", exc)
+    if COMFY_WORKFLOW_KEY in chunks:
+        try:
+            return recall_from_workflow(chunks[COMFY_WORKFLOW_KEY])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.info("ComfyUI workflow not understood: %s", exc)
     return None
+
+
+def recall_from_workflow(workflow: str) -> Recalled:
+    """Parameters from a UI-format ComfyUI workflow; raises ValueError (WorkflowError) with a readable reason
+    when it is not one, or has no sampler."""
+    converted = prompt_from_workflow(workflow)
+    params, unmapped = params_from_comfy_prompt(converted.prompt)
+    notes = tuple(dict.fromkeys((*converted.notes, *unmapped)))
+    return Recalled(params, "comfyui", notes)
 
 
 def recall_from_infotext(text: str) -> Recalled:

@@ -25,6 +25,7 @@ STAR = QColor(255, 196, 61)
 class CompareTile(QGraphicsView):
     view_changed = Signal(float, QPointF)
     clicked = Signal()
+    fit_requested = Signal()  # a double-click: fit every view of the compare set
 
     def __init__(self, pixmap: QPixmap, label: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -97,6 +98,10 @@ class CompareTile(QGraphicsView):
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self.clicked.emit()
         super().mousePressEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        self.fit_requested.emit()
+        event.accept()
 
     def _on_scroll_changed(self, _value: int) -> None:
         self._announce()

@@ -1,8 +1,9 @@
 """CompareView: 2-16 images side by side with synchronised zoom and pan, labelled with only what differs.
 
 Keys: ←/→ step through the tiles, 0-5 rate the current one, P (or Space) picks it, Enter opens it in the
-canvas, F fits, Z shows actual pixels, Esc goes back. With two images, "A/B wipe" and "Difference" replace the
-grid. "Keep picks" narrows the set to the picked tiles; "Vary from this" reuses the current tile's seed.
+canvas, F fits, Z shows actual pixels, Esc goes back; the wheel zooms about the cursor, a drag pans and a
+double-click fits, in every view at once. With two images, "A/B wipe" and "Difference" replace the grid.
+"Keep picks" narrows the set to the picked tiles; "Vary from this" reuses the current tile's seed.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class CompareView(QWidget):
                 lambda zoom, centre, source=tile: self._on_tile_view_changed(source, zoom, centre)
             )
             tile.clicked.connect(lambda n=n: self.set_current(n))
+            tile.fit_requested.connect(self.fit)
             self._grid.addWidget(tile, n // columns, n % columns)
             self.tiles.append(tile)
         differs = [FIELD_NAMES.get(f, f) for f in differing_fields([r.params for r in records])]
@@ -136,6 +138,10 @@ class CompareView(QWidget):
         self.diff_button.setEnabled(two)
         self.grid_button.setChecked(True)
         self._set_wipe(None)
+        if self.wipe is not None:  # it showed the previous pair
+            self._pages.removeWidget(self.wipe)
+            self.wipe.deleteLater()
+            self.wipe = None
         self.set_current(0)
         self.fit()
         QTimer.singleShot(0, self.fit)
@@ -149,34 +155,47 @@ class CompareView(QWidget):
             self.wipe = WipeView(
                 QImage(str(self.records[0].path)), QImage(str(self.records[1].path)), *labels
             )
+            self.wipe.view_changed.connect(
+                lambda zoom, centre, source=self.wipe: self._on_tile_view_changed(source, zoom, centre)
+            )
+            self.wipe.fit_requested.connect(self.fit)
             self._pages.addWidget(self.wipe)
+            if not self._fit_mode and self.tiles:  # take over the grid's zoom and pan
+                tile = self.tiles[self.current]
+                self.wipe.resize(self._pages.size())
+                self.wipe.apply_view(tile.zoom(), tile.centre())
         self.wipe.set_mode(mode)
         self._pages.setCurrentWidget(self.wipe)
 
     def _on_modes_id_clicked(self, mode: int) -> None:
-        if self.wipe is not None and len(self.records) != 2:
-            self.wipe = None
         self._set_wipe({0: None, 1: "wipe", 2: "difference"}[mode])
 
     # -- zoom and pan --------------------------------------------------------------------------------------
 
-    def _on_tile_view_changed(self, source: CompareTile, zoom: float, centre: QPointF) -> None:
+    def _views(self) -> list[CompareTile | WipeView]:
+        """Every view of the set: the grid tiles and, with two images, the wipe/difference view."""
+        return [*self.tiles, *([self.wipe] if self.wipe is not None else [])]
+
+    def _on_tile_view_changed(self, source: CompareTile | WipeView, zoom: float, centre: QPointF) -> None:
         if self._syncing:
             return
         self._fit_mode = False
         self._syncing = True
         try:
-            for tile in self.tiles:
-                if tile is not source:
-                    tile.apply_view(zoom, centre)
+            for view in self._views():
+                if view is not source:
+                    view.apply_view(zoom, centre)
         finally:
             self._syncing = False
 
     def fit(self) -> None:
+        """Each page fits its own space: the tiles share the zoom that fits them all, the wipe fills its view."""
         if self.tiles:
             zoom = min(t.fit_zoom() for t in self.tiles)
             for tile in self.tiles:
                 tile.apply_view(zoom, QPointF(0.5, 0.5))
+        if self.wipe is not None:
+            self.wipe.fit()
         self._fit_mode = True
 
     def resizeEvent(self, event: QResizeEvent) -> None:
@@ -190,7 +209,10 @@ class CompareView(QWidget):
             QTimer.singleShot(0, self.fit)
 
     def set_zoom(self, zoom: float) -> None:
-        if self.tiles:
+        """Zoom the page on show (its change reaches the other views through `view_changed`)."""
+        if self.wipe is not None and self._pages.currentWidget() is self.wipe:
+            self.wipe.set_zoom(zoom)
+        elif self.tiles:
             self.tiles[self.current].set_zoom(zoom)
 
     # -- stepping, rating, picking -------------------------------------------------------------------------

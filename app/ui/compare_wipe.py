@@ -1,5 +1,10 @@
-"""Two images, A and B: a wipe (A left of the divider, B right; drag or move the mouse to slide it) or their
-difference as a heat map, computed on a pool thread."""
+"""Two images, A and B: a wipe (A left of the divider, B right; the divider follows the mouse) or their
+difference as a heat map, computed on a pool thread.
+
+Both zoom and pan like the grid tiles: the wheel zooms about the cursor, a drag pans once the image is larger
+than the view, a double-click fits. Every change is reported as `view_changed(zoom, centre)`, the tiles'
+protocol, so the compare view keeps the grid and the wipe in step; `apply_view` does not echo.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,17 @@ import logging
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import QWidget
 
 from app.gallery.difference import DifferenceStats, difference_heatmap
+from app.ui.compare_tile import WHEEL_STEP
 from app.ui.gallery_tasks import run_task
+from app.ui.zoom_pan import ZoomPan
 
 log = logging.getLogger(__name__)
+
+PIXEL_ZOOM = 2.0  # from this zoom on, image pixels are drawn as crisp squares
 
 
 def qimage_to_array(image: QImage) -> np.ndarray:
@@ -30,6 +39,8 @@ def array_to_qimage(array: np.ndarray) -> QImage:
 
 class WipeView(QWidget):
     difference_ready = Signal(object)  # DifferenceStats
+    view_changed = Signal(float, QPointF)  # zoom, centre (as a fraction of the image), as CompareTile
+    fit_requested = Signal()  # a double-click: fit every view of the compare set
 
     def __init__(
         self, a: QImage, b: QImage, label_a: str, label_b: str, parent: QWidget | None = None
@@ -37,15 +48,19 @@ class WipeView(QWidget):
         super().__init__(parent)
         self.a, self.b = a, b
         self.labels = (label_a or "A", label_b or "B")
-        self.split = 0.5
+        self.split = 0.5  # the divider, as a fraction of the image width
         self.mode = "wipe"  # or "difference"
         self.heat: QImage | None = None
         self.stats: DifferenceStats | None = None
+        self.view = ZoomPan(a.width(), a.height())  # B and the heat map are drawn in A's place
+        self._drag_from: QPointF | None = None
         self.setMouseTracking(True)
         self.setMinimumSize(200, 200)
+        self._update_cursor()
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
+        self._update_cursor()
         if mode == "difference" and self.heat is None:
             a, b = qimage_to_array(self.a), qimage_to_array(self.b)
             run_task(lambda: difference_heatmap(a, b), self._on_task_finished)
@@ -57,22 +72,99 @@ class WipeView(QWidget):
         self.difference_ready.emit(stats)
         self.update()
 
+    # -- zoom and pan -------------------------------------------------------------------------------------
+
+    def zoom(self) -> float:
+        return self.view.zoom
+
+    def centre(self) -> QPointF:
+        return QPointF(self.view.centre_x, self.view.centre_y)
+
+    def apply_view(self, zoom: float, centre: QPointF) -> None:
+        """Show the view of another widget of the set; not reported back."""
+        self.view.set_view(zoom, centre.x(), centre.y())
+        self._view_moved(announce=False)
+
+    def fit(self) -> None:
+        self.view.fit()
+        self._view_moved(announce=False)
+
+    def set_zoom(self, zoom: float) -> None:
+        self.view.set_zoom(zoom)
+        self._view_moved()
+
+    def _view_moved(self, announce: bool = True) -> None:
+        if announce:
+            self.view_changed.emit(self.view.zoom, self.centre())
+        self._update_cursor()
+        self.update()
+
+    def _update_cursor(self) -> None:
+        if self._drag_from is not None:
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        elif self.view.pannable:
+            self.setCursor(Qt.CursorShape.OpenHandCursor)
+        elif self.mode == "wipe":
+            self.setCursor(Qt.CursorShape.SplitHCursor)
+        else:
+            self.unsetCursor()
+
     def _image_rect(self) -> QRectF:
-        size = self.a.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
-        rect = QRectF(0, 0, size.width(), size.height())
-        rect.moveCenter(QRectF(self.rect()).center())
-        return rect
+        r = self.view.image_rect()
+        return QRectF(r.x, r.y, r.width, r.height)
+
+    # -- events --------------------------------------------------------------------------------------------
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.view.set_view_size(self.width(), self.height())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        notches = event.angleDelta().y() / 120
+        if notches:
+            self.view.zoom_about(WHEEL_STEP**notches, event.position().x(), event.position().y())
+            self._follow(event.position())
+            self._view_moved()
+        event.accept()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self.view.pannable:
+            self._drag_from = event.position()
+            self._update_cursor()
+        event.accept()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._drag_from is not None:
+            delta = event.position() - self._drag_from
+            self._drag_from = event.position()
+            self.view.pan_by(delta.x(), delta.y())
+            self._view_moved()  # the image moves with the cursor, so the divider stays under it
+            return
+        self._follow(event.position())
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self._drag_from is not None:
+            self._drag_from = None
+            self._update_cursor()
+        event.accept()
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        self._drag_from = None
+        self.fit()
+        self.fit_requested.emit()
+        event.accept()
+
+    def _follow(self, position: QPointF) -> None:
+        """The divider follows the mouse (wipe mode), at the image point under the cursor."""
         if self.mode == "wipe":
-            rect = self._image_rect()
-            self.split = min(1.0, max(0.0, (event.position().x() - rect.left()) / max(1.0, rect.width())))
+            self.split = min(1.0, max(0.0, self.view.to_image(position.x(), position.y())[0]))
             self.update()
 
     def paintEvent(self, event: object) -> None:
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor(22, 22, 26))
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        # Smooth when shrinking or enlarging a little; from 2x on, crisp pixels are what one compares.
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.view.zoom < PIXEL_ZOOM)
         target = self._image_rect()
         if self.mode == "difference":
             if self.heat is None:
@@ -89,7 +181,8 @@ class WipeView(QWidget):
         painter.drawImage(target, self.b)
         painter.restore()
         painter.setPen(QPen(QColor(255, 255, 255, 220), 2))
-        painter.drawLine(QPointF(x, target.top()), QPointF(x, target.bottom()))
+        top, bottom = max(0.0, target.top()), min(float(self.height()), target.bottom())
+        painter.drawLine(QPointF(x, top), QPointF(x, bottom))
         self._caption(painter, f"A  {self.labels[0]}", Qt.AlignmentFlag.AlignLeft)
         self._caption(painter, f"B  {self.labels[1]}", Qt.AlignmentFlag.AlignRight)
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenu
+from PySide6.QtWidgets import QDialog, QFileDialog, QInputDialog, QMenu
 
 from app.gallery.db import ImageRecord
+from app.ui.gallery_export import ExportDialog, load_export_choice, save_export_choice
 
 if TYPE_CHECKING:
     from app.ui.gallery_panel import GalleryPanel
@@ -58,14 +59,22 @@ def ask_import(panel: GalleryPanel) -> None:
 
 
 def ask_export(panel: GalleryPanel, records: list[ImageRecord]) -> None:
-    path, chosen = QFileDialog.getSaveFileName(
-        panel,
-        f"Export {len(records)} images",
-        str(Path.home() / "SD3.5 export"),
-        "Folder (images, contact sheet, manifest) (*);;Zip archive (*.zip)",
+    """Ask where and in which format (starting from last time's choice), remember it, then export."""
+    if not records:
+        panel.status_changed.emit("Nothing to export")
+        return
+    settings = panel.settings()
+    dialog = ExportDialog(len(records), load_export_choice(settings), panel)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return
+    choice = dialog.choice()
+    save_export_choice(settings, choice)
+    panel.export_records(
+        records, choice.target(), as_zip=choice.as_zip, fmt=choice.fmt, quality=choice.quality
     )
-    if path:
-        as_zip = chosen.startswith("Zip") or path.endswith(".zip")
-        panel.export_records(
-            records, Path(path if not as_zip or path.endswith(".zip") else f"{path}.zip"), as_zip=as_zip
-        )
+
+
+def ask_filter_name(panel: GalleryPanel) -> str:
+    """The name for a new saved filter, or "" when the user cancels."""
+    name, ok = QInputDialog.getText(panel, "Save filter", "Name for this filter:")
+    return name.strip() if ok else ""

@@ -3,6 +3,7 @@
 The main window embeds it, connects its signals (`image_opened`, `settings_requested`, `seed_requested`,
 `image_saved`, `save_failed`, `status_changed`) and hands it every finished image with `add_finished_image`.
 Files are written and thumbnails made on pool threads; the database is only queried briefly on this thread.
+The data side (database, hashing, trash, background jobs) is `GalleryLibrary`; this module is the widget.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QStandardPaths, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -22,21 +23,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gallery.db import GalleryDB, ImageRecord
-from app.gallery.export import export_images
-from app.gallery.importer import import_folder
-from app.gallery.model_files import ModelHasher
+from app.gallery.db import ImageRecord
+from app.gallery.export import DEFAULT_QUALITY
 from app.gallery.params import ImageParams
 from app.gallery.recall import CurrentSetup, Recalled, SettingsRecall, read_metadata, settings_for
-from app.gallery.store import OutputSettings, remove_stale_temp_files, save_finished_image
+from app.gallery.store import OutputSettings
 from app.ui.compare_view import CompareView
 from app.ui.gallery_actions import copy_image, copy_parameters, reveal_in_file_manager
 from app.ui.gallery_filter_bar import GalleryFilterBar
+from app.ui.gallery_library import GalleryLibrary
 from app.ui.gallery_list_model import GalleryListModel, Grouping
-from app.ui.gallery_menu import build_context_menu, build_more_menu
-from app.ui.gallery_metadata import LoadedModel
-from app.ui.gallery_tasks import ThumbnailLoader, run_task
-from app.ui.gallery_trash import TrashUndo
+from app.ui.gallery_menu import ask_filter_name, build_context_menu, build_more_menu
+from app.ui.gallery_notice import NoticeBar
+from app.ui.gallery_paths import default_data_dir, default_output_dir
+from app.ui.gallery_tasks import ThumbnailLoader
 from app.ui.gallery_view import GalleryView
 
 if TYPE_CHECKING:
@@ -46,19 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-APP_FOLDER = "SD3.5 Studio"
-NOTICE_SECONDS = 8
-SHUTDOWN_WAIT_MS = 3000
-
-
-def default_data_dir() -> Path:
-    """The app's data folder (honours XDG_DATA_HOME on Linux); set the application name before calling."""
-    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
-
-
-def default_output_dir() -> Path:
-    pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
-    return Path(pictures or Path.home()) / APP_FOLDER
+__all__ = ["GalleryPanel", "default_data_dir", "default_output_dir"]  # the folders moved to gallery_paths
 
 
 class GalleryPanel(QWidget):
@@ -74,16 +62,17 @@ class GalleryPanel(QWidget):
         data_dir: Path | None = None,
         output: OutputSettings | None = None,
         parent: QWidget | None = None,
+        *,
+        settings: QSettings | None = None,
     ) -> None:
         super().__init__(parent)
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.output = output or OutputSettings(default_output_dir())
-        self._closed = False
-        self.tasks = QThreadPool(self)  # saves, imports, checks: waited for at shutdown, before the DB closes
-        self.db = GalleryDB.open(self.data_dir)
-        self.hasher = ModelHasher(self.db)
-        self.loaded = LoadedModel(self.hasher)
-        self.trash = TrashUndo(self.db)
+        self._settings = settings  # remembered choices (export format); opened on first use
+        lib = self.library = GalleryLibrary(self.data_dir, self)
+        # the data side under its usual names: the window's hookup and tests use panel.db, .loaded, .tasks
+        self.db, self.loaded, self.trash = lib.db, lib.loaded, lib.trash
+        self.tasks, self.hasher = lib.tasks, lib.hasher
         self.thumbnails = ThumbnailLoader(self.data_dir / "thumbnails", self)
         self.model = GalleryListModel(self.db, self.thumbnails, self)
         self._build()
@@ -91,9 +80,9 @@ class GalleryPanel(QWidget):
         self._update_count()
         self.filter_bar.set_saved_filters(self.db.saved_filters())
         if self.db.notice:
+            self.notice_bar.sticky = self.db.notice if self.db.read_only else ""
             self.show_notice(self.db.notice)
-        folder = self.output.folder
-        self._run(lambda: remove_stale_temp_files(folder))
+        self.library.clean_output_folder(self.output.folder)
 
     def _build(self) -> None:
         self.filter_bar = GalleryFilterBar()
@@ -103,19 +92,8 @@ class GalleryPanel(QWidget):
         self.pages = QStackedWidget()
         self.pages.addWidget(self.view)
         self.pages.addWidget(self.compare)
-        self.notice = QLabel()
-        self.notice.setWordWrap(True)
-        self.notice.setStyleSheet("background: #3a3320; color: #f2e3b3; padding: 6px; border-radius: 4px;")
-        self.undo_button = QPushButton("Undo")
-        self.notice_close = QPushButton("✕")
-        self.notice_close.setFlat(True)
-        notice_row = QHBoxLayout()
-        notice_row.addWidget(self.notice, 1)
-        notice_row.addWidget(self.undo_button)
-        notice_row.addWidget(self.notice_close)
-        self._notice_widgets = (self.notice, self.undo_button, self.notice_close)
-        self._notice_timer = QTimer(self, singleShot=True, interval=NOTICE_SECONDS * 1000)
-        self._notice_timer.timeout.connect(self._on_notice_timer_timeout)
+        self.notice_bar = NoticeBar()
+        self.notice, self.undo_button = self.notice_bar.label, self.notice_bar.undo_button
         self.count_label = QLabel()
 
         self.compare_button = QPushButton("Compare")
@@ -130,10 +108,9 @@ class GalleryPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.filter_bar)
-        layout.addLayout(notice_row)
+        layout.addWidget(self.notice_bar)
         layout.addWidget(self.pages, 1)
         layout.addLayout(footer)
-        self.hide_notice()
         self.filter_bar.filter_changed.connect(self._on_filter_bar_filter_changed)
         self.filter_bar.grouping_changed.connect(self._on_filter_bar_grouping_changed)
         self.filter_bar.save_requested.connect(self._on_filter_bar_save_requested)
@@ -144,8 +121,7 @@ class GalleryPanel(QWidget):
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._on_view_custom_context_menu_requested)
         self.view.selectionModel().selectionChanged.connect(self._on_selection_changed)
-        self.undo_button.clicked.connect(self.undo_delete)
-        self.notice_close.clicked.connect(self.hide_notice)
+        self.notice_bar.undo_clicked.connect(self.undo_delete)
         self.compare_button.clicked.connect(lambda: self.open_compare(self.selected_records()))
         self.compare.closed.connect(self._on_compare_closed)
         self.compare.rating_changed.connect(lambda image_id, stars: self.rate([image_id], stars))
@@ -170,20 +146,13 @@ class GalleryPanel(QWidget):
     ) -> None:
         """Save a finished image (PNG with all metadata, then its record) on a pool thread; `image_saved` or
         `save_failed` follows. `request` is the resolved request of the job (ImageFinished.request)."""
-        db, output, loaded = self.db, self.output, self.loaded
-
-        def save() -> ImageRecord:
-            params = loaded.image_params(request, seed)
-            return save_finished_image(db, output, pixels, params, job_id=job_id, index=index)
-
-        self._run(save, self._on_save_finished, self._on_save_failed)
+        self.library.save_finished(self.output, pixels, request, seed, job_id=job_id, index=index,
+                                   on_done=self._on_save_finished, on_failed=self._on_save_failed)  # fmt: skip
 
     def add_saved_image(self, path: Path, params: ImageParams, *, job_id: str | None) -> None:
         """Index an image already written elsewhere (`app.gallery.store.write_image(path, pixels,
         panel.loaded.image_params(request, seed))`, off the UI thread); `image_saved` follows."""
-        db = self.db
-        self._run(lambda: db.add_image(Path(path), params, job_id=job_id), self._on_save_finished,
-                 self._on_save_failed)  # fmt: skip
+        self.library.add_saved(path, params, job_id, self._on_save_finished, self._on_save_failed)
 
     def recall_file(self, path: Path) -> SettingsRecall | None:
         """Read an image dropped on the window: emits `settings_requested`, or says why it cannot."""
@@ -197,22 +166,9 @@ class GalleryPanel(QWidget):
 
     def shutdown(self) -> None:
         """Let database writes in flight finish (bounded), then close; late results are dropped."""
-        self._closed = True
-        self.tasks.waitForDone(SHUTDOWN_WAIT_MS)
+        self.library.stop()
         self.thumbnails.shutdown()
-        self.hasher.shutdown()
-        self.db.close()
-
-    def _run(self, fn, on_done=None, on_failed=None) -> None:
-        """A background task whose result is delivered only while the panel is open."""
-        if self._closed:  # e.g. an image that finished while the window closed: its PNG is on disk already
-            log.info("gallery closed; a late task was not started")
-            return
-
-        def guard(callback):
-            return None if callback is None else (lambda value: None if self._closed else callback(value))
-
-        run_task(fn, guard(on_done), guard(on_failed), pool=self.tasks)
+        self.library.close()
 
     # -- selection and actions -----------------------------------------------------------------------------
 
@@ -272,12 +228,7 @@ class GalleryPanel(QWidget):
 
     def remove_missing(self) -> None:
         """Drop the records whose files were deleted outside the app (checked on a pool thread)."""
-        records = self.shown_records()
-
-        def check() -> list[int]:
-            return [r.id for r in records if not r.path.exists()]
-
-        self._run(check, self._on_missing_checked)
+        self.library.find_missing(self.shown_records(), self._on_missing_checked)
 
     def _on_missing_checked(self, ids: object) -> None:
         ids = list(ids)
@@ -310,39 +261,39 @@ class GalleryPanel(QWidget):
 
     def import_folder(self, folder: Path) -> None:
         self.status_changed.emit(f"Importing {folder}…")
-        db = self.db
-        self._run(lambda: import_folder(db, folder), self._on_import_finished, self._on_task_failed)
+        self.library.import_folder(folder, self._on_import_finished, self._on_task_failed)
 
     def export_records(
-        self, records: list[ImageRecord], destination: Path, *, as_zip: bool = False, fmt: str = "original"
+        self,
+        records: list[ImageRecord],
+        destination: Path,
+        *,
+        as_zip: bool = False,
+        fmt: str = "original",
+        quality: int = DEFAULT_QUALITY,
     ) -> None:
         self.status_changed.emit(f"Exporting {len(records)} images…")
-        self._run(
-            lambda: export_images(records, destination, as_zip=as_zip, fmt=fmt),
-            lambda report: self.show_notice(f"Exported {report.exported} images to {report.destination}."),
-            self._on_task_failed,
-        )
+        self.library.export(
+            records, destination, as_zip=as_zip, fmt=fmt, quality=quality,
+            on_done=lambda report: self.show_notice(f"Exported {report.exported} images to {report.destination}."),
+            on_failed=self._on_task_failed,
+        )  # fmt: skip
 
     # -- notices -------------------------------------------------------------------------------------------
 
     def show_notice(self, text: str, undo: bool = False) -> None:
         """A message above the gallery; one without an Undo button goes away by itself after a while."""
-        self.notice.setText(text)
-        if text and not undo:
-            self._notice_timer.start()
-        else:
-            self._notice_timer.stop()
-        for widget in self._notice_widgets:
-            widget.setVisible(bool(text))
-        self.undo_button.setVisible(undo and bool(text))
-
-    def _on_notice_timer_timeout(self) -> None:
-        if not self.db.read_only or self.notice.text() != self.db.notice:  # the read-only notice stays
-            self.hide_notice()
+        self.notice_bar.show_notice(text, undo)
 
     def hide_notice(self) -> None:
-        for widget in self._notice_widgets:
-            widget.setVisible(False)
+        self.notice_bar.hide_notice()
+
+    def settings(self) -> QSettings:
+        if self._settings is None:
+            from app.ui.settings_store import open_settings
+
+            self._settings = open_settings()
+        return self._settings
 
     def _update_count(self) -> None:
         n = self.model.image_count
@@ -360,11 +311,9 @@ class GalleryPanel(QWidget):
         self.model.reload(grouping=grouping if isinstance(grouping, Grouping) else Grouping.JOB)
 
     def _on_filter_bar_save_requested(self) -> None:
-        from PySide6.QtWidgets import QInputDialog
-
-        name, ok = QInputDialog.getText(self, "Save filter", "Name for this filter:")
-        if ok and name.strip():
-            self.save_filter(name.strip())
+        name = ask_filter_name(self)
+        if name:
+            self.save_filter(name)
 
     def save_filter(self, name: str) -> None:
         self.db.save_filter(name, self.filter_bar.current())
@@ -417,13 +366,7 @@ class GalleryPanel(QWidget):
     def _on_import_finished(self, report: object) -> None:
         self.model.reload()
         self._update_count()
-        sources = ", ".join(f"{n} from {s}" for s, n in report.by_source)
-        skipped = (
-            f"; {report.without_metadata} without generation settings left out"
-            if report.without_metadata
-            else ""
-        )
-        self.show_notice(f"Imported {report.added} images ({sources or 'none new'}){skipped}.")
+        self.show_notice(report.message())
 
     def _on_task_failed(self, exc: BaseException) -> None:
         self.show_notice(str(exc))

@@ -242,3 +242,16 @@ def test_png_without_metadata_and_unreadable_files(tmp_path):
     assert read_metadata(broken) is None
     a1111 = write_a1111_png(tmp_path / "a.png")
     assert read_metadata(a1111).source == "a1111"
+
+
+def test_every_request_field_is_carried_by_the_image_parameters(tmp_path):
+    request = GenerationRequest(
+        prompt="p", negative="n", seed=5, steps=12, cfg=2.5, sampler="euler", scheduler="beta", width=832,
+        height=1216, shift=2.0, slg_layers=(7, 8), slg_scale=2.5, slg_start=0.02, slg_end=0.3,
+        negative_until=0.2, init_image=tmp_path / "in.png", denoise=0.6, use_t5=False, text_mode="reference",
+    )  # fmt: skip
+    p = ImageParams.from_request(request, 9, variant="medium", model_name="m")
+    assert p.seed == 9
+    assert p.init_image == str(tmp_path / "in.png")
+    assert p.to_request() == replace(request, seed=9, count=1)
+    assert ImageParams.from_json(p.to_json()).to_request() == p.to_request()

@@ -1,0 +1,19 @@
+"""Where the gallery keeps things: its data folder (database, thumbnails) and the default output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QStandardPaths
+
+APP_FOLDER = "SD3.5 Studio"
+
+
+def default_data_dir() -> Path:
+    """The app's data folder (honours XDG_DATA_HOME on Linux); set the application name before calling."""
+    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+
+
+def default_output_dir() -> Path:
+    pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+    return Path(pictures or Path.home()) / APP_FOLDER
