@@ -18,6 +18,7 @@ from pathlib import Path
 from app.gallery.filters import GalleryFilter, fts_query
 from app.gallery.params import ImageParams
 from app.gallery.schema import SCHEMA_VERSION, migrate, schema_version
+from app.gallery.step_frames import FRAMES_FOLDER
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,15 @@ class ImageRecord:
     rating: int
     source: str
     params: ImageParams
+
+
+@dataclass(frozen=True, slots=True)
+class StepFramesEntry:
+    """Where an image's step frames are and which steps they show (app.gallery.step_frames)."""
+
+    path: Path
+    steps: tuple[int, ...]
+    total_steps: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +119,11 @@ class GalleryDB:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    @property
+    def frames_dir(self) -> Path:
+        """Where the images' step frames live: next to the database, so they move with it."""
+        return self.path.parent / FRAMES_FOLDER
 
     # -- writing -------------------------------------------------------------------------------------------
 
@@ -180,11 +195,40 @@ class GalleryDB:
         self._write("UPDATE images SET trashed = NULL WHERE id = ?", (image_id,))
 
     def remove(self, ids: Sequence[int]) -> None:
-        self._write(f"DELETE FROM images WHERE id IN ({_marks(ids)})", tuple(ids))
+        self._delete_images(f"id IN ({_marks(ids)})", tuple(ids))
 
     def _purge_trashed(self) -> None:
         """Deletions of an earlier session are final: their undo history is gone."""
-        self._write("DELETE FROM images WHERE trashed IS NOT NULL")
+        self._delete_images("trashed IS NOT NULL")
+
+    def _delete_images(self, where: str, args: Sequence[object] = ()) -> None:
+        """Delete image rows (their step-frame rows cascade), then their step-frame files."""
+        if self.read_only:
+            raise GalleryReadOnlyError(self.notice or "the gallery is read-only")
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                files = self._conn.execute(
+                    f"SELECT file FROM step_frames WHERE image_id IN (SELECT id FROM images WHERE {where})",
+                    args,
+                ).fetchall()
+                self._conn.execute(f"DELETE FROM images WHERE {where}", args)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        for (name,) in files:  # after the commit: a file is never gone while its row is still there
+            try:
+                (self.frames_dir / Path(name).name).unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot delete the step frames %s: %s", name, exc)
+
+    def set_step_frames(self, image_id: int, file_name: str, steps: Sequence[int], total_steps: int) -> None:
+        """Raises sqlite3.IntegrityError when the image is no longer in the gallery."""
+        self._write(
+            "INSERT OR REPLACE INTO step_frames (image_id, file, steps, total_steps) VALUES (?,?,?,?)",
+            (image_id, file_name, json.dumps(list(steps)), total_steps),
+        )
 
     def save_filter(self, name: str, spec: GalleryFilter) -> None:
         self._write("INSERT OR REPLACE INTO saved_filters (name, spec) VALUES (?, ?)", (name, spec.to_json()))
@@ -262,6 +306,22 @@ class GalleryDB:
             (path, size, mtime_ns),
         )
         return (rows[0][0], bool(rows[0][1])) if rows else None
+
+    def step_frames(self, image_id: int) -> StepFramesEntry | None:
+        """The step frames recorded for an image; None when there are none (or their row is unreadable)."""
+        rows = self._read("SELECT file, steps, total_steps FROM step_frames WHERE image_id = ?", (image_id,))
+        if not rows:
+            return None
+        name, steps, total = rows[0]
+        try:
+            parsed = tuple(int(s) for s in json.loads(steps))
+        except (ValueError, TypeError, json.JSONDecodeError):
+            log.warning("image %s: unreadable step frames entry in the database", image_id)
+            return None
+        return StepFramesEntry(self.frames_dir / Path(name).name, parsed, int(total))
+
+    def step_frame_files(self) -> set[str]:
+        return {row[0] for row in self._read("SELECT file FROM step_frames")}
 
     def job_ids(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT job_id FROM images WHERE job_id IS NOT NULL")]

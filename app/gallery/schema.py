@@ -69,7 +69,18 @@ CREATE TABLE model_files (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# v4: each image's step frames (an animated WebP in the data folder's step_frames/); deleting the image row
+# deletes this row, and the gallery then deletes the file.
+_V4 = """
+CREATE TABLE step_frames (
+    image_id INTEGER PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
+    file TEXT NOT NULL,                 -- file name inside step_frames/
+    steps TEXT NOT NULL,                -- JSON list: the sampling step each frame shows, in frame order
+    total_steps INTEGER NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -21,6 +21,7 @@ SHARP_ZOOM = 2.0  # from here on pixels are drawn as crisp squares (inspecting d
 
 class CanvasView(QWidget):
     zoom_changed = Signal(float, bool)  # zoom factor, fit mode
+    image_changed = Signal()  # set_image was called (a preview, a final image, a step frame, or nothing)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -33,6 +34,7 @@ class CanvasView(QWidget):
         self._pixmap: QPixmap | None = None
         self._logical = QSize()  # size the image stands for (a 512 px preview of a 1024 px image)
         self._is_preview = False
+        self._caption = "Preview"  # drawn over a preview
         self._fit = True
         self._zoom = 1.0
         self._center = QPointF(0.5, 0.5)  # the image point (as a fraction) shown at the widget centre
@@ -43,23 +45,35 @@ class CanvasView(QWidget):
     # ------------------------------------------------------------------------------------------ content
 
     def set_image(
-        self, image: QImage | None, *, preview: bool = False, logical_size: QSize | None = None
+        self,
+        image: QImage | None,
+        *,
+        preview: bool = False,
+        logical_size: QSize | None = None,
+        caption: str = "Preview",
     ) -> None:
-        """Show `image`; a preview is drawn at `logical_size` (the final image's size) so zoom stays put."""
+        """Show `image`; a preview is drawn at `logical_size` (the final image's size) so zoom stays put,
+        with `caption` in its corner."""
         self._image = image
         self._pixmap = None
         self._is_preview = preview
+        self._caption = caption
         if image is not None:
             self._logical = (
                 logical_size if logical_size is not None and logical_size.isValid() else image.size()
             )
         self.update()
+        self.image_changed.emit()
 
     def image(self) -> QImage | None:
         return self._image
 
     def is_preview(self) -> bool:
         return self._is_preview
+
+    def logical_size(self) -> QSize:
+        """The size the shown picture stands for (a preview's final image size)."""
+        return QSize(self._logical)
 
     # ------------------------------------------------------------------------------------------ zoom and pan
 
@@ -159,7 +173,7 @@ class CanvasView(QWidget):
         painter.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
         if self._is_preview:
             painter.setPen(QColor(255, 255, 255, 150))
-            painter.drawText(self.rect().adjusted(10, 8, -10, -8), Qt.AlignmentFlag.AlignTop, "Preview")
+            painter.drawText(self.rect().adjusted(10, 8, -10, -8), Qt.AlignmentFlag.AlignTop, self._caption)
         painter.end()
         self.frames_painted += 1
 

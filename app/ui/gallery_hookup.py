@@ -1,7 +1,9 @@
 """Wiring the gallery into the main window: finished images are indexed, gallery actions fill the form.
 
 The worker has already written each PNG (with every metadata chunk) before the window hears of it; the gallery
-only adds the record, off the UI thread, and hashes the model file in the background for later images.
+only adds the record, off the UI thread, and hashes the model file in the background for later images. Once the
+record exists, the image's step frames are written next to the gallery (also off the UI thread); opening an image
+from the gallery loads its frames in the background and offers them to the scrubber under the canvas.
 """
 
 from __future__ import annotations
@@ -11,15 +13,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QLabel
 
 if TYPE_CHECKING:
+    from app.gallery.db import ImageRecord
     from app.gallery.recall import SettingsRecall
+    from app.gallery.step_frames import StepFrames
     from app.ui.gallery_panel import GalleryPanel
     from app.ui.jobs import ImageResult
     from app.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
+
+# Step frames of finished images whose gallery record or frame file is still on its way (a failed save's stay).
+FRESH_FRAMES_KEPT = 16
 
 
 def _checkpoint_of(path: Path, name: str) -> Path | None:
@@ -56,6 +64,8 @@ class GalleryHookup:
         self.panel: GalleryPanel | None = None
         self._pending: list[ImageResult] = []
         self._loaded_name: str | None = None  # the model set the engine last loaded
+        self._fresh_frames: dict[str, StepFrames] = {}  # by image path, until their file is written
+        self._closed = False
         placeholder = QLabel("Opening the gallery…")
         placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.dock = window.add_side_panel("Gallery", "galleryDock", placeholder)
@@ -76,6 +86,8 @@ class GalleryHookup:
         self.panel.seed_requested.connect(self._on_panel_seed_requested)
         self.panel.status_changed.connect(window.statusBar().showMessage)
         self.panel.save_failed.connect(lambda text: window.banner.show_message(text))
+        self.panel.image_saved.connect(self._on_panel_image_saved)
+        self._sweep_step_frames()
         for result in self._pending:
             self._on_controller_image_finished(result)
         self._pending.clear()
@@ -85,6 +97,10 @@ class GalleryHookup:
     def _on_controller_image_finished(self, result: ImageResult) -> None:
         if result.path is None or result.params is None:
             return
+        if result.step_frames is not None:
+            self._fresh_frames[str(result.path)] = result.step_frames
+            while len(self._fresh_frames) > FRESH_FRAMES_KEPT:  # their records never came (a failed save)
+                self._fresh_frames.pop(next(iter(self._fresh_frames)))
         if self.panel is None:
             self._pending.append(result)
             return
@@ -98,14 +114,64 @@ class GalleryHookup:
         self.panel.set_model(_checkpoint_of(info.path, name), info.variant, t5_available=info.has_t5)
 
     def _on_panel_image_opened(self, path: object) -> None:
-        from PySide6.QtGui import QImage
-
         image = QImage(str(path))
         if image.isNull():
             self.window.banner.show_message(f"Cannot open {path}")
             return
         self.window.canvas.set_image(image)
         self.window.stack.setCurrentWidget(self.window.canvas)
+        self._offer_step_frames(Path(str(path)), image)
+
+    # -- step frames ---------------------------------------------------------------------------------------
+
+    def _on_panel_image_saved(self, record: ImageRecord) -> None:
+        """The record of a finished image exists: write its step frames under the record's id."""
+        key = str(record.path)
+        frames = self._fresh_frames.get(key)
+        if frames is None or self.panel is None or self.panel.db.read_only or self._closed:
+            return
+        from app.gallery.store import save_step_frames
+        from app.ui.gallery_tasks import run_task
+
+        db, image_id = self.panel.db, record.id
+
+        def written(_result: object) -> None:
+            self._fresh_frames.pop(key, None)
+
+        run_task(lambda: save_step_frames(db, image_id, frames), written, written, pool=self.panel.tasks)
+
+    def _offer_step_frames(self, path: Path, image: QImage) -> None:
+        """Hand the scrubber the step frames of the image just opened, once loaded (if it still shows)."""
+        frames = self._fresh_frames.get(str(path))
+        if frames is not None:
+            self.window.scrubber.show_frames(frames, image)
+            return
+        panel = self.panel
+        if panel is None or self._closed:
+            return
+        image_id = panel.db.ids_for_paths([path]).get(str(path))
+        if image_id is None:
+            return
+        from app.gallery.store import load_step_frames
+        from app.ui.gallery_tasks import run_task
+
+        db, canvas = panel.db, self.window.canvas
+
+        def loaded(frames: object) -> None:
+            if frames is not None and not self._closed and canvas.image() is image:
+                self.window.scrubber.show_frames(frames, image)  # type: ignore[arg-type]
+
+        run_task(lambda: load_step_frames(db, image_id), loaded, pool=panel.tasks)
+
+    def _sweep_step_frames(self) -> None:
+        """Frame files of a crashed session that no record refers to go, in the background."""
+        if self.panel is None or self.panel.db.read_only:
+            return
+        from app.gallery.store import remove_orphan_step_frames
+        from app.ui.gallery_tasks import run_task
+
+        db = self.panel.db
+        run_task(lambda: remove_orphan_step_frames(db), pool=self.panel.tasks)
 
     def _on_panel_settings_requested(self, recall: SettingsRecall) -> None:
         self.window.state.update(**recall_values(recall))
@@ -117,5 +183,6 @@ class GalleryHookup:
             self.window.state.update(seed=recall.seed, random_seed=False)
 
     def shutdown(self) -> None:
+        self._closed = True
         if self.panel is not None:
             self.panel.shutdown()

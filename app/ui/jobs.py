@@ -11,11 +11,15 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QImage
 
 from app.inference.request import GenerationRequest
 from app.ui.output_files import OutputTarget
+
+if TYPE_CHECKING:
+    from app.gallery.step_frames import StepFrames
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,7 @@ class ImageResult:
     thumbnail: QImage | None = None  # made on the worker thread, for the recent strip
     save_error: str = ""
     params: object | None = None  # app.gallery.params.ImageParams written into the PNG, for the gallery index
+    step_frames: StepFrames | None = None  # small preview frames of the sampling steps, for the scrubber
 
 
 class JobStatus(Enum):

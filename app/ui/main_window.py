@@ -40,6 +40,7 @@ from app.ui.presets import StylePreset, load_style_presets
 from app.ui.seed_compare import SeedComparePage
 from app.ui.settings_store import load_bool, load_json, open_settings, save_json, user_style_presets_file
 from app.ui.side_panels import QueuePanel, RecentStrip
+from app.ui.step_scrubber import StepScrubber
 from app.ui.theme import icon
 from app.ui.tooltips import tooltip
 from app.ui.window_actions import build_actions, build_menus
@@ -119,6 +120,8 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(self.canvas)
         self.stack.addWidget(self.first_run)
         layout.addWidget(self.stack, 1)
+        self.scrubber = StepScrubber(self.canvas, central)
+        layout.addWidget(self.scrubber)
         self.progress = JobProgressBar(central)
         layout.addWidget(self.progress)
         self.setCentralWidget(central)
@@ -202,6 +205,7 @@ class MainWindow(QMainWindow):
         c.job_started.connect(self._on_controller_job_started)
         c.job_ended.connect(self._on_controller_job_ended)
         c.busy_changed.connect(lambda _busy: self._update_buttons())
+        c.busy_changed.connect(self.scrubber.set_generating)
         c.queue_changed.connect(self._update_buttons)
         c.model_loading.connect(lambda _j, name, i, n: self.progress.show_busy(f"Loading {name} ({i}/{n})…"))
         c.model_loaded.connect(self._on_controller_model_loaded)
@@ -309,6 +313,7 @@ class MainWindow(QMainWindow):
     def show_result(self, result: ImageResult, image: object) -> None:
         self.shown_result = result
         self.canvas.set_image(image)  # type: ignore[arg-type]
+        self.scrubber.show_frames(result.step_frames, image)  # type: ignore[arg-type]
         self.stack.setCurrentWidget(self.canvas)
 
     # ------------------------------------------------------------------------------------------ state

@@ -240,7 +240,9 @@ class WindowCommands:
 
     def _shown_image(self) -> QImage | None:
         image = self.w.canvas.image()
-        return None if image is None or self.w.canvas.is_preview() else image
+        if image is not None and self.w.canvas.is_preview():
+            return self.w.scrubber.scrubbed_image()  # a step frame stands for its finished image
+        return image
 
     def save_image_as(self) -> None:
         image, result = self._shown_image(), self.w.shown_result

@@ -18,13 +18,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 from app.ui.jobs import EngineOptions, ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
 from app.ui.output_files import ImageNamer
+
+if TYPE_CHECKING:
+    from app.gallery.frame_recorder import JobFrameRecorder
+    from app.gallery.step_frames import StepFrames
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +135,7 @@ class InferenceWorker(QObject):
         self._current: tuple[int, Any] | None = None  # (job id, cancel token) of the running job
         self._cancelled_ids: set[int] = set()
         self._stopping = False
+        self._frames: JobFrameRecorder | None = None  # the running job's step frames
 
     # ------------------------------------------------------------------------------ called from the UI thread
 
@@ -195,6 +200,9 @@ class InferenceWorker(QObject):
         finished = 0
         try:
             backend = self._ensure_backend()
+            from app.gallery.frame_recorder import JobFrameRecorder  # numpy and Pillow: worker thread only
+
+            self._frames = JobFrameRecorder()
             token = backend.token_class()
             with self._lock:
                 if self._stopping or job.job_id in self._cancelled_ids:
@@ -233,6 +241,7 @@ class InferenceWorker(QObject):
             with self._lock:
                 self._current = None
                 self._cancelled_ids.discard(job.job_id)
+            self._frames = None
         if outcome is None:
             outcome = JobOutcome(
                 job.job_id,
@@ -279,6 +288,8 @@ class InferenceWorker(QObject):
 
         jid = job.job_id
         if isinstance(event, ev.StepUpdate):
+            if event.preview is not None and self._frames is not None:
+                self._frames.add(event.image_index, event.step, event.steps, event.preview)
             preview = None if event.preview is None else array_to_qimage(event.preview)
             self.step_completed.emit(
                 StepInfo(
@@ -294,7 +305,8 @@ class InferenceWorker(QObject):
                 )
             )
         elif isinstance(event, ev.ImageFinished):
-            result = self._save(job, event, backend)
+            frames = None if self._frames is None else self._frames.finish(event.image_index)
+            result = self._save(job, event, backend, frames)
             self.image_finished.emit(result)
             return result
         elif isinstance(event, ev.ModelLoading):
@@ -302,6 +314,8 @@ class InferenceWorker(QObject):
         elif isinstance(event, ev.ModelLoaded):
             self.model_loaded.emit(jid, event.model_name, event.seconds, getattr(event, "plan", "") or "")
         elif isinstance(event, ev.ImageCancelled):
+            if self._frames is not None:
+                self._frames.discard(event.image_index)
             self.image_cancelled.emit(jid, event.image_index)
         elif isinstance(event, ev.JobFinished):
             return JobOutcome(jid, JobStatus.FINISHED, event.images, event.seconds)
@@ -313,7 +327,9 @@ class InferenceWorker(QObject):
             log.warning("ignoring an unknown engine event %r", type(event).__name__)
         return None
 
-    def _save(self, job: QueuedJob, event: Any, backend: EngineBackend) -> ImageResult:
+    def _save(
+        self, job: QueuedJob, event: Any, backend: EngineBackend, frames: StepFrames | None = None
+    ) -> ImageResult:
         image = array_to_qimage(event.pixels)
         thumbnail = image.scaled(
             THUMBNAIL_SIZE,
@@ -335,6 +351,7 @@ class InferenceWorker(QObject):
                 path,
                 thumbnail,
                 params=params,
+                step_frames=frames,
             )
         except (
             Exception
@@ -342,5 +359,6 @@ class InferenceWorker(QObject):
             log.error("could not save image %d of job %d: %s", event.image_index, job.job_id, exc)
             message = f"Could not save the image ({exc}). Use File ▸ Save Image As… or choose another output folder."
             return ImageResult(
-                job.job_id, event.image_index, event.seed, image, event.infotext, None, thumbnail, message
-            )
+                job.job_id, event.image_index, event.seed, image, event.infotext, None, thumbnail,
+                save_error=message, step_frames=frames,
+            )  # fmt: skip
