@@ -84,7 +84,9 @@ class CompareView(QWidget):
             actions.addWidget(widget)
         for row in (top, modes, actions):
             bar.addLayout(row)
-        self.hint = QLabel("←/→ step · 0–5 rate · P pick · Enter open · F fit · Z actual size · Esc back")
+        self.hint = QLabel(
+            "←/→ step · 0–5 rate · P pick · Enter open · wheel zoom · drag pan · F fit · Z actual size · Esc back"
+        )
         self.hint.setEnabled(False)  # drawn in the palette's muted text colour
         self.hint.setWordWrap(True)
         self._grid_host = QWidget()
