@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app import __version__
 from app.downloads.command import add_arguments as add_download_arguments
+from app.inference.memory_plan import PLAN_NAMES
 from app.models_command import add_arguments as add_models_arguments
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vae", type=Path, help="VAE file (single-file or diffusers layout)")
     g.add_argument(
         "--memory-plan",
-        choices=("auto", "resident", "offload", "fp8", "low-vram", "no-t5"),
+        choices=("auto", *PLAN_NAMES),
         default="auto",
         help="where the networks live and in which precision (default: the first that fits)",
     )

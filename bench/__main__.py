@@ -16,10 +16,11 @@ import torch
 from bench.common import write_result
 
 BENCHMARKS = {
-    "step": "denoiser step at Medium width vs diffusers",
+    "step": "denoiser step at Medium and Large widths vs diffusers",
     "load": "checkpoint loading: time and peak RSS vs weight bytes",
     "preview": "preview cost vs step time",
     "overhead": "per-step time outside the network",
+    "vae": "full-size VAE decode at 1024² and 1440² vs diffusers; channels-last; tiled decoding",
 }
 OPTIONAL = {  # benchmarks that arrive with other parts of the app; run when present
     "scan": "model discovery over a tree of files",

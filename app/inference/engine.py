@@ -15,7 +15,14 @@ from app.inference.loading import load_mmdit_component, load_vae_component
 from app.inference.memory_plan import MemoryPlan, choose_plan, probe_machine
 from app.inference.mmdit import MMDiT
 from app.inference.model_set import ModelSet
-from app.inference.offload import BlockStreamer, ComponentOffloader, stream_mmdit_blocks
+from app.inference.modulation import adaln_modules
+from app.inference.offload import (
+    BlockStreamer,
+    ComponentOffloader,
+    move_module,
+    stream_adaln,
+    stream_mmdit_blocks,
+)
 from app.inference.text_encoders import TextConditioning, TextEncoders
 from app.inference.tokenizer_sources import load_tokenizer, snapshot_tokenizers
 from app.inference.vae import VAE
@@ -38,6 +45,7 @@ class Engine:
         self._loaded_key: tuple | None = None
         self._offloader: ComponentOffloader | None = None
         self._streamer: BlockStreamer | None = None
+        self._adaln: BlockStreamer | None = None  # the adaLN layers, when the plan keeps them in host memory
         self._plan_request: tuple[str, str] | None = None  # (memory_plan, dtype) the loaded plan came from
 
     def load(
@@ -61,10 +69,10 @@ class Engine:
                 sizes, machine, plan=self.memory_plan, dtype=self.dtype_name, allow_t5_off=False
             )
         log.info("loading %s on %s: %s", model_set.checkpoint, self.device, plan.describe())
-        for hooks in (self._offloader, self._streamer):  # the previous set goes before the next one loads
+        for hooks in (self._offloader, self._streamer, self._adaln):  # the previous set goes first
             if hooks is not None:
                 hooks.detach()
-        self._offloader = self._streamer = self.plan = self.model_set = self._loaded_key = None
+        self._offloader = self._streamer = self._adaln = self.plan = self.model_set = self._loaded_key = None
         self.mmdit = self.vae = self.text = None
         dtype, t5_dtype = DTYPES[plan.compute_dtype], DTYPES[plan.t5_dtype]
         host = torch.device("cpu")
@@ -90,10 +98,16 @@ class Engine:
             t5_fp8=plan.t5_fp8,
         )
         stage("diffusion model")
-        mmdit_device = host if offload else self.device
+        # With the adaLN weights in host memory the MMDiT loads there, and the rest of it moves on.
+        mmdit_device = host if offload or plan.adaln_on_host else self.device
         self.mmdit = load_mmdit_component(
             model_set.mmdit, dtype=dtype, device=mmdit_device, fp8=plan.mmdit_fp8
         )
+        adaln = adaln_modules(self.mmdit) if plan.adaln_on_host else []
+        if adaln:
+            self._adaln = stream_adaln(self.mmdit, self.device)
+            if not offload:
+                move_module(self.mmdit, self.device, exclude=adaln)
         stage("VAE")
         self.vae = load_vae_component(model_set.vae, dtype=dtype, device=self.device)
         if offload:
@@ -103,9 +117,9 @@ class Engine:
             if self.text.t5 is not None and not plan.t5_on_cpu:
                 self._offloader.attach(self.text.t5.model)
             if plan.stream_blocks:
-                self._streamer = stream_mmdit_blocks(self.mmdit, self.device)
+                self._streamer = stream_mmdit_blocks(self.mmdit, self.device, exclude=adaln)
             else:
-                self._offloader.attach(self.mmdit)
+                self._offloader.attach(self.mmdit, exclude=adaln)
         self.plan = plan
         self.model_set = model_set
         self._loaded_key = key
@@ -117,6 +131,12 @@ class Engine:
             self.memory_plan,
             self.dtype_name,
         )
+
+    def prepare_mmdit(self) -> None:
+        """Put the MMDiT where it computes now (offload plans otherwise move it at its first forward), so a
+        job's per-job work (text tokens, modulation table) runs there too."""
+        if self._offloader is not None and self._streamer is None and self.mmdit is not None:
+            self._offloader.activate(self.mmdit)
 
     def encode(self, text: str, mode: str) -> TextConditioning:
         with torch.inference_mode():

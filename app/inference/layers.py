@@ -24,6 +24,11 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return torch.addcmul(shift[:, None, :], x, 1 + scale[:, None, :])
 
 
+def gated(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x + gate * y in one pass; x, y (B, L, D), gate (B, D)."""
+    return torch.addcmul(x, gate[:, None, :], y)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Multi-head attention over (B, heads, L, head_dim) tensors; returns (B, L, heads * head_dim)."""
     out = F.scaled_dot_product_attention(q, k, v)  # (B, H, L, hd)
@@ -48,9 +53,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return xf.to(x.dtype) * self.weight
+        # x * rsqrt(mean(x^2) + eps) in fp32 (one fused kernel), then the weight in the input dtype
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return normed.to(x.dtype) * self.weight
 
 
 class Mlp(nn.Module):

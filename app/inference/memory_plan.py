@@ -3,15 +3,19 @@ memory of the machine (`choose_plan` is a pure function; `probe_machine` reads t
 
 Plans, cheapest in memory last; `auto` takes the first that fits:
   resident   everything on the accelerator (or in RAM on a CPU-only machine)
-  offload    only the active network on the accelerator: the text encoders while encoding, the MMDiT while
-             sampling; the others wait in RAM (accelerators only)
+  lean       resident, except the MMDiT's adaLN modulation weights (about a third of it), which stay in RAM:
+             a job computes every step's modulation before its first step (modulation.py), bringing those
+             weights to the accelerator one layer at a time (accelerators only)
+  offload    only the active network on the accelerator: the text encoders while encoding, the MMDiT (without
+             its adaLN weights) while sampling; the others wait in RAM (accelerators only)
   fp8        offload, with MMDiT and T5 Linear weights stored in float8 and upcast per layer at compute
              (on a CPU-only machine: everything in RAM, fp8 storage)
   low-vram   fp8, with the MMDiT's joint blocks streamed to the accelerator one after another; T5 runs on
              the CPU when it does not fit on the accelerator by itself (accelerators only)
   no-t5      the previous plan without T5 (zeros in its place, DECISIONS row 7)
-Compute dtype (DECISIONS rows 8 and 9): bf16 on accelerators that support it, else fp16; on the CPU float32
-when it fits, else bf16. T5 never computes in fp16. Weight files that are already fp8 stay fp8 in every plan.
+Every plan after `lean` keeps the adaLN weights in RAM too. Compute dtype (DECISIONS rows 8 and 9): bf16 on
+accelerators that support it, else fp16; on the CPU float32 when it fits, else bf16. T5 never computes in
+fp16. Weight files that are already fp8 stay fp8 in every plan.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ GB = 1e9
 ACTIVATIONS = 3.0 * GB  # at 1024x1024 (the VAE decode is the peak), plus CUDA context and allocator slack
 ACTIVATIONS_FULL_AT = 2e9  # MMDiT parameters from which the full reserve applies (SD3.5 Medium and Large)
 RAM_RESERVE = 2.0 * GB  # Python, torch, transformers and the tokenizers
-PLAN_NAMES = ("resident", "offload", "fp8", "low-vram", "no-t5")
+PLAN_NAMES = ("resident", "lean", "offload", "fp8", "low-vram", "no-t5")
 PLAN_CHOICES = ("auto", *PLAN_NAMES)
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-_ACCELERATOR_ONLY = ("offload", "low-vram")
+_ACCELERATOR_ONLY = ("lean", "offload", "low-vram")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,8 @@ class ComponentSizes:
     clip_params: int  # CLIP-L + CLIP-G
     t5_params: int  # 0 when T5 is absent or switched off
     t5_fp8_params: int = 0
+    mmdit_adaln_params: int = 0  # adaLN modulation Linears (weights and biases, final layer included)
+    mmdit_adaln_fp8_params: int = 0  # of which joint-block weights (1 byte each in fp8 storage)
     mmdit_file_fp8: bool = False  # the file itself is fp8: it stays fp8
     t5_file_fp8: bool = False
 
@@ -73,6 +79,9 @@ class MemoryPlan:
     device_bytes: int  # expected peak on the accelerator (0 on a CPU-only machine)
     ram_bytes: int  # expected peak RAM
     fits: bool
+    adaln_on_host: bool = (
+        False  # the MMDiT's adaLN weights stay in RAM (the job's modulation table needs them)
+    )
     forced: bool = False  # chosen by the user, not by `auto`
 
     def describe(self) -> str:
@@ -80,6 +89,8 @@ class MemoryPlan:
         stored = [n for n, on in (("MMDiT", self.mmdit_fp8), ("T5", self.t5_fp8 and self.use_t5)) if on]
         if stored:
             parts.append(f"{' and '.join(stored)} weights in fp8")
+        if self.adaln_on_host:
+            parts.append("adaLN weights in RAM")
         if self.stream_blocks:
             parts.append("MMDiT blocks streamed one at a time")
         elif self.offload:
@@ -119,25 +130,33 @@ def plan_for(name: str, sizes: ComponentSizes, machine: Machine, compute: str) -
     else:
         t5_dtype = "float32" if compute == "float16" else compute  # T5 v1.1 overflows in fp16
     b, tb = _BYTES[compute], _BYTES[t5_dtype]
-    small = name in ("resident", "offload")
+    small = name in ("resident", "lean", "offload")
     mmdit_fp8 = not small or sizes.mmdit_file_fp8
     t5_fp8 = not small or sizes.t5_file_fp8
     use_t5 = name != "no-t5" and sizes.t5_params > 0
     mmdit = _storage_bytes(sizes.mmdit_params, sizes.mmdit_fp8_params, mmdit_fp8, b)
     t5 = _storage_bytes(sizes.t5_params, sizes.t5_fp8_params, t5_fp8, tb) if use_t5 else 0
     clip, vae = sizes.clip_params * b, sizes.vae_params * b
-    offload = accel and name != "resident"
+    offload = accel and name not in ("resident", "lean")
     stream = accel and name in ("low-vram", "no-t5")
+    adaln_on_host = accel and name != "resident"
+    adaln = (
+        _storage_bytes(sizes.mmdit_adaln_params, sizes.mmdit_adaln_fp8_params, mmdit_fp8, b)
+        if adaln_on_host
+        else 0
+    )
+    mmdit_device = mmdit - adaln  # what the MMDiT itself holds on the accelerator
     reserve = activation_reserve(sizes)
     t5_on_cpu = stream and use_t5 and t5 + vae + reserve > machine.device_free
     if not accel:
         device_bytes, ram = 0, mmdit + vae + clip + t5 + RAM_RESERVE + reserve  # activations in RAM
     elif not offload:
-        device_bytes, ram = mmdit + vae + clip + t5 + reserve, RAM_RESERVE
+        device_bytes, ram = mmdit_device + vae + clip + t5 + reserve, adaln + RAM_RESERVE
     elif not stream:
-        device_bytes = max(clip, t5, mmdit) + vae + reserve
-        ram = max(clip + t5, mmdit + clip) + RAM_RESERVE
+        device_bytes = max(clip, t5, mmdit_device) + vae + reserve
+        ram = max(clip + t5 + adaln, mmdit + clip) + RAM_RESERVE
     else:
+        # (a streamed block is counted with its adaLN weights, which it no longer carries: an over-estimate)
         block = sizes.mmdit_block_params * (1 if mmdit_fp8 else b)
         resident_part = (
             sizes.mmdit_params - sizes.mmdit_fp8_params
@@ -148,7 +167,7 @@ def plan_for(name: str, sizes: ComponentSizes, machine: Machine, compute: str) -
     fits = ram <= machine.ram_free and (not accel or device_bytes <= machine.device_free)
     return MemoryPlan(
         name, machine.device, compute, t5_dtype, mmdit_fp8, t5_fp8 and use_t5, use_t5, offload, stream,
-        t5_on_cpu, int(device_bytes), int(ram), fits,
+        t5_on_cpu, int(device_bytes), int(ram), fits, adaln_on_host,
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ velocity = MMDiT(x, t, y, context, skip_layers)
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,11 +21,13 @@ from app.inference.layers import (
     PatchEmbed,
     SelfAttention,
     attention,
+    gated,
     layer_norm,
     modulate,
     timestep_embedding,
 )
 from app.inference.mmdit_config import MMDiTConfig
+from app.inference.modulation import Chunks, Modulation
 
 
 class DismantledBlock(nn.Module):
@@ -50,8 +53,8 @@ class DismantledBlock(nn.Module):
         self, x: torch.Tensor, attn: torch.Tensor, mod: tuple[torch.Tensor, ...]
     ) -> torch.Tensor:
         _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod[:6]
-        x = x + gate_msa[:, None] * self.attn.proj(attn)
-        return x + gate_mlp[:, None] * self.mlp(modulate(layer_norm(x), shift_mlp, scale_mlp))
+        x = gated(x, gate_msa, self.attn.proj(attn))
+        return gated(x, gate_mlp, self.mlp(modulate(layer_norm(x), shift_mlp, scale_mlp)))
 
 
 class JointBlock(nn.Module):
@@ -61,11 +64,10 @@ class JointBlock(nn.Module):
         self.x_block = DismantledBlock(cfg, x_self_attn=index in cfg.x_block_self_attn_layers)
 
     def forward(
-        self, context: torch.Tensor, x: torch.Tensor, c: torch.Tensor
+        self, context: torch.Tensor, x: torch.Tensor, mod: tuple[Chunks, Chunks]
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         cb, xb = self.context_block, self.x_block
-        c_mod = cb.modulation(c)
-        x_mod = xb.modulation(c)
+        c_mod, x_mod = mod  # this block's adaLN outputs, computed live or read from a job's table
 
         qc, kc, vc = cb.attn.pre_attention(modulate(layer_norm(context), c_mod[0], c_mod[1]))
         x_norm = layer_norm(x)  # shared by both MMDiT-X attentions
@@ -80,9 +82,9 @@ class JointBlock(nn.Module):
             shift2, scale2, gate2 = x_mod[6:9]
             q2, k2, v2 = xb.attn2.pre_attention(modulate(x_norm, shift2, scale2))
             _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = x_mod[:6]
-            x = x + gate_msa[:, None] * xb.attn.proj(attn_x)
-            x = x + gate2[:, None] * xb.attn2.proj(attention(q2, k2, v2))
-            x = x + gate_mlp[:, None] * xb.mlp(modulate(layer_norm(x), shift_mlp, scale_mlp))
+            x = gated(x, gate_msa, xb.attn.proj(attn_x))
+            x = gated(x, gate2, xb.attn2.proj(attention(q2, k2, v2)))
+            x = gated(x, gate_mlp, xb.mlp(modulate(layer_norm(x), shift_mlp, scale_mlp)))
         else:
             x = xb.post_attention(x, attn_x, x_mod)
 
@@ -96,9 +98,38 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(dim, patch * patch * out_channels)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)  # (shift, scale) order, as the reference
+    def forward(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         return self.linear(modulate(layer_norm(x), shift, scale))
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedInputs:
+    """What the forward derives from (t, y, context), for one batch: computed live by `MMDiT.prepare`, or
+    once per job by the guided denoiser (text tokens embedded once, modulation from a `ModulationTable`)."""
+
+    context: torch.Tensor  # (B, Lc, D) context_embedder output
+    modulation: Modulation
+    pos_embed: torch.Tensor | None = (
+        None  # (1, N, D) cropped table in the model dtype; None: cropped per call
+    )
+
+
+class LiveModulation:
+    """`Modulation` computed from c = (B, D) as each block asks for it (the path without a table)."""
+
+    def __init__(self, model: MMDiT, c: torch.Tensor) -> None:
+        self.model = model
+        self.c = c
+
+    def block(self, index: int) -> tuple[Chunks, Chunks]:
+        block = self.model.joint_blocks[index]
+        return block.context_block.modulation(self.c), block.x_block.modulation(self.c)
+
+    def final(self) -> tuple[torch.Tensor, torch.Tensor]:
+        shift, scale = self.model.final_layer.adaLN_modulation(self.c).chunk(
+            2, dim=1
+        )  # the reference's order
+        return shift, scale
 
 
 class MMDiT(nn.Module):
@@ -140,25 +171,40 @@ class MMDiT(nn.Module):
         x = torch.einsum("nhwpqc->nchpwq", x)
         return x.reshape(x.shape[0], c, h * p, w * p)
 
+    def embed_context(self, context: torch.Tensor) -> torch.Tensor:
+        """Text tokens (B, Lc, ctx) -> (B, Lc, D)."""
+        return self.context_embedder(context.to(self.dtype))
+
+    def prepare(self, t: torch.Tensor, y: torch.Tensor, context: torch.Tensor) -> PreparedInputs:
+        """The per-call inputs computed live: c = (B, D), adaLN per block as it runs, context embedded."""
+        return PreparedInputs(self.embed_context(context), LiveModulation(self, self.conditioning(t, y)))
+
     def forward(
         self,
         x: torch.Tensor,
-        t: torch.Tensor,
-        y: torch.Tensor,
-        context: torch.Tensor,
+        t: torch.Tensor | None,
+        y: torch.Tensor | None,
+        context: torch.Tensor | None,
         skip_layers: Collection[int] = (),
+        *,
+        prepared: PreparedInputs | None = None,
     ) -> torch.Tensor:
+        """The velocity (B, C, H, W) in float32. With `prepared` (a job's precomputed inputs for this batch),
+        `t`, `y` and `context` are not read and may be None."""
         p = self.cfg.patch_size
         h, w = x.shape[-2] // p, x.shape[-1] // p
-        x = x.to(self.dtype)
-        tokens = self.x_embedder(x) + self.cropped_pos_embed(h, w).to(self.dtype)  # (B, N, D)
-        c = self.conditioning(t, y)  # (B, D)
-        ctx = self.context_embedder(context.to(self.dtype))  # (B, Lc, D)
+        if prepared is None:
+            prepared = self.prepare(t, y, context)
+        pos = prepared.pos_embed
+        if pos is None:
+            pos = self.cropped_pos_embed(h, w).to(self.dtype)
+        tokens = self.x_embedder(x.to(self.dtype)) + pos  # (B, N, D)
+        ctx, mod = prepared.context, prepared.modulation  # (B, Lc, D)
 
         for i, block in enumerate(self.joint_blocks):
             if i in skip_layers:  # skip-layer guidance bypasses the whole block, both streams
                 continue
-            ctx, tokens = block(ctx, tokens, c)
+            ctx, tokens = block(ctx, tokens, mod.block(i))
 
-        out = self.final_layer(tokens, c)  # (B, N, p*p*C)
+        out = self.final_layer(tokens, *mod.final())  # (B, N, p*p*C)
         return self.unpatchify(out, h, w).float()

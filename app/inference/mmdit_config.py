@@ -46,6 +46,28 @@ class MMDiTConfig:
     def is_mmditx(self) -> bool:
         return bool(self.x_block_self_attn_layers)
 
+    @property
+    def modulation_vectors(self) -> int:
+        """adaLN output vectors (of width hidden_size) per conditioning: 6 per stream and block, 2 for the
+        pre-only last context block, 9 for MMDiT-X image streams, 2 for the final layer."""
+        blocks = sum(
+            (2 if i == self.depth - 1 else 6) + (9 if i in self.x_block_self_attn_layers else 6)
+            for i in range(self.depth)
+        )
+        return blocks + 2
+
+    @property
+    def adaln_params(self) -> int:
+        """Parameters of every adaLN modulation Linear (weights and biases, final layer included)."""
+        d = self.hidden_size
+        return self.modulation_vectors * (d * d + d)
+
+    @property
+    def adaln_block_weight_params(self) -> int:
+        """Of `adaln_params`, the joint blocks' Linear weights (the part fp8 storage holds in one byte)."""
+        d = self.hidden_size
+        return (self.modulation_vectors - 2) * d * d
+
 
 def mmdit_config_from_shapes(
     shapes: Mapping[str, tuple[int, ...]], source: str = "checkpoint"

@@ -92,6 +92,8 @@ class ModelSet:
             clip_params=clip,
             t5_params=t5_params,
             t5_fp8_params=0 if t5 is None else t5.fp8_params,
+            mmdit_adaln_params=self.mmdit_config.adaln_params,
+            mmdit_adaln_fp8_params=self.mmdit_config.adaln_block_weight_params,
             mmdit_file_fp8=self.mmdit.is_fp8,
             t5_file_fp8=t5 is not None and t5.is_fp8,
         )

@@ -91,8 +91,10 @@ class GenerationSession:
         preview_every: int = 1,
         batch_size: int | None = None,
         memory_plan: str = "auto",
+        precompute: bool = True,
     ) -> None:
         self.engine = Engine(device=device, dtype=dtype, memory_plan=memory_plan)
+        self.precompute = precompute  # per-job constants and the modulation table (False: the plain forward)
         self.preview_mode = preview  # "auto" (TAESD3 if found, else linear) | "taesd" | "linear" | "off"
         self.preview_every = preview_every
         self.batch_size = batch_size  # None: batch seeds on accelerators, one at a time on the CPU
@@ -229,7 +231,6 @@ class GenerationSession:
         )  # fmt: skip
         cond = self._encode(req.prompt, req.text_mode)  # once per job, whatever the number of images
         uncond = self._encode(req.negative, req.text_mode) if guidance.uses_uncond else None
-        denoiser = GuidedDenoiser(engine.mmdit, cond, uncond, guidance)
         preview = self._preview_decoder(model_set)
 
         sigmas = make_sigmas(req.scheduler, req.steps, req.shift)
@@ -237,6 +238,9 @@ class GenerationSession:
         if req.init_image is not None:
             init_latent = self._encode_init_image(req.init_image, req.width, req.height)
             sigmas = img2img_sigmas(sigmas, req.denoise)
+        # Per-job constants (text tokens, every step's adaLN modulation) are computed where the MMDiT runs.
+        engine.prepare_mmdit()
+        denoiser = GuidedDenoiser(engine.mmdit, cond, uncond, guidance, sigmas, precompute=self.precompute)
         latent_shape = (1, engine.mmdit.cfg.in_channels, req.height // 8, req.width // 8)
 
         batch_size = self.batch_size or (1 if engine.device.type == "cpu" else 4)
@@ -314,7 +318,7 @@ class GenerationSession:
             extra["noise"] = lambda: torch.cat([draw() for draw in draws]).to(device)
         try:
             with torch.inference_mode():
-                x = SAMPLERS[req.sampler](active_denoiser, x, sigmas.to(device), on_step=on_step, **extra)
+                x = SAMPLERS[req.sampler](active_denoiser, x, denoiser.sigmas, on_step=on_step, **extra)
         except _BatchDone:
             return
         cancel.raise_if_cancelled()

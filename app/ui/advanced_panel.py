@@ -27,6 +27,7 @@ PREVIEW_LABELS = {"auto": "Automatic", "taesd": "TAESD3 (sharper)", "linear": "L
 MEMORY_PLAN_LABELS = {
     "auto": "Automatic",
     "resident": "Keep everything loaded",
+    "lean": "Lean (a third less GPU memory)",
     "offload": "Offload (one network on the GPU)",
     "fp8": "fp8 weights (half the memory)",
     "low-vram": "Low VRAM (stream blocks)",

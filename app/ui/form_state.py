@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 
+from app.inference.memory_plan import PLAN_NAMES
 from app.inference.request import MAX_SEED, SAMPLER_NAMES, SCHEDULER_NAMES, GenerationRequest
 from app.inference.variants import PRESETS, VARIANTS
 from app.ui.presets import ASPECT_SIZES_1MP, CUSTOM_ASPECT, NO_STYLE, StylePreset, aspect_size, snap_side
@@ -26,7 +27,7 @@ MAX_IMAGES = 16
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 PREVIEW_DECODERS = ("auto", "taesd", "linear", "off")
-MEMORY_PLANS = ("auto", "resident", "offload", "fp8", "low-vram")  # app.inference.memory_plan
+MEMORY_PLANS = ("auto", *(p for p in PLAN_NAMES if p != "no-t5"))  # T5 has its own switch in the form
 
 # Values a variant switch may change, grouped as the user pins them.
 PIN_GROUPS: dict[str, tuple[str, ...]] = {

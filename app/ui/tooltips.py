@@ -42,7 +42,8 @@ DESCRIPTIONS: dict[str, str] = {
     "preview": "How step previews are drawn: TAESD3 (sharper, needs its small decoder file), linear "
     "(always available, blurry), or off.",
     "preview_every": "Draw a preview every N steps.",
-    "memory_plan": "Where the networks live: all loaded; offloaded so only the active one is on the GPU; "
+    "memory_plan": "Where the networks live: all loaded; lean (the third of the image model that only prepares each "
+    "job waits in RAM); offloaded so only the active one is on the GPU; "
     "stored in fp8 (about half the memory, tiny quality loss); or streamed block by block for small GPUs. "
     "Automatic takes the first that fits the free memory. A change reloads the models.",
     "device": "Where to run: automatic (GPU when available), CPU, CUDA or Apple GPU.",

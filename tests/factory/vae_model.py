@@ -61,3 +61,9 @@ def write_tiny_vae(
     if path is not None:
         save_file(state, str(path))
     return state
+
+
+def full_size_vae_state(*, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Random weights for the full-size SD3 VAE (the real shapes, unprefixed), drawn like the tiny one's."""
+    gen = torch.Generator("cpu").manual_seed(seed)
+    return {k: _init(k, s, gen).to(dtype) for k, s in sorted(real_vae_shapes().items())}

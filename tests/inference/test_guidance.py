@@ -31,6 +31,9 @@ class CallLog:
 
     def _hook(self, module, args, kwargs):
         x, _t, _y, context = args
+        prepared = kwargs.get("prepared")
+        if prepared is not None:  # the per-job path: text tokens already embedded
+            context = prepared.context
         self.calls.append((x.shape[0], context.shape[1], tuple(kwargs.get("skip_layers", ()))))
 
     def close(self):

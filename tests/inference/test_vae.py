@@ -16,6 +16,7 @@ from app.inference.vae import (
     VAE,
     VAEConfig,
     build_vae,
+    channels_last_by_default,
     image_to_tensor,
     load_vae,
     process_in,
@@ -123,6 +124,31 @@ def test_bf16_weights_return_float32_close_to_float32(tiny_file: Path, ours: VAE
     got = vae.decode(z)
     assert got.dtype == torch.float32
     assert _rel_err(got, ours.decode(z)) < 5e-2
+
+
+def test_channels_last_is_the_same_network(tiny_file: Path):
+    nhwc = load_vae(tiny_file, channels_last=True)
+    ours = load_vae(tiny_file, channels_last=False)
+    assert nhwc.channels_last
+    assert not ours.channels_last
+    conv = nhwc.decoder.up[0].block[0].conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.is_contiguous()
+    z = torch.randn(2, 16, 6, 10, generator=torch.Generator().manual_seed(5))
+    assert _rel_err(nhwc.decode(z), ours.decode(z)) <= 1e-5
+    img = torch.rand(1, 3, 48, 80, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    assert _rel_err(nhwc.encode(img), ours.encode(img)) <= 1e-5
+    nhwc.set_channels_last(False)
+    assert not nhwc.channels_last
+    assert nhwc.decoder.up[0].block[0].conv1.weight.is_contiguous()
+    assert torch.equal(nhwc.decode(z), ours.decode(z))  # back to the default kernels, bit for bit
+
+
+def test_loading_uses_the_measured_memory_format_default(tiny_file: Path):
+    assert channels_last_by_default(torch.device("cpu"))  # measured faster on CPU
+    assert not channels_last_by_default(torch.device("meta"))  # (stands in for an unmeasured GPU)
+    assert load_vae(tiny_file).channels_last
+    assert not load_vae(tiny_file, channels_last=False).channels_last
 
 
 # --- loading ----------------------------------------------------------------------------------------------
