@@ -39,6 +39,7 @@ from app.inference.samplers import SAMPLERS, ancestral_noise_sampler, make_noise
 from app.inference.schedules import img2img_sigmas, make_sigmas
 from app.inference.taesd import find_taesd3_decoder, load_taesd3_decoder
 from app.inference.vae import image_to_tensor, process_in, process_out, tensor_to_uint8
+from app.inference.vae_decode import decode_fitting
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,8 @@ class GenerationSession:
                 continue
             with torch.inference_mode():
                 latent = process_out(x[j : j + 1]).float()
-                pixels = tensor_to_uint8(self.engine.vae.decode(latent))[0]
+                image, _tiling = decode_fitting(self.engine.vae, latent)
+                pixels = tensor_to_uint8(image)[0]
             fp8 = self.engine.plan is not None and self.engine.plan.mmdit_fp8
             emit(ImageFinished(k, seed, pixels, latent.cpu(), req, build_infotext(req, seed, model_set.name),
                                model_set.name, model_set.variant, fp8))  # fmt: skip
