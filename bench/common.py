@@ -18,22 +18,27 @@ from app.inference.mmdit_config import MMDiTConfig
 RESULTS = Path(__file__).parent / "results"
 
 
-def medium_width_config(depth: int = 4, dual: tuple[int, ...] = (0, 1), pos_side: int = 384) -> MMDiTConfig:
-    """SD3.5 Medium's widths (hidden 1536, 24 heads, 2048 pooled, 4096 context) at a reduced depth."""
+def _width_config(hidden: int, heads: int, depth: int, pos_side: int, dual: tuple[int, ...]) -> MMDiTConfig:
+    """An SD3.5 MMDiT at its real widths (2048 pooled, 4096 context, MLP 4x) and a reduced depth."""
     return MMDiTConfig(
         depth=depth,
-        hidden_size=1536,
-        num_heads=24,
+        hidden_size=hidden,
+        num_heads=heads,
         patch_size=2,
         in_channels=16,
         out_channels=16,
         pos_embed_max_size=pos_side,
         adm_in_channels=2048,
         context_in_channels=4096,
-        mlp_hidden=6144,
+        mlp_hidden=4 * hidden,
         qk_norm=True,
         x_block_self_attn_layers=dual,
     )
+
+
+def medium_width_config(depth: int = 4, dual: tuple[int, ...] = (0, 1), pos_side: int = 384) -> MMDiTConfig:
+    """SD3.5 Medium's widths (hidden 1536, 24 heads) at a reduced depth."""
+    return _width_config(1536, 24, depth, pos_side, dual)
 
 
 def random_mmdit_state(cfg: MMDiTConfig, dtype: torch.dtype, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -82,20 +87,7 @@ def interleaved_times(
 
 def large_width_config(depth: int = 2, pos_side: int = 192) -> MMDiTConfig:
     """SD3.5 Large's widths (hidden 2432, 38 heads, no MMDiT-X blocks) at a reduced depth."""
-    return MMDiTConfig(
-        depth=depth,
-        hidden_size=2432,
-        num_heads=38,
-        patch_size=2,
-        in_channels=16,
-        out_channels=16,
-        pos_embed_max_size=pos_side,
-        adm_in_channels=2048,
-        context_in_channels=4096,
-        mlp_hidden=9728,
-        qk_norm=True,
-        x_block_self_attn_layers=(),
-    )
+    return _width_config(2432, 38, depth, pos_side, ())
 
 
 def write_result(name: str, data: dict) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,26 +18,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from bench.common import medium_width_config, random_mmdit_state, write_result
+from bench.common import medium_width_config, peak_rss_bytes, random_mmdit_state, rss_bytes, write_result
 
 LOADERS = ("ours_bf16", "ours_float32", "plain_load_state_dict_float32")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def _child(loader: str, path: str, depth: int) -> None:
     from app.inference.loading import load_mmdit
     from app.inference.mmdit import MMDiT
 
-    base = _rss_bytes()
+    base = rss_bytes()
     start = time.perf_counter()
     if loader == "ours_bf16":
         model = load_mmdit(Path(path), dtype=torch.bfloat16, device=torch.device("cpu"))
@@ -53,7 +42,7 @@ def _child(loader: str, path: str, depth: int) -> None:
         del sd
     seconds = time.perf_counter() - start
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    peak = _peak_rss_bytes() - base
+    peak = peak_rss_bytes() - base
     print(json.dumps({"loader": loader, "seconds": seconds, "weight_bytes": weights, "peak_rss_bytes": peak}))
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from bench.common import medium_width_config, random_mmdit_state, write_result
+from bench.common import (
+    medium_width_config,
+    peak_rss_bytes,
+    random_mmdit_state,
+    reset_peak_rss,
+    rss_bytes,
+    write_result,
+)
 
 PREFIX = "model.diffusion_model."
 # (case, file, what is loaded)
@@ -81,16 +87,6 @@ def write_files(folder: Path, depth: int) -> dict[str, Path]:
     return files
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _peak() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-
-
 def _child(how: str, path: str, depth: int) -> None:
     from safetensors.torch import load_file
 
@@ -99,9 +95,8 @@ def _child(how: str, path: str, depth: int) -> None:
     from app.inference.mmdit import MMDiT
 
     diffusers = path.endswith(".json")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # peak RSS restarts here, after the imports
-    base = _rss()
+    reset_peak_rss()  # peak RSS restarts here, after the imports
+    base = rss_bytes()
     start = time.perf_counter()
     if how == "plain":  # what a naive port does: random init, read the whole file, copy in
         model = MMDiT(medium_width_config(depth=depth))
@@ -116,7 +111,7 @@ def _child(how: str, path: str, depth: int) -> None:
     seconds = time.perf_counter() - start
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     print(json.dumps({"seconds": seconds, "weight_bytes": weights, "fp8_bytes": fp8_storage_bytes(model),
-                      "peak_rss_bytes": _peak() - base}))  # fmt: skip
+                      "peak_rss_bytes": peak_rss_bytes() - base}))  # fmt: skip
 
 
 def run(depth: int = 4) -> dict:

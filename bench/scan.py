@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import write_result
+from bench.common import peak_rss_bytes, reset_peak_rss, rss_bytes, write_result
 
 METHODS = ("walk", "safe_open", "ours")
 GOALS = {"seconds": 1.0, "rss_growth_bytes": 100e6}
@@ -76,33 +75,14 @@ def build_tree(root: Path) -> int:
     return sum(1 for p in root.rglob("*") if p.is_file())
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _reset_peak() -> None:
-    """Make VmHWM (peak RSS) start again from the current RSS (Linux: `echo 5 > /proc/self/clear_refs`)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def _peak() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _child(method: str, root: str, reps: int) -> None:
     import safetensors  # noqa: F401  (imports before the RSS baseline)
 
     from app.inference.discovery import scan
 
     env = {"HF_HUB_CACHE": str(Path(root) / "hub")}
-    _reset_peak()
-    base = _rss()
+    reset_peak_rss()
+    base = rss_bytes()
 
     def walk() -> int:
         n = 0
@@ -136,7 +116,7 @@ def _child(method: str, root: str, reps: int) -> None:
         started = time.perf_counter()
         found = fn()
         times.append(time.perf_counter() - started)
-    peak = _peak()
+    peak = peak_rss_bytes()
     print(json.dumps({"method": method, "seconds": statistics.median(times), "first_seconds": times[0],
                       "rss_growth_bytes": peak - base, "found": found}))  # fmt: skip
 
