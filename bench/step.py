@@ -19,7 +19,6 @@ import statistics
 import torch
 
 from app.inference.mmdit import MMDiT, PreparedInputs
-from app.inference.mmdit_config import MMDiTConfig
 from app.inference.modulation import ModulationTable
 from app.inference.weights import assign_weights
 from bench.common import (
@@ -29,6 +28,8 @@ from bench.common import (
     random_mmdit_state,
     write_result,
 )
+from tests.factory.diffusers_oracle import diffusers_transformer
+from tests.factory.mmdit_model import PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -43,28 +44,9 @@ VARIANTS = {  # name: (config builder, default size, default depth, default text
 }
 
 
-def _diffusers_model(cfg: MMDiTConfig, state: dict[str, torch.Tensor], dtype: torch.dtype):
-    from diffusers import SD3Transformer2DModel
-    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
-
-    theirs = SD3Transformer2DModel(
-        sample_size=128,
-        patch_size=cfg.patch_size,
-        in_channels=cfg.in_channels,
-        num_layers=cfg.depth,
-        attention_head_dim=cfg.head_dim,
-        num_attention_heads=cfg.num_heads,
-        joint_attention_dim=cfg.context_in_channels,
-        caption_projection_dim=cfg.hidden_size,
-        pooled_projection_dim=cfg.adm_in_channels,
-        out_channels=cfg.out_channels,
-        pos_embed_max_size=cfg.pos_embed_max_size,
-        dual_attention_layers=cfg.x_block_self_attn_layers,
-        qk_norm="rms_norm",
-    )
-    converted = convert_sd3_transformer_checkpoint_to_diffusers({k: v.clone() for k, v in state.items()})
-    theirs.load_state_dict(converted, strict=True)
-    return theirs.to(dtype).eval()
+def _diffusers_model(state: dict[str, torch.Tensor], dtype: torch.dtype):
+    # the test oracle: diffusers' own class and converter, sized from the tensors, not from our config
+    return diffusers_transformer({PREFIX + k: v for k, v in state.items()}).to(dtype)
 
 
 def run(
@@ -87,7 +69,7 @@ def run(
         ours = MMDiT(cfg)
     assign_weights(ours, dict(state), source="bench", what="MMDiT")
     ours.eval()
-    theirs = _diffusers_model(cfg, state, dtype)
+    theirs = _diffusers_model(state, dtype)
     del state
 
     gen = torch.Generator().manual_seed(0)

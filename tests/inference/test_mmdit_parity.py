@@ -10,11 +10,10 @@ import torch
 from app.inference.mmdit import MMDiT
 from app.inference.mmdit_config import mmdit_config_from_shapes
 from app.inference.weights import assign_weights
+from tests.factory.diffusers_oracle import diffusers_transformer
 from tests.factory.mmdit_model import PREFIX, tiny_mmdit_state
 
 diffusers = pytest.importorskip("diffusers")
-from diffusers import SD3Transformer2DModel  # noqa: E402
-from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers  # noqa: E402
 
 
 def _ours(state):
@@ -23,28 +22,6 @@ def _ours(state):
     with torch.device("meta"):
         model = MMDiT(cfg)
     return assign_weights(model, sd, source="tiny", what="MMDiT").eval(), cfg
-
-
-def _theirs(state, cfg):
-    converted = convert_sd3_transformer_checkpoint_to_diffusers({k: v.float() for k, v in state.items()})
-    model = SD3Transformer2DModel(
-        sample_size=32,
-        patch_size=cfg.patch_size,
-        in_channels=cfg.in_channels,
-        num_layers=cfg.depth,
-        attention_head_dim=cfg.head_dim,
-        num_attention_heads=cfg.num_heads,
-        joint_attention_dim=cfg.context_in_channels,
-        caption_projection_dim=cfg.hidden_size,
-        pooled_projection_dim=cfg.adm_in_channels,
-        out_channels=cfg.out_channels,
-        pos_embed_max_size=cfg.pos_embed_max_size,
-        dual_attention_layers=cfg.x_block_self_attn_layers,
-        qk_norm="rms_norm",
-    )
-    missing, unexpected = model.load_state_dict(converted, strict=True), None
-    del missing, unexpected
-    return model.eval()
 
 
 def _rel(a, b):
@@ -56,7 +33,7 @@ def _rel(a, b):
 def test_forward_matches_diffusers(variant, skip_layers):
     state = tiny_mmdit_state(variant, seed=3)
     ours, cfg = _ours(state)
-    theirs = _theirs(state, cfg)
+    theirs = diffusers_transformer(state)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 16, 8, 12, generator=gen)  # non-square latent: 4 x 6 patches
     sigma = torch.tensor([0.97, 0.31])
