@@ -1,6 +1,6 @@
 """The window's entry point: QApplication, logging, theme, the qasync event loop and the main window.
 
-`sd35-studio [--model PATH] [--output-dir DIR]` lands here (app.cli). Nothing in this module imports torch: the
+`sd35-studio [--model PATH] [--output-dir DIR]` lands here (app.cli.main). Nothing in this module imports torch: the
 window paints first, and the engine is imported later on the inference thread.
 """
 
@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
+    from app.ui.window.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def run_app(
     import qasync  # after PySide6, so qasync binds to it
     from PySide6.QtWidgets import QApplication
 
-    from app.ui.main_window import MainWindow
-    from app.ui.settings_store import APPLICATION, DESKTOP_ID, ORGANIZATION, log_folder
-    from app.ui.theme import apply_dark_theme
+    from app.ui.window.main_window import MainWindow
+    from app.ui.window.settings_store import APPLICATION, DESKTOP_ID, ORGANIZATION, log_folder
+    from app.ui.window.theme import apply_dark_theme
 
     QApplication.setOrganizationName(ORGANIZATION)
     QApplication.setApplicationName(APPLICATION)

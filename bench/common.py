@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from app.inference.mmdit import MMDiT
-from app.inference.mmdit_config import MMDiTConfig
+from app.inference.networks.mmdit import MMDiT
+from app.inference.networks.mmdit_config import MMDiTConfig
 
 RESULTS = Path(__file__).parent / "results"
 

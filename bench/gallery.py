@@ -21,9 +21,9 @@ def build(root: Path, count: int) -> tuple[Path, Path]:
     import numpy as np
 
     from app.gallery.db import GalleryDB
-    from app.gallery.params import ImageParams
     from app.gallery.store import write_image
-    from app.inference.request import GenerationRequest
+    from app.inference.api.request import GenerationRequest
+    from app.metadata.params import ImageParams
 
     data, out = root / "data", root / "out"
     prompts = ["a red fox in fresh snow, golden hour, 35mm photo", "an old lighthouse on a cliff, stormy sky",
@@ -72,7 +72,7 @@ def measure(data: Path, out: Path) -> dict[str, float]:
     from PySide6.QtWidgets import QApplication
 
     from app.gallery.store import OutputSettings
-    from app.ui.gallery_panel import GalleryPanel
+    from app.ui.gallery.panel import GalleryPanel
 
     _guard_none_refcount()
     app = QApplication.instance() or QApplication([])

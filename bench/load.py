@@ -24,8 +24,8 @@ LOADERS = ("ours_bf16", "ours_float32", "plain_load_state_dict_float32")
 
 
 def _child(loader: str, path: str, depth: int) -> None:
-    from app.inference.loading import load_mmdit
-    from app.inference.mmdit import MMDiT
+    from app.inference.checkpoints.loading import load_mmdit
+    from app.inference.networks.mmdit import MMDiT
 
     base = rss_bytes()
     start = time.perf_counter()

@@ -50,7 +50,7 @@ def _is_linear(key: str, t: torch.Tensor) -> bool:
 
 
 def write_files(folder: Path, depth: int) -> dict[str, Path]:
-    from app.inference.fp8 import quantize
+    from app.inference.checkpoints.fp8 import quantize
 
     state = random_mmdit_state(medium_width_config(depth=depth), torch.bfloat16)
     files = {}
@@ -90,9 +90,9 @@ def write_files(folder: Path, depth: int) -> dict[str, Path]:
 def _child(how: str, path: str, depth: int) -> None:
     from safetensors.torch import load_file
 
-    from app.inference.fp8 import fp8_storage_bytes
-    from app.inference.loading import load_mmdit
-    from app.inference.mmdit import MMDiT
+    from app.inference.checkpoints.fp8 import fp8_storage_bytes
+    from app.inference.checkpoints.loading import load_mmdit
+    from app.inference.networks.mmdit import MMDiT
 
     diffusers = path.endswith(".json")
     reset_peak_rss()  # peak RSS restarts here, after the imports

@@ -12,10 +12,10 @@ import math
 
 import torch
 
-from app.inference.mmdit import MMDiT
-from app.inference.preview import LinearPreview, TaesdPreview
-from app.inference.taesd import build_decoder
-from app.inference.weights import assign_weights
+from app.inference.checkpoints.weights import assign_weights
+from app.inference.networks.mmdit import MMDiT
+from app.inference.networks.taesd import build_decoder
+from app.inference.sampling.preview import LinearPreview, TaesdPreview
 from bench.common import median_time, medium_width_config, random_mmdit_state, write_result
 
 FULL_DEPTH_MEDIUM = 24

@@ -78,7 +78,7 @@ def build_tree(root: Path) -> int:
 def _child(method: str, root: str, reps: int) -> None:
     import safetensors  # noqa: F401  (imports before the RSS baseline)
 
-    from app.inference.discovery import scan
+    from app.inference.checkpoints.discovery import scan
 
     env = {"HF_HUB_CACHE": str(Path(root) / "hub")}
     reset_peak_rss()

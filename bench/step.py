@@ -18,9 +18,9 @@ import statistics
 
 import torch
 
-from app.inference.mmdit import MMDiT, PreparedInputs
-from app.inference.modulation import ModulationTable
-from app.inference.weights import assign_weights
+from app.inference.checkpoints.weights import assign_weights
+from app.inference.networks.mmdit import MMDiT, PreparedInputs
+from app.inference.networks.modulation import ModulationTable
 from bench.common import (
     interleaved_times,
     large_width_config,

@@ -43,8 +43,8 @@ async def _take(window, out: Path, name: str) -> None:
 
 
 async def _shoot(args: argparse.Namespace, models: Path, out: Path) -> None:
-    from app.ui.main_window import MainWindow
-    from app.ui.settings_store import open_settings
+    from app.ui.window.main_window import MainWindow
+    from app.ui.window.settings_store import open_settings
 
     medium, turbo = models / "sd3.5-medium-tiny", models / "sd3.5-large-turbo-tiny"
     window = MainWindow(model_path=medium, output_dir=out / "images", search_default_locations=False)
@@ -91,7 +91,7 @@ async def _shoot(args: argparse.Namespace, models: Path, out: Path) -> None:
     await _take(window, out, "5-turbo")
 
     # What a failed job looks like (the message is the engine's own out-of-memory advice).
-    from app.ui.jobs import JobOutcome, JobStatus
+    from app.ui.generation.jobs import JobOutcome, JobStatus
 
     job = window.commands.generate()
     await _wait(lambda: not window.controller.is_busy)
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         from PySide6.QtCore import QSettings
         from PySide6.QtWidgets import QApplication
 
-        from app.ui.settings_store import APPLICATION, ORGANIZATION
-        from app.ui.theme import apply_dark_theme
+        from app.ui.window.settings_store import APPLICATION, ORGANIZATION
+        from app.ui.window.theme import apply_dark_theme
         from tests.factory.snapshot import write_snapshot
 
         QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(home / "config"))

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from app.cli import main
+from app.cli.main import main
 from tests.factory.snapshot import write_snapshot
 
 FAST = ["--width", "32", "--height", "32", "--steps", "2"]

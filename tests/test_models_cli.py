@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.cli import main
+from app.cli.main import main
 from tests.factory.layouts import snapshot_state, write_all_in_one, write_hf_cache_repo
 from tests.factory.snapshot import write_snapshot
 

@@ -1,6 +1,6 @@
 """What to fetch for each SD3.5 variant: repositories, files, where they go, and their published sizes.
 
-The layout is the one `app.inference.model_set.locate_model_set` reads (SD35_MODEL.md §5.1): the single-file
+The layout is the one `app.inference.checkpoints.model_set.locate_model_set` reads (SD35_MODEL.md §5.1): the single-file
 checkpoint at the top, `text_encoders/`, `tokenizer/`, `tokenizer_2/`, `tokenizer_3/`; the TAESD3 preview decoder
 (SD35_SAMPLING.md §8.2) goes to `vae_approx/taesd3_decoder.safetensors`, where `find_taesd3_decoder` looks.
 

@@ -148,8 +148,8 @@ def check_free_space(plan: DownloadPlan, free_bytes: Callable[[Path], int] | Non
 
 def verify_model_set(destination: Path, variant: str) -> str:
     """The same check the model library does (headers only); returns the model's name."""
-    from app.inference.errors import InferenceError  # imports torch: only now, at the very end
-    from app.inference.model_set import locate_model_set
+    from app.inference.api.errors import InferenceError  # imports torch: only now, at the very end
+    from app.inference.checkpoints.model_set import locate_model_set
 
     try:
         model_set = locate_model_set(destination, variant=variant)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.gallery.filters import GalleryFilter, fts_query
-from app.gallery.params import ImageParams
 from app.gallery.schema import SCHEMA_VERSION, migrate, schema_version
 from app.gallery.step_frames import FRAMES_FOLDER
+from app.metadata.params import ImageParams
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from app.gallery.a1111 import infotext_of
 from app.gallery.db import ImageRecord
-from app.gallery.exif import save_with_user_comment
 from app.gallery.grid_image import contact_sheet
 from app.gallery.labels import summary
 from app.gallery.thumbnails import make_thumbnail
-from app.inference.png_info import save_png
+from app.metadata.a1111 import infotext_of
+from app.metadata.exif import save_with_user_comment
+from app.metadata.png_info import save_png
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from app.gallery.db import GalleryDB
 from app.gallery.export import CONTACT_SHEET, MANIFEST
-from app.gallery.recall import IMAGE_SUFFIXES, read_metadata
+from app.metadata.recall import IMAGE_SUFFIXES, read_metadata
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ CREATE TABLE images (
     variant TEXT,
     model_name TEXT,
     model_hash TEXT,
-    params TEXT NOT NULL                -- ImageParams JSON (app.gallery.params)
+    params TEXT NOT NULL                -- ImageParams JSON (app.metadata.params)
 );
 CREATE INDEX images_created ON images (created);
 CREATE INDEX images_job ON images (job_id, created);

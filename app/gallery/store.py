@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from app.gallery.a1111 import infotext_of
-from app.gallery.comfy_graph import ComfyFiles, comfy_chunks
 from app.gallery.db import GalleryDB, ImageRecord
-from app.gallery.params import ImageParams
 from app.gallery.step_frames import StepFrames, StepFramesError, decode_frame, read_file, write_file
-from app.inference.png_info import save_png
+from app.metadata.a1111 import infotext_of
+from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
+from app.metadata.params import ImageParams
+from app.metadata.png_info import save_png
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from PIL import Image
 
 from app.gallery.grid_image import labelled_grid
 from app.gallery.labels import sampler_label, scheduler_label
-from app.gallery.params import ImageParams
-from app.inference.png_info import save_png
-from app.inference.request import SAMPLER_NAMES, SCHEDULER_NAMES, GenerationRequest
+from app.inference.api.request import SAMPLER_NAMES, SCHEDULER_NAMES, GenerationRequest
+from app.metadata.params import ImageParams
+from app.metadata.png_info import save_png
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ def _taesd3_diffusers_bytes() -> bytes:
     import torch
     from safetensors.torch import save
 
-    from app.inference.taesd import build_decoder
+    from app.inference.networks.taesd import build_decoder
 
     torch.manual_seed(0)
     decoder = build_decoder()

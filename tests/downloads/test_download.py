@@ -46,8 +46,8 @@ def _sha(data: bytes) -> str:
 
 
 def _assert_no_model_set(dest: Path) -> None:
-    from app.inference.errors import InferenceError
-    from app.inference.model_set import locate_model_set
+    from app.inference.api.errors import InferenceError
+    from app.inference.checkpoints.model_set import locate_model_set
 
     assert not list(dest.glob("*.safetensors")), "a checkpoint is in place: the folder looks like a model set"
     with pytest.raises(InferenceError):
@@ -58,8 +58,8 @@ def _assert_no_model_set(dest: Path) -> None:
 
 
 def test_full_download_is_a_model_set_that_locate_accepts(fake_hub, served_medium, served_repos, tmp_path):
-    from app.inference.model_set import locate_model_set
-    from app.inference.taesd import find_taesd3_decoder, load_taesd3_decoder
+    from app.inference.checkpoints.model_set import locate_model_set
+    from app.inference.networks.taesd import find_taesd3_decoder, load_taesd3_decoder
 
     dest = tmp_path / "models" / "medium"
     events: list[DownloadProgress] = []

@@ -35,7 +35,7 @@ def _run(
 
 
 def test_cli_downloads_saves_the_token_and_reports_a_ready_model_set(fake_hub, hf_home, tmp_path):
-    from app.inference.model_set import locate_model_set
+    from app.inference.checkpoints.model_set import locate_model_set
 
     dest = tmp_path / "medium"
     done = _run(

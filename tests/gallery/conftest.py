@@ -38,7 +38,7 @@ def filled(tmp_path):
 
 @pytest.fixture
 def panel(qtbot, filled):
-    from app.ui.gallery_panel import GalleryPanel
+    from app.ui.gallery.panel import GalleryPanel
 
     data, output = filled
     widget = GalleryPanel(data, output)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from app.gallery.params import ImageParams
-from app.inference.request import GenerationRequest
+from app.inference.api.request import GenerationRequest
+from app.metadata.params import ImageParams
 
 
 def params(

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from app.gallery.comfy_graph import ComfyFiles, comfy_chunks
+from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
 from tests.gallery.helpers import params
 
 SAMPLERS = {"euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "heun", "lms"}

@@ -5,11 +5,11 @@ import json
 import pytest
 from PIL import Image, PngImagePlugin
 
-from app.gallery.comfy_graph import ComfyFiles, comfy_chunks
-from app.gallery.comfy_workflow import WorkflowError, prompt_from_workflow
-from app.gallery.recall import read_metadata, recall_from_text, recall_from_workflow
 from app.gallery.store import write_image
-from app.inference.png_info import read_png_text
+from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
+from app.metadata.comfy_workflow import WorkflowError, prompt_from_workflow
+from app.metadata.png_info import read_png_text
+from app.metadata.recall import read_metadata, recall_from_text, recall_from_workflow
 from tests.gallery.helpers import params, pixels
 
 FILES = ComfyFiles(checkpoint="sd3.5_medium.safetensors")

@@ -6,7 +6,7 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from app.ui.compare_tile import WHEEL_STEP
+from app.ui.gallery.compare_tile import WHEEL_STEP
 from tests.gallery.test_gallery_panel import image_rows
 
 LEFT, NO_BUTTON = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton

@@ -8,13 +8,13 @@ from PIL import Image
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QDialog
 
-from app.gallery.a1111 import infotext_of
 from app.gallery.db import GalleryDB
-from app.gallery.exif import JPEG_EXIF_LIMIT, save_with_user_comment
 from app.gallery.export import export_images
 from app.gallery.filters import GalleryFilter
 from app.gallery.importer import import_folder
 from app.gallery.store import OutputSettings, save_finished_image, write_image
+from app.metadata.a1111 import infotext_of
+from app.metadata.exif import JPEG_EXIF_LIMIT, save_with_user_comment
 from tests.gallery.helpers import params, pixels
 
 TEXT = 'ünïcödé 🦊 "fox", snow\nNegative prompt: blurry\nSteps: 28, Sampler: Euler, Seed: 5'
@@ -132,7 +132,7 @@ def settings(tmp_path):
 
 
 def test_export_dialog_choice_is_remembered(qtbot, settings, tmp_path):
-    from app.ui.gallery_export import ExportChoice, ExportDialog, load_export_choice, save_export_choice
+    from app.ui.gallery.export import ExportChoice, ExportDialog, load_export_choice, save_export_choice
 
     first = load_export_choice(settings)
     assert (first.fmt, first.as_zip) == ("original", False) and first.destination.endswith("SD3.5 export")
@@ -161,8 +161,8 @@ def test_export_dialog_choice_is_remembered(qtbot, settings, tmp_path):
 
 
 def test_export_from_the_menu_uses_the_chosen_format(qtbot, panel, settings, tmp_path, monkeypatch):
-    from app.ui import gallery_menu
-    from app.ui.gallery_export import ExportDialog, load_export_choice
+    from app.ui.gallery import menu as gallery_menu
+    from app.ui.gallery.export import ExportDialog, load_export_choice
 
     panel._settings = settings
     records = panel.shown_records()[:2]

@@ -8,14 +8,14 @@ import zipfile
 import pytest
 from PIL import Image
 
-from app.gallery.a1111 import infotext_of
 from app.gallery.db import GalleryDB
-from app.gallery.exif import save_with_user_comment
 from app.gallery.export import CONTACT_SHEET, MANIFEST, export_images
 from app.gallery.filters import GalleryFilter
 from app.gallery.importer import import_folder
-from app.gallery.recall import read_metadata
 from app.gallery.store import OutputSettings, save_finished_image
+from app.metadata.a1111 import infotext_of
+from app.metadata.exif import save_with_user_comment
+from app.metadata.recall import read_metadata
 from tests.gallery.helpers import params, pixels, write_a1111_png, write_comfy_png
 
 

@@ -10,9 +10,9 @@ from PySide6.QtCore import QItemSelectionModel, Qt
 
 from app.gallery.db import GalleryDB
 from app.gallery.schema import SCHEMA_VERSION
-from app.inference.png_info import read_png_text
-from app.inference.request import GenerationRequest
-from app.ui.gallery_list_model import HEADER_ROLE, MISSING_ROLE
+from app.inference.api.request import GenerationRequest
+from app.metadata.png_info import read_png_text
+from app.ui.gallery.list_model import HEADER_ROLE, MISSING_ROLE
 from tests.gallery.helpers import pixels, write_a1111_png
 
 
@@ -132,7 +132,7 @@ def test_use_settings_reuse_seed_and_recall_from_a_dropped_file(qtbot, panel, tm
 
 
 def test_missing_files_are_shown_and_can_be_removed(qtbot, filled):
-    from app.ui.gallery_panel import GalleryPanel
+    from app.ui.gallery.panel import GalleryPanel
 
     data, output = filled
     db = GalleryDB.open(data)
@@ -209,7 +209,7 @@ def test_two_images_wipe_and_difference(qtbot, panel):
 
 
 def test_a_newer_database_opens_read_only_with_a_message(qtbot, filled):
-    from app.ui.gallery_panel import GalleryPanel
+    from app.ui.gallery.panel import GalleryPanel
 
     data, output = filled
     db = GalleryDB.open(data)
@@ -227,7 +227,7 @@ def test_a_newer_database_opens_read_only_with_a_message(qtbot, filled):
 
 
 def test_default_folders_follow_the_platform(qapp, tmp_path):
-    from app.ui.gallery_panel import default_data_dir, default_output_dir
+    from app.ui.gallery.panel import default_data_dir, default_output_dir
 
     assert str(default_data_dir()).startswith(str(tmp_path / "xdg-data"))
     assert default_output_dir().name == "SD3.5 Studio"

@@ -20,5 +20,5 @@ def test_gallery_imports_neither_torch_nor_qt():
 
 
 def test_gallery_widgets_do_not_import_torch():
-    code = "import app.ui.gallery_panel, app.ui.compare_view"
+    code = "import app.ui.gallery.panel, app.ui.gallery.compare_view"
     assert imported_after(code) == {"PySide6"}

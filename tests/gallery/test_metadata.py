@@ -11,13 +11,13 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from app.gallery.a1111 import infotext_of, params_from_infotext, parse_infotext, split_pairs
-from app.gallery.exif import read_user_comment, save_with_user_comment
-from app.gallery.params import ImageParams
-from app.gallery.recall import CurrentSetup, read_metadata, recall_from_text, reproduction_warnings
 from app.gallery.store import write_image
-from app.inference.png_info import DiskFullError, format_infotext, read_png_text, save_png
-from app.inference.request import GenerationRequest
+from app.inference.api.request import GenerationRequest
+from app.metadata.a1111 import infotext_of, params_from_infotext, parse_infotext, split_pairs
+from app.metadata.exif import read_user_comment, save_with_user_comment
+from app.metadata.params import ImageParams
+from app.metadata.png_info import DiskFullError, format_infotext, read_png_text, save_png
+from app.metadata.recall import CurrentSetup, read_metadata, recall_from_text, reproduction_warnings
 from tests.gallery.helpers import A1111_TEXT, comfy_template_prompt, params, pixels, write_a1111_png
 
 
@@ -217,7 +217,7 @@ def test_a_real_write_limit_fails_cleanly_in_a_subprocess(tmp_path):
         import resource, signal, sys
         import numpy as np
         from pathlib import Path
-        from app.inference.png_info import DiskFullError, save_png
+        from app.metadata.png_info import DiskFullError, save_png
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
         noise = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)

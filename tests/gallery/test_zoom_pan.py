@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.ui.zoom_pan import MAX_ZOOM, MIN_ZOOM, ZoomPan
+from app.ui.canvas.zoom_pan import MAX_ZOOM, MIN_ZOOM, ZoomPan
 
 
 def view(image=(1000, 500), size=(400, 400)) -> ZoomPan:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.inference.conversion import (
+from app.inference.api.errors import CheckpointMismatchError
+from app.inference.checkpoints.conversion import (
     convert_state,
     is_diffusers_transformer,
     is_diffusers_vae,
@@ -15,7 +16,6 @@ from app.inference.conversion import (
     transformer_recipes,
     vae_recipes,
 )
-from app.inference.errors import CheckpointMismatchError
 from tests.factory.mmdit_model import PREFIX, tiny_mmdit_state
 from tests.factory.sparse import manifest
 from tests.factory.vae_model import TINY_BLOCK_OUT_CHANNELS, write_tiny_vae

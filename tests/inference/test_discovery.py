@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from app.inference import scanning, weights
-from app.inference.discovery import scan
-from app.inference.errors import CheckpointMismatchError, ModelFileError, UnsupportedModelError
-from app.inference.model_set import locate_model_set
+from app.inference.api.errors import CheckpointMismatchError, ModelFileError, UnsupportedModelError
+from app.inference.checkpoints import scanning, weights
+from app.inference.checkpoints.discovery import scan
+from app.inference.checkpoints.model_set import locate_model_set
 from tests.factory.layouts import snapshot_files, write_all_in_one, write_comfyui_install, write_hf_cache_repo
 from tests.factory.layouts import snapshot_state as parts_of
 from tests.factory.snapshot import write_checkpoint, write_snapshot
@@ -109,7 +109,7 @@ def test_turbo_from_the_hf_repo_name(large: Path, tmp_path: Path) -> None:
 
 
 def test_tokenizers_from_the_hf_cache(medium: Path, tmp_path: Path) -> None:
-    from app.inference.engine import Engine
+    from app.inference.pipeline.engine import Engine
 
     folder = tmp_path / "bare"
     shutil.copytree(medium, folder, ignore=shutil.ignore_patterns("tokenizer*"))

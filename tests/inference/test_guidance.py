@@ -5,11 +5,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from app.inference.guidance import GuidanceConfig, GuidedDenoiser
-from app.inference.mmdit import MMDiT
-from app.inference.mmdit_config import mmdit_config_from_shapes
-from app.inference.schedules import make_sigmas, percent_to_sigma
-from app.inference.weights import assign_weights
+from app.inference.checkpoints.weights import assign_weights
+from app.inference.networks.mmdit import MMDiT
+from app.inference.networks.mmdit_config import mmdit_config_from_shapes
+from app.inference.sampling.guidance import GuidanceConfig, GuidedDenoiser
+from app.inference.sampling.schedules import make_sigmas, percent_to_sigma
 from tests.factory.mmdit_model import PREFIX, tiny_mmdit_state
 
 

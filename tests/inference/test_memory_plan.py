@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from app.inference.memory_plan import PLAN_NAMES, ComponentSizes, Machine, choose_plan, plan_for
+from app.inference.memory.plan import PLAN_NAMES, ComponentSizes, Machine, choose_plan, plan_for
 
 GB = 10**9
 
@@ -154,9 +154,9 @@ def test_adaln_share_is_measured_on_the_full_size_models(variant, sizes) -> None
     holds exactly the resident plan minus the adaLN weights on the accelerator, and keeps them in RAM."""
     import torch
 
-    from app.inference.mmdit import MMDiT
-    from app.inference.mmdit_config import mmdit_config_from_shapes
-    from app.inference.modulation import adaln_modules
+    from app.inference.networks.mmdit import MMDiT
+    from app.inference.networks.mmdit_config import mmdit_config_from_shapes
+    from app.inference.networks.modulation import adaln_modules
     from tests.factory.mmdit_model import PREFIX, real_manifest
 
     shapes = {k["key"][len(PREFIX) :]: tuple(k["shape"]) for k in real_manifest(variant)["keys"]}

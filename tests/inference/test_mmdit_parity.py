@@ -7,9 +7,9 @@ layout is the checkpoint's (chunk orders, the pre-only last block, the final lay
 import pytest
 import torch
 
-from app.inference.mmdit import MMDiT
-from app.inference.mmdit_config import mmdit_config_from_shapes
-from app.inference.weights import assign_weights
+from app.inference.checkpoints.weights import assign_weights
+from app.inference.networks.mmdit import MMDiT
+from app.inference.networks.mmdit_config import mmdit_config_from_shapes
 from tests.factory.diffusers_oracle import diffusers_transformer
 from tests.factory.mmdit_model import PREFIX, tiny_mmdit_state
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from app.inference.mmdit import MMDiT
-from app.inference.mmdit_config import mmdit_config_from_shapes
+from app.inference.networks.mmdit import MMDiT
+from app.inference.networks.mmdit_config import mmdit_config_from_shapes
 from tests.factory.mmdit_model import PREFIX, TINY_LARGE, TINY_MEDIUM, real_manifest, tiny_mmdit_shapes
 
 

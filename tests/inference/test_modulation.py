@@ -11,19 +11,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from app.inference.engine import Engine
-from app.inference.events import ImageFinished
-from app.inference.guidance import GuidanceConfig, GuidedDenoiser
-from app.inference.memory_plan import Machine, plan_for
-from app.inference.mmdit import MMDiT
-from app.inference.mmdit_config import mmdit_config_from_shapes
-from app.inference.model_set import locate_model_set
-from app.inference.modulation import ModulationTable, adaln_modules, timestep_value
-from app.inference.request import GenerationRequest
-from app.inference.samplers import SAMPLERS, ancestral_noise_sampler
-from app.inference.schedules import SCHEDULERS, img2img_sigmas, make_sigmas
-from app.inference.session import GenerationSession
-from app.inference.weights import assign_weights
+from app.inference.api.events import ImageFinished
+from app.inference.api.request import GenerationRequest
+from app.inference.checkpoints.model_set import locate_model_set
+from app.inference.checkpoints.weights import assign_weights
+from app.inference.memory.plan import Machine, plan_for
+from app.inference.networks.mmdit import MMDiT
+from app.inference.networks.mmdit_config import mmdit_config_from_shapes
+from app.inference.networks.modulation import ModulationTable, adaln_modules, timestep_value
+from app.inference.pipeline.engine import Engine
+from app.inference.pipeline.session import GenerationSession
+from app.inference.sampling.guidance import GuidanceConfig, GuidedDenoiser
+from app.inference.sampling.samplers import SAMPLERS, ancestral_noise_sampler
+from app.inference.sampling.schedules import SCHEDULERS, img2img_sigmas, make_sigmas
 from tests.factory.mmdit_model import PREFIX, tiny_mmdit_state
 from tests.factory.snapshot import write_snapshot
 

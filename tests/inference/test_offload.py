@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from app.inference.engine import Engine
-from app.inference.memory_plan import Machine, plan_for
-from app.inference.mmdit import MMDiT
-from app.inference.mmdit_config import mmdit_config_from_shapes
-from app.inference.model_set import locate_model_set
-from app.inference.offload import BlockStreamer, ComponentOffloader, stream_mmdit_blocks
-from app.inference.weights import assign_weights
+from app.inference.checkpoints.model_set import locate_model_set
+from app.inference.checkpoints.weights import assign_weights
+from app.inference.memory.offload import BlockStreamer, ComponentOffloader, stream_mmdit_blocks
+from app.inference.memory.plan import Machine, plan_for
+from app.inference.networks.mmdit import MMDiT
+from app.inference.networks.mmdit_config import mmdit_config_from_shapes
+from app.inference.pipeline.engine import Engine
 from tests.factory.mmdit_model import PREFIX, tiny_mmdit_state
 from tests.factory.snapshot import write_snapshot
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from app.inference.events import ImageFinished
-from app.inference.model_set import locate_model_set
-from app.inference.request import GenerationRequest
-from app.inference.samplers import make_noise
-from app.inference.session import GenerationSession
-from app.inference.vae import process_out
+from app.inference.api.events import ImageFinished
+from app.inference.api.request import GenerationRequest
+from app.inference.checkpoints.model_set import locate_model_set
+from app.inference.networks.vae import process_out
+from app.inference.pipeline.session import GenerationSession
+from app.inference.sampling.samplers import make_noise
 from tests.factory.diffusers_oracle import diffusers_pipeline
 from tests.factory.snapshot import write_snapshot
 
@@ -163,7 +163,7 @@ def test_img2img_keeps_one_more_step_than_diffusers_in_float_edge_cases():
 
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Img2ImgPipeline
 
-    from app.inference.schedules import img2img_sigmas, make_sigmas
+    from app.inference.sampling.schedules import img2img_sigmas, make_sigmas
 
     ours = img2img_sigmas(make_sigmas("normal", 40), 0.8)
     assert len(ours) - 1 == 33  # int(40 * (1 - 0.8)) = int(7.999...) = 7 dropped

@@ -8,9 +8,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from app.inference.errors import ModelFileError
-from app.inference.preview import LINEAR_BIAS, LINEAR_FACTORS, LinearPreview, PreviewBudget, TaesdPreview
-from app.inference.taesd import build_decoder, find_taesd3_decoder, load_taesd3_decoder
+from app.inference.api.errors import ModelFileError
+from app.inference.networks.taesd import build_decoder, find_taesd3_decoder, load_taesd3_decoder
+from app.inference.sampling.preview import (
+    LINEAR_BIAS,
+    LINEAR_FACTORS,
+    LinearPreview,
+    PreviewBudget,
+    TaesdPreview,
+)
 
 KEYS = json.loads((Path(__file__).parents[1] / "factory" / "keys" / "taesd3_decoder.json").read_text())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.inference.prompt_weights import parse_parentheses, parse_prompt_weights
+from app.inference.text.prompt_weights import parse_parentheses, parse_prompt_weights
 
 
 def test_plain_text_is_one_segment_of_weight_one() -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.inference.errors import GenerationCancelled, InvalidRequestError
-from app.inference.samplers import (
+from app.inference.api.errors import GenerationCancelled, InvalidRequestError
+from app.inference.sampling.samplers import (
     SAMPLERS,
     ancestral_noise_sampler,
     make_noise,
@@ -20,7 +20,7 @@ from app.inference.samplers import (
     sample_euler,
     sample_euler_ancestral,
 )
-from app.inference.schedules import make_sigmas
+from app.inference.sampling.schedules import make_sigmas
 
 REL = 1e-6
 ABS = 5e-8  # the spec prints 8 decimals: small coefficients are compared to that precision

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.inference.errors import InvalidRequestError
-from app.inference.schedules import (
+from app.inference.api.errors import InvalidRequestError
+from app.inference.sampling.schedules import (
     SCHEDULERS,
     beta_cdf,
     beta_ppf,

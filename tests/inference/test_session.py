@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from app.inference.events import (
+from app.inference.api.events import (
     ImageCancelled,
     ImageFinished,
     JobCancelled,
@@ -15,9 +15,9 @@ from app.inference.events import (
     ModelLoading,
     StepUpdate,
 )
-from app.inference.model_set import locate_model_set
-from app.inference.request import GenerationRequest
-from app.inference.session import CancelToken, GenerationSession
+from app.inference.api.request import GenerationRequest
+from app.inference.checkpoints.model_set import locate_model_set
+from app.inference.pipeline.session import CancelToken, GenerationSession
 from tests.factory.snapshot import write_snapshot
 
 

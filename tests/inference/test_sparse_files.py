@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from app.inference import weights
-from app.inference.discovery import scan
-from app.inference.errors import CheckpointMismatchError
-from app.inference.memory_plan import Machine, choose_plan
-from app.inference.model_set import locate_model_set
+from app.inference.api.errors import CheckpointMismatchError
+from app.inference.checkpoints import weights
+from app.inference.checkpoints.discovery import scan
+from app.inference.checkpoints.model_set import locate_model_set
+from app.inference.memory.plan import Machine, choose_plan
 from tests.factory.sparse import (
     disk_bytes,
     manifest_params,

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from app.inference.errors import CheckpointMismatchError, InvalidRequestError, MissingComponentError
-from app.inference.text_encoders import (
+from app.inference.api.errors import CheckpointMismatchError, InvalidRequestError, MissingComponentError
+from app.inference.text.encoders import (
     ClipParams,
     T5Params,
     TextEncoders,
@@ -20,7 +20,7 @@ from app.inference.text_encoders import (
     infer_clip_params,
     infer_t5_params,
 )
-from app.inference.tokenization import SpecialIds
+from app.inference.text.tokenization import SpecialIds
 from tests.factory.text_models import KEYS_DIR, TINY_TEXT, write_text_models
 
 CONTEXT = 256  # tiny T5 d_model = the tiny MMDiT's context width

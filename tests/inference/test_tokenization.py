@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.inference.errors import InvalidRequestError, MissingComponentError
-from app.inference.tokenization import SD3Tokenizer, SpecialIds, pack_windows
+from app.inference.api.errors import InvalidRequestError, MissingComponentError
+from app.inference.text.tokenization import SD3Tokenizer, SpecialIds, pack_windows
 from tests.factory.text_models import write_clip_tokenizers, write_t5_tokenizer
 
 

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from app.inference.errors import CheckpointMismatchError, MissingComponentError, ModelFileError
-from app.inference.vae import (
+from app.inference.api.errors import CheckpointMismatchError, MissingComponentError, ModelFileError
+from app.inference.networks.vae import (
     VAE,
     VAEConfig,
     build_vae,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.inference.vae import VAE, vae_from_state_dict
-from app.inference.vae_decode import decode_fitting, half_size_tiling, is_out_of_memory
-from app.inference.vae_tiling import MIN_TILE, decode_peak_bytes
+from app.inference.memory.vae_decode import decode_fitting, half_size_tiling, is_out_of_memory
+from app.inference.networks.vae import VAE, vae_from_state_dict
+from app.inference.networks.vae_tiling import MIN_TILE, decode_peak_bytes
 from tests.factory.vae_model import write_tiny_vae
 
 LATENT = (1, 16, 48, 40)  # 384 x 320 px: larger than MIN_TILE, so tiles are possible

@@ -9,8 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.inference.vae import VAE, build_vae, tensor_to_uint8, vae_config_from_shapes, vae_from_state_dict
-from app.inference.vae_tiling import (
+from app.inference.networks.vae import (
+    VAE,
+    build_vae,
+    tensor_to_uint8,
+    vae_config_from_shapes,
+    vae_from_state_dict,
+)
+from app.inference.networks.vae_tiling import (
     MIN_TILE,
     TileConfig,
     decode_peak_bytes,

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from app.inference.engine import Engine
-from app.inference.fp8 import Fp8Linear, fp8_storage_bytes
-from app.inference.loading import load_mmdit_component
-from app.inference.model_set import locate_model_set
+from app.inference.checkpoints.fp8 import Fp8Linear, fp8_storage_bytes
+from app.inference.checkpoints.loading import load_mmdit_component
+from app.inference.checkpoints.model_set import locate_model_set
+from app.inference.pipeline.engine import Engine
 from tests.factory.layouts import (
     dequantized,
     mmdit_linear,

@@ -52,7 +52,7 @@ def test_spec_builds_a_one_folder_app_from_files_that_exist(monkeypatch):
     (scripts,), analysis = calls["Analysis"]
     for script in scripts:
         assert Path(script).is_file(), script
-    assert "from app.cli import main" in Path(scripts[0]).read_text()
+    assert "from app.cli.main import main" in Path(scripts[0]).read_text()
     for source, _dest in analysis["datas"]:
         assert Path(source).exists(), source
     assert any(dest == "app/resources" for _src, dest in analysis["datas"])
@@ -86,7 +86,7 @@ def test_metainfo_matches_the_desktop_entry():
 
 
 def test_app_uses_the_same_desktop_id():
-    source = (ROOT / "app" / "ui" / "settings_store.py").read_text()
+    source = (ROOT / "app" / "ui" / "window" / "settings_store.py").read_text()
     assert re.search(rf'DESKTOP_ID = "{re.escape(APP_ID)}"', source)
 
 

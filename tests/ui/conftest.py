@@ -12,7 +12,7 @@ import pytest
 import qasync
 from PySide6.QtCore import QSettings, QThread
 
-from app.ui.settings_store import APPLICATION, ORGANIZATION
+from app.ui.window.settings_store import APPLICATION, ORGANIZATION
 from tests.factory.snapshot import write_snapshot
 from tests.ui.fake_session import FakeSession, fake_backend
 
@@ -93,7 +93,7 @@ def fake_sessions():
 @pytest.fixture
 def make_window(qtbot, tiny_model, tmp_path, fake_sessions):
     """Build main windows on the fake session, shown, with the tiny model given like `--model`."""
-    from app.ui.main_window import MainWindow
+    from app.ui.window.main_window import MainWindow
 
     windows = []
 

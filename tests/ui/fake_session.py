@@ -1,6 +1,6 @@
-"""A scripted stand-in for `app.inference.session.GenerationSession` with the same shape, for fast UI tests.
+"""A scripted stand-in for `app.inference.pipeline.session.GenerationSession` with the same shape, for fast UI tests.
 
-It yields the real event types of `app.inference.events` with small previews and sleeps `step_seconds` per
+It yields the real event types of `app.inference.api.events` with small previews and sleeps `step_seconds` per
 step, checks the cancel token at every step like the real session, and fails like the real one on a model
 path whose name contains "broken".
 """
@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from app.inference.events import (
+from app.inference.api.events import (
     ImageCancelled,
     ImageFinished,
     JobCancelled,
@@ -24,8 +24,8 @@ from app.inference.events import (
     ModelLoading,
     StepUpdate,
 )
-from app.inference.png_info import format_infotext, save_png
-from app.ui.worker import EngineBackend
+from app.metadata.png_info import format_infotext, save_png
+from app.ui.generation.worker import EngineBackend
 
 
 class FakeCancelToken:

@@ -3,8 +3,8 @@
 from PySide6.QtCore import QPoint, QPointF, QSize, Qt
 from PySide6.QtGui import QImage
 
-from app.ui.canvas import CanvasView, format_seconds
-from app.ui.token_counter import describe_count
+from app.ui.canvas.canvas import CanvasView, format_seconds
+from app.ui.form.token_counter import describe_count
 from tests.ui.conftest import wait_until_ready
 
 

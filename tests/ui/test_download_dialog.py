@@ -13,8 +13,9 @@ from PySide6.QtWidgets import QPushButton
 from app.downloads import hub
 from app.downloads.layout import default_models_dir, find_partials
 from app.downloads.progress import Phase
-from app.ui import download_dialog, download_worker
-from app.ui.download_dialog import RESUME_TEXT, DownloadDialog
+from app.ui.downloads import dialog as download_dialog
+from app.ui.downloads import worker as download_worker
+from app.ui.downloads.dialog import RESUME_TEXT, DownloadDialog
 from tests.downloads.conftest import (  # noqa: F401  (fixtures: the fake Hub and a private HF home)
     GOOD_TOKEN,
     MEDIUM_REPO,
@@ -36,8 +37,8 @@ def _medium_folder() -> Path:
 
 
 def _assert_no_model_set(dest: Path) -> None:
-    from app.inference.errors import InferenceError
-    from app.inference.model_set import locate_model_set
+    from app.inference.api.errors import InferenceError
+    from app.inference.checkpoints.model_set import locate_model_set
 
     assert not list(dest.glob("*.safetensors"))
     with pytest.raises(InferenceError):
@@ -54,7 +55,7 @@ def dialog(qtbot, fake_hub):  # noqa: F811
 
 
 def test_full_download_from_the_first_run_panel_is_handed_to_the_window(qtbot, make_window, fake_hub):  # noqa: F811
-    from app.inference.model_set import locate_model_set
+    from app.inference.checkpoints.model_set import locate_model_set
 
     window = make_window(model_path=None)
     wait_until_ready(qtbot, window)

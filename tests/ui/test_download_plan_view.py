@@ -6,7 +6,7 @@ from app.downloads.catalog import VARIANT_SOURCES
 from app.downloads.layout import partial_path
 from app.downloads.plan import build_plan
 from app.downloads.progress import DownloadProgress, Phase
-from app.ui.download_plan_view import (
+from app.ui.downloads.plan_view import (
     ALREADY_HERE,
     NO_TOKEN_HINT,
     PROGRESS_STEPS,

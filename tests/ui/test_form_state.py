@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from app.inference.request import GenerationRequest
-from app.ui.form_state import FormValues, GenerationFormState
-from app.ui.presets import NO_STYLE, StylePreset
+from app.inference.api.request import GenerationRequest
+from app.ui.form.form_state import FormValues, GenerationFormState
+from app.ui.form.presets import NO_STYLE, StylePreset
 
 STYLES = {
     "none": NO_STYLE,

@@ -7,8 +7,8 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QComboBox
 
-from app.ui.model_library import ModelSetInfo
-from app.ui.model_picker import DOWNLOAD_DATA, DOWNLOAD_LABEL, ModelPickerController
+from app.ui.form.model_library import ModelSetInfo
+from app.ui.form.model_picker import DOWNLOAD_DATA, DOWNLOAD_LABEL, ModelPickerController
 from tests.downloads.conftest import hf_home  # noqa: F401  (a private Hugging Face home for the dialog)
 from tests.ui.conftest import wait_until_ready
 

@@ -4,7 +4,7 @@ import datetime as dt
 
 from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit
 
-from app.ui.output_files import APP_FOLDER, ImageNamer, OutputTarget, default_output_root
+from app.ui.generation.output_files import APP_FOLDER, ImageNamer, OutputTarget, default_output_root
 
 
 def test_default_output_is_the_pictures_folder_with_a_dated_subfolder(monkeypatch, tmp_path):

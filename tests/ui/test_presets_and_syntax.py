@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from app.inference.prompt_weights import parse_prompt_weights
-from app.ui.presets import ASPECT_SIZES_1MP, aspect_of, aspect_size, load_style_presets
-from app.ui.prompt_syntax import SpanKind, scan_weight_syntax
+from app.inference.text.prompt_weights import parse_prompt_weights
+from app.ui.form.presets import ASPECT_SIZES_1MP, aspect_of, aspect_size, load_style_presets
+from app.ui.form.prompt_syntax import SpanKind, scan_weight_syntax
 
 REQUIRED_STYLES = {
     "none",

@@ -6,13 +6,13 @@ import importlib.util
 import pytest
 from PIL import Image
 
-from app.ui.jobs import JobStatus
-from app.ui.worker import load_engine_backend
+from app.ui.generation.jobs import JobStatus
+from app.ui.generation.worker import load_engine_backend
 from tests.ui.conftest import wait_until_ready
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("app.inference.session") is None,
-    reason="app.inference.session (the generation session API) does not exist yet",
+    importlib.util.find_spec("app.inference.pipeline.session") is None,
+    reason="app.inference.pipeline.session (the generation session API) does not exist yet",
 )
 
 

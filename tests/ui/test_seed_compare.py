@@ -2,8 +2,8 @@
 
 from PySide6.QtCore import Qt
 
-from app.ui.jobs import JobStatus
-from app.ui.seed_compare import _columns
+from app.ui.generation.jobs import JobStatus
+from app.ui.tools.seed_compare import _columns
 from tests.ui.conftest import wait_until_ready
 
 

@@ -9,7 +9,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QImage
 
 from app.gallery.step_frames import StepFrames, StepFramesError
-from app.ui.step_scrubber import ScrubState
+from app.ui.canvas.step_scrubber import ScrubState
 from tests.ui.conftest import wait_until_ready
 
 STEPS = 6
@@ -157,7 +157,7 @@ def test_removing_the_record_removes_its_frames(qtbot, indexed):
 
 def test_the_real_engine_s_previews_become_step_frames_for_each_image_of_a_batch(qtbot, make_window):
     from app.gallery.step_frames import decode_frame
-    from app.ui.worker import load_engine_backend
+    from app.ui.generation.worker import load_engine_backend
 
     window = make_window(backend_loader=load_engine_backend)
     wait_until_ready(qtbot, window)

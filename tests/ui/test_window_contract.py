@@ -7,7 +7,7 @@ import textwrap
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from app.ui.jobs import JobStatus
+from app.ui.generation.jobs import JobStatus
 from tests.ui.conftest import wait_until_ready
 
 
@@ -111,7 +111,7 @@ def test_the_window_paints_before_torch_is_imported(tiny_model, tmp_path):
         app = QApplication([])
         loop = qasync.QEventLoop(app)
         asyncio.set_event_loop(loop)
-        from app.ui.main_window import MainWindow
+        from app.ui.window.main_window import MainWindow
         window = MainWindow(model_path={str(tiny_model)!r}, search_default_locations=False)
         built = "torch" in sys.modules
         state = {{}}
@@ -132,7 +132,7 @@ def test_the_window_paints_before_torch_is_imported(tiny_model, tmp_path):
 
 def test_cli_without_a_subcommand_opens_the_window_with_model_and_output_dir(monkeypatch, tmp_path):
     import app.main
-    from app.cli import main
+    from app.cli.main import main
 
     calls = []
     monkeypatch.setattr(app.main, "run_app", lambda **kwargs: calls.append(kwargs) or 0)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from app.ui.jobs import JobStatus
+from app.ui.generation.jobs import JobStatus
 from tests.factory.snapshot import write_snapshot
 from tests.ui.conftest import wait_until_ready
 from tests.ui.fake_session import EngineBackend, FakeCancelToken, FakeSession
@@ -235,7 +235,7 @@ class FlakySession(FakeSession):
 
 
 def test_an_engine_crash_becomes_a_message_and_the_next_job_runs(qtbot, make_window):
-    from app.inference.png_info import save_png
+    from app.metadata.png_info import save_png
 
     window = make_window(backend_loader=lambda: EngineBackend(FlakySession, FakeCancelToken, save_png))
     wait_until_ready(qtbot, window)

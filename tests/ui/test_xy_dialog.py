@@ -10,7 +10,7 @@ from tests.ui.conftest import wait_until_ready
 
 
 def open_dialog(qtbot, make_window, **values):
-    from app.ui.xy_dialog import XYPlotDialog
+    from app.ui.tools.xy_dialog import XYPlotDialog
 
     window = make_window()
     wait_until_ready(qtbot, window)
@@ -68,7 +68,7 @@ def test_prompt_search_replace_and_bad_values_are_explained(qtbot, make_window):
 
 
 def test_the_menu_opens_the_dialog_with_defaults_around_the_current_settings(qtbot, make_window):
-    from app.ui.xy_dialog import XYPlotDialog
+    from app.ui.tools.xy_dialog import XYPlotDialog
 
     window = make_window()
     wait_until_ready(qtbot, window)

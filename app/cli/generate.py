@@ -1,0 +1,172 @@
+"""`sd35-studio generate`: run one job through the generation session, write PNGs (and latents), report."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from app.inference.api.errors import InferenceError
+from app.inference.api.events import (
+    Event,
+    ImageCancelled,
+    ImageFinished,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    ModelLoaded,
+    ModelLoading,
+    StepUpdate,
+)
+from app.inference.api.request import GenerationRequest
+from app.inference.checkpoints.model_set import locate_model_set
+from app.inference.memory.plan import MemoryPlan, choose_plan, probe_machine
+from app.metadata.png_info import save_png
+
+log = logging.getLogger(__name__)
+
+
+def output_path(out: Path, seed: int, count: int) -> Path:
+    return out if count == 1 else out.with_name(f"{out.stem}-{seed}{out.suffix or '.png'}")
+
+
+def save_latent(path: Path, event: ImageFinished) -> Path:
+    from safetensors.torch import save_file
+
+    latent_path = path.with_name(f"{path.stem}.latent.safetensors")
+    save_file({"latent": event.latent.contiguous()}, str(latent_path))
+    return latent_path
+
+
+def request_from_args(args: argparse.Namespace) -> GenerationRequest:
+    if args.denoise is not None and args.init_image is None:
+        raise InferenceError("--denoise needs --init-image")
+    if args.init_image is not None and not args.init_image.is_file():
+        raise InferenceError(f"{args.init_image}: init image not found")
+    return GenerationRequest(
+        prompt=args.prompt, negative=args.negative, seed=args.seed, count=args.count, steps=args.steps,
+        cfg=args.cfg, sampler=args.sampler, scheduler=args.scheduler, width=args.width, height=args.height,
+        shift=args.shift, slg_layers=args.slg_layers, slg_scale=args.slg_scale, slg_start=args.slg_start,
+        slg_end=args.slg_end, negative_until=args.negative_until, init_image=args.init_image,
+        denoise=args.denoise if args.denoise is not None else (0.8 if args.init_image is not None else 1.0),
+        use_t5=not args.no_t5, text_mode=args.text_mode,
+    )  # fmt: skip
+
+
+class _CommandLineJob:
+    """Turns session events into files on disk and progress output (JSON lines or one human-readable line)."""
+
+    def __init__(self, args: argparse.Namespace, count: int) -> None:
+        self.args = args
+        self.count = count
+        self.failed: JobFailed | None = None
+        self.cancelled = False
+        self.plan: MemoryPlan | None = None  # shown once the model set has loaded
+
+    def print_json(self, event: str, **fields) -> None:
+        if self.args.json:
+            print(json.dumps({"event": event, **fields}), flush=True)  # noqa: T201 - CLI output
+
+    def warning(self, message: str) -> None:
+        if self.args.json:
+            self.print_json("warning", message=message)
+        else:
+            sys.stderr.write(f"warning: {message}\n")
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ModelLoading):
+            self.print_json("load", component=event.component, index=event.index, total=event.total)
+        elif isinstance(event, ModelLoaded):
+            self.print_json(
+                "loaded", seconds=round(event.seconds, 3), variant=event.variant, model=event.model_name
+            )
+            if self.plan is not None and not self.args.json:
+                sys.stderr.write(f"loaded {event.model_name}: {self.plan.describe()}\n")
+        elif isinstance(event, StepUpdate):
+            self._step(event)
+        elif isinstance(event, ImageFinished):
+            self._image(event)
+        elif isinstance(event, ImageCancelled):
+            self.print_json("image_cancelled", seed=event.seed, index=event.image_index)
+        elif isinstance(event, JobFinished):
+            self.print_json("done", images=event.images, seconds=round(event.seconds, 3))
+        elif isinstance(event, JobCancelled):
+            self.cancelled = True
+            self.print_json("cancelled", images=event.images_finished)
+        elif isinstance(event, JobFailed):
+            self.failed = event
+            self.print_json("error", message=event.message, kind=event.kind)
+
+    def _step(self, e: StepUpdate) -> None:
+        if self.args.json:
+            self.print_json(
+                "step", index=e.step, steps=e.steps, image=e.image_index, seed=e.seed, sigma=round(e.sigma, 8),
+                elapsed=round(e.elapsed, 4), its=round(e.its, 4), eta=None if e.eta is None else round(e.eta, 2),
+            )  # fmt: skip
+        else:
+            eta = f"  ETA {e.eta:.0f} s " if e.eta is not None else ""
+            sys.stderr.write(
+                f"\rimage {e.image_index + 1}/{self.count} (seed {e.seed})  step {e.step}/{e.steps}  "
+                f"{e.its:.2f} it/s{eta}"
+            )
+            sys.stderr.flush()
+
+    def _image(self, e: ImageFinished) -> None:
+        path = output_path(self.args.out, e.seed, self.count)
+        save_png(path, e.pixels, e.infotext)  # OSError (full disk, ...) propagates: the job stops
+        latent = save_latent(path, e) if self.args.save_latent else None
+        if self.args.json:
+            self.print_json("image", path=str(path), seed=e.seed, index=e.image_index,
+                            latent=None if latent is None else str(latent))  # fmt: skip
+        else:
+            sys.stderr.write(f"\nsaved {path}\n")
+
+
+def _error(message: str, as_json: bool) -> int:
+    sys.stderr.write(("" if as_json else "\n") + f"sd35-studio: error: {message}\n")
+    return 1
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from app.inference.pipeline.session import CancelToken, GenerationSession
+
+    try:
+        overrides = {part: getattr(args, part, None) for part in ("clip_l", "clip_g", "t5", "vae")}
+        model_set = locate_model_set(args.model, args.variant, **overrides)
+        request = request_from_args(args)
+        resolved = request.resolved(model_set.variant, model_set.mmdit_config)  # fail fast, before loading
+        model_set.require_text_encoders(request.use_t5)
+        session = GenerationSession(device=args.device, dtype=args.dtype, preview="off")
+        plan = choose_plan(
+            model_set.sizes(request.use_t5),
+            probe_machine(session.engine.device),
+            plan=getattr(args, "memory_plan", "auto"),
+            dtype=args.dtype,
+        )
+    except (InferenceError, ValueError) as exc:
+        if args.json:
+            print(json.dumps({"event": "error", "message": str(exc)}), flush=True)  # noqa: T201
+        return _error(str(exc), args.json)
+    job = _CommandLineJob(args, resolved.count)
+    job.plan = plan
+    session.engine.memory_plan = plan.name
+    if request.use_t5 and not plan.use_t5:  # the chosen plan switches T5 off to fit in memory
+        request = dataclasses.replace(request, use_t5=False)
+        job.warning("T5-XXL is off to fit in memory (--memory-plan fp8 or low-vram keeps it, at a risk)")
+    job.print_json("plan", description=plan.describe(), **plan.to_json())
+    for warning in resolved.warnings:
+        job.warning(warning)
+    try:
+        session.execute(model_set, request, CancelToken(), job)
+    except OSError as exc:  # raised by our own event handler while writing an image
+        job.print_json("error", message=str(exc), kind="output")
+        return _error(f"cannot write output: {exc}", args.json)
+    except KeyboardInterrupt:
+        sys.stderr.write("\nsd35-studio: cancelled\n")
+        return 130
+    if job.failed is not None:
+        return _error(job.failed.message, args.json)
+    return 130 if job.cancelled else 0

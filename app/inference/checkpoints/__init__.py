@@ -1,0 +1,1 @@
+"""Everything that reads model files: headers, formats, fp8, conversion, discovery and loading."""

@@ -1,0 +1,1 @@
+"""Devices and memory: plans, offload and streaming, decoding within free memory."""

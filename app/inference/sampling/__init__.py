@@ -1,0 +1,1 @@
+"""Schedules, samplers, guidance and previews: plain functions over tensors."""

@@ -1,0 +1,171 @@
+"""A1111 infotext both ways: our parameters → the exact text A1111 writes; any infotext → our parameters.
+
+The grammar (A1111 `create_infotext` / `parse_generation_parameters`): prompt lines, an optional block
+starting with `Negative prompt:`, and a last line of `Key: value` pairs separated by ", ", where a value
+that holds a comma, a colon or a newline is a JSON string. The last line counts as parameters only when it
+has at least three pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from app.inference.api.request import TEXT_MODES
+from app.metadata.params import ImageParams, variant_of_name
+from app.metadata.png_info import A1111_SAMPLER_NAMES, A1111_SCHEDULE_NAMES, a1111_infotext
+
+log = logging.getLogger(__name__)
+
+_SAMPLERS = {v: k for k, v in A1111_SAMPLER_NAMES.items()}
+_SCHEDULES = {v: k for k, v in A1111_SCHEDULE_NAMES.items()}
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+_KEY = re.compile(r"\w[\w \-/+]*")
+_OURS = "SD3.5 Studio"
+
+
+def infotext_of(params: ImageParams) -> str:
+    """The infotext of one of our images (every field of `params` must be set, as for a finished image)."""
+    version = f"{_OURS} {params.app_version}" if params.app_version else _OURS
+    request = params.to_request()
+    seed = params.seed or 0
+    return a1111_infotext(
+        request, seed, params.model_name, params.model_hash, fp8=params.fp8, version=version
+    )
+
+
+def split_pairs(line: str) -> list[tuple[str, str]]:
+    """`Key: value, Key: "quoted, value", ...` → [(key, value)], JSON strings unquoted. Stops at the first
+    fragment that is not a pair (so a prompt line rarely passes for parameters)."""
+    pairs: list[tuple[str, str]] = []
+    i, n = 0, len(line)
+    while i < n:
+        while i < n and line[i] == " ":
+            i += 1
+        m = _KEY.match(line, i)
+        if m is None or m.end() >= n or line[m.end()] != ":":
+            break
+        key = m.group(0).strip()
+        i = m.end() + 1
+        while i < n and line[i] == " ":
+            i += 1
+        if i < n and line[i] == '"':
+            try:
+                value, end = json.JSONDecoder().raw_decode(line, i)
+            except json.JSONDecodeError:
+                break
+            i = end
+            value = str(value)
+        else:
+            end = line.find(",", i)
+            end = n if end < 0 else end
+            value, i = line[i:end].strip(), end
+        pairs.append((key, value))
+        while i < n and line[i] == " ":
+            i += 1
+        if i < n and line[i] == ",":
+            i += 1
+        elif i < n:
+            break
+    return pairs
+
+
+def parse_infotext(text: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """(prompt, negative prompt, [(key, value)] in written order)."""
+    lines = text.strip().split("\n")
+    pairs = split_pairs(lines[-1]) if lines else []
+    if len(pairs) >= 3:
+        lines = lines[:-1]
+    else:
+        pairs = []
+    prompt: list[str] = []
+    negative: list[str] | None = None
+    for line in lines:
+        if negative is None and line.startswith("Negative prompt:"):
+            negative = [line[len("Negative prompt:") :].strip()]
+        elif negative is not None:
+            negative.append(line)
+        else:
+            prompt.append(line)
+    return "\n".join(prompt).strip(), "\n".join(negative or []).strip(), pairs
+
+
+def params_from_infotext(text: str) -> tuple[ImageParams, tuple[str, ...]]:
+    """Our parameters from an A1111-style infotext, and what could not be mapped (as readable sentences)."""
+    prompt, negative, pairs = parse_infotext(text)
+    values: dict[str, object] = {"prompt": prompt, "negative": negative}
+    unmapped: list[str] = []
+    values["noise"] = {"CPU": "cpu", "NV": "nv"}.get(dict(pairs).get("RNG", ""), "gpu")
+    for key, value in pairs:
+        try:
+            if not _map_field(key, value, values, unmapped):
+                unmapped.append(f"{key}: {value}")
+        except ValueError:
+            unmapped.append(f"{key}: {value} (not understood)")
+    return ImageParams(**values), tuple(unmapped)
+
+
+def _map_field(key: str, value: str, out: dict[str, object], unmapped: list[str]) -> bool:
+    """Write one field into `out`; False when the field means nothing to SD3.5 Studio."""
+    if key == "Steps":
+        out["steps"] = int(value)
+    elif key == "Sampler":
+        name = value
+        if name.endswith(" Karras"):  # before A1111 1.9 the schedule was part of the sampler's name
+            name = name[: -len(" Karras")]
+            unmapped.append("Schedule type: Karras (not available; using the variant's default)")
+        if name not in _SAMPLERS:
+            unmapped.append(f"Sampler: {value} (not available; using the variant's default)")
+        else:
+            out["sampler"] = _SAMPLERS[name]
+    elif key == "Schedule type":
+        if value in _SCHEDULES:
+            out["scheduler"] = _SCHEDULES[value]
+        elif value != "Automatic":
+            unmapped.append(f"Schedule type: {value} (not available; using the variant's default)")
+    elif key == "CFG scale":
+        out["cfg"] = float(value)
+    elif key == "Seed":
+        out["seed"] = int(value)
+    elif key == "Size":
+        m = _SIZE.match(value)
+        if m is None:
+            raise ValueError(value)
+        out["width"], out["height"] = int(m.group(1)), int(m.group(2))
+    elif key == "Model hash":
+        out["model_hash"] = value
+    elif key == "Model":
+        out["model_name"] = value
+        out["variant"] = variant_of_name(value)
+    elif key == "FP8 weight":
+        out["fp8"] = value != "Disable"
+    elif key == "Denoising strength":
+        out["denoise"] = float(value)
+        unmapped.append("the img2img source image is not part of the metadata; choose it again")
+    elif key == "RNG":
+        if value not in ("CPU", "GPU", "NV"):
+            return False
+    elif key == "Shift":
+        out["shift"] = float(value)
+    elif key == "SLG layers":
+        out["slg_layers"] = tuple(int(i) for i in re.findall(r"\d+", value))
+    elif key == "SLG scale":
+        out["slg_scale"] = float(value)
+    elif key == "SLG range":
+        start, end = value.split("-")
+        out["slg_start"], out["slg_end"] = float(start), float(end)
+    elif key == "Negative until":
+        out["negative_until"] = float(value)
+    elif key == "T5":
+        out["use_t5"] = value.lower() not in ("off", "false", "0")
+    elif key == "Text mode":
+        if value not in TEXT_MODES:
+            raise ValueError(value)
+        out["text_mode"] = value
+    elif key == "Version":
+        if value.startswith(_OURS):
+            out["app_version"] = value[len(_OURS) :].strip() or None
+    else:
+        return False
+    return True

@@ -1,0 +1,268 @@
+"""An SD3.5 ComfyUI graph equivalent to one of our images, in both of ComfyUI's formats.
+
+ComfyUI's SaveImage stores two PNG text chunks: `prompt`, the API format ({node id: {"class_type", "inputs"}},
+where an input is a widget value or a link `[source node id, output slot]`), and `workflow`, the UI format
+(nodes with typed input/output slots, `widgets_values` in widget order, and a `links` table of
+`[link id, from node, from slot, to node, to slot, type]`). Dropping the PNG on ComfyUI loads `workflow`.
+
+The graph (input names as in ComfyUI's `nodes.py`, `comfy_extras/nodes_sd3.py`, `nodes_model_advanced.py`):
+  CheckpointLoaderSimple (MMDiT + VAE) ─ ModelSamplingSD3(shift) ─ [SkipLayerGuidanceSD3] ─ KSampler.model
+  TripleCLIPLoader (CLIP-L, CLIP-G, T5) or DualCLIPLoader(type sd3) without T5 ─ CLIPTextEncode ×2
+  negative window (SD35_SAMPLING.md §6.1): text ─ ConditioningSetTimestepRange(0, f) ┐
+                                  text ─ ConditioningZeroOut ─ ConditioningSetTimestepRange(f, 1) ┴ Combine
+  EmptySD3LatentImage (or LoadImage ─ VAEEncode for img2img) ─ KSampler ─ VAEDecode ─ SaveImage
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from app.metadata.params import ImageParams
+
+log = logging.getLogger(__name__)
+
+LinkRef = tuple[str, int]  # (source node id, output slot)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """The slots of one ComfyUI node type: inputs in ComfyUI's declaration order (links have an upper-case
+    type, widgets INT/FLOAT/STRING/COMBO), outputs, and the extra widgets the UI adds (KSampler's
+    "control_after_generate" after the seed, LoadImage's "upload")."""
+
+    inputs: tuple[tuple[str, str], ...]
+    outputs: tuple[tuple[str, str], ...]
+    ui_widgets: tuple[tuple[str, str], ...] = ()  # (name to insert, after which widget)
+
+
+WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "COMBO", "BOOLEAN"})
+
+NODE_SPECS: dict[str, NodeSpec] = {
+    "CheckpointLoaderSimple": NodeSpec(
+        (("ckpt_name", "COMBO"),), (("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE"))
+    ),
+    "TripleCLIPLoader": NodeSpec(
+        (("clip_name1", "COMBO"), ("clip_name2", "COMBO"), ("clip_name3", "COMBO")), (("CLIP", "CLIP"),)
+    ),
+    "DualCLIPLoader": NodeSpec(
+        (("clip_name1", "COMBO"), ("clip_name2", "COMBO"), ("type", "COMBO")), (("CLIP", "CLIP"),)
+    ),
+    "ModelSamplingSD3": NodeSpec((("model", "MODEL"), ("shift", "FLOAT")), (("MODEL", "MODEL"),)),
+    "SkipLayerGuidanceSD3": NodeSpec(
+        (
+            ("model", "MODEL"),
+            ("layers", "STRING"),
+            ("scale", "FLOAT"),
+            ("start_percent", "FLOAT"),
+            ("end_percent", "FLOAT"),
+        ),
+        (("MODEL", "MODEL"),),
+    ),
+    "CLIPTextEncode": NodeSpec((("text", "STRING"), ("clip", "CLIP")), (("CONDITIONING", "CONDITIONING"),)),
+    "ConditioningZeroOut": NodeSpec((("conditioning", "CONDITIONING"),), (("CONDITIONING", "CONDITIONING"),)),
+    "ConditioningSetTimestepRange": NodeSpec(
+        (("conditioning", "CONDITIONING"), ("start", "FLOAT"), ("end", "FLOAT")),
+        (("CONDITIONING", "CONDITIONING"),),
+    ),
+    "ConditioningCombine": NodeSpec(
+        (("conditioning_1", "CONDITIONING"), ("conditioning_2", "CONDITIONING")),
+        (("CONDITIONING", "CONDITIONING"),),
+    ),
+    "EmptySD3LatentImage": NodeSpec(
+        (("width", "INT"), ("height", "INT"), ("batch_size", "INT")), (("LATENT", "LATENT"),)
+    ),
+    "LoadImage": NodeSpec(
+        (("image", "COMBO"),), (("IMAGE", "IMAGE"), ("MASK", "MASK")), (("upload", "image"),)
+    ),
+    "VAEEncode": NodeSpec((("pixels", "IMAGE"), ("vae", "VAE")), (("LATENT", "LATENT"),)),
+    "KSampler": NodeSpec(
+        (
+            ("model", "MODEL"),
+            ("seed", "INT"),
+            ("steps", "INT"),
+            ("cfg", "FLOAT"),
+            ("sampler_name", "COMBO"),
+            ("scheduler", "COMBO"),
+            ("positive", "CONDITIONING"),
+            ("negative", "CONDITIONING"),
+            ("latent_image", "LATENT"),
+            ("denoise", "FLOAT"),
+        ),
+        (("LATENT", "LATENT"),),
+        (("control_after_generate", "seed"),),
+    ),
+    "VAEDecode": NodeSpec((("samples", "LATENT"), ("vae", "VAE")), (("IMAGE", "IMAGE"),)),
+    "SaveImage": NodeSpec((("images", "IMAGE"), ("filename_prefix", "STRING")), ()),
+}
+
+_UI_WIDGET_VALUES = {"control_after_generate": "fixed", "upload": "image"}
+_TITLES = {"positive": "Positive Prompt", "negative": "Negative Prompt"}
+
+
+@dataclass(frozen=True, slots=True)
+class ComfyFiles:
+    """File names as ComfyUI's loaders list them (relative to models/checkpoints and models/clip)."""
+
+    checkpoint: str
+    clip_l: str = "clip_l.safetensors"
+    clip_g: str = "clip_g.safetensors"
+    t5: str = "t5xxl_fp16.safetensors"
+
+
+class _Graph:
+    def __init__(self) -> None:
+        self.nodes: dict[str, dict] = {}
+        self.titles: dict[str, str] = {}
+
+    def add(self, class_type: str, title: str | None = None, **inputs: object) -> str:
+        spec = NODE_SPECS[class_type]
+        names = [n for n, _ in spec.inputs]
+        unknown = set(inputs) - set(names)
+        if unknown:
+            raise ValueError(f"{class_type} has no input {sorted(unknown)}")
+        node_id = str(len(self.nodes) + 1)
+        self.nodes[node_id] = {
+            "inputs": {n: inputs[n] for n in names if n in inputs},
+            "class_type": class_type,
+        }
+        if title:
+            self.titles[node_id] = title
+        return node_id
+
+
+def _link(node_id: str, slot: int = 0) -> list[object]:
+    return [node_id, slot]
+
+
+def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = "SD3.5 Studio") -> _Graph:
+    """The API-format graph of one image (batch of one, seed = the image's own seed)."""
+    g = _Graph()
+    ckpt = g.add("CheckpointLoaderSimple", ckpt_name=files.checkpoint)
+    if params.use_t5:
+        clip = g.add(
+            "TripleCLIPLoader", clip_name1=files.clip_l, clip_name2=files.clip_g, clip_name3=files.t5
+        )
+    else:
+        clip = g.add("DualCLIPLoader", clip_name1=files.clip_l, clip_name2=files.clip_g, type="sd3")
+    model = g.add("ModelSamplingSD3", model=_link(ckpt, 0), shift=params.shift)
+    if params.slg_scale and params.slg_layers:
+        model = g.add(
+            "SkipLayerGuidanceSD3",
+            model=_link(model),
+            layers=", ".join(map(str, params.slg_layers)),
+            scale=params.slg_scale,
+            start_percent=params.slg_start,
+            end_percent=params.slg_end,
+        )
+    positive = g.add("CLIPTextEncode", _TITLES["positive"], text=params.prompt, clip=_link(clip))
+    negative = g.add("CLIPTextEncode", _TITLES["negative"], text=params.negative, clip=_link(clip))
+    if params.negative_until is not None:
+        f = params.negative_until
+        early = g.add("ConditioningSetTimestepRange", conditioning=_link(negative), start=0.0, end=f)
+        zero = g.add("ConditioningZeroOut", conditioning=_link(negative))
+        late = g.add("ConditioningSetTimestepRange", conditioning=_link(zero), start=f, end=1.0)
+        negative = g.add("ConditioningCombine", conditioning_1=_link(early), conditioning_2=_link(late))
+    if params.init_image is not None:
+        name = params.init_image.replace("\\", "/").rsplit("/", 1)[-1]
+        pixels = g.add("LoadImage", image=name)
+        latent = g.add("VAEEncode", pixels=_link(pixels), vae=_link(ckpt, 2))
+    else:
+        latent = g.add("EmptySD3LatentImage", width=params.width, height=params.height, batch_size=1)
+    sampled = g.add(
+        "KSampler",
+        model=_link(model),
+        seed=params.seed,
+        steps=params.steps,
+        cfg=params.cfg,
+        sampler_name=params.sampler,
+        scheduler=params.scheduler,
+        positive=_link(positive),
+        negative=_link(negative),
+        latent_image=_link(latent),
+        denoise=params.denoise,
+    )
+    image = g.add("VAEDecode", samples=_link(sampled), vae=_link(ckpt, 2))
+    g.add("SaveImage", images=_link(image), filename_prefix=filename_prefix)
+    return g
+
+
+def _depths(nodes: dict[str, dict]) -> dict[str, int]:
+    depth: dict[str, int] = {}
+
+    def visit(node_id: str) -> int:
+        if node_id not in depth:
+            sources = [v[0] for v in nodes[node_id]["inputs"].values() if isinstance(v, list)]
+            depth[node_id] = 1 + max((visit(s) for s in sources), default=-1)
+        return depth[node_id]
+
+    for node_id in nodes:
+        visit(node_id)
+    return depth
+
+
+def to_workflow(g: _Graph) -> dict:
+    """The UI-format graph of an API-format one: typed slots, widgets in order, a links table, a layout."""
+    depth = _depths(g.nodes)
+    rows: dict[int, int] = {}
+    links: list[list[object]] = []
+    outputs: dict[str, list[dict]] = {}
+    ui_nodes: list[dict] = []
+    for order, (node_id, node) in enumerate(
+        sorted(g.nodes.items(), key=lambda kv: (depth[kv[0]], int(kv[0])))
+    ):
+        spec = NODE_SPECS[node["class_type"]]
+        outputs[node_id] = [
+            {"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(spec.outputs)
+        ]
+        row = rows.get(depth[node_id], 0)
+        rows[depth[node_id]] = row + 1
+        ui_nodes.append(
+            {
+                "id": int(node_id),
+                "type": node["class_type"],
+                "pos": [depth[node_id] * 380, row * 260],
+                "size": [340, 220],
+                "flags": {},
+                "order": order,
+                "mode": 0,
+                "inputs": [],
+                "outputs": outputs[node_id],
+                "properties": {"Node name for S&R": node["class_type"]},
+                "widgets_values": [],
+            }
+        )
+        if node_id in g.titles:
+            ui_nodes[-1]["title"] = g.titles[node_id]
+    by_id = {str(n["id"]): n for n in ui_nodes}
+    for node_id, node in sorted(g.nodes.items(), key=lambda kv: int(kv[0])):
+        spec, ui = NODE_SPECS[node["class_type"]], by_id[node_id]
+        for name, kind in spec.inputs:
+            value = node["inputs"].get(name)
+            if kind in WIDGET_TYPES:
+                ui["widgets_values"].append(value)
+                extra = [w for w, after in spec.ui_widgets if after == name]
+                ui["widgets_values"].extend(_UI_WIDGET_VALUES[w] for w in extra)
+                continue
+            link_id = len(links) + 1
+            source, slot = value
+            links.append([link_id, int(source), slot, int(node_id), len(ui["inputs"]), kind])
+            ui["inputs"].append({"name": name, "type": kind, "link": link_id})
+            outputs[source][slot]["links"].append(link_id)
+    return {
+        "last_node_id": max(int(k) for k in g.nodes),
+        "last_link_id": len(links),
+        "nodes": ui_nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
+    }
+
+
+def comfy_chunks(params: ImageParams, files: ComfyFiles) -> tuple[str, str]:
+    """(prompt, workflow) as ComfyUI's SaveImage writes them: `json.dumps` with its default separators."""
+    g = build_prompt(params, files)
+    return json.dumps(g.nodes), json.dumps(to_workflow(g))

@@ -1,0 +1,1 @@
+"""The canvas: the live preview and finished image, zoom/pan and the step scrubber."""

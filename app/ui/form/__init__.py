@@ -1,0 +1,1 @@
+"""The settings form: its state object and the widgets that show and edit it."""

@@ -1,0 +1,1 @@
+"""The gallery panel and the compare views."""

@@ -1,0 +1,188 @@
+"""Wiring the gallery into the main window: finished images are indexed, gallery actions fill the form.
+
+The worker has already written each PNG (with every metadata chunk) before the window hears of it; the gallery
+only adds the record, off the UI thread, and hashes the model file in the background for later images. Once the
+record exists, the image's step frames are written next to the gallery (also off the UI thread); opening an image
+from the gallery loads its frames in the background and offers them to the scrubber under the canvas.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QLabel
+
+if TYPE_CHECKING:
+    from app.gallery.db import ImageRecord
+    from app.gallery.step_frames import StepFrames
+    from app.metadata.recall import SettingsRecall
+    from app.ui.gallery.panel import GalleryPanel
+    from app.ui.generation.jobs import ImageResult
+    from app.ui.window.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+# Step frames of finished images whose gallery record or frame file is still on its way (a failed save's stay).
+FRESH_FRAMES_KEPT = 16
+
+
+def _checkpoint_of(path: Path, name: str) -> Path | None:
+    if path.is_file():
+        return path
+    candidate = path / f"{name}.safetensors"
+    return candidate if candidate.is_file() else None
+
+
+def recall_values(recall: SettingsRecall) -> dict[str, object]:
+    """Form values carried by a recalled image (None fields keep the form's current value)."""
+    r = recall.request
+    values: dict[str, object] = {"prompt": r.prompt, "negative": r.negative, "count": 1}
+    for name in ("steps", "cfg", "sampler", "scheduler", "width", "height", "shift", "slg_start", "slg_end"):
+        if getattr(r, name) is not None:
+            values[name] = getattr(r, name)
+    if recall.seed is not None:
+        values.update(seed=recall.seed, random_seed=False)
+    if r.slg_layers is not None and r.slg_scale is not None:
+        values.update(slg_enabled=bool(r.slg_layers) and r.slg_scale > 0, slg_scale=r.slg_scale,
+                      slg_layers=",".join(map(str, r.slg_layers)))  # fmt: skip
+    if r.negative_until is not None:
+        values.update(negative_window=True, negative_until=r.negative_until)
+    values["use_t5"] = r.use_t5
+    return values
+
+
+class GalleryHookup:
+    """The dock exists from the start (so the saved layout restores it); the panel itself, with its SQLite
+    database and image libraries, is built after the window's first paint by `attach()`."""
+
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        self.panel: GalleryPanel | None = None
+        self._pending: list[ImageResult] = []
+        self._loaded_name: str | None = None  # the model set the engine last loaded
+        self._fresh_frames: dict[str, StepFrames] = {}  # by image path, until their file is written
+        self._closed = False
+        placeholder = QLabel("Opening the gallery…")
+        placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.dock = window.add_side_panel("Gallery", "galleryDock", placeholder)
+        c = window.controller
+        c.image_finished.connect(self._on_controller_image_finished)
+        c.model_loaded.connect(self._on_controller_model_loaded)
+
+    def attach(self, panel: GalleryPanel | None = None) -> None:
+        if self.panel is not None:
+            return
+        from app.ui.gallery.panel import GalleryPanel
+
+        window = self.window
+        self.panel = panel or GalleryPanel()
+        self.dock.setWidget(self.panel)
+        self.panel.image_opened.connect(self._on_panel_image_opened)
+        self.panel.settings_requested.connect(self._on_panel_settings_requested)
+        self.panel.seed_requested.connect(self._on_panel_seed_requested)
+        self.panel.status_changed.connect(window.statusBar().showMessage)
+        self.panel.save_failed.connect(lambda text: window.banner.show_message(text))
+        self.panel.image_saved.connect(self._on_panel_image_saved)
+        self._sweep_step_frames()
+        for result in self._pending:
+            self._on_controller_image_finished(result)
+        self._pending.clear()
+        if self._loaded_name is not None:
+            self._on_controller_model_loaded(0, self._loaded_name, 0.0, "")
+
+    def _on_controller_image_finished(self, result: ImageResult) -> None:
+        if result.path is None or result.params is None:
+            return
+        if result.step_frames is not None:
+            self._fresh_frames[str(result.path)] = result.step_frames
+            while len(self._fresh_frames) > FRESH_FRAMES_KEPT:  # their records never came (a failed save)
+                self._fresh_frames.pop(next(iter(self._fresh_frames)))
+        if self.panel is None:
+            self._pending.append(result)
+            return
+        self.panel.add_saved_image(result.path, result.params, job_id=str(result.job_id))
+
+    def _on_controller_model_loaded(self, _job_id: int, name: str, _seconds: float, _plan: str) -> None:
+        self._loaded_name = name
+        info = self.window.picker.selected
+        if info is None or self.panel is None:
+            return
+        self.panel.set_model(_checkpoint_of(info.path, name), info.variant, t5_available=info.has_t5)
+
+    def _on_panel_image_opened(self, path: object) -> None:
+        image = QImage(str(path))
+        if image.isNull():
+            self.window.banner.show_message(f"Cannot open {path}")
+            return
+        self.window.canvas.set_image(image)
+        self.window.stack.setCurrentWidget(self.window.canvas)
+        self._offer_step_frames(Path(str(path)), image)
+
+    # -- step frames ---------------------------------------------------------------------------------------
+
+    def _on_panel_image_saved(self, record: ImageRecord) -> None:
+        """The record of a finished image exists: write its step frames under the record's id."""
+        key = str(record.path)
+        frames = self._fresh_frames.get(key)
+        if frames is None or self.panel is None or self.panel.db.read_only or self._closed:
+            return
+        from app.gallery.store import save_step_frames
+        from app.ui.gallery.tasks import run_task
+
+        db, image_id = self.panel.db, record.id
+
+        def written(_result: object) -> None:
+            self._fresh_frames.pop(key, None)
+
+        run_task(lambda: save_step_frames(db, image_id, frames), written, written, pool=self.panel.tasks)
+
+    def _offer_step_frames(self, path: Path, image: QImage) -> None:
+        """Hand the scrubber the step frames of the image just opened, once loaded (if it still shows)."""
+        frames = self._fresh_frames.get(str(path))
+        if frames is not None:
+            self.window.scrubber.show_frames(frames, image)
+            return
+        panel = self.panel
+        if panel is None or self._closed:
+            return
+        image_id = panel.db.ids_for_paths([path]).get(str(path))
+        if image_id is None:
+            return
+        from app.gallery.store import load_step_frames
+        from app.ui.gallery.tasks import run_task
+
+        db, canvas = panel.db, self.window.canvas
+
+        def loaded(frames: object) -> None:
+            if frames is not None and not self._closed and canvas.image() is image:
+                self.window.scrubber.show_frames(frames, image)  # type: ignore[arg-type]
+
+        run_task(lambda: load_step_frames(db, image_id), loaded, pool=panel.tasks)
+
+    def _sweep_step_frames(self) -> None:
+        """Frame files of a crashed session that no record refers to go, in the background."""
+        if self.panel is None or self.panel.db.read_only:
+            return
+        from app.gallery.store import remove_orphan_step_frames
+        from app.ui.gallery.tasks import run_task
+
+        db = self.panel.db
+        run_task(lambda: remove_orphan_step_frames(db), pool=self.panel.tasks)
+
+    def _on_panel_settings_requested(self, recall: SettingsRecall) -> None:
+        self.window.state.update(**recall_values(recall))
+        notes = [*recall.warnings, *(f"not applied: {u}" for u in recall.unmapped)]
+        self.window.statusBar().showMessage("Settings applied" + (f" — {'; '.join(notes)}" if notes else ""))
+
+    def _on_panel_seed_requested(self, recall: SettingsRecall) -> None:
+        if recall.seed is not None:
+            self.window.state.update(seed=recall.seed, random_seed=False)
+
+    def shutdown(self) -> None:
+        self._closed = True
+        if self.panel is not None:
+            self.panel.shutdown()

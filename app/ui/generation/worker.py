@@ -1,0 +1,364 @@
+"""The inference worker: a QObject living on the one long-lived inference thread, owning the session.
+
+It imports the engine lazily, on its own thread, at the first job: the UI thread never imports torch. Each
+engine event becomes a Qt signal carrying ready values (`QImage(...).copy()`), and every finished image is
+written to disk here, before the UI hears of it, so an image on screen is always an image on disk.
+
+Cancel is a direct, thread-safe call from the UI thread (`cancel`), never a queued signal: while `run_job`
+runs, this thread's event loop is busy.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QImage
+
+from app.ui.generation.jobs import EngineOptions, ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
+from app.ui.generation.output_files import ImageNamer
+
+if TYPE_CHECKING:
+    from app.gallery.frame_recorder import JobFrameRecorder
+    from app.gallery.step_frames import StepFrames
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_SIZE = 112
+INFERENCE_NICENESS = 5  # Linux nice increment of the inference thread and the threads it starts
+
+
+@dataclass(frozen=True, slots=True)
+class EngineBackend:
+    """What the worker needs from the engine; tests substitute a fake session with the same shape."""
+
+    session_class: Callable[..., Any]
+    token_class: Callable[[], Any]
+    save_png: Callable[..., None]
+
+
+def image_metadata(event: Any) -> tuple[Any, dict[str, str]]:
+    """Our versioned JSON parameters and an equivalent ComfyUI graph for a finished image (torch-free).
+
+    The model hash is left for the gallery, which computes it in the background: saving never waits for it."""
+    from app import __version__
+    from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
+    from app.metadata.params import ImageParams
+
+    params = ImageParams.from_request(
+        event.request, event.seed, variant=getattr(event, "variant", None) or None,
+        model_name=getattr(event, "model_name", None) or None, fp8=getattr(event, "fp8", False),
+        app_version=__version__,
+    )  # fmt: skip
+    prompt, workflow = comfy_chunks(
+        params, ComfyFiles(checkpoint=f"{params.model_name or 'sd3.5_large'}.safetensors")
+    )
+    return params, {"parameters_json": params.to_json(), "comfy_prompt": prompt, "comfy_workflow": workflow}
+
+
+def load_engine_backend() -> EngineBackend:
+    """The real engine (imports torch: call it on the worker thread only)."""
+    from app.inference.pipeline.session import CancelToken, GenerationSession
+    from app.metadata.png_info import save_png
+
+    # transformers resolves these names lazily, and its lazy module is not safe when two threads resolve names
+    # at once (the token counter's tokenizers and a job's text encoders): resolve them all here, once.
+    try:
+        from transformers import (  # noqa: F401
+            CLIPTextConfig,
+            CLIPTextModel,
+            CLIPTextModelWithProjection,
+            CLIPTokenizer,
+            T5Config,
+            T5EncoderModel,
+            T5TokenizerFast,
+        )
+    except ImportError as exc:
+        log.warning("transformers classes could not be imported ahead of the first job: %s", exc)
+    return EngineBackend(GenerationSession, CancelToken, save_png)
+
+
+def array_to_qimage(pixels: Any) -> QImage:
+    """(H, W, 3) uint8 array -> a QImage that owns a copy of the pixels (safe after the array is gone)."""
+    import numpy as np  # lazily: the window starts without numpy
+
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    height, width = pixels.shape[:2]
+    return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+def describe_device(preference: str) -> str:
+    """ "CUDA · NVIDIA H100 · 79 GB" / "CPU · 31 GB RAM" (imports torch: worker thread only)."""
+    import torch
+
+    if preference in ("auto", "cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return f"CUDA · {props.name} · {props.total_memory / 1024**3:.0f} GB"
+    if preference in ("auto", "mps") and torch.backends.mps.is_available():
+        return "Apple GPU (MPS)"
+    try:
+        with open("/proc/meminfo") as f:
+            total_kb = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+        return f"CPU · {total_kb / 1024**2:.0f} GB RAM"
+    except (OSError, StopIteration, ValueError):
+        return "CPU"
+
+
+class InferenceWorker(QObject):
+    job_started = Signal(int)
+    model_loading = Signal(int, str, int, int)  # job id, component, index (1-based), total
+    model_loaded = Signal(int, str, float, str)  # job id, model name, seconds, memory plan in words
+    step_completed = Signal(object)  # StepInfo
+    image_finished = Signal(object)  # ImageResult
+    image_cancelled = Signal(int, int)  # job id, image index
+    job_ended = Signal(object)  # JobOutcome: finished, cancelled or failed
+    device_described = Signal(str)
+    engine_prepared = Signal()
+
+    def __init__(self, backend_loader: Callable[[], EngineBackend] = load_engine_backend) -> None:
+        super().__init__()
+        self._backend_loader = backend_loader
+        self._backend: EngineBackend | None = None
+        self._session: Any = None
+        self._session_options: EngineOptions | None = None
+        self._run_accepts_variant = False
+        self._namer = ImageNamer()
+        self._lock = threading.Lock()
+        self._current: tuple[int, Any] | None = None  # (job id, cancel token) of the running job
+        self._cancelled_ids: set[int] = set()
+        self._stopping = False
+        self._frames: JobFrameRecorder | None = None  # the running job's step frames
+
+    # ------------------------------------------------------------------------------ called from the UI thread
+
+    def cancel(self, job_id: int | None = None) -> None:
+        """Cancel job `job_id` (the running one when None); a job not started yet is dropped when it starts."""
+        with self._lock:
+            if job_id is not None:
+                self._cancelled_ids.add(job_id)
+            if self._current is not None and job_id in (None, self._current[0]):
+                self._current[1].cancel()
+
+    def cancel_image(self, job_id: int, index: int) -> None:
+        with self._lock:
+            if self._current is not None and self._current[0] == job_id:
+                self._current[1].cancel_image(index)
+
+    def stop(self) -> None:
+        """Shutting down: cancel the running job and every job that would still arrive."""
+        with self._lock:
+            self._stopping = True
+            if self._current is not None:
+                self._current[1].cancel()
+
+    # ------------------------------------------------------------------------------ worker-thread slots
+
+    @Slot()
+    def lower_thread_priority(self) -> None:
+        """Run inference below the UI thread's CPU priority, so a busy CPU never starves the window.
+
+        Threads the engine starts from here (its job thread, torch's OpenMP workers) inherit the priority.
+        On Linux QThread priorities are ignored, so the thread's nice value is raised instead.
+        """
+        threading.current_thread().name = "sd35-inference"  # for the log (Qt started this thread)
+        try:
+            if sys.platform.startswith("linux"):
+                tid = threading.get_native_id()
+                os.setpriority(
+                    os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + INFERENCE_NICENESS)
+                )
+            else:
+                QThread.currentThread().setPriority(QThread.Priority.LowPriority)
+        except (OSError, AttributeError) as exc:  # not permitted, or no such API here: run at normal priority
+            log.debug("cannot lower the inference thread's priority: %s", exc)
+
+    @Slot(str)
+    def prepare(self, device_preference: str) -> None:
+        """While the user writes the first prompt: import the engine (seconds of imports that would otherwise
+        delay the first job and compete with its previews) and describe the device for the status bar."""
+        try:
+            self._ensure_backend()
+            self.device_described.emit(describe_device(device_preference))
+        except Exception:  # preparing is an optimisation: the first job will report any real problem
+            log.exception("preparing the engine failed")
+        finally:
+            self.engine_prepared.emit()
+
+    @Slot(object)
+    def run_job(self, job: QueuedJob) -> None:
+        started = time.perf_counter()
+        self.job_started.emit(job.job_id)
+        outcome: JobOutcome | None = None
+        finished = 0
+        try:
+            backend = self._ensure_backend()
+            from app.gallery.frame_recorder import JobFrameRecorder  # numpy and Pillow: worker thread only
+
+            self._frames = JobFrameRecorder()
+            token = backend.token_class()
+            with self._lock:
+                if self._stopping or job.job_id in self._cancelled_ids:
+                    token.cancel()
+                self._current = (job.job_id, token)
+            session = self._session_for(job.options, backend)
+            kwargs = {"variant": job.variant} if self._run_accepts_variant and job.variant else {}
+            for event in session.run(job.model_path, job.request, token, **kwargs):
+                result = self._dispatch(job, event, backend)
+                if isinstance(result, ImageResult):
+                    finished += 1
+                elif isinstance(result, JobOutcome):
+                    outcome = result
+        except MemoryError:
+            outcome = JobOutcome(
+                job.job_id,
+                JobStatus.FAILED,
+                finished,
+                time.perf_counter() - started,
+                "Out of memory: lower the size or the number of images, or turn T5 off.",
+                "memory",
+            )
+        except Exception as exc:  # the session should never raise; if it does, the app must survive it
+            log.exception("job %d crashed the session", job.job_id)
+            self._session = None  # start clean next time
+            outcome = JobOutcome(
+                job.job_id,
+                JobStatus.FAILED,
+                finished,
+                time.perf_counter() - started,
+                f"Internal error ({exc.__class__.__name__}: {exc}). The job was stopped; "
+                "the app is still usable. Details are in the log.",
+                "internal",
+            )
+        finally:
+            with self._lock:
+                self._current = None
+                self._cancelled_ids.discard(job.job_id)
+            self._frames = None
+        if outcome is None:
+            outcome = JobOutcome(
+                job.job_id,
+                JobStatus.FAILED,
+                finished,
+                time.perf_counter() - started,
+                "The engine stopped without finishing the job; try again.",
+                "internal",
+            )
+        self.job_ended.emit(outcome)
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _ensure_backend(self) -> EngineBackend:
+        if self._backend is None:
+            self._backend = self._backend_loader()
+        return self._backend
+
+    def _session_for(self, options: EngineOptions, backend: EngineBackend) -> Any:
+        if self._session is not None and options == self._session_options:
+            return self._session
+        wanted = {
+            "device": options.device,
+            "dtype": options.precision,
+            "preview": options.preview,
+            "preview_every": options.preview_every,
+            "memory_plan": options.memory_plan,
+        }
+        accepted = inspect.signature(backend.session_class).parameters
+        kwargs = {k: v for k, v in wanted.items() if k in accepted}
+        for name in wanted.keys() - kwargs.keys():
+            if wanted[name] != "auto":
+                log.warning("the engine does not support the %s setting yet; ignoring %r", name, wanted[name])
+        self._session = None  # release the old session's models before loading new ones
+        self._session = backend.session_class(**kwargs)
+        self._session_options = options
+        self._run_accepts_variant = "variant" in inspect.signature(self._session.run).parameters
+        return self._session
+
+    def _dispatch(
+        self, job: QueuedJob, event: Any, backend: EngineBackend
+    ) -> ImageResult | JobOutcome | None:
+        from app.inference.api import events as ev  # already imported by the session; worker thread
+
+        jid = job.job_id
+        if isinstance(event, ev.StepUpdate):
+            if event.preview is not None and self._frames is not None:
+                self._frames.add(event.image_index, event.step, event.steps, event.preview)
+            preview = None if event.preview is None else array_to_qimage(event.preview)
+            self.step_completed.emit(
+                StepInfo(
+                    jid,
+                    event.image_index,
+                    job.request.count,
+                    event.seed,
+                    event.step,
+                    event.steps,
+                    event.its,
+                    event.eta,
+                    preview,
+                )
+            )
+        elif isinstance(event, ev.ImageFinished):
+            frames = None if self._frames is None else self._frames.finish(event.image_index)
+            result = self._save(job, event, backend, frames)
+            self.image_finished.emit(result)
+            return result
+        elif isinstance(event, ev.ModelLoading):
+            self.model_loading.emit(jid, event.component, event.index, event.total)
+        elif isinstance(event, ev.ModelLoaded):
+            self.model_loaded.emit(jid, event.model_name, event.seconds, getattr(event, "plan", "") or "")
+        elif isinstance(event, ev.ImageCancelled):
+            if self._frames is not None:
+                self._frames.discard(event.image_index)
+            self.image_cancelled.emit(jid, event.image_index)
+        elif isinstance(event, ev.JobFinished):
+            return JobOutcome(jid, JobStatus.FINISHED, event.images, event.seconds)
+        elif isinstance(event, ev.JobCancelled):
+            return JobOutcome(jid, JobStatus.CANCELLED, event.images_finished)
+        elif isinstance(event, ev.JobFailed):
+            return JobOutcome(jid, JobStatus.FAILED, message=event.message, kind=event.kind)
+        else:
+            log.warning("ignoring an unknown engine event %r", type(event).__name__)
+        return None
+
+    def _save(
+        self, job: QueuedJob, event: Any, backend: EngineBackend, frames: StepFrames | None = None
+    ) -> ImageResult:
+        image = array_to_qimage(event.pixels)
+        thumbnail = image.scaled(
+            THUMBNAIL_SIZE,
+            THUMBNAIL_SIZE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+        try:
+            path = self._namer.path_for(job.output.folder(), event.seed)
+            params, chunks = image_metadata(event)
+            backend.save_png(path, event.pixels, event.infotext, **chunks)
+            log.info("saved %s", path)
+            return ImageResult(
+                job.job_id,
+                event.image_index,
+                event.seed,
+                image,
+                event.infotext,
+                path,
+                thumbnail,
+                params=params,
+                step_frames=frames,
+            )
+        except (
+            Exception
+        ) as exc:  # a full disk, a read-only folder, an encoder error: the image must still show
+            log.error("could not save image %d of job %d: %s", event.image_index, job.job_id, exc)
+            message = f"Could not save the image ({exc}). Use File ▸ Save Image As… or choose another output folder."
+            return ImageResult(
+                job.job_id, event.image_index, event.seed, image, event.infotext, None, thumbnail,
+                save_error=message, step_frames=frames,
+            )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Multi-image tools: Compare Seeds and the X/Y plot."""

@@ -1,0 +1,1 @@
+"""The main window, its menus and commands, banner, status and settings."""

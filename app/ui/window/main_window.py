@@ -1,0 +1,398 @@
+"""The main window: lays out the panels, wires the controller's signals to the views, and persists itself.
+
+The work is elsewhere: values in `GenerationFormState`, jobs in `GenerationController`, models in
+`ModelPickerController` and `model_library`; commands that are not layout live in `window_commands`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QPaintEvent
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QScrollArea,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui.canvas.canvas import CanvasView, JobProgressBar
+from app.ui.canvas.step_scrubber import StepScrubber
+from app.ui.form.form_state import GenerationFormState
+from app.ui.form.generation_panel import GenerationPanel
+from app.ui.form.model_library import ModelSetInfo, inspect_path, scan
+from app.ui.form.model_picker import ModelPickerController
+from app.ui.form.presets import StylePreset, load_style_presets
+from app.ui.gallery.hookup import GalleryHookup
+from app.ui.generation.controller import GenerationController
+from app.ui.generation.jobs import ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
+from app.ui.generation.worker import EngineBackend, load_engine_backend
+from app.ui.tools.seed_compare import SeedComparePage
+from app.ui.window.banner import MessageBanner
+from app.ui.window.first_run import FirstRunPanel
+from app.ui.window.settings_store import (
+    load_bool,
+    load_json,
+    open_settings,
+    save_json,
+    user_style_presets_file,
+)
+from app.ui.window.side_panels import QueuePanel, RecentStrip
+from app.ui.window.theme import icon
+from app.ui.window.tooltips import tooltip
+from app.ui.window.window_actions import build_actions, build_menus
+from app.ui.window.window_commands import WindowCommands
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    first_painted = Signal()
+    models_discovered = Signal()
+
+    def __init__(
+        self,
+        *,
+        model_path: Path | None = None,
+        output_dir: Path | None = None,
+        backend_loader: Callable[[], EngineBackend] = load_engine_backend,
+        search_default_locations: bool = True,
+        shutdown_timeout_s: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("SD3.5 Studio")
+        self.setWindowIcon(icon("app"))
+        self.settings = open_settings()
+        self.state = GenerationFormState.from_dict(load_json(self.settings, "form/state", None))
+        self.styles = load_style_presets(user_style_presets_file())
+        self.controller = GenerationController(backend_loader, self)
+        self.io_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sd35-io")
+        self.model_arg = Path(model_path) if model_path is not None else None
+        self.output_arg = Path(output_dir) if output_dir is not None else None
+        self._search_defaults = search_default_locations
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self._painted = False
+        self._closed = False
+        self._startup_task: asyncio.Task[None] | None = None
+        self.closed_cleanly = True
+        self.shown_result: ImageResult | None = None
+        self._loaded_plan = ""  # the memory plan the engine reported for the loaded models
+
+        self._build_central()
+        self._build_docks()
+        self._build_status_bar()
+        self.commands = WindowCommands(self)
+        self.actions = build_actions(self, self.commands.handlers())
+        build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
+        self.token_counter = self.commands.token_counter
+        self._connect()
+        self.gallery = GalleryHookup(self)
+        self.seed_compare = SeedComparePage(self)
+        self._restore_layout()
+        self.actions.random_seed.setChecked(self.state.values.random_seed)
+
+        first = self.model_arg or _as_path(self.settings.value("models/selected"))
+        if first is not None:
+            self.commands.on_picker_selection_changed(self.picker.show_pending(first), "Reading the model…")
+        self.panel.prompt.edit.setFocus(Qt.FocusReason.OtherFocusReason)
+        self._update_buttons()
+
+    # ------------------------------------------------------------------------------------------ layout
+
+    def _build_central(self) -> None:
+        central = QWidget(self)
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.banner = MessageBanner(central)
+        banner_box = QHBoxLayout()
+        banner_box.setContentsMargins(10, 8, 10, 0)
+        banner_box.addWidget(self.banner)
+        layout.addLayout(banner_box)
+        self.stack = QStackedWidget(central)
+        self.canvas = CanvasView(self.stack)
+        self.first_run = FirstRunPanel(self.validate_path, self.stack)
+        self.stack.addWidget(self.canvas)
+        self.stack.addWidget(self.first_run)
+        layout.addWidget(self.stack, 1)
+        self.scrubber = StepScrubber(self.canvas, central)
+        layout.addWidget(self.scrubber)
+        self.progress = JobProgressBar(central)
+        layout.addWidget(self.progress)
+        self.setCentralWidget(central)
+
+    def _build_docks(self) -> None:
+        self.panel = GenerationPanel(self.state, self.styles)
+        self.panel.advanced.set_expanded(load_bool(self.settings, "ui/advanced_expanded", False))
+        self.settings_scroll = scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.panel)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        settings_box = QWidget()
+        box = QVBoxLayout(settings_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(0)
+        box.addWidget(scroll, 1)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(12, 8, 12, 10)
+        self.generate_button = QPushButton("Generate", settings_box)
+        self.generate_button.setObjectName("generateButton")
+        self.generate_button.setToolTip(tooltip("generate"))
+        self.cancel_button = QPushButton("Cancel", settings_box)
+        self.cancel_button.setObjectName("cancelButton")
+        self.cancel_button.setToolTip(tooltip("cancel"))
+        buttons.addWidget(self.generate_button, 1)
+        buttons.addWidget(self.cancel_button)
+        box.addLayout(buttons)
+        settings_box.setMinimumWidth(380)
+
+        self.queue_panel = QueuePanel(self.controller.queue)
+        self.recent = RecentStrip()
+        self.picker = ModelPickerController(self.panel.model_combo, self)
+        self.settings_dock = self._dock(
+            "Settings", "settingsDock", settings_box, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        self.queue_dock = self._dock(
+            "Queue", "queueDock", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.recent_dock = self._dock(
+            "Recent", "recentDock", self.recent, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.docks = [self.settings_dock, self.queue_dock, self.recent_dock]
+        # The side panels run the full height; the recent strip sits under the canvas only.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        self.addDockWidget(area, dock)
+        return dock
+
+    def add_side_panel(self, title: str, object_name: str, widget: QWidget) -> QDockWidget:
+        """Where the gallery (and later panels) go: a dock tabbed with the queue; persisted with the layout."""
+        dock = self._dock(title, object_name, widget, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.queue_dock, dock)
+        self.docks.append(dock)
+        return dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.device_label = QLabel("Device: detecting…")
+        self.model_label = QLabel("Model: not loaded")
+        self.memory_label = QLabel("")
+        self.last_job_label = QLabel("Last job: –")
+        for label in (self.device_label, self.model_label, self.memory_label, self.last_job_label):
+            label.setContentsMargins(8, 0, 8, 0)
+            bar.addPermanentWidget(label)
+        self._update_memory_label()
+
+    def _connect(self) -> None:
+        c, cmd = self.controller, self.commands
+        self.generate_button.clicked.connect(cmd.generate)
+        self.cancel_button.clicked.connect(cmd.cancel)
+        c.step_completed.connect(self._on_controller_step_completed)
+        c.image_finished.connect(self._on_controller_image_finished)
+        c.job_started.connect(self._on_controller_job_started)
+        c.job_ended.connect(self._on_controller_job_ended)
+        c.busy_changed.connect(lambda _busy: self._update_buttons())
+        c.busy_changed.connect(self.scrubber.set_generating)
+        c.queue_changed.connect(self._update_buttons)
+        c.model_loading.connect(lambda _j, name, i, n: self.progress.show_busy(f"Loading {name} ({i}/{n})…"))
+        c.model_loaded.connect(self._on_controller_model_loaded)
+        c.device_described.connect(lambda text: self.device_label.setText(f"Device: {text}"))
+        c.engine_prepared.connect(self.token_counter.set_ready)
+        self.picker.selection_changed.connect(cmd.on_picker_selection_changed)
+        self.panel.locate_button.clicked.connect(cmd.locate)
+        self.first_run.model_chosen.connect(cmd.use_model)
+        self.first_run.download_requested.connect(cmd.download_models)
+        self.first_run.back_requested.connect(lambda: self.stack.setCurrentWidget(self.canvas))
+        self.queue_panel.remove_requested.connect(c.remove_pending)
+        self.queue_panel.clear_requested.connect(cmd.clear_queue)
+        self.recent.result_activated.connect(self.show_result)
+        self.canvas.zoom_changed.connect(self.progress.show_zoom)
+        self.state.listeners.append(self._on_state_changed)
+
+    # ------------------------------------------------------------------------------------------ start-up
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            QTimer.singleShot(0, self._start_up)
+
+    def _start_up(self) -> None:
+        if self._default_dock_sizes:  # first run: only a laid-out window can size its docks
+            self.resizeDocks([self.settings_dock, self.queue_dock], [420, 240], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.recent_dock], [134], Qt.Orientation.Vertical)
+        self.first_painted.emit()
+        if not self._closed:
+            QTimer.singleShot(0, self.gallery.attach)
+            self._startup_task = asyncio.ensure_future(self._discover())
+
+    async def _discover(self) -> None:
+        """Find the model sets (headers only, on the I/O thread) and choose one; first-run panel if none."""
+        loop = asyncio.get_running_loop()
+        selected = _as_path(self.settings.value("models/selected"))
+        paths = [p for p in [self.model_arg, selected, *self.remembered_paths()] if p is not None]
+        found = await loop.run_in_executor(self.io_executor, scan, paths, self._search_defaults)
+        self.picker.set_sets(found, self.model_arg or selected, insist=self.model_arg is not None)
+        if self.picker.selected is not None and self.picker.selected.path == self.model_arg:
+            self.remember_path(self.model_arg)
+        self.first_run.set_has_models(self.picker.has_usable())
+        if not self.picker.has_usable():
+            given = next((i for i in found if i.path == self.model_arg), None)
+            if given is not None:
+                self.first_run.set_path(given.path, f"✗ {given.problem()}")
+            self.stack.setCurrentWidget(self.first_run)
+        self.controller.prepare_engine(self.state.values.device)
+        self.models_discovered.emit()
+
+    async def validate_path(self, path: Path) -> ModelSetInfo:
+        return await asyncio.get_running_loop().run_in_executor(self.io_executor, inspect_path, path)
+
+    def remembered_paths(self) -> list[Path]:
+        saved = load_json(self.settings, "models/paths", [])
+        return [Path(p) for p in saved if isinstance(p, str)] if isinstance(saved, list) else []
+
+    def remember_path(self, path: Path) -> None:
+        paths = [str(path), *(str(p) for p in self.remembered_paths() if p != path)]
+        save_json(self.settings, "models/paths", paths[:20])
+
+    # ------------------------------------------------------------------------------------------ job events
+
+    def _on_controller_job_started(self, job: QueuedJob) -> None:
+        self.queue_panel.show_running(job)
+        self.progress.show_busy("Starting…")
+        self._update_buttons()
+
+    def _on_controller_step_completed(self, info: StepInfo) -> None:
+        job = self.controller.current_job
+        if info.preview is not None and job is not None:
+            size = QSize(job.request.width, job.request.height)
+            self.canvas.set_image(info.preview, preview=True, logical_size=size)
+        self.progress.show_step(info.step, info.steps, info.its, info.eta, info.image_index + 1, info.images)
+
+    def _on_controller_image_finished(self, result: ImageResult) -> None:
+        self.show_result(result, result.image)
+        self.recent.add(result)
+        if result.save_error:
+            self.banner.show_message(
+                result.save_error, action=("Choose folder…", self.commands.choose_output)
+            )
+
+    def _on_controller_job_ended(self, job: QueuedJob, outcome: JobOutcome) -> None:
+        self.queue_panel.show_running(None)
+        self._update_buttons()
+        images = f"{outcome.images} image{'s' if outcome.images != 1 else ''}"
+        if outcome.status is JobStatus.FINISHED:
+            self.progress.show_message(f"Done: {images} in {outcome.seconds:.1f} s")
+            self.last_job_label.setText(f"Last job: {outcome.seconds:.1f} s")
+        elif outcome.status is JobStatus.CANCELLED:
+            self.progress.show_message(f"Cancelled — {images} kept")
+        else:
+            self.progress.show_message("Failed")
+            action = {
+                "model": ("Locate…", self.commands.locate),
+                "memory": ("Memory settings…", self.commands.show_memory_settings),
+            }.get(outcome.kind)
+            message = outcome.message[:1].upper() + outcome.message[1:]
+            self.banner.show_message(f"The job failed — {message}", action=action)
+        if self.canvas.is_preview() and self.shown_result is not None:
+            self.show_result(self.shown_result, self.shown_result.image)  # never leave a stale preview up
+
+    def show_result(self, result: ImageResult, image: object) -> None:
+        self.shown_result = result
+        self.canvas.set_image(image)  # type: ignore[arg-type]
+        self.scrubber.show_frames(result.step_frames, image)  # type: ignore[arg-type]
+        self.stack.setCurrentWidget(self.canvas)
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def styles_by_id(self) -> dict[str, StylePreset]:
+        return self.panel.styles
+
+    def set_styles(self, styles: list[StylePreset]) -> None:
+        self.styles = styles
+        self.panel.set_styles(styles)
+
+    def _on_state_changed(self, changed: frozenset[str]) -> None:
+        if changed & {"memory_plan", "device", "precision"}:
+            self._update_memory_label()
+        if "use_t5" in changed:
+            self.commands.update_token_source()
+        if "random_seed" in changed:
+            self.actions.random_seed.setChecked(self.state.values.random_seed)
+
+    def _on_controller_model_loaded(self, _job_id: int, name: str, seconds: float, plan: str) -> None:
+        self.model_label.setText(f"Model: {name} (loaded in {seconds:.1f} s)")
+        self._loaded_plan = plan
+        self._update_memory_label()
+
+    def _update_memory_label(self) -> None:
+        """The plan the engine chose for the loaded models; the chosen setting until models are loaded."""
+        setting = self.panel.advanced.memory_combo.currentText()
+        loaded = self._loaded_plan
+        self.memory_label.setText(f"Memory: {loaded}" if loaded else f"Memory plan: {setting}")
+        self.memory_label.setToolTip(
+            f"Memory plan setting: {setting}" + (f"\nLoaded with: {loaded}" if loaded else "")
+        )
+
+    def _update_buttons(self) -> None:
+        busy = self.controller.is_busy
+        self.generate_button.setText("Add to queue" if busy else "Generate")
+        self.generate_button.setEnabled(self.commands.can_generate())
+        self.cancel_button.setEnabled(self.controller.current_job is not None)
+        self.actions.cancel.setEnabled(True)  # Esc always reachable; does nothing when idle
+
+    # ------------------------------------------------------------------------------------------ persistence
+
+    def _restore_layout(self) -> None:
+        geometry, layout = self.settings.value("window/geometry"), self.settings.value("window/state")
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1440, 900)
+        self._default_dock_sizes = layout is None or not self.restoreState(layout)
+
+    def save_settings(self) -> None:
+        save_json(self.settings, "form/state", self.state.to_dict())
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("ui/advanced_expanded", self.panel.advanced.is_expanded())
+        if self.picker.selected is not None:
+            self.settings.setValue("models/selected", str(self.picker.selected.path))
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._closed:
+            self._closed = True
+            self.save_settings()
+            self.commands.close()
+            self.first_run.close_tasks()
+            if self._startup_task is not None:
+                self._startup_task.cancel()
+            self.closed_cleanly = self.controller.shutdown(self._shutdown_timeout_s)
+            self.io_executor.shutdown(wait=False, cancel_futures=True)
+            self.panel.detach()
+            self.gallery.shutdown()
+            if self._on_state_changed in self.state.listeners:
+                self.state.listeners.remove(self._on_state_changed)
+        event.accept()
+
+
+def _as_path(value: object) -> Path | None:
+    return Path(str(value)) if value else None
