@@ -25,6 +25,7 @@ from app.gallery.labels import summary
 from app.gallery.thumbnails import make_thumbnail
 from app.metadata.a1111 import infotext_of
 from app.metadata.exif import save_with_user_comment
+from app.metadata.file_modes import make_shareable
 from app.metadata.png_info import save_png
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ def _zip_folder(folder: Path, destination: Path) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{destination.stem}-", suffix=".zip.tmp", dir=destination.parent)
     try:
+        make_shareable(fd)  # a zip to hand to someone else: the usual permissions, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w") as zf:
                 for item in sorted(folder.iterdir()):

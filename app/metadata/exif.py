@@ -19,6 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from app.metadata.file_modes import make_shareable
+
 log = logging.getLogger(__name__)
 
 EXIF_IFD = 0x8769
@@ -73,6 +75,7 @@ def save_with_user_comment(src: Path, dest: Path, text: str, fmt: str, quality: 
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tmp", dir=dest.parent)
     try:
+        make_shareable(fd)
         with Image.open(src) as im:
             rgb = im.convert("RGB")
         exif = exif_with_user_comment(text)

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from app.inference.api.request import GenerationRequest
+from app.metadata.file_modes import make_shareable
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +156,7 @@ def save_png(
     )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png.tmp", dir=path.parent)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; an image should get the usual permissions
+        make_shareable(fd)
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(pixels, "RGB").save(f, format="PNG", pnginfo=info)
             f.flush()

@@ -3,6 +3,8 @@ a folder of mixed images (ours, A1111's, ComfyUI's, JPEG with EXIF) from their m
 
 import hashlib
 import json
+import os
+import stat
 import zipfile
 
 import pytest
@@ -67,6 +69,21 @@ def test_export_to_zip_and_as_jpeg(gallery, tmp_path):
     export_images(records[:1], tmp_path / "jpeg", fmt="jpeg")
     jpeg = tmp_path / "jpeg" / (records[0].path.stem + ".jpg")
     assert read_metadata(jpeg).params.seed == 500
+
+
+def test_exported_files_get_the_usual_permissions(gallery, tmp_path):
+    """A zip or a JPEG handed to someone else is readable by the group/others like any file the user saves
+    (the temporary file that becomes it starts 0600)."""
+    _, records = gallery
+    old = os.umask(0o022)
+    try:
+        export_images(records, tmp_path / "set.zip", as_zip=True)
+        export_images(records[:1], tmp_path / "jpeg", fmt="jpeg")
+    finally:
+        os.umask(old)
+    jpeg = tmp_path / "jpeg" / (records[0].path.stem + ".jpg")
+    for path in (tmp_path / "set.zip", jpeg, records[0].path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
 
 
 def test_import_indexes_a_mixed_folder(gallery, tmp_path):

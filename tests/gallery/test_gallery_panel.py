@@ -245,3 +245,15 @@ def test_an_image_written_elsewhere_can_be_indexed(qtbot, panel, tmp_path):
         panel.add_saved_image(path, params, job_id="w1")
     assert saved.args[0].path == path and saved.args[0].params == params
     assert panel.model.image_id(1) == saved.args[0].id
+
+
+def test_context_menu_names_the_compare_it_would_do(qtbot, panel):
+    from app.ui.gallery.menu import build_context_menu
+
+    rows = image_rows(panel)
+    for chosen, label, enabled in ((rows[:1], "Compare (select 2–16 images)", False),
+                                   (rows[:3], "Compare 3 Images", True)):  # fmt: skip
+        records = panel.db.get([panel.model.image_id(r) for r in chosen])
+        menu = build_context_menu(panel, records)
+        compare = [a for a in menu.actions() if a.text().startswith("Compare")]
+        assert [(a.text(), a.isEnabled()) for a in compare] == [(label, enabled)]

@@ -34,7 +34,8 @@ def build_context_menu(panel: GalleryPanel, records: list[ImageRecord]) -> QMenu
     for stars in range(6):
         label = "★" * stars if stars else "No stars"
         rate.addAction(label, lambda s=stars: panel.rate(ids, s)).setShortcut(QKeySequence(str(stars)))
-    compare = menu.addAction(f"Compare {n} Images", lambda: panel.open_compare(records))
+    compare_label = f"Compare {n} Images" if n >= 2 else "Compare (select 2–16 images)"
+    compare = menu.addAction(compare_label, lambda: panel.open_compare(records))
     compare.setEnabled(2 <= n <= 16)
     menu.addSeparator()
     menu.addAction("Reveal in File Manager", lambda: panel.reveal(first))
