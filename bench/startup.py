@@ -78,7 +78,7 @@ def on_window(window):
             job.clear()
             job["done"] = asyncio.get_running_loop().create_future()
             start = time.perf_counter()
-            window.commands.generate()
+            window.commands.generate.generate()
             outcome = await job["done"]
             end = time.perf_counter()
             first_step = [job["first_step"]] if "first_step" in job else []

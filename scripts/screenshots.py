@@ -70,9 +70,9 @@ async def _shoot(args: argparse.Namespace, models: Path, out: Path) -> None:
 
     steps_seen: list[int] = []
     window.controller.step_completed.connect(lambda info: steps_seen.append(info.step))
-    window.commands.generate()
+    window.commands.generate.generate()
     window.state.update(style="watercolour")
-    window.commands.generate()  # a second job waits in the queue
+    window.commands.generate.generate()  # a second job waits in the queue
     await _wait(lambda: len(steps_seen) >= max(2, args.steps // 2))
     await _take(window, out, "3-running")
     window.controller.remove_pending(window.controller.pending()[0].job_id)
@@ -93,7 +93,7 @@ async def _shoot(args: argparse.Namespace, models: Path, out: Path) -> None:
     # What a failed job looks like (the message is the engine's own out-of-memory advice).
     from app.ui.generation.jobs import JobOutcome, JobStatus
 
-    job = window.commands.generate()
+    job = window.commands.generate.generate()
     await _wait(lambda: not window.controller.is_busy)
     advice = (
         "out of memory: lower the image size or the number of images, run without T5, "

@@ -64,7 +64,7 @@ def test_full_download_from_the_first_run_panel_is_handed_to_the_window(qtbot, m
         b for b in window.first_run.findChildren(QPushButton) if b.text() == "Download SD3.5 Medium…"
     )
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
-    dialog = window.commands.download_dialog
+    dialog = window.models.download_dialog
     assert dialog is not None and dialog.isVisible()
     assert dialog.variant_combo.currentData() == "medium"
     assert dialog.token_edit.placeholderText() == "hf_…"  # nothing stored yet

@@ -125,16 +125,16 @@ def test_the_pickers_download_entry_opens_the_file_menus_dialog(qtbot, make_wind
     wait_until_ready(qtbot, window)
     combo = window.panel.model_combo
     chosen = window.picker.selected
-    assert chosen is not None and window.commands.download_dialog is None
+    assert chosen is not None and window.models.download_dialog is None
 
     combo.setCurrentIndex(_download_index(combo))
 
-    dialog = window.commands.download_dialog
+    dialog = window.models.download_dialog
     assert dialog is not None and dialog.isVisible()
     assert window.picker.selected is chosen and combo.currentData() == str(chosen.path)
     dialog.hide()
     window.actions.download_models.trigger()  # File ▸ Download Models… shows the very same dialog
-    assert window.commands.download_dialog is dialog and dialog.isVisible()
+    assert window.models.download_dialog is dialog and dialog.isVisible()
     dialog.hide()
     combo.setCurrentIndex(combo.findData("missing:large"))
     combo.setCurrentIndex(_download_index(combo))

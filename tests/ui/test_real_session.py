@@ -34,7 +34,7 @@ def test_real_session_generates_with_previews_and_writes_the_png(qtbot, make_win
     window.controller.image_finished.connect(finished.append)
     window.controller.model_loading.connect(lambda _j, name, i, n: loading.append((name, i, n)))
     with qtbot.waitSignal(window.controller.job_ended, timeout=180_000) as ended:
-        window.commands.generate()
+        window.commands.generate.generate()
     outcome = ended.args[1]
     assert outcome.status is JobStatus.FINISHED, outcome.message
     assert [n for n, _, _ in loading] == ["text encoders", "diffusion model", "VAE"]
@@ -59,5 +59,5 @@ def test_real_session_generates_with_previews_and_writes_the_png(qtbot, make_win
     # The models stay loaded: the next job loads nothing.
     loading.clear()
     with qtbot.waitSignal(window.controller.job_ended, timeout=60_000) as ended:
-        window.commands.generate()
+        window.commands.generate.generate()
     assert ended.args[1].status is JobStatus.FINISHED and loading == []

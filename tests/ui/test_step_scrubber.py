@@ -43,7 +43,7 @@ def generate(qtbot, window, seed: int = 7) -> object:
         prompt="a fox", steps=STEPS, count=1, width=128, height=64, random_seed=False, seed=seed
     )
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
-        window.commands.generate()
+        window.commands.generate.generate()
     qtbot.waitUntil(lambda: not window.controller.is_busy, timeout=5000)
     return window.shown_result
 
@@ -80,7 +80,7 @@ def test_a_finished_image_carries_its_frames_and_offers_the_scrubber(qtbot, make
     scrubber.slider.setValue(1)
     assert window.canvas.is_preview()
     # Copy Image / Save Image As, while a step frame is shown, take the finished image it belongs to
-    assert window.commands._shown_image() is result.image
+    assert window.shown.image() is result.image
 
 
 def test_the_gallery_stores_the_frames_and_opening_the_image_offers_them(qtbot, indexed):
@@ -139,7 +139,7 @@ def test_the_scrubber_hides_while_generating_and_returns_to_the_final_image(
     assert window.canvas.is_preview()
     fake_sessions.step_seconds = 0.05
     with qtbot.waitSignal(window.controller.busy_changed, timeout=5000):
-        window.commands.generate()
+        window.commands.generate.generate()
     assert scrubber.isHidden()
     qtbot.waitUntil(lambda: not window.controller.is_busy, timeout=10000)
     assert scrubber.isVisible() and scrubber.slider.value() == STEPS  # the new image's frames
@@ -166,7 +166,7 @@ def test_the_real_engine_s_previews_become_step_frames_for_each_image_of_a_batch
     finished = []
     window.controller.image_finished.connect(finished.append)
     with qtbot.waitSignal(window.controller.job_ended, timeout=180_000):
-        window.commands.generate()
+        window.commands.generate.generate()
     assert [r.seed for r in finished] == [5, 6]
     for result in finished:
         frames = result.step_frames

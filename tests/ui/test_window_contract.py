@@ -41,7 +41,7 @@ def test_escape_cancels_and_ctrl_q_cancels_then_quits(qtbot, make_window, fake_s
     with qtbot.waitSignal(window.controller.job_ended, timeout=5000) as ended:
         qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Escape)
     assert ended.args[1].status is JobStatus.CANCELLED
-    window.commands.generate()
+    window.commands.generate.generate()
     qtbot.waitSignal(window.controller.step_completed, timeout=10000).wait()
     qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
     assert not window.isVisible() and window.controller.thread.isFinished()

@@ -59,7 +59,7 @@ def test_the_job_is_a_snapshot_with_the_style_shown(qtbot, make_window):
     window.state.update(prompt="a lighthouse", style="watercolour", steps=2)
     assert "Adds: watercolour painting of <i>your prompt</i>" in window.panel.style_hint.text()
     assert window.panel.style_hint.toolTip().startswith("Sent as: watercolour painting of a lighthouse")
-    job = window.commands.generate()
+    job = window.commands.generate.generate()
     window.state.update(prompt="something else", steps=9)
     assert job.request.prompt.startswith("watercolour painting of a lighthouse")
     assert job.request.steps == 2 and job.style_label == "Watercolour"
@@ -104,7 +104,7 @@ def test_three_queued_jobs_complete_in_order(qtbot, make_window, fake_sessions):
     jobs = []
     for seed in (1, 2, 3):
         window.state.update(prompt=f"job {seed}", seed=seed)
-        jobs.append(window.commands.generate())
+        jobs.append(window.commands.generate.generate())
     assert window.generate_button.text() == "Add to queue"
     qtbot.waitUntil(lambda: window.controller.queue.rowCount() == 2)  # the first one starts running
     ended = []
@@ -120,8 +120,8 @@ def test_a_queued_job_can_be_removed(qtbot, make_window, fake_sessions):
     window = make_window()
     wait_until_ready(qtbot, window)
     window.state.update(steps=5, prompt="x")
-    window.commands.generate()
-    second, third = window.commands.generate(), window.commands.generate()
+    window.commands.generate.generate()
+    second, third = window.commands.generate.generate(), window.commands.generate.generate()
     assert window.controller.remove_pending(second.job_id)
     qtbot.waitUntil(lambda: not window.controller.is_busy, timeout=15000)
     assert len(fake_sessions.instances[0].runs) == 2
@@ -133,9 +133,9 @@ def test_cancel_mid_run_stops_within_one_step_and_the_next_job_runs(qtbot, make_
     window = make_window()
     wait_until_ready(qtbot, window)
     window.state.update(steps=40, prompt="long one")
-    first = window.commands.generate()
+    first = window.commands.generate.generate()
     window.state.update(steps=3, prompt="next one")
-    second = window.commands.generate()
+    second = window.commands.generate.generate()
     steps_of_first = []
     window.controller.step_completed.connect(
         lambda s: steps_of_first.append(s.step) if s.job_id == first.job_id else None
@@ -161,7 +161,7 @@ def test_closing_mid_run_exits_within_two_seconds_with_no_thread_left(
     window = make_window()
     wait_until_ready(qtbot, window)
     window.state.update(steps=3, count=3, prompt="keep me", random_seed=False, seed=10)
-    window.commands.generate()
+    window.commands.generate.generate()
     qtbot.waitUntil(lambda: window.recent.results.rowCount() >= 1, timeout=10000)  # one image finished
     started = time.perf_counter()
     window.close()
@@ -182,7 +182,7 @@ def test_a_job_that_fails_shows_an_actionable_error_and_the_app_keeps_working(
     wait_until_ready(qtbot, window)
     window.state.update(prompt="x", steps=2)
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000) as ended:
-        window.commands.generate()
+        window.commands.generate.generate()
     assert ended.args[1].status is JobStatus.FAILED and ended.args[1].kind == "model"
     assert (
         window.banner.message().startswith("The job failed — ")
@@ -196,7 +196,7 @@ def test_a_job_that_fails_shows_an_actionable_error_and_the_app_keeps_working(
     )
     window.panel.model_combo.setCurrentIndex(good)
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000) as ended:
-        window.commands.generate()
+        window.commands.generate.generate()
     assert ended.args[1].status is JobStatus.FINISHED
 
 
@@ -218,7 +218,7 @@ def test_a_corrupt_checkpoint_is_reported_and_a_good_one_can_be_chosen(
     assert window.stack.currentWidget() is window.canvas and window.generate_button.isEnabled()
     window.state.update(prompt="x", steps=2)
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000) as ended:
-        window.commands.generate()
+        window.commands.generate.generate()
     assert ended.args[1].status is JobStatus.FINISHED
 
 
@@ -241,10 +241,10 @@ def test_an_engine_crash_becomes_a_message_and_the_next_job_runs(qtbot, make_win
     wait_until_ready(qtbot, window)
     window.state.update(prompt="x", steps=2)
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000) as ended:
-        window.commands.generate()
+        window.commands.generate.generate()
     assert ended.args[1].status is JobStatus.FAILED and "simulated engine crash" in window.banner.message()
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000) as ended:
-        window.commands.generate()
+        window.commands.generate.generate()
     assert ended.args[1].status is JobStatus.FINISHED
 
 
@@ -263,7 +263,7 @@ def test_the_ui_keeps_processing_events_while_a_job_runs(qtbot, make_window, fak
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
     with qtbot.waitSignal(window.controller.job_ended, timeout=20000):
-        window.commands.generate()
+        window.commands.generate.generate()
     timer.stop()
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     duration = ticks[-1] - ticks[0]
@@ -276,7 +276,7 @@ def test_skip_image_drops_only_the_current_image(qtbot, make_window, fake_sessio
     window = make_window()
     wait_until_ready(qtbot, window)
     window.state.update(prompt="x", steps=20, count=2, random_seed=False, seed=3)
-    window.commands.generate()
+    window.commands.generate.generate()
     cancelled = []
     window.controller.image_cancelled.connect(lambda _job, index: cancelled.append(index))
     qtbot.waitUntil(lambda: window.controller.current_job is not None and window.progress.bar.value() >= 2)
@@ -293,7 +293,7 @@ def test_no_model_anywhere_opens_the_first_run_panel(qtbot, make_window):
     assert window.stack.currentWidget() is window.first_run
     assert not window.generate_button.isEnabled()
     assert "not on this computer" in window.panel.model_hint.text()
-    assert window.commands.generate() is None and "Choose a model first" in window.banner.message()
+    assert window.commands.generate.generate() is None and "Choose a model first" in window.banner.message()
 
 
 def test_an_image_that_cannot_be_saved_is_still_shown_and_kept(qtbot, make_window, tmp_path):
@@ -303,7 +303,7 @@ def test_an_image_that_cannot_be_saved_is_still_shown_and_kept(qtbot, make_windo
     wait_until_ready(qtbot, window)
     window.state.update(prompt="x", steps=2, width=64, height=64)
     with qtbot.waitSignal(window.controller.image_finished, timeout=10000) as finished:
-        window.commands.generate()
+        window.commands.generate.generate()
     result = finished.args[0]
     assert result.path is None and "Could not save" in result.save_error
     qtbot.waitUntil(lambda: "Could not save" in window.banner.message())

@@ -17,7 +17,7 @@ def open_dialog(qtbot, make_window, **values):
     values = {"prompt": "a red fox in snow", "steps": 3, "count": 1, "width": 64, "height": 48,
               "random_seed": False, "seed": 5, "cfg": 4.0, **values}  # fmt: skip
     window.state.update(**values)
-    dialog = XYPlotDialog(window, window.commands.current_request())
+    dialog = XYPlotDialog(window, window.tools, window.jobs.request())
     qtbot.addWidget(dialog)
     return window, dialog
 
@@ -92,7 +92,7 @@ def test_clearing_the_queue_still_saves_the_cells_that_finished(qtbot, make_wind
     run = dialog.run
     with qtbot.waitSignal(run.sheet_saved, timeout=20000) as saved:
         qtbot.waitUntil(lambda: len(run.images) >= 1, timeout=10000)
-        window.commands.clear_queue()
+        window.commands.generate.clear_queue()
     assert 1 <= len(run.images) < 6
     assert saved.args[0].exists()
     assert "left empty" in window.statusBar().currentMessage()

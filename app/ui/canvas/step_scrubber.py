@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSlider, QWidget
 
 from app.gallery.step_frames import StepFrames, StepFramesError, decode_frame
 from app.ui.canvas.canvas import CanvasView
-from app.ui.generation.worker import array_to_qimage
+from app.ui.canvas.image_arrays import array_to_qimage
 
 if TYPE_CHECKING:
     import numpy as np

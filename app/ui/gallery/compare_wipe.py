@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import QWidget
 
 from app.gallery.difference import DifferenceStats, difference_heatmap
+from app.ui.canvas.image_arrays import array_to_qimage, qimage_to_array
 from app.ui.canvas.zoom_pan import ZoomPan
 from app.ui.gallery.compare_tile import WHEEL_STEP
 from app.ui.gallery.tasks import run_task
@@ -23,18 +23,6 @@ from app.ui.gallery.tasks import run_task
 log = logging.getLogger(__name__)
 
 PIXEL_ZOOM = 2.0  # from this zoom on, image pixels are drawn as crisp squares
-
-
-def qimage_to_array(image: QImage) -> np.ndarray:
-    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
-    buffer = np.frombuffer(rgb.constBits(), np.uint8).reshape(rgb.height(), rgb.bytesPerLine())
-    return buffer[:, : rgb.width() * 3].reshape(rgb.height(), rgb.width(), 3).copy()
-
-
-def array_to_qimage(array: np.ndarray) -> QImage:
-    array = np.ascontiguousarray(array)
-    h, w, _ = array.shape
-    return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
 class WipeView(QWidget):

@@ -9,12 +9,19 @@ from the gallery loads its frames in the background and offers them to the scrub
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QDockWidget, QLabel, QWidget
+
+from app.ui.canvas.shown_image import ShownImage
+from app.ui.form.form_state import GenerationFormState
+from app.ui.form.model_picker import ModelPickerController
+from app.ui.generation.controller import GenerationController
+from app.ui.notify import Notifier
 
 if TYPE_CHECKING:
     from app.gallery.db import ImageRecord
@@ -22,7 +29,6 @@ if TYPE_CHECKING:
     from app.metadata.recall import SettingsRecall
     from app.ui.gallery.panel import GalleryPanel
     from app.ui.generation.jobs import ImageResult
-    from app.ui.window.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +63,19 @@ def recall_values(recall: SettingsRecall) -> dict[str, object]:
 
 class GalleryHookup:
     """The dock exists from the start (so the saved layout restores it); the panel itself, with its SQLite
-    database and image libraries, is built after the window's first paint by `attach()`."""
+    database and image libraries, is built after the window's first paint by `attach()`. `add_dock` puts a
+    widget into a new dock of the window; the hookup reaches the rest only through what it is given."""
 
-    def __init__(self, window: MainWindow) -> None:
-        self.window = window
+    def __init__(
+        self,
+        add_dock: Callable[[QWidget], QDockWidget],
+        controller: GenerationController,
+        picker: ModelPickerController,
+        state: GenerationFormState,
+        shown: ShownImage,
+        notifier: Notifier,
+    ) -> None:
+        self._picker, self._state, self._shown, self._notifier = picker, state, shown, notifier
         self.panel: GalleryPanel | None = None
         self._pending: list[ImageResult] = []
         self._loaded_name: str | None = None  # the model set the engine last loaded
@@ -68,8 +83,8 @@ class GalleryHookup:
         self._closed = False
         placeholder = QLabel("Opening the gallery…")
         placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.dock = window.add_side_panel("Gallery", "galleryDock", placeholder)
-        c = window.controller
+        self.dock = add_dock(placeholder)
+        c = controller
         c.image_finished.connect(self._on_controller_image_finished)
         c.model_loaded.connect(self._on_controller_model_loaded)
 
@@ -78,14 +93,13 @@ class GalleryHookup:
             return
         from app.ui.gallery.panel import GalleryPanel
 
-        window = self.window
         self.panel = panel or GalleryPanel()
         self.dock.setWidget(self.panel)
         self.panel.image_opened.connect(self._on_panel_image_opened)
         self.panel.settings_requested.connect(self._on_panel_settings_requested)
         self.panel.seed_requested.connect(self._on_panel_seed_requested)
-        self.panel.status_changed.connect(window.statusBar().showMessage)
-        self.panel.save_failed.connect(lambda text: window.banner.show_message(text))
+        self.panel.status_changed.connect(self._notifier.status)
+        self.panel.save_failed.connect(lambda text: self._notifier.error(text))
         self.panel.image_saved.connect(self._on_panel_image_saved)
         self._sweep_step_frames()
         for result in self._pending:
@@ -108,7 +122,7 @@ class GalleryHookup:
 
     def _on_controller_model_loaded(self, _job_id: int, name: str, _seconds: float, _plan: str) -> None:
         self._loaded_name = name
-        info = self.window.picker.selected
+        info = self._picker.selected
         if info is None or self.panel is None:
             return
         self.panel.set_model(_checkpoint_of(info.path, name), info.variant, t5_available=info.has_t5)
@@ -116,10 +130,9 @@ class GalleryHookup:
     def _on_panel_image_opened(self, path: object) -> None:
         image = QImage(str(path))
         if image.isNull():
-            self.window.banner.show_message(f"Cannot open {path}")
+            self._notifier.error(f"Cannot open {path}")
             return
-        self.window.canvas.set_image(image)
-        self.window.stack.setCurrentWidget(self.window.canvas)
+        self._shown.show_picture(image)
         self._offer_step_frames(Path(str(path)), image)
 
     # -- step frames ---------------------------------------------------------------------------------------
@@ -144,7 +157,7 @@ class GalleryHookup:
         """Hand the scrubber the step frames of the image just opened, once loaded (if it still shows)."""
         frames = self._fresh_frames.get(str(path))
         if frames is not None:
-            self.window.scrubber.show_frames(frames, image)
+            self._shown.scrubber.show_frames(frames, image)
             return
         panel = self.panel
         if panel is None or self._closed:
@@ -155,11 +168,11 @@ class GalleryHookup:
         from app.gallery.store import load_step_frames
         from app.ui.gallery.tasks import run_task
 
-        db, canvas = panel.db, self.window.canvas
+        db, canvas = panel.db, self._shown.canvas
 
         def loaded(frames: object) -> None:
             if frames is not None and not self._closed and canvas.image() is image:
-                self.window.scrubber.show_frames(frames, image)  # type: ignore[arg-type]
+                self._shown.scrubber.show_frames(frames, image)  # type: ignore[arg-type]
 
         run_task(lambda: load_step_frames(db, image_id), loaded, pool=panel.tasks)
 
@@ -174,13 +187,31 @@ class GalleryHookup:
         run_task(lambda: remove_orphan_step_frames(db), pool=self.panel.tasks)
 
     def _on_panel_settings_requested(self, recall: SettingsRecall) -> None:
-        self.window.state.update(**recall_values(recall))
+        self._state.update(**recall_values(recall))
         notes = [*recall.warnings, *(f"not applied: {u}" for u in recall.unmapped)]
-        self.window.statusBar().showMessage("Settings applied" + (f" — {'; '.join(notes)}" if notes else ""))
+        self._notifier.status("Settings applied" + (f" — {'; '.join(notes)}" if notes else ""))
 
     def _on_panel_seed_requested(self, recall: SettingsRecall) -> None:
         if recall.seed is not None:
-            self.window.state.update(seed=recall.seed, random_seed=False)
+            self._state.update(seed=recall.seed, random_seed=False)
+
+    def open_compare(self, paths: list[Path]) -> list[ImageRecord]:
+        """Open these saved images in the gallery's compare view (they must be indexed by now); [] after
+        telling the user why not."""
+        panel = self.panel
+        if panel is None or len(paths) < 2:
+            self._notifier.status("Compare needs at least two finished, saved seeds")
+            return []
+        ids = panel.db.ids_for_paths(paths)
+        by_id = {rec.id: rec for rec in panel.db.get(list(ids.values()))}
+        records = [by_id[ids[str(p)]] for p in paths if str(p) in ids and ids[str(p)] in by_id]
+        if len(records) < len(paths):
+            self._notifier.status("The gallery is still indexing these images; try again in a moment")
+            return []
+        panel.open_compare(records)
+        self.dock.show()
+        self.dock.raise_()
+        return records
 
     def shutdown(self) -> None:
         self._closed = True

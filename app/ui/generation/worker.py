@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
-from PySide6.QtGui import QImage
 
+from app.ui.canvas.image_arrays import array_to_qimage
 from app.ui.generation.jobs import EngineOptions, ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
 from app.ui.generation.output_files import ImageNamer
 
@@ -84,15 +84,6 @@ def load_engine_backend() -> EngineBackend:
     except ImportError as exc:
         log.warning("transformers classes could not be imported ahead of the first job: %s", exc)
     return EngineBackend(GenerationSession, CancelToken, save_png)
-
-
-def array_to_qimage(pixels: Any) -> QImage:
-    """(H, W, 3) uint8 array -> a QImage that owns a copy of the pixels (safe after the array is gone)."""
-    import numpy as np  # lazily: the window starts without numpy
-
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    height, width = pixels.shape[:2]
-    return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
 
 
 def describe_device(preference: str) -> str:

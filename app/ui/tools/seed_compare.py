@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPalette, QPixmap
@@ -27,10 +26,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.inference.api.request import MAX_SEED
+from app.ui.gallery.hookup import GalleryHookup
 from app.ui.generation.jobs import ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
-
-if TYPE_CHECKING:
-    from app.ui.window.main_window import MainWindow
+from app.ui.tools.context import ToolContext
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +163,16 @@ class SeedTile(QFrame):
 
 
 class SeedComparePage(QWidget):
-    """The live grid of one Compare Seeds job; `start()` queues it from the window's current settings."""
+    """The live grid of one Compare Seeds job; `start()` queues it from the form's current settings. The page
+    sits in the central stack next to the canvas (`shown`)."""
 
     compare_opened = Signal(list)  # the gallery records handed to the compare view
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window.stack)
+    def __init__(self, tools: ToolContext, gallery: GalleryHookup) -> None:
+        super().__init__(tools.shown.stack)
         self.setObjectName("seedComparePage")
-        self.w = window
+        self._controller, self._jobs, self._shown = tools.controller, tools.jobs, tools.shown
+        self._gallery, self._notifier = gallery, tools.notifier
         self.job: QueuedJob | None = None
         self.tiles: list[SeedTile] = []
         self.running = False
@@ -211,8 +211,8 @@ class SeedComparePage(QWidget):
         layout.addLayout(header)
         layout.addWidget(self.grid_host, 1)
 
-        window.stack.addWidget(self)
-        c = window.controller
+        self._shown.stack.addWidget(self)
+        c = self._controller
         c.job_started.connect(self._on_controller_job_started)
         c.step_completed.connect(self._on_controller_step_completed)
         c.image_finished.connect(self._on_controller_image_finished)
@@ -223,15 +223,15 @@ class SeedComparePage(QWidget):
 
     def start(self) -> QueuedJob | None:
         """Queue the current settings as one job of N seeds (N = the Images field, at least 2) and show it."""
-        request = self.w.commands.current_request()
+        request = self._jobs.request()
         if request is None:
             return None
         n = min(MAX_SEEDS, max(2, request.count))
         request = replace(request, count=n, seed=min(request.seed, MAX_SEED - (n - 1)))
-        job = self.w.commands.build_job(request)
+        job = self._jobs.job(request)
         self.show_job(job)
-        self.w.banner.hide()
-        self.w.controller.submit(job)
+        self._notifier.clear()
+        self._controller.submit(job)
         return job
 
     def show_job(self, job: QueuedJob) -> None:
@@ -262,16 +262,16 @@ class SeedComparePage(QWidget):
         self.title.setText(prompt if len(prompt) <= 90 else prompt[:89] + "…")
         self.summary.setText(
             f"{r.count} seeds from {r.seed} · {r.steps} steps · CFG {r.cfg:g} · {r.width}×{r.height}"
-            + (" · waiting in the queue" if self.w.controller.is_busy else "")
+            + (" · waiting in the queue" if self._controller.is_busy else "")
         )
         self.stop_all_button.setEnabled(True)
         self.compare_button.setEnabled(False)
         self._following = True
-        self.w.stack.setCurrentWidget(self)
+        self._shown.stack.setCurrentWidget(self)
 
     def stop_image(self, index: int) -> None:
         """Stop one seed; the others go on."""
-        if self.job is not None and self.w.controller.cancel_image(self.job.job_id, index):
+        if self.job is not None and self._controller.cancel_image(self.job.job_id, index):
             self.tiles[index].mark_stopping()
 
     def finished_results(self) -> list[ImageResult]:
@@ -279,22 +279,10 @@ class SeedComparePage(QWidget):
 
     def open_in_compare(self) -> list[object]:
         """Hand the finished, saved seeds to the gallery's compare view (they must be indexed by now)."""
-        panel = self.w.gallery.panel
         paths = [r.path for r in self.finished_results() if r.path is not None]
-        if panel is None or len(paths) < 2:
-            self.w.statusBar().showMessage("Compare needs at least two finished, saved seeds")
+        records = self._gallery.open_compare(paths)
+        if not records:
             return []
-        ids = panel.db.ids_for_paths(paths)
-        by_id = {rec.id: rec for rec in panel.db.get(list(ids.values()))}
-        records = [by_id[ids[str(p)]] for p in paths if str(p) in ids and ids[str(p)] in by_id]
-        if len(records) < len(paths):
-            self.w.statusBar().showMessage(
-                "The gallery is still indexing these images; try again in a moment"
-            )
-            return []
-        panel.open_compare(records)
-        self.w.gallery.dock.show()
-        self.w.gallery.dock.raise_()
         self.compare_opened.emit(records)
         return records
 
@@ -341,32 +329,33 @@ class SeedComparePage(QWidget):
         self.summary.setText(text)
         self.stop_all_button.setEnabled(False)
         saved = [r for r in self.finished_results() if r.path is not None]
-        self.compare_button.setEnabled(len(saved) >= 2 and self.w.gallery.panel is not None)
+        self.compare_button.setEnabled(len(saved) >= 2 and self._gallery.panel is not None)
         self._keep_in_front()
 
     def _on_stop_all_button_clicked(self) -> None:
         if self.job is None:
             return
-        if self.w.controller.current_job is not None and self._is_ours(self.w.controller.current_job.job_id):
-            self.w.controller.cancel_current()
+        current = self._controller.current_job
+        if current is not None and self._is_ours(current.job_id):
+            self._controller.cancel_current()
         else:
-            self.w.controller.remove_pending(self.job.job_id)
+            self._controller.remove_pending(self.job.job_id)
             self._on_controller_job_ended(self.job, _cancelled(self.job.job_id))
 
     def _on_back_button_clicked(self) -> None:
         self._following = False
-        self.w.stack.setCurrentWidget(self.w.canvas)
+        self._shown.show_canvas()
 
     def _on_tile_activated(self, index: int) -> None:
         result = self.tiles[index].result
         if result is not None:
             self._following = False
-            self.w.show_result(result, result.image)
+            self._shown.show_result(result, result.image)
 
     def _keep_in_front(self) -> None:
         """The window shows each finished image in the canvas; while following a job, come back to the front."""
-        if self._following and self.w.stack.currentWidget() is self.w.canvas:
-            self.w.stack.setCurrentWidget(self)
+        if self._following and self._shown.canvas_in_front():
+            self._shown.stack.setCurrentWidget(self)
 
     def sizeHint(self) -> QSize:
         return QSize(900, 640)

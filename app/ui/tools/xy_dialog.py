@@ -2,7 +2,9 @@
 comma-separated values, and `XYRun`, which queues one job per cell and saves the labelled grid when all are done.
 
 The expansion and the sheet are `app.gallery.xy_plot.XYPlot`; this module only asks for the axes, queues the
-cells through the controller, collects their images and writes the sheet on the window's I/O thread.
+cells through the controller, collects their images and writes the sheet on the window's I/O thread. What a
+plot needs from the window comes in one `ToolContext`. numpy and PIL come with it: the window imports this
+module only when the dialog is first opened.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from PySide6.QtWidgets import (
 
 from app.gallery.xy_plot import AXIS_KINDS, AXIS_TITLES, Axis, XYPlot
 from app.inference.api.request import SAMPLER_NAMES, SCHEDULER_NAMES, GenerationRequest
+from app.ui.canvas.image_arrays import qimage_to_array
 from app.ui.generation.jobs import ImageResult, JobOutcome, QueuedJob
+from app.ui.tools.context import ToolContext
 
 if TYPE_CHECKING:
     from app.metadata.params import ImageParams
-    from app.ui.window.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +97,6 @@ def build_plot(request: GenerationRequest, x: tuple[str, str], y: tuple[str, str
     return plot
 
 
-def qimage_to_array(image: QImage) -> np.ndarray:
-    """H×W×3 uint8 RGB pixels of a QImage (copied)."""
-    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
-    w, h, stride = rgb.width(), rgb.height(), rgb.bytesPerLine()
-    buffer = np.frombuffer(rgb.constBits(), np.uint8, count=stride * h).reshape(h, stride)
-    return buffer[:, : w * 3].reshape(h, w, 3).copy()
-
-
 class XYRun(QObject):
     """The jobs of one plot, in flight: collects each cell's image and saves the sheet when all have ended."""
 
@@ -109,9 +104,9 @@ class XYRun(QObject):
     sheet_failed = Signal(str)
     active: ClassVar[set[XYRun]] = set()  # runs in flight stay alive until their sheet is written
 
-    def __init__(self, window: MainWindow, plot: XYPlot) -> None:
-        super().__init__(window)
-        self.w, self.plot = window, plot
+    def __init__(self, tools: ToolContext, plot: XYPlot) -> None:
+        super().__init__(tools.controller)
+        self.tools, self.plot = tools, plot
         self.cells: dict[int, tuple[int, int]] = {}  # job id -> (column, row)
         self.images: dict[tuple[int, int], np.ndarray] = {}
         self.params: dict[tuple[int, int], ImageParams] = {}
@@ -121,19 +116,19 @@ class XYRun(QObject):
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> list[QueuedJob]:
-        c = self.w.controller
+        c = self.tools.controller
         c.image_finished.connect(self._on_controller_image_finished)
         c.job_ended.connect(self._on_controller_job_ended)
         XYRun.active.add(self)
         for cell in self.plot.cells():
-            job = self.w.commands.build_job(cell.request)
+            job = self.tools.jobs.job(cell.request)
             self.cells[job.job_id] = (cell.column, cell.row)
             self.jobs.append(job)
         for job in self.jobs:
             c.submit(job)
         c.queue_changed.connect(self._on_controller_queue_changed)  # after submitting: jobs removed unrun
         cols, rows = self.plot.shape
-        self.w.statusBar().showMessage(f"X/Y plot: {cols * rows} images queued")
+        self.tools.notifier.status(f"X/Y plot: {cols * rows} images queued")
         return self.jobs
 
     def _on_controller_image_finished(self, result: ImageResult) -> None:
@@ -154,7 +149,7 @@ class XYRun(QObject):
 
     def _on_controller_queue_changed(self) -> None:
         """Jobs removed from the queue (Clear Queue) never end: count them as ended, their cells empty."""
-        c = self.w.controller
+        c = self.tools.controller
         live = {job.job_id for job in c.pending()}
         if c.current_job is not None:
             live.add(c.current_job.job_id)
@@ -165,12 +160,12 @@ class XYRun(QObject):
                 self._finish()
 
     def _finish(self) -> None:
-        c = self.w.controller
+        c = self.tools.controller
         c.image_finished.disconnect(self._on_controller_image_finished)
         c.job_ended.disconnect(self._on_controller_job_ended)
         c.queue_changed.disconnect(self._on_controller_queue_changed)
         if not self.images:
-            self.w.statusBar().showMessage("X/Y plot: no image finished, so no grid was saved")
+            self.tools.notifier.status("X/Y plot: no image finished, so no grid was saved")
             self._done()
             return
         self._task = asyncio.ensure_future(self._save())
@@ -193,21 +188,20 @@ class XYRun(QObject):
             path.parent.mkdir(parents=True, exist_ok=True)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(
-                self.w.io_executor, self.plot.save, path, self.images, self.params, infotext
+                self.tools.io_executor, self.plot.save, path, self.images, self.params, infotext
             )
         except OSError as exc:
             log.warning("could not save the X/Y plot: %s", exc)
-            self.w.banner.show_message(f"Could not save the X/Y plot: {exc}. Choose another output folder.")
+            self.tools.notifier.error(f"Could not save the X/Y plot: {exc}. Choose another output folder.")
             self.sheet_failed.emit(str(exc))
             self._done()
             return
         image = QImage(str(path))
         if not image.isNull():
-            self.w.canvas.set_image(image)
-            self.w.stack.setCurrentWidget(self.w.canvas)
+            self.tools.shown.show_picture(image)
         missing = len(self.cells) - len(self.images)
         note = f" ({missing} cell{'s' if missing != 1 else ''} left empty)" if missing else ""
-        self.w.statusBar().showMessage(f"X/Y plot saved to {path}{note}")
+        self.tools.notifier.status(f"X/Y plot saved to {path}{note}")
         self.sheet_saved.emit(path)
         self._done()
 
@@ -250,11 +244,11 @@ class XYPlotDialog(QDialog):
 
     run_started = Signal(object)  # XYRun
 
-    def __init__(self, window: MainWindow, request: GenerationRequest | None = None) -> None:
-        super().__init__(window)
+    def __init__(self, parent: QWidget, tools: ToolContext, request: GenerationRequest | None) -> None:
+        super().__init__(parent)
         self.setWindowTitle("X/Y plot")
-        self.w = window
-        self.request = request or window.commands.current_request()
+        self.tools = tools
+        self.request = request
         self.plot: XYPlot | None = None
         self.run: XYRun | None = None
         intro = QLabel(
@@ -335,7 +329,7 @@ class XYPlotDialog(QDialog):
     def accept(self) -> None:
         if self.plot is None:
             return
-        self.run = XYRun(self.w, self.plot)
+        self.run = XYRun(self.tools, self.plot)
         self.run.start()
         self.run_started.emit(self.run)
         super().accept()

@@ -1,7 +1,9 @@
 """The main window: lays out the panels, wires the controller's signals to the views, and persists itself.
 
-The work is elsewhere: values in `GenerationFormState`, jobs in `GenerationController`, models in
-`ModelPickerController` and `model_library`; commands that are not layout live in `window_commands`.
+The work is elsewhere: values in `GenerationFormState`, jobs from `JobFactory` run by `GenerationController`,
+models in `ModelPickerController` and `model_library`; the menus' commands live in one module per menu
+(`file_menu`, `edit_menu`, `view_menu`, `generate_menu`, `help_menu`), each given only the parts it uses;
+messages go through the `WindowNotifier`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QPaintEvent
+from PySide6.QtGui import QCloseEvent, QImage, QPaintEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
@@ -27,19 +29,29 @@ from PySide6.QtWidgets import (
 )
 
 from app.ui.canvas.canvas import CanvasView, JobProgressBar
+from app.ui.canvas.shown_image import ShownImage
 from app.ui.canvas.step_scrubber import StepScrubber
 from app.ui.form.form_state import GenerationFormState
 from app.ui.form.generation_panel import GenerationPanel
 from app.ui.form.model_library import ModelSetInfo, inspect_path, scan
 from app.ui.form.model_picker import ModelPickerController
-from app.ui.form.presets import StylePreset, load_style_presets
+from app.ui.form.presets import load_style_presets
 from app.ui.gallery.hookup import GalleryHookup
 from app.ui.generation.controller import GenerationController
+from app.ui.generation.job_factory import JobFactory
 from app.ui.generation.jobs import ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
+from app.ui.generation.output_folder import OutputFolder
 from app.ui.generation.worker import EngineBackend, load_engine_backend
+from app.ui.tools.context import ToolContext
 from app.ui.tools.seed_compare import SeedComparePage
 from app.ui.window.banner import MessageBanner
+from app.ui.window.edit_menu import EditCommands, StylePresetsFile
+from app.ui.window.file_menu import FileCommands, ModelFinder
 from app.ui.window.first_run import FirstRunPanel
+from app.ui.window.generate_menu import GenerateCommands
+from app.ui.window.help_menu import HelpCommands
+from app.ui.window.model_selection import ModelSelection
+from app.ui.window.notifier import WindowNotifier
 from app.ui.window.settings_store import (
     load_bool,
     load_json,
@@ -50,8 +62,8 @@ from app.ui.window.settings_store import (
 from app.ui.window.side_panels import QueuePanel, RecentStrip
 from app.ui.window.theme import icon
 from app.ui.window.tooltips import tooltip
-from app.ui.window.window_actions import build_actions, build_menus
-from app.ui.window.window_commands import WindowCommands
+from app.ui.window.view_menu import view_handlers
+from app.ui.window.window_actions import MenuCommands, build_actions, build_menus, shortcut_table
 
 log = logging.getLogger(__name__)
 
@@ -79,34 +91,69 @@ class MainWindow(QMainWindow):
         self.controller = GenerationController(backend_loader, self)
         self.io_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sd35-io")
         self.model_arg = Path(model_path) if model_path is not None else None
-        self.output_arg = Path(output_dir) if output_dir is not None else None
+        self.output = OutputFolder(self.settings, Path(output_dir) if output_dir is not None else None)
         self._search_defaults = search_default_locations
         self._shutdown_timeout_s = shutdown_timeout_s
         self._painted = False
         self._closed = False
         self._startup_task: asyncio.Task[None] | None = None
         self.closed_cleanly = True
-        self.shown_result: ImageResult | None = None
         self._loaded_plan = ""  # the memory plan the engine reported for the loaded models
 
         self._build_central()
         self._build_docks()
         self._build_status_bar()
-        self.commands = WindowCommands(self)
-        self.actions = build_actions(self, self.commands.handlers())
-        build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
-        self.token_counter = self.commands.token_counter
-        self._connect()
-        self.gallery = GalleryHookup(self)
-        self.seed_compare = SeedComparePage(self)
+        self._build_parts()
+        self._connect()  # before the tools: on each finished image the window shows it, then the tools react
+        self._build_tools()
         self._restore_layout()
         self.actions.random_seed.setChecked(self.state.values.random_seed)
 
         first = self.model_arg or _as_path(self.settings.value("models/selected"))
         if first is not None:
-            self.commands.on_picker_selection_changed(self.picker.show_pending(first), "Reading the model…")
+            self.selection.on_picker_selection_changed(self.picker.show_pending(first), "Reading the model…")
         self.panel.prompt.edit.setFocus(Qt.FocusReason.OtherFocusReason)
         self._update_buttons()
+
+    # ------------------------------------------------------------------------------------------ parts
+
+    def _build_parts(self) -> None:
+        """The window's working parts, each handed only the collaborators it uses."""
+        self.notifier = WindowNotifier(self.banner, self.statusBar())
+        self.shown = ShownImage(self.canvas, self.scrubber, self.stack)
+        self.models = ModelFinder(
+            self, self.picker, self.first_run, self.shown, self.notifier,
+            validate=self.validate_path, remember=self.remember_path,
+        )  # fmt: skip
+        self.styles_file = StylePresetsFile(self.panel, self.notifier)
+        self.jobs = JobFactory(
+            self.state, self.picker, self.styles_file.current, self.output, self.notifier,
+            locate=self.models.locate, focus_prompt=self.panel.prompt.edit.setFocus,
+        )  # fmt: skip
+        self.selection = ModelSelection(self, self.picker, self.state, self.panel, self._update_buttons)
+        self.token_counter = self.selection.token_counter
+
+    def _build_tools(self) -> None:
+        """The gallery, the multi-image tools, and the menus' commands that reach them."""
+        self.gallery = GalleryHookup(
+            lambda widget: self.add_side_panel("Gallery", "galleryDock", widget),
+            self.controller, self.picker, self.state, self.shown, self.notifier,
+        )  # fmt: skip
+        self.tools = ToolContext(self.controller, self.jobs, self.io_executor, self.notifier, self.shown)
+        self.seed_compare = SeedComparePage(self.tools, self.gallery)
+        self.commands = MenuCommands(
+            file=FileCommands(self, self.models, self.output, self.shown, self.notifier, self.close),
+            edit=EditCommands(self.panel, self.state, self.shown, self.styles_file),
+            view=view_handlers(self.canvas, self.panel.prompt.edit.setFocus),
+            generate=GenerateCommands(self, self.tools, self.progress, self.seed_compare),
+            help=HelpCommands(self, self.models.getting_models, lambda: shortcut_table(self.actions)),
+        )
+        self.actions = build_actions(self, self.commands.handlers())
+        build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
+        generate = self.commands.generate
+        self.generate_button.clicked.connect(generate.generate)
+        self.cancel_button.clicked.connect(generate.cancel)
+        self.queue_panel.clear_requested.connect(generate.clear_queue)
 
     # ------------------------------------------------------------------------------------------ layout
 
@@ -203,9 +250,7 @@ class MainWindow(QMainWindow):
         self._update_memory_label()
 
     def _connect(self) -> None:
-        c, cmd = self.controller, self.commands
-        self.generate_button.clicked.connect(cmd.generate)
-        self.cancel_button.clicked.connect(cmd.cancel)
+        c = self.controller
         c.step_completed.connect(self._on_controller_step_completed)
         c.image_finished.connect(self._on_controller_image_finished)
         c.job_started.connect(self._on_controller_job_started)
@@ -217,14 +262,10 @@ class MainWindow(QMainWindow):
         c.model_loaded.connect(self._on_controller_model_loaded)
         c.device_described.connect(lambda text: self.device_label.setText(f"Device: {text}"))
         c.engine_prepared.connect(self.token_counter.set_ready)
-        self.picker.selection_changed.connect(cmd.on_picker_selection_changed)
-        self.panel.locate_button.clicked.connect(cmd.locate)
-        self.first_run.model_chosen.connect(cmd.use_model)
-        self.first_run.download_requested.connect(cmd.download_models)
-        self.first_run.back_requested.connect(lambda: self.stack.setCurrentWidget(self.canvas))
+        self.panel.locate_button.clicked.connect(self.models.locate)
+        self.first_run.back_requested.connect(self.shown.show_canvas)
         self.queue_panel.remove_requested.connect(c.remove_pending)
-        self.queue_panel.clear_requested.connect(cmd.clear_queue)
-        self.recent.result_activated.connect(self.show_result)
+        self.recent.result_activated.connect(self.shown.show_result)
         self.canvas.zoom_changed.connect(self.progress.show_zoom)
         self.state.listeners.append(self._on_state_changed)
 
@@ -292,9 +333,8 @@ class MainWindow(QMainWindow):
         self.show_result(result, result.image)
         self.recent.add(result)
         if result.save_error:
-            self.banner.show_message(
-                result.save_error, action=("Choose folder…", self.commands.choose_output)
-            )
+            choose = ("Choose folder…", self.commands.file.choose_output)
+            self.notifier.error(result.save_error, action=choose)
 
     def _on_controller_job_ended(self, job: QueuedJob, outcome: JobOutcome) -> None:
         self.queue_panel.show_running(None)
@@ -308,34 +348,41 @@ class MainWindow(QMainWindow):
         else:
             self.progress.show_message("Failed")
             action = {
-                "model": ("Locate…", self.commands.locate),
-                "memory": ("Memory settings…", self.commands.show_memory_settings),
+                "model": ("Locate…", self.models.locate),
+                "memory": ("Memory settings…", self.show_memory_settings),
             }.get(outcome.kind)
             message = outcome.message[:1].upper() + outcome.message[1:]
-            self.banner.show_message(f"The job failed — {message}", action=action)
-        if self.canvas.is_preview() and self.shown_result is not None:
-            self.show_result(self.shown_result, self.shown_result.image)  # never leave a stale preview up
+            self.notifier.error(f"The job failed — {message}", action=action)
+        shown = self.shown.result
+        if self.canvas.is_preview() and shown is not None:
+            self.shown.show_result(shown, shown.image)  # never leave a stale preview up
 
-    def show_result(self, result: ImageResult, image: object) -> None:
-        self.shown_result = result
-        self.canvas.set_image(image)  # type: ignore[arg-type]
-        self.scrubber.show_frames(result.step_frames, image)  # type: ignore[arg-type]
-        self.stack.setCurrentWidget(self.canvas)
+    def show_result(self, result: ImageResult, image: QImage) -> None:
+        self.shown.show_result(result, image)
+
+    @property
+    def shown_result(self) -> ImageResult | None:
+        return self.shown.result
+
+    @property
+    def output_arg(self) -> Path | None:
+        """`--output-dir`, until the user chooses another folder."""
+        return self.output.fixed
+
+    def show_memory_settings(self) -> None:
+        """Open the Advanced section at the memory plan (after an out-of-memory failure)."""
+        self.settings_dock.show()
+        self.panel.advanced.set_expanded(True)
+        self.settings_scroll.ensureWidgetVisible(self.panel.advanced.precision_combo)
+        self.panel.advanced.memory_combo.setFocus()
 
     # ------------------------------------------------------------------------------------------ state
-
-    def styles_by_id(self) -> dict[str, StylePreset]:
-        return self.panel.styles
-
-    def set_styles(self, styles: list[StylePreset]) -> None:
-        self.styles = styles
-        self.panel.set_styles(styles)
 
     def _on_state_changed(self, changed: frozenset[str]) -> None:
         if changed & {"memory_plan", "device", "precision"}:
             self._update_memory_label()
         if "use_t5" in changed:
-            self.commands.update_token_source()
+            self.selection.update_token_source()
         if "random_seed" in changed:
             self.actions.random_seed.setChecked(self.state.values.random_seed)
 
@@ -356,7 +403,7 @@ class MainWindow(QMainWindow):
     def _update_buttons(self) -> None:
         busy = self.controller.is_busy
         self.generate_button.setText("Add to queue" if busy else "Generate")
-        self.generate_button.setEnabled(self.commands.can_generate())
+        self.generate_button.setEnabled(self.jobs.can_build())
         self.cancel_button.setEnabled(self.controller.current_job is not None)
         self.actions.cancel.setEnabled(True)  # Esc always reachable; does nothing when idle
 
@@ -381,7 +428,8 @@ class MainWindow(QMainWindow):
         if not self._closed:
             self._closed = True
             self.save_settings()
-            self.commands.close()
+            self.selection.close()
+            self.models.close()
             self.first_run.close_tasks()
             if self._startup_task is not None:
                 self._startup_task.cancel()

@@ -1,4 +1,4 @@
-"""Every action of the main window with its shortcut, and the menus that carry them."""
+"""Every action of the main window with its shortcut, the menus that carry them, and their commands by menu."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenuBar
+
+from app.ui.window.edit_menu import EditCommands
+from app.ui.window.file_menu import FileCommands
+from app.ui.window.generate_menu import GenerateCommands
+from app.ui.window.help_menu import HelpCommands
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,28 @@ class WindowActions:
 
     def all(self) -> list[QAction]:
         return [value for value in vars(self).values() if isinstance(value, QAction)]
+
+
+@dataclass(frozen=True)
+class MenuCommands:
+    """The commands behind each menu (`view` is plain functions: it keeps no state)."""
+
+    file: FileCommands
+    edit: EditCommands
+    view: dict[str, Callable[[], object]]
+    generate: GenerateCommands
+    help: HelpCommands
+
+    def handlers(self) -> dict[str, Callable[[], object]]:
+        """Every action's slot by action name, for `build_actions`."""
+        groups = (self.file.handlers(), self.edit.handlers(), self.view, self.generate.handlers(),
+                  self.help.handlers())  # fmt: skip
+        merged: dict[str, Callable[[], object]] = {}
+        for group in groups:
+            if merged.keys() & group.keys():
+                raise ValueError(f"two menus handle {sorted(merged.keys() & group.keys())}")
+            merged.update(group)
+        return merged
 
 
 def _action(

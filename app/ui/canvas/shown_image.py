@@ -1,0 +1,49 @@
+"""The canvas area as the rest of the window sees it: which picture it shows and which finished image that is.
+
+Save Image As, Copy Image and Copy Parameters act on the shown result; the gallery, the X/Y sheet and the
+seed tiles put pictures here instead of reaching into the canvas, the scrubber and the central stack.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QStackedWidget
+
+from app.ui.canvas.canvas import CanvasView
+from app.ui.canvas.step_scrubber import StepScrubber
+from app.ui.generation.jobs import ImageResult
+
+log = logging.getLogger(__name__)
+
+
+class ShownImage:
+    def __init__(self, canvas: CanvasView, scrubber: StepScrubber, stack: QStackedWidget) -> None:
+        self.canvas, self.scrubber, self.stack = canvas, scrubber, stack
+        self.result: ImageResult | None = None  # the finished image last shown (Save As, Copy Parameters)
+
+    def show_result(self, result: ImageResult, image: QImage) -> None:
+        """A finished image with its step frames (the scrubber under the canvas offers them)."""
+        self.result = result
+        self.canvas.set_image(image)
+        self.scrubber.show_frames(result.step_frames, image)
+        self.show_canvas()
+
+    def show_picture(self, image: QImage) -> None:
+        """A picture that is not this session's result (a gallery image, an X/Y sheet)."""
+        self.canvas.set_image(image)
+        self.show_canvas()
+
+    def show_canvas(self) -> None:
+        self.stack.setCurrentWidget(self.canvas)
+
+    def canvas_in_front(self) -> bool:
+        return self.stack.currentWidget() is self.canvas
+
+    def image(self) -> QImage | None:
+        """The picture Save As and Copy Image take: a step frame scrubbed to stands for its finished image."""
+        image = self.canvas.image()
+        if image is not None and self.canvas.is_preview():
+            return self.scrubber.scrubbed_image()
+        return image

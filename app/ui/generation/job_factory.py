@@ -1,0 +1,74 @@
+"""Form → job: the one place Generate, Compare Seeds and the X/Y plot turn the current settings into jobs.
+
+`request()` snapshots the form (telling the user what is missing instead), `job()` wraps a request with the
+selected model, the engine options, the output folder and a fresh job id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from itertools import count
+
+from app.inference.api.request import GenerationRequest
+from app.ui.form.form_state import GenerationFormState
+from app.ui.form.model_picker import ModelPickerController
+from app.ui.form.presets import StylePreset
+from app.ui.generation.jobs import EngineOptions, QueuedJob
+from app.ui.generation.output_folder import OutputFolder
+from app.ui.notify import Notifier
+
+log = logging.getLogger(__name__)
+
+
+class JobFactory:
+    def __init__(
+        self,
+        state: GenerationFormState,
+        picker: ModelPickerController,
+        styles: Callable[[], Mapping[str, StylePreset]],
+        output: OutputFolder,
+        notifier: Notifier,
+        *,
+        locate: Callable[[], None],
+        focus_prompt: Callable[[], None],
+    ) -> None:
+        self._state, self._picker, self._styles, self._output = state, picker, styles, output
+        self._notifier, self._locate, self._focus_prompt = notifier, locate, focus_prompt
+        self._job_ids = count(1)
+
+    def can_build(self) -> bool:
+        return self._picker.selected is not None
+
+    def request(self) -> GenerationRequest | None:
+        """The request for the current settings, or None after telling the user what is missing."""
+        if self._picker.selected is None:
+            self._notifier.info(
+                "Choose a model first: pick one above, or use Locate… to point to its folder.",
+                action=("Locate…", self._locate),
+            )
+            return None
+        try:
+            return self._state.build_request(self._styles())
+        except ValueError as exc:
+            self._notifier.info(str(exc))
+            self._focus_prompt()
+            return None
+
+    def job(self, request: GenerationRequest) -> QueuedJob:
+        """A job for `request` with the selected model (check `request()` first: a model must be selected)."""
+        model = self._picker.selected
+        if model is None:
+            raise RuntimeError("JobFactory.job needs a selected model (call request() first)")
+        v = self._state.values
+        style = self._styles().get(v.style)
+        return QueuedJob(
+            job_id=next(self._job_ids),
+            request=request,
+            model_path=model.path,
+            variant=model.variant if self._picker.discovered else None,
+            model_label=model.label.split(" — ")[0],
+            options=EngineOptions(v.device, v.precision, v.preview, v.preview_every, v.memory_plan),
+            output=self._output.target(),
+            style_label=style.label if style else "None",
+        )

@@ -1,0 +1,64 @@
+"""What choosing a model set changes in the form: the variant's defaults, T5 when the set has none, the hint
+under the picker, and the tokenizers the prompt's token counter reads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject
+
+from app.ui.form.form_state import GenerationFormState
+from app.ui.form.generation_panel import GenerationPanel
+from app.ui.form.model_library import ModelSetInfo
+from app.ui.form.model_picker import ModelPickerController
+from app.ui.form.token_counter import TokenCounter
+
+log = logging.getLogger(__name__)
+
+
+class ModelSelection:
+    def __init__(
+        self,
+        parent: QObject,
+        picker: ModelPickerController,
+        state: GenerationFormState,
+        panel: GenerationPanel,
+        on_changed: Callable[[], None],
+    ) -> None:
+        self._picker, self._state, self._panel, self._on_changed = picker, state, panel, on_changed
+        self.token_counter = TokenCounter(parent)
+        self.token_counter.counted.connect(self._on_token_counter_counted)
+        panel.prompt.text_changed.connect(lambda text: self.token_counter.request("prompt", text))
+        panel.negative.text_changed.connect(lambda text: self.token_counter.request("negative", text))
+        picker.selection_changed.connect(self.on_picker_selection_changed)
+
+    def on_picker_selection_changed(self, info: ModelSetInfo | None, hint: str) -> None:
+        state = self._state
+        if info is not None and info.variant is not None:
+            if info.variant != state.variant:
+                state.apply_variant(info.variant, info.max_side)
+            else:
+                state.set_max_side(info.max_side)
+            if self._picker.discovered and not info.has_t5 and state.values.use_t5:
+                state.update(use_t5=False)
+        self._panel.model_hint.setText(hint)
+        self._panel.model_hint.setVisible(bool(hint))
+        self.update_token_source()
+        self._on_changed()
+
+    def update_token_source(self) -> None:
+        info = self._picker.selected
+        folder = (
+            None if info is None else (info.path if info.path.suffix != ".safetensors" else info.path.parent)
+        )
+        self.token_counter.set_source(folder, self._state.values.use_t5)
+        for key, editor in (("prompt", self._panel.prompt), ("negative", self._panel.negative)):
+            self.token_counter.request(key, editor.text())
+
+    def close(self) -> None:
+        self.token_counter.close()
+
+    def _on_token_counter_counted(self, key: str, view: object) -> None:
+        editor = self._panel.prompt if key == "prompt" else self._panel.negative
+        editor.show_count(view)  # type: ignore[arg-type]
