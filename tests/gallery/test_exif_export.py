@@ -174,7 +174,7 @@ def test_export_from_the_menu_uses_the_chosen_format(qtbot, panel, settings, tmp
         return QDialog.DialogCode.Accepted
 
     monkeypatch.setattr(ExportDialog, "exec", choose_jpeg)
-    gallery_menu.ask_export(panel, records)
+    gallery_menu.ask_export(panel, panel, records)
     qtbot.waitUntil(lambda: panel.notice.isVisible(), timeout=10000)
     assert panel.notice.text() == f"Exported 2 images to {tmp_path / 'picked'}."
     jpegs = sorted((tmp_path / "picked").glob("*.jpg"))
@@ -182,5 +182,5 @@ def test_export_from_the_menu_uses_the_chosen_format(qtbot, panel, settings, tmp
     assert load_export_choice(settings).fmt == "jpeg" and load_export_choice(settings).quality == 70
 
     monkeypatch.setattr(ExportDialog, "exec", lambda dialog: QDialog.DialogCode.Rejected)
-    gallery_menu.ask_export(panel, records)  # cancelled: nothing written, nothing remembered
+    gallery_menu.ask_export(panel, panel, records)  # cancelled: nothing written, nothing remembered
     assert load_export_choice(settings).fmt == "jpeg"

@@ -1,29 +1,58 @@
-"""The gallery's menus: the context menu of selected images and the panel's "More" menu."""
+"""The gallery's menus: the context menu of selected images and the panel's "More" menu.
+
+The menus act on a `GalleryMenuHost` (the panel satisfies it) and open their dialogs over `parent`, so this
+module needs nothing from the panel's module.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from PySide6.QtCore import QSettings
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QDialog, QFileDialog, QInputDialog, QMenu
+from PySide6.QtWidgets import QDialog, QFileDialog, QInputDialog, QMenu, QWidget
 
 from app.gallery.db import ImageRecord
+from app.gallery.export import DEFAULT_QUALITY
 from app.ui.gallery.export import ExportDialog, load_export_choice, save_export_choice
-
-if TYPE_CHECKING:
-    from app.ui.gallery.panel import GalleryPanel
 
 log = logging.getLogger(__name__)
 
 
-def build_context_menu(panel: GalleryPanel, records: list[ImageRecord]) -> QMenu:
+class GalleryMenuHost(Protocol):
+    """What the menus' entries do; `GalleryPanel` implements each."""
+
+    def open_in_canvas(self, record: ImageRecord) -> None: ...
+    def request_settings(self, record: ImageRecord) -> None: ...
+    def request_seed(self, record: ImageRecord) -> None: ...
+    def copy_image(self, record: ImageRecord) -> None: ...
+    def copy_parameters(self, record: ImageRecord) -> None: ...
+    def rate(self, ids: list[int], stars: int) -> None: ...
+    def open_compare(self, records: list[ImageRecord]) -> None: ...
+    def reveal(self, record: ImageRecord) -> None: ...
+    def delete_selected(self) -> None: ...
+    def shown_records(self) -> list[ImageRecord]: ...
+    def remove_missing(self) -> None: ...
+    def import_folder(self, folder: Path) -> None: ...
+    def show_status(self, text: str) -> None: ...
+    def settings(self) -> QSettings: ...
+    def export_records(
+        self,
+        records: list[ImageRecord],
+        destination: Path,
+        *,
+        as_zip: bool = False,
+        fmt: str = "original",
+        quality: int = DEFAULT_QUALITY,
+    ) -> None: ...
+
+
+def build_context_menu(parent: QWidget, panel: GalleryMenuHost, records: list[ImageRecord]) -> QMenu:
     first, n = records[0], len(records)
-    menu = QMenu(panel)
-    menu.addAction("Open in Canvas", lambda: panel.image_opened.emit(first.path)).setShortcut(
-        QKeySequence("Return")
-    )
+    menu = QMenu(parent)
+    menu.addAction("Open in Canvas", lambda: panel.open_in_canvas(first)).setShortcut(QKeySequence("Return"))
     menu.addAction("Use These Settings", lambda: panel.request_settings(first))
     menu.addAction("Reuse Seed", lambda: panel.request_seed(first))
     menu.addSeparator()
@@ -39,33 +68,33 @@ def build_context_menu(panel: GalleryPanel, records: list[ImageRecord]) -> QMenu
     compare.setEnabled(2 <= n <= 16)
     menu.addSeparator()
     menu.addAction("Reveal in File Manager", lambda: panel.reveal(first))
-    menu.addAction(f"Export {n} Image{'s' if n != 1 else ''}…", lambda: ask_export(panel, records))
+    menu.addAction(f"Export {n} Image{'s' if n != 1 else ''}…", lambda: ask_export(parent, panel, records))
     menu.addSeparator()
     menu.addAction("Move to Trash", panel.delete_selected).setShortcut(QKeySequence.StandardKey.Delete)
     return menu
 
 
-def build_more_menu(panel: GalleryPanel) -> QMenu:
-    menu = QMenu(panel)
-    menu.addAction("Import Folder…", lambda: ask_import(panel))
-    menu.addAction("Export Everything Shown…", lambda: ask_export(panel, panel.shown_records()))
+def build_more_menu(parent: QWidget, panel: GalleryMenuHost) -> QMenu:
+    menu = QMenu(parent)
+    menu.addAction("Import Folder…", lambda: ask_import(parent, panel))
+    menu.addAction("Export Everything Shown…", lambda: ask_export(parent, panel, panel.shown_records()))
     menu.addAction("Remove Missing Images", panel.remove_missing)
     return menu
 
 
-def ask_import(panel: GalleryPanel) -> None:
-    folder = QFileDialog.getExistingDirectory(panel, "Import images from a folder")
+def ask_import(parent: QWidget, panel: GalleryMenuHost) -> None:
+    folder = QFileDialog.getExistingDirectory(parent, "Import images from a folder")
     if folder:
         panel.import_folder(Path(folder))
 
 
-def ask_export(panel: GalleryPanel, records: list[ImageRecord]) -> None:
+def ask_export(parent: QWidget, panel: GalleryMenuHost, records: list[ImageRecord]) -> None:
     """Ask where and in which format (starting from last time's choice), remember it, then export."""
     if not records:
-        panel.status_changed.emit("Nothing to export")
+        panel.show_status("Nothing to export")
         return
     settings = panel.settings()
-    dialog = ExportDialog(len(records), load_export_choice(settings), panel)
+    dialog = ExportDialog(len(records), load_export_choice(settings), parent)
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return
     choice = dialog.choice()
@@ -75,7 +104,7 @@ def ask_export(panel: GalleryPanel, records: list[ImageRecord]) -> None:
     )
 
 
-def ask_filter_name(panel: GalleryPanel) -> str:
+def ask_filter_name(parent: QWidget) -> str:
     """The name for a new saved filter, or "" when the user cancels."""
-    name, ok = QInputDialog.getText(panel, "Save filter", "Name for this filter:")
+    name, ok = QInputDialog.getText(parent, "Save filter", "Name for this filter:")
     return name.strip() if ok else ""

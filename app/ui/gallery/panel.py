@@ -100,7 +100,7 @@ class GalleryPanel(QWidget):
         self.compare_button.setToolTip("Compare 2–16 selected images side by side")
         self.more_button = QToolButton(text="More ▾")
         self.more_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.more_button.setMenu(build_more_menu(self))
+        self.more_button.setMenu(build_more_menu(self, self))
         footer = QHBoxLayout()
         footer.addWidget(self.count_label, 1)
         footer.addWidget(self.compare_button)
@@ -181,6 +181,12 @@ class GalleryPanel(QWidget):
 
     def settings_of(self, record: ImageRecord) -> SettingsRecall:
         return settings_for(Recalled(record.params, record.source), self.current_setup())
+
+    def open_in_canvas(self, record: ImageRecord) -> None:
+        self.image_opened.emit(record.path)
+
+    def show_status(self, text: str) -> None:
+        self.status_changed.emit(text)
 
     def request_settings(self, record: ImageRecord) -> None:
         self.settings_requested.emit(self.settings_of(record))
@@ -341,7 +347,7 @@ class GalleryPanel(QWidget):
             self.view.setCurrentIndex(index)
         records = self.selected_records()
         if records:
-            build_context_menu(self, records).exec(self.view.viewport().mapToGlobal(pos))
+            build_context_menu(self, self, records).exec(self.view.viewport().mapToGlobal(pos))
 
     def _on_selection_changed(self, *_args: object) -> None:
         n = len(self.view.selectionModel().selectedIndexes())
