@@ -254,6 +254,6 @@ def test_context_menu_names_the_compare_it_would_do(qtbot, panel):
     for chosen, label, enabled in ((rows[:1], "Compare (select 2–16 images)", False),
                                    (rows[:3], "Compare 3 Images", True)):  # fmt: skip
         records = panel.db.get([panel.model.image_id(r) for r in chosen])
-        menu = build_context_menu(panel, records)
+        menu = build_context_menu(panel, panel, records)
         compare = [a for a in menu.actions() if a.text().startswith("Compare")]
         assert [(a.text(), a.isEnabled()) for a in compare] == [(label, enabled)]
