@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.ui.form.form_state import GenerationFormState
-from app.ui.form.form_widgets import CollapsibleSection, FieldBinder, PinButton
+from app.ui.form.form_widgets import CollapsibleSection, FieldBinder, FormRows, PinButton
 from app.ui.window.tooltips import tooltip
 
 log = logging.getLogger(__name__)
@@ -65,24 +65,8 @@ class AdvancedPanel(CollapsibleSection):
         grid.setHorizontalSpacing(8)
         grid.setVerticalSpacing(6)
         grid.setColumnStretch(1, 1)
-        row = 0
-
-        def add(label: str, widget: QWidget | QHBoxLayout, pin: str | None = None) -> QLabel:
-            nonlocal row
-            text = QLabel(label, self.content)
-            grid.addWidget(text, row, 0)
-            if isinstance(widget, QWidget):
-                text.setBuddy(widget)
-                grid.addWidget(widget, row, 1)
-            else:
-                text.setBuddy(widget.itemAt(0).widget())
-                grid.addLayout(widget, row, 1)
-            if pin is not None:
-                button = pins[pin] = PinButton(pin, self.content)
-                button.toggled.connect(lambda on, group=pin: state.set_pinned(group, on))
-                grid.addWidget(button, row, 2)
-            row += 1
-            return text
+        rows = FormRows(grid, self.content, state, pins)
+        add = rows.add
 
         self.shift_spin = QDoubleSpinBox(self.content)
         self.shift_spin.setRange(0.5, 12.0)
@@ -123,8 +107,7 @@ class AdvancedPanel(CollapsibleSection):
         binder.spin(self.slg_end, "slg_end")
         self.slg_note = QLabel("Skip-layer guidance is for SD3.5 Medium.", self.content)
         self.slg_note.setObjectName("hintLabel")
-        grid.addWidget(self.slg_note, row, 1)
-        row += 1
+        rows.add_unlabelled(self.slg_note)
 
         window_row = QHBoxLayout()
         self.window_check = QCheckBox("Only for the first", self.content)

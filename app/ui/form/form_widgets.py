@@ -12,6 +12,9 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
     QLineEdit,
     QSpinBox,
     QToolButton,
@@ -40,6 +43,38 @@ class PinButton(QToolButton):
         self.setToolTip(tooltip("pin"))
         self.setAccessibleName(f"Pin {group}")
         self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+
+
+class FormRows:
+    """Rows of "label · widget · pin" in a grid: the label is the widget's buddy (its Alt+letter focuses the
+    widget) and a pin, when given, pins that group of values against variant switches."""
+
+    def __init__(
+        self, grid: QGridLayout, parent: QWidget, state: GenerationFormState, pins: dict[str, PinButton]
+    ) -> None:
+        self.grid, self.parent, self.state, self.pins = grid, parent, state, pins
+        self.row = 0
+
+    def add(self, label: str, widget: QWidget | QHBoxLayout, pin: str | None = None) -> QLabel:
+        text = QLabel(label, self.parent)
+        self.grid.addWidget(text, self.row, 0)
+        if isinstance(widget, QWidget):
+            text.setBuddy(widget)
+            self.grid.addWidget(widget, self.row, 1)
+        else:
+            text.setBuddy(widget.itemAt(0).widget())
+            self.grid.addLayout(widget, self.row, 1)
+        if pin is not None:
+            button = self.pins[pin] = PinButton(pin, self.parent)
+            button.toggled.connect(lambda on, group=pin: self.state.set_pinned(group, on))
+            self.grid.addWidget(button, self.row, 2)
+        self.row += 1
+        return text
+
+    def add_unlabelled(self, widget: QWidget) -> None:
+        """A row with only a widget, in the widgets' column (a note under the row above)."""
+        self.grid.addWidget(widget, self.row, 1)
+        self.row += 1
 
 
 class SizeSpinBox(QSpinBox):

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from app.inference.api.variants import PRESETS
 from app.ui.form.advanced_panel import AdvancedPanel
 from app.ui.form.form_state import MAX_IMAGES, GenerationFormState
-from app.ui.form.form_widgets import FieldBinder, PinButton, SeedEdit, SizeSpinBox
+from app.ui.form.form_widgets import FieldBinder, FormRows, PinButton, SeedEdit, SizeSpinBox
 from app.ui.form.presets import ASPECT_SIZES_1MP, CUSTOM_ASPECT, PROMPT_SLOT, StylePreset
 from app.ui.form.prompt_editor import PromptEditor
 from app.ui.window.theme import icon
@@ -139,23 +139,7 @@ class GenerationPanel(QWidget):
         grid.setHorizontalSpacing(8)
         grid.setVerticalSpacing(6)
         grid.setColumnStretch(1, 1)
-        row = 0
-
-        def add(label: str, widget: QWidget | QHBoxLayout, pin: str | None = None) -> None:
-            nonlocal row
-            text = QLabel(label, self)
-            grid.addWidget(text, row, 0)
-            if isinstance(widget, QWidget):
-                text.setBuddy(widget)
-                grid.addWidget(widget, row, 1)
-            else:
-                text.setBuddy(widget.itemAt(0).widget())
-                grid.addLayout(widget, row, 1)
-            if pin is not None:
-                button = self.pins[pin] = PinButton(pin, self)
-                button.toggled.connect(lambda on, group=pin: self.state.set_pinned(group, on))
-                grid.addWidget(button, row, 2)
-            row += 1
+        add = FormRows(grid, self, self.state, self.pins).add
 
         self.aspect_combo = QComboBox(self)
         for key in (*ASPECT_SIZES_1MP, CUSTOM_ASPECT):
