@@ -114,7 +114,7 @@ def test_save_failure_is_reported(qtbot, panel, tmp_path):
     assert failed.args[0] and panel.notice.isVisible()
 
 
-def test_use_settings_reuse_seed_and_recall_from_a_dropped_file(qtbot, panel, tmp_path):
+def test_use_settings_reuse_seed_and_recall_from_a_file(qtbot, panel, tmp_path):
     record = panel.model.record(image_rows(panel)[0])
     with qtbot.waitSignal(panel.settings_requested) as got:
         panel.request_settings(record)

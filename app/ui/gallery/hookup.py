@@ -191,6 +191,13 @@ class GalleryHookup:
         notes = [*recall.warnings, *(f"not applied: {u}" for u in recall.unmapped)]
         self._notifier.status("Settings applied" + (f" — {'; '.join(notes)}" if notes else ""))
 
+    def recall_dropped_file(self, path: Path) -> None:
+        """An image dropped on the window: its settings fill the form (or the status bar says why not)."""
+        if self.panel is None:
+            self._notifier.status("The gallery is still opening; drop the image again in a moment")
+            return
+        self.panel.recall_file(path)
+
     def _on_panel_seed_requested(self, recall: SettingsRecall) -> None:
         if recall.seed is not None:
             self._state.update(seed=recall.seed, random_seed=False)

@@ -46,6 +46,7 @@ from app.ui.tools.context import ToolContext
 from app.ui.tools.seed_compare import SeedComparePage
 from app.ui.window.banner import MessageBanner
 from app.ui.window.edit_menu import EditCommands, StylePresetsFile
+from app.ui.window.file_drop import ImageDropFilter
 from app.ui.window.file_menu import FileCommands, ModelFinder
 from app.ui.window.first_run import FirstRunPanel
 from app.ui.window.generate_menu import GenerateCommands
@@ -139,6 +140,9 @@ class MainWindow(QMainWindow):
             lambda widget: self.add_side_panel("Gallery", "galleryDock", widget),
             self.controller, self.picker, self.state, self.shown, self.notifier,
         )  # fmt: skip
+        # A PNG dropped anywhere on the window (the prompt editors included) recalls its settings.
+        self.image_drops = ImageDropFilter(self.gallery.recall_dropped_file, self)
+        self.image_drops.watch([self, self.panel.prompt.edit, self.panel.negative.edit])
         self.tools = ToolContext(self.controller, self.jobs, self.io_executor, self.notifier, self.shown)
         self.seed_compare = SeedComparePage(self.tools, self.gallery)
         self.commands = MenuCommands(
