@@ -138,3 +138,78 @@ def test_round_trip_and_bad_saved_values_fall_back():
     broken = GenerationFormState.from_dict({"values": {"steps": "x", "sampler": 3, "nope": 1}, "pins": "cfg"})
     assert broken.values == FormValues() and broken.pins == set()
     assert GenerationFormState.from_dict(None).values == FormValues()
+
+
+def test_values_from_request_is_the_inverse_of_build_request():
+    """Recall fills the form so that it sends the recalled request again: build -> inverse -> build is stable."""
+    from app.ui.form.form_state import values_from_request
+
+    state = GenerationFormState()
+    state.apply_variant("medium", max_side=1024, depth=24)
+    state.update(
+        prompt="a red fox", negative="blurry", style="cinematic", random_seed=False, seed=42, count=2, steps=33,
+        cfg=5.25, sampler="euler", scheduler="beta", shift=2.5, slg_layers="6,9", slg_scale=3.0, slg_start=0.05,
+        slg_end=0.4, negative_window=True, negative_until=0.3, use_t5=False, aspect="3:2",
+    )  # fmt: skip
+    sent = state.build_request(STYLES)
+    other = GenerationFormState()
+    other.apply_variant("medium", max_side=1024, depth=24)
+    other.update(style="cinematic", slg_enabled=False, negative_window=False)  # what recall must undo
+    other.apply_request(sent, seed=sent.seed)
+    assert other.build_request(STYLES) == sent
+    assert other.values.aspect == "3:2" and other.values.style == "none"
+    values = values_from_request(sent, None, 1024)  # no seed in the image: the seed settings stay
+    assert "seed" not in values and "random_seed" not in values
+
+
+def test_typed_values_that_change_leave_a_note_saying_why():
+    state = GenerationFormState()
+    state.apply_variant("large", max_side=256)
+    state.edit("width", 99)
+    assert state.values.width == 128 and "99 → 128" in state.notes["width"]
+    state.edit("steps", 0)
+    assert state.values.steps == 1 and "allowed from 1 to 150" in state.notes["steps"]
+    state.edit("steps", 12)
+    assert "steps" not in state.notes
+    state.edit("width", 4096)
+    assert state.values.width == 256 and "at most 256 px" in state.notes["width"]
+    state.update(width=128)  # set from elsewhere: the note about the typing goes
+    assert "width" not in state.notes
+
+
+def test_skip_layer_defaults_follow_the_model_depth_and_problems_are_named():
+    state = GenerationFormState()
+    state.select_model("medium", 512, depth=24)
+    assert state.values.slg_layers == "7,8,9"
+    state.select_model("medium", 512, depth=6)  # another Medium set, with fewer blocks
+    assert state.values.slg_layers == "2" and state.problems() == {}
+    state.update(prompt="x", slg_layers="5,7")
+    assert (
+        "7 does not exist" in state.problems()["slg_layers"] and "6 blocks" in state.problems()["slg_layers"]
+    )
+    with pytest.raises(ValueError, match="6 blocks"):
+        state.build_request(STYLES)
+    state.update(slg_layers="1,4")
+    state.apply_variant("large", 256, depth=3)
+    state.apply_variant("medium", 512, depth=6)
+    assert state.values.slg_layers == "1,4"  # typed layers this model has survive variant switches
+    state.update(slg_layers="5")
+    state.select_model("medium", 512, depth=4)
+    assert state.values.slg_layers == "1,2" and "5 → 1,2" in state.notes["slg_layers"]
+
+
+def test_an_unknown_size_limit_keeps_the_sizes_and_restored_limits_hold():
+    state = GenerationFormState()
+    state.select_model("large", 256, depth=3)
+    assert (state.values.width, state.values.height) == (256, 256)
+    restored = GenerationFormState.from_dict(state.to_dict())
+    restored.select_model("large", None)  # the header is still being read
+    assert (restored.values.width, restored.values.height, restored.max_side) == (256, 256, 256)
+
+
+def test_a_look_at_the_request_changes_nothing():
+    state = GenerationFormState()
+    state.update(prompt="x")
+    before = (state.values, state.last_seed)
+    state.build_request(STYLES, random.Random(3), record=False)
+    assert (state.values, state.last_seed) == before

@@ -9,16 +9,21 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QSpinBox,
     QWidget,
 )
 
 from app.ui.form.form_state import GenerationFormState
-from app.ui.form.form_widgets import CollapsibleSection, FieldBinder, FormRows, PinButton
+from app.ui.form.form_widgets import (
+    CollapsibleSection,
+    EveryStepsSpinBox,
+    FieldBinder,
+    FormGrid,
+    PinButton,
+    float_spin,
+)
 from app.ui.window.tooltips import tooltip
 
 log = logging.getLogger(__name__)
@@ -45,11 +50,7 @@ def _combo(parent: QWidget, labels: dict[str, str], tip: str) -> QComboBox:
 
 
 def _fraction_spin(parent: QWidget, tip: str) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox(parent)
-    spin.setRange(0.0, 1.0)
-    spin.setSingleStep(0.01)
-    spin.setDecimals(2)
-    spin.setToolTip(tip)
+    spin = float_spin(parent, 0.01, 2, tip)
     spin.setMinimumWidth(60)
     return spin
 
@@ -60,19 +61,13 @@ class AdvancedPanel(CollapsibleSection):
     ) -> None:
         super().__init__("Advanced", parent)
         self.state = state
-        grid = QGridLayout(self.content)
-        grid.setContentsMargins(14, 2, 0, 2)
-        grid.setHorizontalSpacing(8)
-        grid.setVerticalSpacing(6)
-        grid.setColumnStretch(1, 1)
-        rows = FormRows(grid, self.content, state, pins)
+        rows = self.rows = FormGrid(self.content, state, pins)
+        rows.layout.setContentsMargins(14, 2, 0, 2)
+        self.content.setLayout(rows.layout)
         add = rows.add
 
-        self.shift_spin = QDoubleSpinBox(self.content)
-        self.shift_spin.setRange(0.5, 12.0)
-        self.shift_spin.setSingleStep(0.5)
-        self.shift_spin.setDecimals(2)
-        add("Shift", self.shift_spin, "shift")
+        self.shift_spin = float_spin(self.content, 0.5)
+        add("Shift", self.shift_spin, "shift", notes=("shift",))
         binder.spin(self.shift_spin, "shift")
 
         self.slg_check = QCheckBox("Skip-layer guidance", self.content)
@@ -80,10 +75,7 @@ class AdvancedPanel(CollapsibleSection):
         binder.check(self.slg_check, "slg_enabled")
         slg_row = QHBoxLayout()
         slg_row.setSpacing(4)
-        self.slg_scale = QDoubleSpinBox(self.content)
-        self.slg_scale.setRange(0.0, 10.0)
-        self.slg_scale.setSingleStep(0.1)
-        self.slg_scale.setToolTip(tooltip("slg_scale"))
+        self.slg_scale = float_spin(self.content, 0.1, 2, tooltip("slg_scale"))
         self.slg_scale.setPrefix("×")
         self.slg_layers = QLineEdit(self.content)
         self.slg_layers.setToolTip(tooltip("slg_layers"))
@@ -93,21 +85,21 @@ class AdvancedPanel(CollapsibleSection):
         slg_row.addWidget(self.slg_scale, 1)
         slg_row.addWidget(QLabel("layers", self.content))
         slg_row.addWidget(self.slg_layers, 1)
-        add("", slg_row)
+        add("", slg_row, notes=("slg_scale", "slg_layers"))
         range_row = QHBoxLayout()
         range_row.setSpacing(4)
         range_row.addWidget(self.slg_start, 1)
         range_row.addWidget(QLabel("to", self.content))
         range_row.addWidget(self.slg_end, 1)
         range_row.addWidget(QLabel("of the steps", self.content))
-        add("", range_row)
+        add("", range_row, notes=("slg_start", "slg_end"))
         binder.spin(self.slg_scale, "slg_scale")
         binder.line(self.slg_layers, "slg_layers")
         binder.spin(self.slg_start, "slg_start")
         binder.spin(self.slg_end, "slg_end")
         self.slg_note = QLabel("Skip-layer guidance is for SD3.5 Medium.", self.content)
         self.slg_note.setObjectName("hintLabel")
-        rows.add_unlabelled(self.slg_note)
+        rows.add_widget(self.slg_note)
 
         window_row = QHBoxLayout()
         self.window_check = QCheckBox("Only for the first", self.content)
@@ -117,7 +109,7 @@ class AdvancedPanel(CollapsibleSection):
         window_row.setSpacing(4)
         window_row.addWidget(self.window_check)
         window_row.addWidget(self.window_spin, 1)
-        add("Negative", window_row)
+        add("Negative", window_row, notes=("negative_until",))
         binder.check(self.window_check, "negative_window")
         binder.spin(self.window_spin, "negative_until")
 
@@ -128,15 +120,11 @@ class AdvancedPanel(CollapsibleSection):
 
         preview_row = QHBoxLayout()
         self.preview_combo = _combo(self.content, PREVIEW_LABELS, tooltip("preview"))
-        self.preview_every = QSpinBox(self.content)
-        self.preview_every.setRange(1, 50)
-        self.preview_every.setPrefix("every ")
-        self.preview_every.setSuffix(" steps")
-        self.preview_every.setSpecialValueText("every step")
+        self.preview_every = EveryStepsSpinBox(self.content)
         self.preview_every.setToolTip(tooltip("preview_every"))
         add("Preview", self.preview_combo)
         preview_row.addWidget(self.preview_every, 1)
-        add("", preview_row)
+        add("", preview_row, notes=("preview_every",))
         binder.combo(self.preview_combo, "preview")
         binder.spin(self.preview_every, "preview_every")
 

@@ -1,33 +1,39 @@
-"""The generation form as plain Python: values, variant defaults, pinned values, seeds, and the job it builds.
+"""The generation form as plain Python: the one truth that the widgets show and edit, and the job it builds.
 
-No Qt here: the panel widgets write into `GenerationFormState` and redraw from it, and tests drive it without a
-screen. `app.inference.api.request` and `app.inference.api.variants` are torch-free, so importing them keeps the UI
-thread free of torch.
+No Qt here. Widgets are bound to fields (`form_widgets.FieldBinder`): a user's edit goes in through `edit()`, a
+change from anywhere else (variant switch, restore, recall, reuse seed) comes out through the listeners, and the
+request is built only from these values. `request_from_values` and its inverse `values_from_request` sit side by
+side at the end, so a field added to one is added to the other. `app.inference.api` is torch-free, so importing
+it keeps the UI thread free of torch.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
 
-from app.inference.api.request import MAX_SEED, SAMPLER_NAMES, SCHEDULER_NAMES, GenerationRequest
+from app.inference.api.request import MAX_SEED, GenerationRequest
 from app.inference.api.variants import PRESETS, VARIANTS
-from app.inference.memory.plan import PLAN_NAMES
-from app.ui.form.presets import ASPECT_SIZES_1MP, CUSTOM_ASPECT, NO_STYLE, StylePreset, aspect_size, snap_side
+from app.ui.form.form_fields import (
+    MAX_IMAGES,
+    FormValues,
+    adjustment_note,
+    coerce,
+    layers_text,
+    parse_layers,
+)
+from app.ui.form.presets import CUSTOM_ASPECT, NO_STYLE, StylePreset, aspect_of, aspect_size, snap_side
 
 log = logging.getLogger(__name__)
 
+__all__ = ["MAX_IMAGES", "FormValues", "GenerationFormState", "parse_layers", "variant_defaults"]
+
 # Largest side each variant supports when no checkpoint says otherwise (16 px x pos_embed_max_size).
 VARIANT_MAX_SIDE = {"large": 3072, "large-turbo": 3072, "medium": 6144}
+MEDIUM_DEPTH = 24  # SD3.5 Medium's joint blocks: the preset's skip layers (7, 8, 9) are chosen for this depth
 RANDOM_SEED_LIMIT = 2**32  # random seeds stay short enough to read and type
-MAX_IMAGES = 16
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-PREVIEW_DECODERS = ("auto", "taesd", "linear", "off")
-MEMORY_PLANS = ("auto", *(p for p in PLAN_NAMES if p != "no-t5"))  # T5 has its own switch in the form
 
 # Values a variant switch may change, grouped as the user pins them.
 PIN_GROUPS: dict[str, tuple[str, ...]] = {
@@ -41,78 +47,17 @@ PIN_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class FormValues:
-    """Every control of the form. Defaults are SD3.5 Large's (the picker's first variant)."""
-
-    prompt: str = ""
-    negative: str = ""
-    style: str = NO_STYLE.id
-    steps: int = 28
-    cfg: float = 3.5
-    sampler: str = "dpmpp_2m"
-    scheduler: str = "normal"
-    aspect: str = "1:1"
-    width: int = 1024
-    height: int = 1024
-    seed: int = 0
-    random_seed: bool = True
-    count: int = 1
-    shift: float = 3.0
-    slg_enabled: bool = False
-    slg_scale: float = 2.5
-    slg_layers: str = "7,8,9"
-    slg_start: float = 0.01
-    slg_end: float = 0.20
-    negative_window: bool = False
-    negative_until: float = 0.1
-    use_t5: bool = True
-    preview: str = "auto"
-    preview_every: int = 1
-    memory_plan: str = "auto"
-    device: str = "auto"
-    precision: str = "auto"
+def default_slg_layers(depth: int | None) -> tuple[int, ...]:
+    """Medium's skip layers for a model of `depth` joint blocks: the preset's when they exist, else the same
+    relative depths (7/24, 8/24, 9/24) in this model."""
+    layers = PRESETS["medium"].slg_layers
+    if depth is None or all(n < depth for n in layers):
+        return layers
+    return tuple(sorted({min(depth - 1, round(n * depth / MEDIUM_DEPTH)) for n in layers}))
 
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "sampler": SAMPLER_NAMES,
-    "scheduler": SCHEDULER_NAMES,
-    "aspect": (*ASPECT_SIZES_1MP, CUSTOM_ASPECT),
-    "preview": PREVIEW_DECODERS,
-    "memory_plan": MEMORY_PLANS,
-    "device": DEVICES,
-    "precision": PRECISIONS,
-}
-_RANGES: dict[str, tuple[float, float]] = {
-    "steps": (1, 150),
-    "cfg": (1.0, 20.0),
-    "width": (64, 6144),
-    "height": (64, 6144),
-    "seed": (0, MAX_SEED),
-    "count": (1, MAX_IMAGES),
-    "shift": (0.5, 12.0),
-    "slg_scale": (0.0, 10.0),
-    "slg_start": (0.0, 1.0),
-    "slg_end": (0.0, 1.0),
-    "negative_until": (0.0, 1.0),
-    "preview_every": (1, 50),
-}
-
-
-def parse_layers(text: str) -> tuple[int, ...]:
-    """`"7, 8,9"` -> (7, 8, 9); raises ValueError with a message for the user."""
-    parts = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
-    try:
-        layers = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"skip-layer guidance layers must be numbers like 7,8,9, not {text!r}") from None
-    if any(n < 0 for n in layers):
-        raise ValueError("skip-layer guidance layers cannot be negative")
-    return layers
-
-
-def variant_defaults(variant: str, max_side: int) -> dict[str, object]:
-    """The values a switch to `variant` applies (DECISIONS row 11), per field."""
+def variant_defaults(variant: str, max_side: int, depth: int | None = None) -> dict[str, object]:
+    """The values a switch to `variant` applies (DECISIONS row 11), per field, for a model of `depth` blocks."""
     p = PRESETS[variant]
     width, height = aspect_size("1:1", max_side)
     return {
@@ -126,28 +71,38 @@ def variant_defaults(variant: str, max_side: int) -> dict[str, object]:
         "height": height,
         "slg_enabled": p.slg_scale > 0 and bool(p.slg_layers),
         "slg_scale": p.slg_scale if p.slg_scale > 0 else 2.5,
-        "slg_layers": ",".join(map(str, p.slg_layers or (7, 8, 9))),
+        "slg_layers": layers_text(default_slg_layers(depth)),
         "slg_start": p.slg_start,
         "slg_end": p.slg_end,
     }
 
 
 class GenerationFormState:
-    """The form's values plus what they depend on: the selected variant, its size limit and pinned groups."""
+    """The form's values plus what they depend on: the selected model (variant, size limit, depth), the pinned
+    groups, and notes that say why a typed value was changed or cannot be used."""
 
     def __init__(self, values: FormValues | None = None, variant: str = "large") -> None:
         self.values = values or FormValues()
         self.variant = variant
         self.max_side = VARIANT_MAX_SIDE[variant]
+        self.depth: int | None = None  # joint blocks of the selected model, once its header has been read
         self.pins: set[str] = set()
         self.last_seed: int | None = None
+        self.notes: dict[str, str] = {}  # field -> why the typed value was changed
+        self.invalid: dict[str, str] = {}  # field -> why the typed text cannot be used (blocks Generate)
         self.listeners: list[Callable[[frozenset[str]], None]] = []
+        # Widgets that hold typed text not yet committed (a spin box before Enter) register here; every read
+        # of the whole form commits them first, so Ctrl+Return sends what the fields show.
+        self.edit_flushers: list[Callable[[], None]] = []
+        self._default_layers = layers_text(
+            default_slg_layers(None)
+        )  # the skip layers last filled in for the user
 
     # ------------------------------------------------------------------------------------------ changes
 
     def update(self, **changes: object) -> frozenset[str]:
         """Set some values (validated and clamped); tell the listeners which fields changed."""
-        clean = {name: _coerce(name, value, getattr(self.values, name)) for name, value in changes.items()}
+        clean = {name: coerce(name, value, getattr(self.values, name)) for name, value in changes.items()}
         if "width" in clean or "height" in clean:
             for side in ("width", "height"):
                 if side in clean:
@@ -157,10 +112,35 @@ class GenerationFormState:
         if clean.get("aspect", CUSTOM_ASPECT) != CUSTOM_ASPECT:
             clean["width"], clean["height"] = aspect_size(str(clean["aspect"]), self.max_side)
         changed = frozenset(k for k, v in clean.items() if getattr(self.values, k) != v)
+        stale = {k for k in clean if k in self.notes or k in self.invalid}
+        for name in stale:  # a value set from anywhere replaces what the field said about the last typing
+            self.notes.pop(name, None)
+            self.invalid.pop(name, None)
         if changed:
             self.values = replace(self.values, **{k: clean[k] for k in changed})
-            self._notify(changed)
+        if changed or stale:
+            self._notify(changed | ({"notes"} if stale else set()))
         return changed
+
+    def edit(self, name: str, value: object) -> frozenset[str]:
+        """A user's edit of one field: applied like `update`; when the value had to change, a note says why."""
+        changed = self.update(**{name: value})
+        note = adjustment_note(name, value, getattr(self.values, name), self.max_side)
+        if note:
+            self.notes[name] = note
+            self._notify(frozenset({"notes"}))
+        return changed
+
+    def reject(self, name: str, message: str) -> None:
+        """The field shows text that is not a value (a seed "12.5"): say why, and refuse to build a job."""
+        if self.invalid.get(name) != message:
+            self.invalid[name] = message
+            self.notes.pop(name, None)
+            self._notify(frozenset({"notes"}))
+
+    def commit_edits(self) -> None:
+        for flush in list(self.edit_flushers):
+            flush()
 
     def set_pinned(self, group: str, pinned: bool) -> None:
         if group not in PIN_GROUPS:
@@ -168,40 +148,77 @@ class GenerationFormState:
         (self.pins.add if pinned else self.pins.discard)(group)
         self._notify(frozenset({f"pin:{group}"}))
 
-    def apply_variant(self, variant: str, max_side: int | None = None) -> frozenset[str]:
-        """Switch variant: its recommended values replace every group that is not pinned; sizes are clamped."""
+    def select_model(self, variant: str, max_side: int | None, depth: int | None = None) -> frozenset[str]:
+        """The picker chose a model set: its variant's defaults when the variant changes, else only its limits."""
+        if variant != self.variant:
+            return self.apply_variant(variant, max_side, depth)
+        changed = self.set_max_side(max_side)
+        if depth is not None and depth != self.depth:
+            self.depth = depth
+            changed |= self._fit_layers()
+            self._notify(frozenset({"variant"}))
+        return changed
+
+    def apply_variant(
+        self, variant: str, max_side: int | None = None, depth: int | None = None
+    ) -> frozenset[str]:
+        """Switch variant: its recommended values replace every group that is not pinned; sizes are clamped.
+        The skip layers follow the model's depth instead (kept when the user typed layers this model has)."""
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}")
         self.variant = variant
         self.max_side = min(max_side or VARIANT_MAX_SIDE[variant], VARIANT_MAX_SIDE[variant])
-        defaults = variant_defaults(variant, self.max_side)
+        self.depth = depth
+        defaults = variant_defaults(variant, self.max_side, depth)
         changes = {
             name: defaults[name]
             for group, names in PIN_GROUPS.items()
             if group not in self.pins
             for name in names
+            if name != "slg_layers"
         }
         if "size" in self.pins:  # kept, but still clamped to what this variant supports
-            v = self.values
-            if v.aspect != CUSTOM_ASPECT:
-                changes["aspect"] = v.aspect
-            else:
-                changes["width"], changes["height"] = v.width, v.height
-        changed = self.update(**changes)
+            changes.update(self._size_values())
+        changed = self.update(**changes) | self._fit_layers()
         self._notify(frozenset({"variant"}))
         return changed | {"variant"}
 
     def set_max_side(self, max_side: int | None) -> frozenset[str]:
-        """Limit sizes to what the selected checkpoint supports (without applying any defaults)."""
-        self.max_side = min(max_side or VARIANT_MAX_SIDE[self.variant], VARIANT_MAX_SIDE[self.variant])
-        v = self.values
-        changed = (
-            self.update(aspect=v.aspect)
-            if v.aspect != CUSTOM_ASPECT
-            else self.update(width=v.width, height=v.height)
-        )
+        """Limit sizes to what the selected checkpoint supports (without applying any defaults). An unknown
+        limit (the header is still being read) keeps the sizes the fields show."""
+        if max_side is None:
+            return frozenset()
+        self.max_side = min(max_side, VARIANT_MAX_SIDE[self.variant])
+        changed = self.update(**self._size_values())
         self._notify(frozenset({"variant"}))
         return changed | {"variant"}
+
+    def _size_values(self) -> dict[str, object]:
+        v = self.values
+        return {"aspect": v.aspect} if v.aspect != CUSTOM_ASPECT else {"width": v.width, "height": v.height}
+
+    def _fit_layers(self) -> frozenset[str]:
+        """Default skip layers follow the model's depth; layers the user typed stay unless the model lacks them
+        (then the model's default, with a note). Pinned layers are never replaced (`problems` names them)."""
+        if not self.slg_available:
+            return frozenset()  # skip layers are Medium's: another variant's depth says nothing about them
+        wanted = layers_text(default_slg_layers(self.depth))
+        current = self.values.slg_layers
+        try:
+            fits = self.depth is None or all(n < self.depth for n in parse_layers(current))
+        except ValueError:
+            return frozenset()  # shown as a problem; the user's text is not replaced
+        typed = current != self._default_layers
+        if "slg" in self.pins or current == wanted or (typed and fits):
+            return frozenset()
+        changed = self.update(slg_layers=wanted)
+        self._default_layers = wanted
+        if typed:
+            self.notes["slg_layers"] = (
+                f"Layers {current} → {wanted}: this model has {self.depth} blocks (0–{self.depth - 1})."
+            )
+            self._notify(frozenset({"notes"}))
+        return changed
 
     def _notify(self, changed: frozenset[str]) -> None:
         for listener in list(self.listeners):
@@ -225,6 +242,34 @@ class GenerationFormState:
     def slg_available(self) -> bool:
         return self.variant == "medium"
 
+    @property
+    def slg_on(self) -> bool:
+        v = self.values
+        return self.slg_available and v.slg_enabled and v.slg_scale > 0
+
+    def problems(self) -> dict[str, str]:
+        """Fields whose shown value cannot be sent, with a sentence each (shown before Generate)."""
+        v = self.values
+        out = {name: m for name, m in self.invalid.items() if not (name == "seed" and v.random_seed)}
+        if self.slg_on:
+            try:
+                layers = parse_layers(v.slg_layers)
+            except ValueError as exc:
+                out["slg_layers"] = str(exc)
+            else:
+                missing = [n for n in layers if self.depth is not None and n >= self.depth]
+                if missing:
+                    out["slg_layers"] = (
+                        f"Skip-layer guidance: layer{'s' if len(missing) > 1 else ''} "
+                        f"{layers_text(tuple(missing))} do{'' if len(missing) > 1 else 'es'} not exist — "
+                        f"this model has {self.depth} blocks (0–{self.depth - 1})."
+                    )
+                elif not layers:
+                    out["slg_layers"] = "Skip-layer guidance: name at least one layer, e.g. 7,8,9."
+            if not v.slg_start <= v.slg_end:
+                out["slg_end"] = "Skip-layer guidance: the start must not be after the end."
+        return out
+
     def reuse_last_seed(self) -> bool:
         """Put the last job's seed back in the field and stop randomising; False when no job ran yet."""
         if self.last_seed is None:
@@ -232,54 +277,45 @@ class GenerationFormState:
         self.update(seed=self.last_seed, random_seed=False)
         return True
 
-    def build_request(
-        self, styles: Mapping[str, StylePreset], rng: random.Random | None = None
-    ) -> GenerationRequest:
-        """The job for the current values (raises ValueError with a user message on an invalid field).
+    # ------------------------------------------------------------------------------------------ request <-> values
 
-        With "random each time" a fresh seed is drawn and shown in the seed field; images get S, S+1, ...
+    def build_request(
+        self, styles: Mapping[str, StylePreset], rng: random.Random | None = None, *, record: bool = True
+    ) -> GenerationRequest:
+        """The job for what the fields show (typed text is committed first); raises ValueError with a sentence
+        for the user when a field cannot be sent.
+
+        With "random each time" a fresh seed is drawn; `record` keeps it as the last seed (Generate) — a dialog
+        that only looks at the request (X/Y Plot) passes False and changes nothing.
         """
-        v = self.values
-        if not v.prompt.strip():
+        self.commit_edits()
+        if not self.values.prompt.strip():
             raise ValueError("Write a prompt first: describe the picture you want.")
-        style = styles.get(v.style, NO_STYLE)
-        prompt, negative = style.apply(v.prompt, v.negative)
-        slg_on = self.slg_available and v.slg_enabled and v.slg_scale > 0
-        layers = parse_layers(v.slg_layers) if slg_on else ()
-        if slg_on and not v.slg_start <= v.slg_end:
-            raise ValueError("Skip-layer guidance: the start must not be after the end.")
+        problems = self.problems()
+        if problems:
+            raise ValueError(next(iter(problems.values())))
+        v = self.values
         seed = (rng or random.Random()).randrange(RANDOM_SEED_LIMIT) if v.random_seed else v.seed
-        seed = min(seed, MAX_SEED - (v.count - 1))
-        request = GenerationRequest(
-            prompt=prompt,
-            negative=negative,
-            seed=seed,
-            count=v.count,
-            steps=v.steps,
-            cfg=v.cfg,
-            sampler=v.sampler,
-            scheduler=v.scheduler,
-            width=v.width,
-            height=v.height,
-            shift=v.shift,
-            slg_layers=layers,
-            slg_scale=v.slg_scale if slg_on else 0.0,
-            slg_start=v.slg_start,
-            slg_end=v.slg_end,
-            negative_until=v.negative_until if v.negative_window and self.negative_active else None,
-            use_t5=v.use_t5,
-        )
-        self.last_seed = seed
-        if v.random_seed:
-            self.update(seed=seed)
+        request = request_from_values(v, styles, seed, slg=self.slg_on, negative=self.negative_active)
+        if record:
+            self.last_seed = request.seed
+            if v.random_seed:
+                self.update(seed=request.seed)
         return request
+
+    def apply_request(self, request: GenerationRequest, seed: int | None = None) -> frozenset[str]:
+        """Fill the form from a request (a recalled image); `seed` None keeps the seed settings."""
+        return self.update(**values_from_request(request, seed, self.max_side))
 
     # ------------------------------------------------------------------------------------------ persistence
 
     def to_dict(self) -> dict[str, object]:
+        self.commit_edits()
         return {
             "values": asdict(self.values),
             "variant": self.variant,
+            "max_side": self.max_side,
+            "depth": self.depth,
             "pins": sorted(self.pins),
             "last_seed": self.last_seed,
         }
@@ -298,7 +334,7 @@ class GenerationFormState:
                 log.info("dropping unknown saved setting %r", name)
                 continue
             default = getattr(state.values, name)
-            coerced = _coerce(name, value, default)
+            coerced = coerce(name, value, default)
             if coerced == default and value != default:
                 log.warning("saved setting %s=%r is invalid; using %r", name, value, default)
             clean[name] = coerced
@@ -306,6 +342,11 @@ class GenerationFormState:
         if data.get("variant") in VARIANTS:
             state.variant = data["variant"]
             state.max_side = VARIANT_MAX_SIDE[state.variant]
+        # The last model's limits, so that sizes are not re-derived before its header has been read again.
+        if isinstance(data.get("max_side"), int) and 64 <= data["max_side"] <= state.max_side:
+            state.max_side = data["max_side"]
+        if isinstance(data.get("depth"), int) and data["depth"] > 0:
+            state.depth = data["depth"]
         state.pins = (
             {p for p in data.get("pins", []) if p in PIN_GROUPS}
             if isinstance(data.get("pins"), list)
@@ -316,33 +357,55 @@ class GenerationFormState:
         return state
 
 
-def _coerce(name: str, value: object, fallback: object) -> object:
-    """`value` converted to the field's type and range; `fallback` when it cannot be."""
-    kind = type(fallback)
-    try:
-        if kind is bool:
-            if not isinstance(value, bool):
-                return fallback
-            out: object = value
-        elif kind is int:
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                return fallback
-            out = int(value)
-        elif kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                return fallback
-            out = float(value)
-            if not math.isfinite(out):
-                return fallback
-        else:
-            if not isinstance(value, str):
-                return fallback
-            out = value
-    except (TypeError, ValueError):
-        return fallback
-    if name in _CHOICES and out not in _CHOICES[name]:
-        return fallback
-    if name in _RANGES:
-        lo, hi = _RANGES[name]
-        out = min(max(out, kind(lo)), kind(hi))  # type: ignore[operator]
-    return out
+def request_from_values(
+    v: FormValues, styles: Mapping[str, StylePreset], seed: int, *, slg: bool, negative: bool
+) -> GenerationRequest:
+    """The request for valid form values (see `GenerationFormState.problems`): the style applied visibly,
+    skip-layer guidance only when `slg`, the negative window only when the negative prompt is `negative`."""
+    prompt, negative_prompt = styles.get(v.style, NO_STYLE).apply(v.prompt, v.negative)
+    return GenerationRequest(
+        prompt=prompt,
+        negative=negative_prompt,
+        seed=min(seed, MAX_SEED - (v.count - 1)),
+        count=v.count,
+        steps=v.steps,
+        cfg=v.cfg,
+        sampler=v.sampler,
+        scheduler=v.scheduler,
+        width=v.width,
+        height=v.height,
+        shift=v.shift,
+        slg_layers=parse_layers(v.slg_layers) if slg else (),
+        slg_scale=v.slg_scale if slg else 0.0,
+        slg_start=v.slg_start,
+        slg_end=v.slg_end,
+        negative_until=v.negative_until if v.negative_window and negative else None,
+        use_t5=v.use_t5,
+    )
+
+
+def values_from_request(request: GenerationRequest, seed: int | None, max_side: int) -> dict[str, object]:
+    """The inverse of `request_from_values`: form values that send `request` again (the style is "none", as the
+    request's prompt already carries it). Fields the request leaves `None` keep the form's value; `seed` None
+    keeps the seed settings. Init image, denoise and text mode have no field in this form."""
+    r = request
+    values: dict[str, object] = {
+        "prompt": r.prompt,
+        "negative": r.negative,
+        "style": NO_STYLE.id,
+        "count": r.count,
+        "use_t5": r.use_t5,
+        "negative_window": r.negative_until is not None,
+    }
+    for name in ("steps", "cfg", "sampler", "scheduler", "shift", "slg_start", "slg_end", "negative_until"):
+        if getattr(r, name) is not None:
+            values[name] = getattr(r, name)
+    if r.width is not None and r.height is not None:
+        values.update(aspect=aspect_of(r.width, r.height, max_side), width=r.width, height=r.height)
+    if seed is not None:
+        values.update(seed=seed, random_seed=False)
+    if r.slg_layers is not None and r.slg_scale is not None:
+        values["slg_enabled"] = bool(r.slg_layers) and r.slg_scale > 0
+        if values["slg_enabled"]:
+            values.update(slg_scale=r.slg_scale, slg_layers=layers_text(r.slg_layers))
+    return values

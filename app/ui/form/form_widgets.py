@@ -1,14 +1,14 @@
-"""Small widgets of the settings form and the two-way binding between widgets and `GenerationFormState`."""
+"""Small widgets of the settings form, its row grid, and the two-way binding between widgets and
+`GenerationFormState`."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from PySide6.QtCore import QRegularExpression, QSize, Qt
-from PySide6.QtGui import QRegularExpressionValidator
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
-    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui.form.form_fields import parse_seed
 from app.ui.form.form_state import GenerationFormState
 from app.ui.form.presets import SIZE_MULTIPLE
 from app.ui.window.theme import icon
@@ -45,48 +46,37 @@ class PinButton(QToolButton):
         self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
 
 
-class FormRows:
-    """Rows of "label · widget · pin" in a grid: the label is the widget's buddy (its Alt+letter focuses the
-    widget) and a pin, when given, pins that group of values against variant switches."""
+# Number fields take any number typed; the form state decides what is used and says why when it differs, so a
+# spin box never drops a keystroke or snaps back silently (its own range only bounds what can be typed).
+TYPED_INT_LIMIT = 999_999
+TYPED_FLOAT_LIMIT = 9_999.0
 
-    def __init__(
-        self, grid: QGridLayout, parent: QWidget, state: GenerationFormState, pins: dict[str, PinButton]
-    ) -> None:
-        self.grid, self.parent, self.state, self.pins = grid, parent, state, pins
-        self.row = 0
 
-    def add(self, label: str, widget: QWidget | QHBoxLayout, pin: str | None = None) -> QLabel:
-        text = QLabel(label, self.parent)
-        self.grid.addWidget(text, self.row, 0)
-        if isinstance(widget, QWidget):
-            text.setBuddy(widget)
-            self.grid.addWidget(widget, self.row, 1)
-        else:
-            text.setBuddy(widget.itemAt(0).widget())
-            self.grid.addLayout(widget, self.row, 1)
-        if pin is not None:
-            button = self.pins[pin] = PinButton(pin, self.parent)
-            button.toggled.connect(lambda on, group=pin: self.state.set_pinned(group, on))
-            self.grid.addWidget(button, self.row, 2)
-        self.row += 1
-        return text
+def int_spin(parent: QWidget, tip: str = "") -> QSpinBox:
+    spin = QSpinBox(parent)
+    spin.setRange(-TYPED_INT_LIMIT, TYPED_INT_LIMIT)
+    spin.setToolTip(tip)
+    return spin
 
-    def add_unlabelled(self, widget: QWidget) -> None:
-        """A row with only a widget, in the widgets' column (a note under the row above)."""
-        self.grid.addWidget(widget, self.row, 1)
-        self.row += 1
+
+def float_spin(parent: QWidget, step: float, decimals: int = 2, tip: str = "") -> QDoubleSpinBox:
+    spin = QDoubleSpinBox(parent)
+    spin.setRange(-TYPED_FLOAT_LIMIT, TYPED_FLOAT_LIMIT)
+    spin.setSingleStep(step)
+    spin.setDecimals(decimals)
+    spin.setToolTip(tip)
+    return spin
 
 
 class SizeSpinBox(QSpinBox):
-    """Width or height: arrows and wheel step to the next multiple of 64."""
+    """Width or height: arrows and wheel step to the next multiple of 64; any typed size is taken to the form,
+    which snaps it to 64 px and the model's limit and says so."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setRange(SIZE_MULTIPLE, 6144)
+        self.setRange(0, TYPED_INT_LIMIT)
         self.setSingleStep(SIZE_MULTIPLE)
         self.setSuffix(" px")
-        self.setKeyboardTracking(False)
-        self.setCorrectionMode(QAbstractSpinBox.CorrectionMode.CorrectToNearestValue)
 
     def stepBy(self, steps: int) -> None:
         value = self.value()
@@ -96,18 +86,40 @@ class SizeSpinBox(QSpinBox):
         self.setValue(value + steps * SIZE_MULTIPLE)
 
 
-class SeedEdit(QLineEdit):
-    """A seed of up to 20 digits (seeds go to 2^64 - 1, beyond a QSpinBox's int range)."""
+class EveryStepsSpinBox(QSpinBox):
+    """ "every step", "every 2 steps", …: the preview interval."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,20}"), self))
-        self.setPlaceholderText("seed")
-        self.setMaxLength(20)
+        self.setRange(-TYPED_INT_LIMIT, TYPED_INT_LIMIT)
 
-    def seed(self) -> int:
-        text = self.text().strip()
-        return int(text) if text else 0
+    def textFromValue(self, value: int) -> str:
+        return "every step" if value == 1 else f"every {value} steps"
+
+    def valueFromText(self, text: str) -> int:
+        digits = "".join(c for c in text if c.isdigit() or c == "-")
+        try:
+            return int(digits) if digits.strip("-") else 1
+        except ValueError:
+            return 1
+
+    def validate(self, text: str, pos: int) -> object:
+        return QValidator.State.Acceptable if _has_number_or_step(text) else QValidator.State.Intermediate
+
+
+def _has_number_or_step(text: str) -> bool:
+    return text.strip() == "every step" or any(c.isdigit() for c in text)
+
+
+class SeedEdit(QLineEdit):
+    """A seed of up to 20 digits (seeds go to 2^64 - 1, beyond a QSpinBox's int range). Any text can be typed:
+    the form says why text that is not a seed cannot be used, instead of dropping characters."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("seedEdit")
+        self.setPlaceholderText("seed")
+        self.setMaxLength(40)
 
 
 class CollapsibleSection(QWidget):
@@ -141,57 +153,199 @@ class CollapsibleSection(QWidget):
         return self.toggle.isChecked()
 
 
+class FormGrid:
+    """Rows of "label, field, pin" (a pinned group survives a variant switch), each field with a note line under
+    it that says why a typed value was changed or cannot be used."""
+
+    def __init__(self, parent: QWidget, state: GenerationFormState, pins: dict[str, PinButton]) -> None:
+        self.parent, self.state, self.pins = parent, state, pins
+        self.layout = QGridLayout()
+        self.layout.setHorizontalSpacing(8)
+        self.layout.setVerticalSpacing(6)
+        self.layout.setColumnStretch(1, 1)
+        self.note_labels: dict[str, QLabel] = {}  # field -> the note line under its row
+        self._row = 0
+
+    def add(
+        self, label: str, field: QWidget | QHBoxLayout, pin: str | None = None, notes: tuple[str, ...] = ()
+    ) -> QLabel:
+        text = QLabel(label, self.parent)
+        self.layout.addWidget(text, self._row, 0)
+        if isinstance(field, QWidget):
+            text.setBuddy(field)
+            self.layout.addWidget(field, self._row, 1)
+        else:
+            text.setBuddy(field.itemAt(0).widget())
+            self.layout.addLayout(field, self._row, 1)
+        if pin is not None:
+            button = self.pins[pin] = PinButton(pin, self.parent)
+            button.toggled.connect(lambda on, group=pin: self.state.set_pinned(group, on))
+            self.layout.addWidget(button, self._row, 2)
+        self._row += 1
+        if notes:
+            note = QLabel("", self.parent)
+            note.setObjectName("warningLabel")
+            note.setWordWrap(True)
+            note.hide()
+            self.layout.addWidget(note, self._row, 1, 1, 2)
+            self._row += 1
+            for name in notes:
+                self.note_labels[name] = note
+        return text
+
+    def add_widget(self, widget: QWidget) -> None:
+        """A full-width line under the rows (a hint)."""
+        self.layout.addWidget(widget, self._row, 1, 1, 2)
+        self._row += 1
+
+    def show_notes(self, notes: Mapping[str, str]) -> None:
+        texts: dict[QLabel, list[str]] = {label: [] for label in self.note_labels.values()}
+        for name, label in self.note_labels.items():
+            if notes.get(name):
+                texts[label].append(notes[name])
+        for label, lines in texts.items():
+            label.setText("\n".join(lines))
+            label.setToolTip("\n".join(lines))
+            label.setVisible(bool(lines))
+
+
 class FieldBinder:
-    """Keeps widgets and form state in step: a user edit updates the state; a state change (variant switch,
-    restore, reuse seed) updates the widgets without echoing back."""
+    """Binds widgets to fields of `GenerationFormState`, the one truth: a user's edit goes into the state and the
+    widget then shows the state's value (snapped or clamped, with a note); a state change from anywhere updates
+    the widgets without echoing back. Typed text not yet committed is committed before the state is read."""
 
     def __init__(self, state: GenerationFormState) -> None:
         self.state = state
-        self._setters: dict[str, list[Callable[[object], None]]] = {}
-        self._updating = False
+        self._shows: dict[str, list[Callable[[], None]]] = {}  # field -> show the state's value in a widget
+        self._reads: dict[str, list[Callable[[], object]]] = {}  # field -> what a widget shows, as a value
+        self._commits: list[Callable[[], None]] = []
+        self._showing = False
         state.listeners.append(self._on_state_changed)
+        state.edit_flushers.append(self.commit_pending)
 
     def detach(self) -> None:
         if self._on_state_changed in self.state.listeners:
             self.state.listeners.remove(self._on_state_changed)
+        if self.commit_pending in self.state.edit_flushers:
+            self.state.edit_flushers.remove(self.commit_pending)
 
     def spin(self, widget: QSpinBox | QDoubleSpinBox, field: str) -> None:
-        widget.valueChanged.connect(lambda value: self._write(field, value))
-        self._add(field, lambda v: widget.setValue(v))  # type: ignore[arg-type]
+        widget.setKeyboardTracking(False)  # typing commits on Enter, focus-out or a read of the form
+        widget.valueChanged.connect(lambda value: self._edit(field, value))
+        self._bind(field, lambda v: widget.setValue(v), widget.value)  # type: ignore[arg-type]
+        self._commits.append(widget.interpretText)
 
     def combo(self, widget: QComboBox, field: str) -> None:
-        widget.currentIndexChanged.connect(lambda _i: self._write(field, widget.currentData()))
-        self._add(field, lambda v: widget.setCurrentIndex(max(0, widget.findData(v))))
+        widget.currentIndexChanged.connect(lambda _i: self._edit(field, widget.currentData()))
+        self._bind(field, lambda v: widget.setCurrentIndex(max(0, widget.findData(v))), widget.currentData)
 
     def check(self, widget: QCheckBox | QToolButton, field: str) -> None:
-        widget.toggled.connect(lambda on: self._write(field, on))
-        self._add(field, lambda v: widget.setChecked(bool(v)))
+        widget.toggled.connect(lambda on: self._edit(field, on))
+        self._bind(field, lambda v: widget.setChecked(bool(v)), widget.isChecked)
 
-    def line(self, widget: QLineEdit, field: str, parse: Callable[[str], object] = str) -> None:
-        widget.editingFinished.connect(lambda: self._write(field, parse(widget.text())))
-        self._add(field, lambda v: widget.setText(str(v)))
+    def line(self, widget: QLineEdit, field: str) -> None:
+        """A free text field (the skip layers): every edit goes to the state, so its problems show as typed."""
+
+        def commit() -> None:
+            if widget.isModified():
+                widget.setModified(False)
+                self._edit(field, widget.text())
+
+        def show(value: object) -> None:
+            if widget.text() != str(value):  # the same text: leave the cursor where the user is typing
+                widget.setText(str(value))
+
+        widget.textEdited.connect(lambda text: self._edit(field, text))  # any text is a value: take it live
+        widget.editingFinished.connect(commit)
+        self._commits.append(commit)
+        self._bind(field, show, widget.text)
+
+    def seed(self, widget: QLineEdit) -> None:
+        """The seed: a number the user types, or "random" (empty, dimmed) while a new seed is drawn per job."""
+
+        def commit() -> None:
+            if not widget.isModified() or self.state.values.random_seed:
+                return
+            widget.setModified(False)
+            try:
+                seed = parse_seed(widget.text())
+            except ValueError as exc:
+                self.state.reject("seed", str(exc))
+                return
+            self._edit("seed", seed)
+
+        def show(_value: object) -> None:
+            v = self.state.values
+            widget.setEnabled(not v.random_seed)
+            widget.setText("" if v.random_seed else str(v.seed))
+            last = self.state.last_seed
+            widget.setPlaceholderText(
+                ("random" + (f" (last: {last})" if last is not None else "")) if v.random_seed else "seed"
+            )
+            widget.setModified(False)
+
+        widget.editingFinished.connect(commit)
+        self._commits.append(commit)
+        self._bind("seed", show)
+        self._bind("random_seed", show)
 
     def custom(self, field: str, setter: Callable[[object], None]) -> None:
-        self._add(field, setter)
+        self._bind(field, setter)
 
     def write(self, **changes: object) -> None:
-        if not self._updating:
-            self.state.update(**changes)
+        """A user's edit of widgets bound with `custom` (the prompt editors)."""
+        if not self._showing:
+            for name, value in changes.items():
+                self.state.edit(name, value)
+
+    def commit_pending(self) -> None:
+        for commit in list(self._commits):
+            commit()
 
     def refresh_all(self) -> None:
-        self._on_state_changed(frozenset(self._setters))
+        self._on_state_changed(frozenset(self._shows))
 
-    def _add(self, field: str, setter: Callable[[object], None]) -> None:
-        self._setters.setdefault(field, []).append(setter)
+    def mismatches(self) -> dict[str, tuple[object, object]]:
+        """Fields whose widget shows another value than the state holds: {field: (shown, state)}."""
+        out = {}
+        for name, reads in self._reads.items():
+            value = getattr(self.state.values, name)
+            for read in reads:
+                if read() != value:
+                    out[name] = (read(), value)
+        return out
 
-    def _write(self, field: str, value: object) -> None:
-        self.write(**{field: value})
+    def _bind(
+        self, field: str, setter: Callable[[object], None], read: Callable[[], object] | None = None
+    ) -> None:
+        self._shows.setdefault(field, []).append(lambda: setter(getattr(self.state.values, field)))
+        if read is not None:
+            self._reads.setdefault(field, []).append(read)
+
+    def _edit(self, field: str, value: object) -> None:
+        if self._showing:
+            return
+        self.state.edit(field, value)
+        self._on_state_changed(frozenset({field}))  # show what the state made of it, even if unchanged
 
     def _on_state_changed(self, changed: frozenset[str]) -> None:
-        self._updating = True
+        if self._showing:
+            return
+        self._showing = True
         try:
             for field in changed:
-                for setter in self._setters.get(field, ()):
-                    setter(getattr(self.state.values, field))
+                for show in self._shows.get(field, ()):
+                    show()
         finally:
-            self._updating = False
+            self._showing = False
+        # A widget that cannot show the value (a combo without the entry, a spin box with fewer decimals) shows
+        # something else: the state takes what is shown, so what is sent is what is seen.
+        unshown = {
+            name: read()
+            for name in changed
+            for read in self._reads.get(name, ())
+            if read() != getattr(self.state.values, name)
+        }
+        if unshown:
+            log.info("fields %s take the value their widget can show", sorted(unshown))
+            self.state.update(**unshown)

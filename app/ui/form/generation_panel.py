@@ -9,13 +9,11 @@ import logging
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QSizePolicy,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -23,8 +21,16 @@ from PySide6.QtWidgets import (
 
 from app.inference.api.variants import PRESETS
 from app.ui.form.advanced_panel import AdvancedPanel
-from app.ui.form.form_state import MAX_IMAGES, GenerationFormState
-from app.ui.form.form_widgets import FieldBinder, FormRows, PinButton, SeedEdit, SizeSpinBox
+from app.ui.form.form_state import GenerationFormState
+from app.ui.form.form_widgets import (
+    FieldBinder,
+    FormGrid,
+    PinButton,
+    SeedEdit,
+    SizeSpinBox,
+    float_spin,
+    int_spin,
+)
 from app.ui.form.presets import ASPECT_SIZES_1MP, CUSTOM_ASPECT, PROMPT_SLOT, StylePreset
 from app.ui.form.prompt_editor import PromptEditor
 from app.ui.window.theme import icon
@@ -125,26 +131,29 @@ class GenerationPanel(QWidget):
         layout.addLayout(self._build_parameters())
         self.advanced = AdvancedPanel(state, self.binder, self.pins, self)
         layout.addWidget(self.advanced)
+        # Problems in the Advanced section stay visible while it is folded: Generate would refuse them.
+        self.problem_label = QLabel("", self)
+        self.problem_label.setObjectName("warningLabel")
+        self.problem_label.setWordWrap(True)
+        self.problem_label.hide()
+        layout.addWidget(self.problem_label)
+        self.advanced.toggle.toggled.connect(lambda _on: self._show_notes())
         state.listeners.append(self._on_state_changed)
         self.binder.refresh_all()
         for key, button in self.pins.items():
             button.setChecked(key in state.pins)
         self.refresh_variant()
         self._update_style_hint()
+        self._show_notes()
 
     # ------------------------------------------------------------------------------------------ layout
 
     def _build_parameters(self) -> QGridLayout:
-        grid = QGridLayout()
-        grid.setHorizontalSpacing(8)
-        grid.setVerticalSpacing(6)
-        grid.setColumnStretch(1, 1)
-        add = FormRows(grid, self, self.state, self.pins).add
-
+        rows = self.rows = FormGrid(self, self.state, self.pins)
         self.aspect_combo = QComboBox(self)
         for key in (*ASPECT_SIZES_1MP, CUSTOM_ASPECT):
             self.aspect_combo.addItem(ASPECT_LABELS[key], key)
-        add("Si&ze", self.aspect_combo, "size")
+        rows.add("Si&ze", self.aspect_combo, "size")
         self.binder.combo(self.aspect_combo, "aspect")
 
         size_row = QHBoxLayout()
@@ -157,7 +166,7 @@ class GenerationPanel(QWidget):
         size_row.addWidget(self.width_spin, 1)
         size_row.addWidget(times)
         size_row.addWidget(self.height_spin, 1)
-        add("", size_row)
+        rows.add("", size_row, notes=("width", "height"))
         self.binder.spin(self.width_spin, "width")
         self.binder.spin(self.height_spin, "height")
 
@@ -166,8 +175,11 @@ class GenerationPanel(QWidget):
         self.seed_edit = SeedEdit(self)
         self.seed_edit.setToolTip(tooltip("seed"))
         self.random_button = QToolButton(self)
+        self.random_button.setObjectName("randomSeedButton")
         self.random_button.setCheckable(True)
         self.random_button.setIcon(icon("dice"))
+        self.random_button.setText("Random")
+        self.random_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.random_button.setToolTip(tooltip("random_seed"))
         self.random_button.setAccessibleName("Random seed each time")
         self.reuse_button = QToolButton(self)
@@ -177,42 +189,35 @@ class GenerationPanel(QWidget):
         seed_row.addWidget(self.seed_edit, 1)
         seed_row.addWidget(self.random_button)
         seed_row.addWidget(self.reuse_button)
-        add("S&eed", seed_row)
-        self.binder.line(self.seed_edit, "seed", lambda text: int(text) if text.strip() else 0)
+        rows.add("S&eed", seed_row, notes=("seed",))
+        self.binder.seed(self.seed_edit)
         self.binder.check(self.random_button, "random_seed")
-        self.binder.custom("random_seed", lambda on: self.seed_edit.setReadOnly(bool(on)))
         self.reuse_button.clicked.connect(self.state.reuse_last_seed)
 
-        self.count_spin = QSpinBox(self)
-        self.count_spin.setRange(1, MAX_IMAGES)
-        self.count_spin.setToolTip(tooltip("count"))
-        add("&Images", self.count_spin)
+        self.count_spin = int_spin(self, tooltip("count"))
+        rows.add("&Images", self.count_spin, notes=("count",))
         self.binder.spin(self.count_spin, "count")
 
-        self.steps_spin = QSpinBox(self)
-        self.steps_spin.setRange(1, 150)
-        add("S&teps", self.steps_spin, "steps")
+        self.steps_spin = int_spin(self)
+        rows.add("S&teps", self.steps_spin, "steps", notes=("steps",))
         self.binder.spin(self.steps_spin, "steps")
 
-        self.cfg_spin = QDoubleSpinBox(self)
-        self.cfg_spin.setRange(1.0, 20.0)
-        self.cfg_spin.setSingleStep(0.5)
-        self.cfg_spin.setDecimals(1)
-        add("&CFG", self.cfg_spin, "cfg")
+        self.cfg_spin = float_spin(self, 0.5)
+        rows.add("&CFG", self.cfg_spin, "cfg", notes=("cfg",))
         self.binder.spin(self.cfg_spin, "cfg")
 
         self.sampler_combo = QComboBox(self)
         for key, label in SAMPLER_LABELS.items():
             self.sampler_combo.addItem(label, key)
-        add("Sa&mpler", self.sampler_combo, "sampler")
+        rows.add("Sa&mpler", self.sampler_combo, "sampler")
         self.binder.combo(self.sampler_combo, "sampler")
 
         self.scheduler_combo = QComboBox(self)
         for key, label in SCHEDULER_LABELS.items():
             self.scheduler_combo.addItem(label, key)
-        add("Sc&heduler", self.scheduler_combo, "scheduler")
+        rows.add("Sc&heduler", self.scheduler_combo, "scheduler")
         self.binder.combo(self.scheduler_combo, "scheduler")
-        return grid
+        return rows.layout
 
     # ------------------------------------------------------------------------------------------ updates
 
@@ -230,11 +235,25 @@ class GenerationPanel(QWidget):
         ):
             widget.setToolTip(tooltip(key, variant))
         for spin in (self.width_spin, self.height_spin):
-            spin.setMaximum(max(64, self.state.max_side // 64 * 64))
+            top = max(64, self.state.max_side // 64 * 64)
+            spin.setToolTip(f"{spin.toolTip()}\nThis model makes up to {top} px per side.")
         self.advanced.refresh_variant()
         self._update_negative()
 
+    def _show_notes(self) -> None:
+        """Each field's note (why a typed value changed) or problem (why it cannot be sent) under its row."""
+        problems = self.state.problems()
+        notes = {**self.state.notes, **problems}
+        self.rows.show_notes(notes)
+        self.advanced.rows.show_notes(notes)
+        folded = [] if self.advanced.is_expanded() else [
+            text for name, text in problems.items() if name in self.advanced.rows.note_labels
+        ]  # fmt: skip
+        self.problem_label.setText("\n".join(f"⚠ {text} (Advanced)" for text in folded))
+        self.problem_label.setVisible(bool(folded))
+
     def _on_state_changed(self, changed: frozenset[str]) -> None:
+        self._show_notes()
         if changed & {"variant"}:
             self.refresh_variant()
         if changed & {"cfg"}:

@@ -29,6 +29,7 @@ class ModelSetInfo:
     variant: str | None
     name: str
     max_side: int | None = None
+    depth: int | None = None  # joint blocks of the diffusion model (skip-layer guidance layers must exist)
     has_t5: bool = False
     missing: tuple[str, ...] = ()
     error: str = ""
@@ -96,6 +97,7 @@ def inspect_path(path: Path) -> ModelSetInfo:
         variant=model_set.variant,
         name=model_set.name,
         max_side=model_set.mmdit_config.max_image_side,
+        depth=model_set.mmdit_config.depth,
         has_t5=model_set.t5 is not None,
         missing=missing,
     )

@@ -43,24 +43,6 @@ def _checkpoint_of(path: Path, name: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def recall_values(recall: SettingsRecall) -> dict[str, object]:
-    """Form values carried by a recalled image (None fields keep the form's current value)."""
-    r = recall.request
-    values: dict[str, object] = {"prompt": r.prompt, "negative": r.negative, "count": 1}
-    for name in ("steps", "cfg", "sampler", "scheduler", "width", "height", "shift", "slg_start", "slg_end"):
-        if getattr(r, name) is not None:
-            values[name] = getattr(r, name)
-    if recall.seed is not None:
-        values.update(seed=recall.seed, random_seed=False)
-    if r.slg_layers is not None and r.slg_scale is not None:
-        values.update(slg_enabled=bool(r.slg_layers) and r.slg_scale > 0, slg_scale=r.slg_scale,
-                      slg_layers=",".join(map(str, r.slg_layers)))  # fmt: skip
-    if r.negative_until is not None:
-        values.update(negative_window=True, negative_until=r.negative_until)
-    values["use_t5"] = r.use_t5
-    return values
-
-
 class GalleryHookup:
     """The dock exists from the start (so the saved layout restores it); the panel itself, with its SQLite
     database and image libraries, is built after the window's first paint by `attach()`. `add_dock` puts a
@@ -187,7 +169,7 @@ class GalleryHookup:
         run_task(lambda: remove_orphan_step_frames(db), pool=self.panel.tasks)
 
     def _on_panel_settings_requested(self, recall: SettingsRecall) -> None:
-        self._state.update(**recall_values(recall))
+        self._state.apply_request(recall.request, seed=recall.seed)
         notes = [*recall.warnings, *(f"not applied: {u}" for u in recall.unmapped)]
         self._notifier.status("Settings applied" + (f" — {'; '.join(notes)}" if notes else ""))
 

@@ -40,8 +40,9 @@ class JobFactory:
     def can_build(self) -> bool:
         return self._picker.selected is not None
 
-    def request(self) -> GenerationRequest | None:
-        """The request for the current settings, or None after telling the user what is missing."""
+    def request(self, *, record: bool = True) -> GenerationRequest | None:
+        """The request for the current settings, or None after telling the user what is missing. `record` False
+        (a dialog that only looks at it) leaves the seed field and the last seed as they are."""
         if self._picker.selected is None:
             self._notifier.info(
                 "Choose a model first: pick one above, or use Locate… to point to its folder.",
@@ -49,7 +50,7 @@ class JobFactory:
             )
             return None
         try:
-            return self._state.build_request(self._styles())
+            return self._state.build_request(self._styles(), record=record)
         except ValueError as exc:
             self._notifier.info(str(exc))
             self._focus_prompt()

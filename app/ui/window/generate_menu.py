@@ -51,7 +51,7 @@ class GenerateCommands:
             self._progress.show_busy("Cancelling…")
 
     def xy_plot(self) -> None:
-        request = self._jobs.request()
+        request = self._jobs.request(record=False)  # opening (or cancelling) the dialog keeps the seed
         if request is not None:
             from app.ui.tools.xy_dialog import (
                 XYPlotDialog,  # numpy and PIL load when a plot is first asked for

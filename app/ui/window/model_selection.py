@@ -36,10 +36,7 @@ class ModelSelection:
     def on_picker_selection_changed(self, info: ModelSetInfo | None, hint: str) -> None:
         state = self._state
         if info is not None and info.variant is not None:
-            if info.variant != state.variant:
-                state.apply_variant(info.variant, info.max_side)
-            else:
-                state.set_max_side(info.max_side)
+            state.select_model(info.variant, info.max_side, info.depth)
             if self._picker.discovered and not info.has_t5 and state.values.use_t5:
                 state.update(use_t5=False)
         self._panel.model_hint.setText(hint)
