@@ -107,6 +107,8 @@ def test_switching_to_a_model_with_a_larger_limit_shows_and_sends_the_same_size(
     window.panel.steps_spin.setValue(2)
     generate_and_wait(qtbot, window)
     assert (sent(fake_sessions)[-1].width, sent(fake_sessions)[-1].height) == (width, height) == (512, 320)
+    # Each model set's tokenizers load on the counting thread (seconds on a busy machine): let them finish.
+    qtbot.waitUntil(lambda: not window.token_counter.is_loading(), timeout=30000)
 
 
 def test_typed_values_are_sent_by_ctrl_return_without_enter(qtbot, make_window, fake_sessions):
@@ -256,6 +258,7 @@ def test_skip_layers_follow_the_loaded_model_and_problems_show_before_generate(
     assert advanced.slg_layers.text() == "1,3"  # what the user typed survives a variant switch
     generate_and_wait(qtbot, window)
     assert sent(fake_sessions)[-1].slg_layers == (1, 3)
+    qtbot.waitUntil(lambda: not window.token_counter.is_loading(), timeout=30000)
 
 
 def test_ctrl_return_right_after_opening_sends_the_size_the_fields_show(

@@ -76,6 +76,8 @@ class TokenCounter(QObject):
         self._folder: Path | None = None
         self._use_t5 = True
         self._tokenizer: asyncio.Future[Any] | None = None
+        # Loaded tokenizers by (folder, T5): switching back to a model set reuses its tokenizers.
+        self._loaded: dict[tuple[Path, bool], asyncio.Future[Any]] = {}
         self._texts: dict[str, str] = {}
         self._timers: dict[str, QTimer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -87,7 +89,7 @@ class TokenCounter(QObject):
         if (folder, use_t5) == (self._folder, self._use_t5):
             return
         self._folder, self._use_t5 = folder, use_t5
-        self._tokenizer = None
+        self._tokenizer = None if folder is None else self._loaded.get((folder, use_t5))
         for key in self._texts:
             self._schedule(key)
 
@@ -101,6 +103,10 @@ class TokenCounter(QObject):
     def request(self, key: str, text: str) -> None:
         self._texts[key] = text
         self._schedule(key)
+
+    def is_loading(self) -> bool:
+        """Whether tokenizers are being loaded on the counting thread (seconds: transformers' tokenizers)."""
+        return any(not loading.done() for loading in self._loaded.values())
 
     def close(self) -> None:
         self._closed = True
@@ -137,11 +143,13 @@ class TokenCounter(QObject):
         try:
             if self._tokenizer is None:
                 self._tokenizer = loop.run_in_executor(self._executor, _load_tokenizer, folder, use_t5)
+                self._loaded[(folder, use_t5)] = self._tokenizer
             tokenizer = await self._tokenizer
             count = await loop.run_in_executor(self._executor, tokenizer.count, text)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a broken tokenizer folder must not break typing
+            self._loaded.pop((folder, use_t5), None)  # tried again when the set is chosen again
             log.warning("token counting unavailable for %s: %s", folder, exc)
             self.counted.emit(key, TokenCountView("Tokens: unavailable", tooltip=str(exc)))
             return
