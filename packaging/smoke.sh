@@ -31,8 +31,10 @@ step "version and help"
 "$EXE" generate --help >/dev/null
 
 step "download plan (dry run, no network)"
-"$EXE" download --variant medium --dry-run --dest "$WORK/dl" | grep -q "sd3.5_medium.safetensors" \
-    || fail "download --dry-run did not print the plan"
+# Captured, not piped into `grep -q`: grep stops reading at the first match, and a command whose reader went
+# away exits 141 as SIGPIPE'd tools do, which `set -o pipefail` would count as a failure.
+plan=$("$EXE" download --variant medium --dry-run --dest "$WORK/dl") || fail "download --dry-run failed"
+grep -q "sd3.5_medium.safetensors" <<<"$plan" || fail "download --dry-run did not print the plan"
 [ ! -e "$WORK/dl" ] || fail "download --dry-run created $WORK/dl"
 
 TINY=${TINY_MODEL:-}

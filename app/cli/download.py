@@ -9,6 +9,8 @@ import sys
 import time
 from typing import TextIO
 
+from app.cli.status import EXIT_ERROR
+from app.cli.values import Text
 from app.downloads.errors import AccessDeniedError, DownloadCancelled, DownloadError
 from app.downloads.layout import PARTIAL_DIR
 from app.downloads.plan import DownloadPlan, build_plan
@@ -18,12 +20,16 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", required=True, choices=("large", "large-turbo", "medium"))
+    parser.add_argument("--variant", required=True, type=Text(), choices=("large", "large-turbo", "medium"))
     parser.add_argument(
-        "--t5", choices=("fp16", "fp8"), default="fp16", help="T5-XXL precision: fp16 9.79 GB, fp8 4.89 GB"
+        "--t5",
+        type=Text(),
+        choices=("fp16", "fp8"),
+        default="fp16",
+        help="T5-XXL precision: fp16 9.79 GB, fp8 4.89 GB",
     )
     parser.add_argument(
-        "--dest", type=str, default=None, help="destination folder (default: the app's models folder)"
+        "--dest", type=Text(), default=None, help="destination folder (default: the app's models folder)"
     )
     parser.add_argument(
         "--token-from-env",
@@ -115,7 +121,7 @@ def run_download(args: argparse.Namespace) -> int:
         plan = build_plan(args.variant, args.t5, args.dest)
     except ValueError as exc:
         sys.stderr.write(f"error: {exc}\n")
-        return 2
+        return EXIT_ERROR
     for line in plan_lines(plan):
         _out(line)
     if args.dry_run:

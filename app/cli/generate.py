@@ -8,7 +8,11 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from app.cli.options import request_from_args
+from app.cli.output_folder import remove_stale_temp_files
+from app.cli.status import EXIT_ERROR, closed_stdout
 from app.inference.api.errors import InferenceError
 from app.inference.api.events import (
     Event,
@@ -21,10 +25,12 @@ from app.inference.api.events import (
     ModelLoading,
     StepUpdate,
 )
-from app.inference.api.request import GenerationRequest
 from app.inference.checkpoints.model_set import locate_model_set
 from app.inference.memory.plan import MemoryPlan, choose_plan, probe_machine
 from app.metadata.png_info import save_png
+
+if TYPE_CHECKING:
+    from app.inference.pipeline.session import CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -41,34 +47,27 @@ def save_latent(path: Path, event: ImageFinished) -> Path:
     return latent_path
 
 
-def request_from_args(args: argparse.Namespace) -> GenerationRequest:
-    if args.denoise is not None and args.init_image is None:
-        raise InferenceError("--denoise needs --init-image")
-    if args.init_image is not None and not args.init_image.is_file():
-        raise InferenceError(f"{args.init_image}: init image not found")
-    return GenerationRequest(
-        prompt=args.prompt, negative=args.negative, seed=args.seed, count=args.count, steps=args.steps,
-        cfg=args.cfg, sampler=args.sampler, scheduler=args.scheduler, width=args.width, height=args.height,
-        shift=args.shift, slg_layers=args.slg_layers, slg_scale=args.slg_scale, slg_start=args.slg_start,
-        slg_end=args.slg_end, negative_until=args.negative_until, init_image=args.init_image,
-        denoise=args.denoise if args.denoise is not None else (0.8 if args.init_image is not None else 1.0),
-        use_t5=not args.no_t5, text_mode=args.text_mode,
-    )  # fmt: skip
-
-
 class _CommandLineJob:
     """Turns session events into files on disk and progress output (JSON lines or one human-readable line)."""
 
-    def __init__(self, args: argparse.Namespace, count: int) -> None:
+    def __init__(self, args: argparse.Namespace, count: int, cancel: CancelToken) -> None:
         self.args = args
         self.count = count
+        self.cancel = cancel
         self.failed: JobFailed | None = None
         self.cancelled = False
+        self.line_open = False  # a progress line without its newline is on stderr
+        self.stdout_closed = False  # the reader of the JSON lines went away: the job stops, quietly
         self.plan: MemoryPlan | None = None  # shown once the model set has loaded
 
     def print_json(self, event: str, **fields) -> None:
-        if self.args.json:
+        if not self.args.json or self.stdout_closed:
+            return
+        try:
             print(json.dumps({"event": event, **fields}), flush=True)  # noqa: T201 - CLI output
+        except BrokenPipeError:
+            self.stdout_closed = True
+            self.cancel.cancel()
 
     def warning(self, message: str) -> None:
         if self.args.json:
@@ -113,6 +112,7 @@ class _CommandLineJob:
                 f"{e.its:.2f} it/s{eta}"
             )
             sys.stderr.flush()
+            self.line_open = True
 
     def _image(self, e: ImageFinished) -> None:
         path = output_path(self.args.out, e.seed, self.count)
@@ -123,16 +123,18 @@ class _CommandLineJob:
                             latent=None if latent is None else str(latent))  # fmt: skip
         else:
             sys.stderr.write(f"\nsaved {path}\n")
+            self.line_open = False
 
 
-def _error(message: str, as_json: bool) -> int:
-    sys.stderr.write(("" if as_json else "\n") + f"sd35-studio: error: {message}\n")
-    return 1
+def _error(message: str, line_open: bool = False) -> int:
+    sys.stderr.write(("\n" if line_open else "") + f"sd35-studio: error: {message}\n")
+    return EXIT_ERROR
 
 
 def run_generate(args: argparse.Namespace) -> int:
     from app.inference.pipeline.session import CancelToken, GenerationSession
 
+    remove_stale_temp_files(args.out.parent)
     try:
         overrides = {part: getattr(args, part, None) for part in ("clip_l", "clip_g", "t5", "vae")}
         model_set = locate_model_set(args.model, args.variant, **overrides)
@@ -149,8 +151,9 @@ def run_generate(args: argparse.Namespace) -> int:
     except (InferenceError, ValueError) as exc:
         if args.json:
             print(json.dumps({"event": "error", "message": str(exc)}), flush=True)  # noqa: T201
-        return _error(str(exc), args.json)
-    job = _CommandLineJob(args, resolved.count)
+        return _error(str(exc))
+    cancel = CancelToken()
+    job = _CommandLineJob(args, resolved.count, cancel)
     job.plan = plan
     session.engine.memory_plan = plan.name
     if request.use_t5 and not plan.use_t5:  # the chosen plan switches T5 off to fit in memory
@@ -159,14 +162,18 @@ def run_generate(args: argparse.Namespace) -> int:
     job.print_json("plan", description=plan.describe(), **plan.to_json())
     for warning in resolved.warnings:
         job.warning(warning)
+    if job.stdout_closed:  # nobody reads the events: do not even load the model
+        return closed_stdout()
     try:
-        session.execute(model_set, request, CancelToken(), job)
+        session.execute(model_set, request, cancel, job)
     except OSError as exc:  # raised by our own event handler while writing an image
         job.print_json("error", message=str(exc), kind="output")
-        return _error(f"cannot write output: {exc}", args.json)
+        return _error(f"cannot write output: {exc}", job.line_open)
     except KeyboardInterrupt:
         sys.stderr.write("\nsd35-studio: cancelled\n")
         return 130
+    if job.stdout_closed:
+        return closed_stdout()
     if job.failed is not None:
-        return _error(job.failed.message, args.json)
+        return _error(job.failed.message, job.line_open)
     return 130 if job.cancelled else 0

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.cli.values import FilePath
+
 if TYPE_CHECKING:  # the engine (and torch) load only when the command runs
     from app.inference.checkpoints.discovery import ScanResult
     from app.inference.checkpoints.resolution import SetReport
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "paths", nargs="*", type=Path, metavar="PATH", help="more folders or files to look in"
+        "paths", nargs="*", type=FilePath(), metavar="PATH", help="more folders or files to look in"
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list of the model sets")
 
