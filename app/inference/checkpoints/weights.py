@@ -6,6 +6,7 @@ multi-GB network is never randomly initialised nor held twice in memory.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -52,6 +53,9 @@ _TORCH_DTYPES = {
     "F8_E4M3": torch.float8_e4m3fn,
     "F8_E5M2": torch.float8_e5m2,
 }
+
+
+_INTEGER_DTYPES = frozenset({"I64", "I32", "I16", "I8", "U8", "BOOL"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +168,11 @@ def read_header(path: str | Path) -> SafetensorsHeader:
         raise ModelFileError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        RecursionError,
+    ) as exc:  # RecursionError: absurd nesting
         raise ModelFileError(f"{path}: corrupt safetensors header ({exc.__class__.__name__})") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: corrupt safetensors header")
@@ -172,24 +180,48 @@ def read_header(path: str | Path) -> SafetensorsHeader:
     if not isinstance(metadata, dict):
         raise ModelFileError(f"{path}: corrupt safetensors header (metadata is not a mapping)")
     tensors: dict[str, TensorInfo] = {}
-    data_end = 0
-    try:
-        for key, entry in header.items():
-            begin, end = (int(o) for o in entry["data_offsets"])
-            info = TensorInfo(str(entry["dtype"]), tuple(int(s) for s in entry["shape"]), (begin, end))
-            if (
-                info.dtype not in _TORCH_DTYPES
-                or end - begin != math.prod(info.shape) * _DTYPE_BYTES[info.dtype]
-            ):
-                raise ValueError(key)
-            tensors[key] = info
-            data_end = max(data_end, end)
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise ModelFileError(f"{path}: corrupt safetensors header") from None
+    for key, entry in header.items():
+        info = _tensor_info(entry)
+        if isinstance(info, str):
+            raise ModelFileError(f"{path}: corrupt safetensors header (tensor {key[:200]!r}: {info})")
+        tensors[key] = info
+    _check_no_overlap(path, tensors)
+    data_end = max((info.offsets[1] for info in tensors.values()), default=0)
     if 8 + header_len + data_end > size:
         missing = 8 + header_len + data_end - size
         raise ModelFileError(f"{path}: file is truncated ({missing:,} bytes missing); download it again")
     return SafetensorsHeader(path, tensors, {str(k): str(v) for k, v in metadata.items()}, 8 + header_len)
+
+
+def _whole(value: object) -> bool:
+    return type(value) is int and value >= 0  # not bool, float or text: the format stores plain integers
+
+
+def _tensor_info(entry: object) -> TensorInfo | str:
+    """A header entry as TensorInfo, or what is wrong with it."""
+    if not isinstance(entry, dict):
+        return "not a tensor entry"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not (isinstance(dtype, str) and dtype in _TORCH_DTYPES):
+        return f"unknown dtype {str(dtype)[:20]!r}"
+    if not (isinstance(shape, list) and all(_whole(v) for v in shape)):
+        return "its shape is not a list of whole numbers"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_whole(v) for v in offsets)):
+        return "its data_offsets are not two byte positions (whole numbers, not negative)"
+    info = TensorInfo(dtype, tuple(shape), (offsets[0], offsets[1]))
+    if offsets[1] - offsets[0] != info.numel * _DTYPE_BYTES[dtype]:
+        return "its data_offsets do not match its dtype and shape"
+    return info
+
+
+def _check_no_overlap(path: Path, tensors: dict[str, TensorInfo]) -> None:
+    """Two tensors must not share bytes (a damaged or crafted header would make one tensor read another's)."""
+    spans = sorted((info.offsets, key) for key, info in tensors.items() if info.offsets[1] > info.offsets[0])
+    for ((_, end), first), ((begin, _), second) in itertools.pairwise(spans):
+        if begin < end:
+            raise ModelFileError(
+                f"{path}: corrupt safetensors header (tensors {first!r} and {second!r} share bytes)"
+            )
 
 
 def _read_index(path: Path) -> SafetensorsHeader:
@@ -242,7 +274,8 @@ def load_tensors(
 
     Tensors are read with plain file reads straight into their final buffers (no memory map, no second copy), so
     loading takes the bytes of the result plus at most one tensor in its stored dtype. `path` may be a sharded
-    checkpoint's `*.safetensors.index.json`; `header` skips re-reading a header the caller already has."""
+    checkpoint's `*.safetensors.index.json`; `header` skips re-reading a header the caller already has. An integer
+    tensor among those loaded is damage (our networks hold only floating-point weights): CheckpointMismatchError."""
     header = header or read_header(path)
     wanted = None if keys is None else set(keys)
     out: dict[str, torch.Tensor] = {}
@@ -258,6 +291,11 @@ def load_tensors(
                     name = key[len(prefix) :]
                     if (wanted is not None and name not in wanted) or (skip is not None and skip(name)):
                         continue
+                    if info.dtype in _INTEGER_DTYPES:  # no network of ours has integer weights
+                        raise CheckpointMismatchError(
+                            f"{file_path}: tensor {key} is stored as integers ({info.dtype}) where the network "
+                            "needs floating-point weights; the file is damaged, download it again"
+                        )
                     t = _read_tensor(f, data_start, info, file_path)
                     if convert is not None:
                         t = convert(name, t)

@@ -24,6 +24,7 @@ CLIP_HEAD_DIM = 64  # every CLIP text tower SD3 uses has 64-wide heads
 CLIP_LAYER_NORM_EPS = 1e-5
 T5_LAYER_NORM_EPS = 1e-6
 T5_MAX_DISTANCE = 128  # relative-position bucketing constant of T5 v1.1; not visible in the weights
+T5_NUM_BUCKETS = 32  # relative-position buckets of every T5 v1.1
 
 ENCODER_LABELS = {"clip_l": "CLIP-L", "clip_g": "CLIP-G", "t5": "T5-XXL"}
 CLIP_ACTIVATIONS = {
@@ -94,6 +95,16 @@ def infer_t5_params(shapes: Shapes, source: str) -> T5Params:
     vocab, d_model = _shape(shapes, embed_key, source, what)
     attn = "encoder.block.0.layer.0.SelfAttention."
     buckets, heads = _shape(shapes, attn + "relative_attention_bias.weight", source, what)
+    if buckets != T5_NUM_BUCKETS:  # the heads are read off this tensor: swapped dimensions would change them
+        raise CheckpointMismatchError(
+            f"{source}: not a {what}: {attn}relative_attention_bias.weight is {buckets}×{heads}, but T5 v1.1 has "
+            f"{T5_NUM_BUCKETS} position buckets (× heads); the file is damaged"
+        )
+    tables = [shapes[k] for k in T5_EMBEDDING_KEYS if k in shapes]
+    if len(set(tables)) > 1:  # the file stores the embedding twice; only one copy is read
+        raise CheckpointMismatchError(
+            f"{source}: not a {what}: its two embedding tables differ in shape {tables}"
+        )
     inner, _ = _shape(shapes, attn + "q.weight", source, what)
     if "encoder.block.0.layer.1.DenseReluDense.wi.weight" in shapes:
         raise CheckpointMismatchError(f"{source}: a T5 v1.0 encoder (no gated GELU); SD3.5 needs T5 v1.1 XXL")

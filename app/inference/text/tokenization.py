@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from app.inference.api.errors import InvalidRequestError, MissingComponentError, ModelFileError
 from app.inference.text.prompt_weights import parse_prompt_weights
+from app.inference.text.tokenizer_files import check_tokenizer_files
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,10 @@ def _load(cls: Any, folder: Path) -> Any:
 
 def load_hf_tokenizer(cls: Any, folder: Path) -> Any:
     """A transformers tokenizer class from a local folder, never the network."""
+    check_tokenizer_files(folder)  # names a damaged file; the libraries' own messages mislead
     try:
         return cls.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError, TypeError) as exc:
+    except Exception as exc:
         raise ModelFileError(f"{folder}: cannot load the tokenizer ({exc})") from None
 
 
