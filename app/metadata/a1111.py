@@ -13,6 +13,8 @@ import logging
 import re
 
 from app.inference.api.request import TEXT_MODES
+from app.metadata.fields import checked_fields
+from app.metadata.limits import check_size
 from app.metadata.params import ImageParams, variant_of_name
 from app.metadata.png_info import A1111_SAMPLER_NAMES, A1111_SCHEDULE_NAMES, a1111_infotext
 
@@ -23,6 +25,9 @@ _SCHEDULES = {v: k for k, v in A1111_SCHEDULE_NAMES.items()}
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _KEY = re.compile(r"\w[\w \-/+]*")
 _OURS = "SD3.5 Studio"
+# A1111 writes about 20 pairs; past this many the rest of the line is not read (and a note says so), which keeps
+# a crafted line of millions of `Steps: 4, ` pairs from costing seconds and hundreds of MB.
+MAX_PAIRS = 200
 
 
 def infotext_of(params: ImageParams) -> str:
@@ -35,12 +40,12 @@ def infotext_of(params: ImageParams) -> str:
     )
 
 
-def split_pairs(line: str) -> list[tuple[str, str]]:
+def split_pairs(line: str, limit: int = MAX_PAIRS) -> list[tuple[str, str]]:
     """`Key: value, Key: "quoted, value", ...` → [(key, value)], JSON strings unquoted. Stops at the first
-    fragment that is not a pair (so a prompt line rarely passes for parameters)."""
+    fragment that is not a pair (so a prompt line rarely passes for parameters), and after `limit` pairs."""
     pairs: list[tuple[str, str]] = []
     i, n = 0, len(line)
-    while i < n:
+    while i < n and len(pairs) < limit:
         while i < n and line[i] == " ":
             i += 1
         m = _KEY.match(line, i)
@@ -72,9 +77,11 @@ def split_pairs(line: str) -> list[tuple[str, str]]:
 
 
 def parse_infotext(text: str) -> tuple[str, str, list[tuple[str, str]]]:
-    """(prompt, negative prompt, [(key, value)] in written order)."""
+    """(prompt, negative prompt, [(key, value)] in written order; at most MAX_PAIRS + 1 pairs are read, so a
+    caller can tell that there were more). Raises MetadataError for a text over MAX_TEXT_BYTES."""
+    check_size(text, "The infotext")
     lines = text.strip().split("\n")
-    pairs = split_pairs(lines[-1]) if lines else []
+    pairs = split_pairs(lines[-1], MAX_PAIRS + 1) if lines else []
     if len(pairs) >= 3:
         lines = lines[:-1]
     else:
@@ -97,13 +104,21 @@ def params_from_infotext(text: str) -> tuple[ImageParams, tuple[str, ...]]:
     values: dict[str, object] = {"prompt": prompt, "negative": negative}
     unmapped: list[str] = []
     values["noise"] = {"CPU": "cpu", "NV": "nv"}.get(dict(pairs).get("RNG", ""), "gpu")
+    if len(pairs) > MAX_PAIRS:
+        pairs = pairs[:MAX_PAIRS]
+        unmapped.append(f"only the first {MAX_PAIRS} fields of the parameters line are read")
     for key, value in pairs:
         try:
             if not _map_field(key, value, values, unmapped):
-                unmapped.append(f"{key}: {value}")
+                unmapped.append(f"{key}: {_short(value)}")
         except ValueError:
-            unmapped.append(f"{key}: {value} (not understood)")
-    return ImageParams(**values), tuple(unmapped)
+            unmapped.append(f"{key}: {_short(value)} (not understood)")
+    checked, notes = checked_fields(values)
+    return ImageParams(**checked), tuple(dict.fromkeys((*unmapped, *notes)))
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 60 else value[:57] + "…"
 
 
 def _map_field(key: str, value: str, out: dict[str, object], unmapped: list[str]) -> bool:

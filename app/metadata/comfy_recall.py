@@ -13,6 +13,7 @@ import re
 from pathlib import PurePosixPath
 
 from app.inference.api.request import SAMPLER_NAMES, SCHEDULER_NAMES
+from app.metadata.fields import checked_fields
 from app.metadata.params import ImageParams, variant_of_name
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,9 @@ def _clip(w: _Walker, text_ref: object, out: dict[str, object]) -> None:
 
 
 def params_from_comfy_prompt(prompt: dict) -> tuple[ImageParams, tuple[str, ...]]:
-    """Raises ValueError when the graph has no sampler we can read."""
+    """Raises ValueError when the graph has no sampler we can read (and ValueError, TypeError, KeyError or
+    AttributeError when a node is not shaped as ComfyUI writes it: the caller turns those into a sentence).
+    Values of the wrong type are left out with a note (`app.metadata.fields`)."""
     w = _Walker(prompt)
     samplers = [(k, n) for k, n in sorted(w.nodes.items()) if n["class_type"] in _SAMPLER_TYPES]
     if not samplers:
@@ -178,4 +181,5 @@ def params_from_comfy_prompt(prompt: dict) -> tuple[ImageParams, tuple[str, ...]
     _model(w, inputs.get("model"), out)
     _latent(w, inputs.get("latent_image"), out)
     _clip(w, inputs.get("positive"), out)
-    return ImageParams(**out), tuple(w.unmapped)
+    checked, notes = checked_fields(out)
+    return ImageParams(**checked), tuple(dict.fromkeys((*w.unmapped, *notes)))

@@ -13,10 +13,11 @@ type. Node types we do not know keep their links (recall may walk through them) 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from app.metadata.limits import MetadataError, check_depth, load_json
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ _SILENT = {"Note", "MarkdownNote"}  # comments on the canvas, never part of a pr
 MUTED, BYPASSED = 2, 4
 
 
-class WorkflowError(ValueError):
+class WorkflowError(MetadataError):
     """The workflow chunk is not a ComfyUI workflow we can read; the message says what is wrong."""
 
 
@@ -92,11 +93,13 @@ class ConvertedWorkflow:
 
 
 def _parse(workflow: str | Mapping) -> Mapping:
-    if isinstance(workflow, str | bytes):
-        try:
-            workflow = json.loads(workflow)
-        except ValueError as exc:
-            raise WorkflowError(f"The ComfyUI workflow is not valid JSON ({exc}).") from None
+    try:
+        if isinstance(workflow, str | bytes):
+            workflow = load_json(workflow, "The ComfyUI workflow")
+        else:
+            check_depth(workflow, "The ComfyUI workflow")
+    except MetadataError as exc:
+        raise WorkflowError(str(exc)) from None
     if not isinstance(workflow, Mapping) or not isinstance(workflow.get("nodes"), list):
         raise WorkflowError("The ComfyUI workflow has no list of nodes.")
     return workflow
@@ -126,46 +129,67 @@ class _Converter:
             self.nodes[node["id"]] = node
         self.links = _links(workflow)
         self.notes: list[str] = []
+        self._noted: set[str] = set()
+        self._resolved: dict[object, object] = {}  # link id → what it delivers (see resolve)
 
     def note(self, text: str) -> None:
-        if text not in self.notes:
+        if text not in self._noted:  # a set: a workflow of thousands of unknown nodes notes each once, fast
+            self._noted.add(text)
             self.notes.append(text)
 
     def _label(self, node: Mapping) -> str:
         return f"node {node['id']} ({node['type']})"
 
-    def resolve(self, link_id: object, seen: frozenset[int] = frozenset()) -> list | object | None:
+    def resolve(self, link_id: object) -> list | object | None:
         """What an input linked by `link_id` receives: `[node id, slot]` of a real node, a primitive's value,
-        or None (nothing, or only muted nodes, upstream)."""
-        link = self.links.get(link_id) if isinstance(link_id, int) else None
-        if link is None or link.source in seen or link.source not in self.nodes:
-            return None
-        node, seen = self.nodes[link.source], seen | {link.source}
-        kind, mode = node["type"], node.get("mode", 0)
-        if kind == "Reroute":
-            return self.resolve(self._input_links(node)[0][1] if self._input_links(node) else None, seen)
-        if mode == MUTED:
-            self.note(f"{self._label(node)} is muted; what it fed is missing")
-            return None
-        if mode == BYPASSED:
-            return self._bypass(node, link.slot, seen)
-        if kind in _VALUE_NODES:
-            values = node.get("widgets_values")
-            return values[0] if isinstance(values, list) and values else None
-        return [str(link.source), link.slot]
+        or None (nothing, or only muted nodes, upstream). Follows Reroute and bypassed nodes in a loop, not by
+        recursion (a workflow may chain thousands), and remembers every link on the way: each is walked once."""
+        path: list[object] = []
+        seen: set[int] = set()
+        result: object = None
+        while True:
+            if link_id in self._resolved:
+                result = self._resolved[link_id]
+                break
+            link = self.links.get(link_id) if isinstance(link_id, int) else None
+            if link is None or link.source in seen or link.source not in self.nodes:
+                break
+            path.append(link_id)
+            node = self.nodes[link.source]
+            seen.add(link.source)
+            kind, mode = node["type"], node.get("mode", 0)
+            if kind == "Reroute":
+                inputs = self._input_links(node)
+                link_id = inputs[0][1] if inputs else None
+            elif mode == MUTED:
+                self.note(f"{self._label(node)} is muted; what it fed is missing")
+                break
+            elif mode == BYPASSED:
+                link_id = self._bypassed_input(node, link.slot)
+            elif kind in _VALUE_NODES:
+                values = node.get("widgets_values")
+                result = values[0] if isinstance(values, list) and values else None
+                break
+            else:
+                result = [str(link.source), link.slot]
+                break
+        for visited in path:
+            self._resolved[visited] = result
+        return result
 
     def _input_links(self, node: Mapping) -> list[tuple[Mapping, object]]:
         return [(i, i.get("link")) for i in node.get("inputs") or [] if isinstance(i, Mapping)]
 
-    def _bypass(self, node: Mapping, slot: int, seen: frozenset[int]) -> object:
-        """A bypassed node hands on its first input of the output's type, as ComfyUI's front end does."""
+    def _bypassed_input(self, node: Mapping, slot: int) -> object:
+        """The link a bypassed node hands on: its first input of the output's type, as ComfyUI's front end
+        does; None (noted) when it has none."""
         outputs = node.get("outputs") or []
         kind = (
             outputs[slot].get("type") if slot < len(outputs) and isinstance(outputs[slot], Mapping) else None
         )
         for entry, link_id in self._input_links(node):
             if link_id is not None and entry.get("type") == kind:
-                return self.resolve(link_id, seen)
+                return link_id
         self.note(f"{self._label(node)} is bypassed and has no input to pass on")
         return None
 

@@ -17,7 +17,9 @@ import struct
 import tempfile
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from app.metadata.limits import MAX_TEXT_BYTES, MetadataError, mib
 
 from app.metadata.file_modes import make_shareable
 
@@ -63,9 +65,22 @@ def decode_user_comment(raw: bytes | str) -> str:
 
 
 def read_user_comment(path: Path) -> str | None:
-    with Image.open(path) as im:
-        raw = im.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
-    return None if raw is None else decode_user_comment(raw)
+    """The EXIF UserComment of a JPEG or WebP; None when it has none. Raises MetadataError when the file is
+    not an image Pillow reads, its EXIF is damaged, or the comment is longer than MAX_TEXT_BYTES."""
+    try:
+        with Image.open(path) as im:
+            raw = im.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise MetadataError("The file is not an image that can be read.") from None
+    except OSError as exc:
+        raise MetadataError(f"The file cannot be read ({exc.strerror or exc}).") from None
+    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error) as exc:
+        raise MetadataError(f"The file's EXIF data is damaged ({exc}).") from None
+    if raw is None:
+        return None
+    if len(raw) > 2 * MAX_TEXT_BYTES:  # UTF-16: two bytes a character
+        raise MetadataError(f"The EXIF comment is {mib(len(raw))}, more than is read.")
+    return decode_user_comment(raw)
 
 
 def save_with_user_comment(src: Path, dest: Path, text: str, fmt: str, quality: int = 92) -> None:

@@ -186,14 +186,3 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def read_png_text(path: Path) -> dict[str, str]:
-    """The text chunks (tEXt, zTXt, iTXt) before the image data of a PNG, by keyword; {} for other formats.
-
-    Every writer we read (A1111, ComfyUI, us: all via Pillow) puts them there; the pixels are not decoded.
-    """
-    with Image.open(path) as im:
-        if im.format != "PNG":
-            return {}
-        return {str(k): str(v) for k, v in im.info.items() if isinstance(v, str)}

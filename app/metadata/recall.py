@@ -2,30 +2,27 @@
 
 Order of trust: our own JSON (`sd35-studio` chunk, exact), then A1111's infotext (`parameters` chunk, or EXIF
 UserComment for JPEG/WebP), then a ComfyUI `prompt` graph, then a ComfyUI `workflow` (UI format, converted).
+Everything is read within the bounds of `app.metadata.limits`, and every value's type is checked as it is read
+(`app.metadata.fields`); whatever cannot be read becomes one MetadataError with a sentence.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image, UnidentifiedImageError
 
 from app.inference.api.request import GenerationRequest
 from app.metadata.a1111 import params_from_infotext
 from app.metadata.comfy_recall import params_from_comfy_prompt
-from app.metadata.comfy_workflow import prompt_from_workflow
+from app.metadata.comfy_workflow import WorkflowError, prompt_from_workflow
 from app.metadata.exif import read_user_comment
+from app.metadata.fields import FIELD_KINDS, checked_fields
+from app.metadata.limits import MetadataError, load_json
 from app.metadata.params import ImageParams
-from app.metadata.png_info import (
-    COMFY_PROMPT_KEY,
-    COMFY_WORKFLOW_KEY,
-    PARAMETERS_KEY,
-    STUDIO_KEY,
-    read_png_text,
-)
+from app.metadata.png_info import COMFY_PROMPT_KEY, COMFY_WORKFLOW_KEY, PARAMETERS_KEY, STUDIO_KEY
+from app.metadata.png_text import read_png_chunks
 
 log = logging.getLogger(__name__)
 
@@ -52,35 +49,65 @@ class CurrentSetup:
     t5_available: bool = True
 
 
-def recall_from_text(chunks: dict[str, str]) -> Recalled | None:
-    if STUDIO_KEY in chunks:
-        try:
-            params = ImageParams.from_json(chunks[STUDIO_KEY])
-            return Recalled(params, "sd35-studio", (), chunks.get(PARAMETERS_KEY))
-        except (ValueError, TypeError) as exc:
-            log.warning("unreadable %s chunk (%s); trying the infotext", STUDIO_KEY, exc)
-    if chunks.get(PARAMETERS_KEY):
-        return recall_from_infotext(chunks[PARAMETERS_KEY])
-    if COMFY_PROMPT_KEY in chunks:
-        try:
-            graph = json.loads(chunks[COMFY_PROMPT_KEY])
-            params, unmapped = params_from_comfy_prompt(graph)
-            return Recalled(params, "comfyui", unmapped)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            log.info("ComfyUI graph not understood: %s", exc)
-    if COMFY_WORKFLOW_KEY in chunks:
-        try:
-            return recall_from_workflow(chunks[COMFY_WORKFLOW_KEY])
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            log.info("ComfyUI workflow not understood: %s", exc)
+def recall_from_text(chunks: dict[str, str], problems: dict[str, str] | None = None) -> Recalled | None:
+    """The settings of the most trusted source that can be read; None when no chunk states any. When the
+    sources present all fail, raises MetadataError with the first one's reason; when a more trusted one
+    fails and a later one is read, the failure is among the notes. `problems` are chunks that could not be
+    read at all (from `read_png_chunks`), by keyword."""
+    problems = problems or {}
+    failures: list[str] = []
+    for key, read in _READERS:
+        if key in problems:
+            failures.append(problems[key])
+        elif chunks.get(key):
+            try:
+                recalled = read(chunks[key])
+            except MetadataError as exc:
+                log.info("%s chunk not read: %s", key, exc)
+                failures.append(str(exc))
+                continue
+            notes = tuple(dict.fromkeys((*failures, *recalled.unmapped)))
+            infotext = recalled.infotext or chunks.get(PARAMETERS_KEY)
+            return Recalled(recalled.params, recalled.source, notes, infotext)
+    if failures:
+        raise MetadataError(failures[0])
     return None
 
 
+def recall_from_studio_json(text: str) -> Recalled:
+    """Our own `sd35-studio` chunk: exact, except for fields of the wrong type, which are left out (noted)."""
+    data = load_json(text, f"The {STUDIO_KEY} text")
+    if not isinstance(data, dict):
+        raise MetadataError(f"The {STUDIO_KEY} text is not a JSON object.")
+    known, notes = checked_fields({k: v for k, v in data.items() if k in FIELD_KINDS})
+    rest = {k: v for k, v in data.items() if k not in FIELD_KINDS}
+    try:
+        params = ImageParams.from_dict(rest | known)
+    except (ValueError, TypeError) as exc:
+        raise MetadataError(f"The {STUDIO_KEY} text is not understood ({exc}).") from None
+    return Recalled(params, "sd35-studio", tuple(notes))
+
+
+def recall_from_prompt_graph(text: str) -> Recalled:
+    """A ComfyUI API-format `prompt` graph."""
+    graph = load_json(text, "The ComfyUI prompt graph")
+    if not isinstance(graph, dict):
+        raise MetadataError("The ComfyUI prompt graph is not a JSON object.")
+    try:
+        params, unmapped = params_from_comfy_prompt(graph)
+    except _NOT_UNDERSTOOD as exc:
+        raise MetadataError(f"The ComfyUI prompt graph is not understood ({_reason(exc)}).") from None
+    return Recalled(params, "comfyui", unmapped)
+
+
 def recall_from_workflow(workflow: str) -> Recalled:
-    """Parameters from a UI-format ComfyUI workflow; raises ValueError (WorkflowError) with a readable reason
-    when it is not one, or has no sampler."""
+    """Parameters from a UI-format ComfyUI workflow; raises MetadataError (WorkflowError) with a readable
+    reason when it is not one, or has no sampler."""
     converted = prompt_from_workflow(workflow)
-    params, unmapped = params_from_comfy_prompt(converted.prompt)
+    try:
+        params, unmapped = params_from_comfy_prompt(converted.prompt)
+    except _NOT_UNDERSTOOD as exc:
+        raise WorkflowError(f"The ComfyUI workflow is not understood ({_reason(exc)}).") from None
     notes = tuple(dict.fromkeys((*converted.notes, *unmapped)))
     return Recalled(params, "comfyui", notes)
 
@@ -91,16 +118,30 @@ def recall_from_infotext(text: str) -> Recalled:
     return Recalled(params, source, unmapped, text)
 
 
+# Order of trust; each reader raises MetadataError when its chunk cannot be used.
+_READERS: tuple[tuple[str, Callable[[str], Recalled]], ...] = (
+    (STUDIO_KEY, recall_from_studio_json),
+    (PARAMETERS_KEY, recall_from_infotext),
+    (COMFY_PROMPT_KEY, recall_from_prompt_graph),
+    (COMFY_WORKFLOW_KEY, recall_from_workflow),
+)
+# What a graph walk raises on a graph that is valid JSON but not the shape it expects.
+_NOT_UNDERSTOOD = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+
+
 def read_metadata(path: Path) -> Recalled | None:
-    """The parameters an image file carries, or None (no metadata, not an image, unreadable)."""
+    """The parameters an image file carries, or None when it states none. Raises MetadataError (one sentence,
+    without the file's name) when the file or its metadata cannot be read: cut off, not an image, too big,
+    nested too deeply, or every source it carries damaged."""
     path = Path(path)
-    try:
-        if path.suffix.lower() == ".png":
-            return recall_from_text(read_png_text(path))
-        comment = read_user_comment(path)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        log.info("cannot read %s: %s", path, exc)
-        return None
+    if path.suffix.lower() == ".png":
+        found = read_png_chunks(path)
+        return recall_from_text(found.chunks, found.problems)
+    comment = read_user_comment(path)
     return recall_from_infotext(comment) if comment else None
 
 

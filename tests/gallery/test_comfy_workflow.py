@@ -8,7 +8,8 @@ from PIL import Image, PngImagePlugin
 from app.gallery.store import write_image
 from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
 from app.metadata.comfy_workflow import WorkflowError, prompt_from_workflow
-from app.metadata.png_info import read_png_text
+from app.metadata.limits import MetadataError
+from app.metadata.png_text import read_png_text
 from app.metadata.recall import read_metadata, recall_from_text, recall_from_workflow
 from tests.gallery.helpers import params, pixels
 
@@ -185,10 +186,12 @@ def test_unknown_nodes_and_dangling_muted_inputs_give_notes():
         ('{"nodes": [], "links": [[1, "a"]]}', "The ComfyUI workflow has a link that is not understood"),
     ],
 )
-def test_garbage_gives_a_clear_message_and_recall_does_not_fail(tmp_path, text, message):
+def test_garbage_gives_a_clear_message_and_recall_says_it(tmp_path, text, message):
     with pytest.raises(WorkflowError, match=message.replace(".", r"\.")):
         prompt_from_workflow(text)
-    assert read_metadata(png_with(tmp_path / "broken.png", workflow=text)) is None
+    # reading the image gives the same sentence as the one error a reader raises, never another exception
+    with pytest.raises(MetadataError, match=message.replace(".", r"\.")):
+        read_metadata(png_with(tmp_path / "broken.png", workflow=text))
 
 
 def test_a_workflow_without_a_sampler_says_so():

@@ -11,7 +11,7 @@ from PySide6.QtCore import QItemSelectionModel, Qt
 from app.gallery.db import GalleryDB
 from app.gallery.schema import SCHEMA_VERSION
 from app.inference.api.request import GenerationRequest
-from app.metadata.png_info import read_png_text
+from app.metadata.png_text import read_png_text
 from app.ui.gallery.list_model import HEADER_ROLE, MISSING_ROLE
 from tests.gallery.helpers import pixels, write_a1111_png
 

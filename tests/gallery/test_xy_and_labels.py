@@ -9,7 +9,7 @@ from PIL import Image
 from app.gallery.labels import differing_fields, differing_labels
 from app.gallery.xy_plot import XY_KEY, Axis, XYPlot
 from app.inference.api.request import GenerationRequest
-from app.metadata.png_info import read_png_text
+from app.metadata.png_text import read_png_text
 from tests.gallery.helpers import params
 
 BASE = GenerationRequest(prompt="a lighthouse at dusk, oil painting", seed=10, count=4, steps=20)

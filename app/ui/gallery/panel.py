@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from app.gallery.db import ImageRecord
 from app.gallery.export import DEFAULT_QUALITY
 from app.gallery.store import OutputSettings
+from app.metadata.limits import MetadataError
 from app.metadata.params import ImageParams
 from app.metadata.recall import CurrentSetup, Recalled, SettingsRecall, read_metadata, settings_for
 from app.ui.gallery.actions import copy_image, copy_parameters, reveal_in_file_manager
@@ -154,15 +155,22 @@ class GalleryPanel(QWidget):
         panel.loaded.image_params(request, seed))`, off the UI thread); `image_saved` follows."""
         self.library.add_saved(path, params, job_id, self._on_save_finished, self._on_save_failed)
 
-    def recall_file(self, path: Path) -> SettingsRecall | None:
-        """Read an image dropped on the window: emits `settings_requested`, or says why it cannot."""
-        recalled = read_metadata(Path(path))
-        if recalled is None:
-            self.status_changed.emit(f"{Path(path).name} carries no generation settings")
-            return None
-        settings = settings_for(recalled, self.current_setup())
-        self.settings_requested.emit(settings)
-        return settings
+    def recall_file(self, path: Path) -> None:
+        """Read an image dropped on the window, on a pool thread (a file can be big or crafted): then emits
+        `settings_requested`, or says on the status bar why it cannot."""
+        path = Path(path)
+        self.library.run(lambda: read_metadata(path), lambda r: self._on_file_recalled(path, r),
+                         lambda exc: self._on_file_not_recalled(path, exc))  # fmt: skip
+
+    def _on_file_recalled(self, path: Path, recalled: object) -> None:
+        if not isinstance(recalled, Recalled):
+            self.status_changed.emit(f"{path.name} carries no generation settings")
+            return
+        self.settings_requested.emit(settings_for(recalled, self.current_setup()))
+
+    def _on_file_not_recalled(self, path: Path, exc: BaseException) -> None:
+        reason = str(exc) if isinstance(exc, MetadataError) else f"it cannot be read ({exc})"
+        self.status_changed.emit(f"{path.name}: {reason}")
 
     def shutdown(self) -> None:
         """Let database writes in flight finish (bounded), then close; late results are dropped."""
@@ -287,9 +295,10 @@ class GalleryPanel(QWidget):
 
     # -- notices -------------------------------------------------------------------------------------------
 
-    def show_notice(self, text: str, undo: bool = False) -> None:
-        """A message above the gallery; one without an Undo button goes away by itself after a while."""
-        self.notice_bar.show_notice(text, undo)
+    def show_notice(self, text: str, undo: bool = False, details: str = "") -> None:
+        """A message above the gallery; one without an Undo button or details goes away by itself after a
+        while. `details` (e.g. why files were skipped) show in its tooltip and a Details… dialog."""
+        self.notice_bar.show_notice(text, undo, details)
 
     def hide_notice(self) -> None:
         self.notice_bar.hide_notice()
@@ -372,7 +381,7 @@ class GalleryPanel(QWidget):
     def _on_import_finished(self, report: object) -> None:
         self.model.reload()
         self._update_count()
-        self.show_notice(report.message())
+        self.show_notice(report.message(), details=report.details())
 
     def _on_task_failed(self, exc: BaseException) -> None:
         self.show_notice(str(exc))
