@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.gallery.db_open import check_file, damaged_message, open_error
+from app.gallery.errors import GalleryError, GalleryOpenError, GalleryReadOnlyError, OpenProblem
 from app.gallery.filters import GalleryFilter, fts_query
 from app.gallery.schema import SCHEMA_VERSION, migrate, schema_version
 from app.gallery.step_frames import FRAMES_FOLDER
@@ -22,16 +24,10 @@ from app.metadata.params import ImageParams
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DB_NAME", "GalleryDB", "GalleryError", "GalleryOpenError", "GalleryReadOnlyError", "ImageRecord"]
+
 DB_NAME = "gallery.sqlite3"
 _U64 = 1 << 64
-
-
-class GalleryError(Exception):
-    """A gallery operation failed; the message says what to do."""
-
-
-class GalleryReadOnlyError(GalleryError):
-    pass
 
 
 def seed_to_db(seed: int | None) -> int | None:
@@ -90,16 +86,39 @@ class GalleryDB:
 
     @classmethod
     def open(cls, folder: Path) -> GalleryDB:
+        """The gallery in `folder`, created when there is none. Raises GalleryOpenError (a sentence with the
+        path, and the kind of problem) when it cannot be opened: a damaged file, a folder in its place, a
+        read-only file or disk, a full disk. Never changes or removes an existing file it cannot read."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / DB_NAME
         try:
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            found = schema_version(conn)
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(
-                f"the gallery database {path} cannot be read ({exc}); move it away to start a new one"
-            ) from exc
+            return cls._open(folder, path)
+        except GalleryOpenError:
+            raise
+        except (sqlite3.Error, OSError, UnicodeDecodeError) as exc:
+            log.warning("cannot open the gallery database %s: %s", path, exc)
+            raise open_error(path, exc) from exc
+
+    @classmethod
+    def _open(cls, folder: Path, path: Path) -> GalleryDB:
+        folder.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            check_file(path)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        conn.text_factory = _text  # a damaged row reads as replacement characters, never fails the query
+        try:
+            return cls._prepare(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def _prepare(cls, conn: sqlite3.Connection, path: Path) -> GalleryDB:
+        found = schema_version(conn)
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]  # ~30 ms at 10,000 images
+        if check != "ok":
+            detail = " ".join(str(check).split())[:120]  # the first of the problems SQLite lists
+            raise GalleryOpenError(damaged_message(path, detail), path, OpenProblem.DAMAGED)
         if found > SCHEMA_VERSION:
             conn.execute("PRAGMA query_only = ON")
             notice = (
@@ -112,6 +131,7 @@ class GalleryDB:
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a killed process never corrupts or tears
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn)
+        conn.execute("INSERT INTO images_fts (images_fts) VALUES ('integrity-check')")  # the search index
         db = cls(conn, path, False, None)
         db._purge_trashed()
         return db
@@ -179,7 +199,8 @@ class GalleryDB:
                     ids.append(cur.fetchone()[0])
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self._conn.execute("ROLLBACK")
                 raise
         return self.get(ids)
 
@@ -215,7 +236,8 @@ class GalleryDB:
                 self._conn.execute(f"DELETE FROM images WHERE {where}", args)
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self._conn.execute("ROLLBACK")
                 raise
         for (name,) in files:  # after the commit: a file is never gone while its row is still there
             try:
@@ -328,6 +350,10 @@ class GalleryDB:
 
     def integrity_ok(self) -> bool:
         return self._read("PRAGMA integrity_check")[0][0] == "ok"
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _marks(items: Sequence[object]) -> str:

@@ -19,9 +19,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from app.metadata.limits import MAX_TEXT_BYTES, MetadataError, mib
-
 from app.metadata.file_modes import make_shareable
+from app.metadata.limits import MAX_TEXT_BYTES, MetadataError, mib
 
 log = logging.getLogger(__name__)
 

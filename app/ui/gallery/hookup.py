@@ -43,6 +43,13 @@ def _checkpoint_of(path: Path, name: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def _remembered_output_root() -> Path:
+    from app.ui.generation.output_folder import OutputFolder
+    from app.ui.window.settings_store import open_settings
+
+    return OutputFolder(open_settings()).root()
+
+
 class GalleryHookup:
     """The dock exists from the start (so the saved layout restores it); the panel itself, with its SQLite
     database and image libraries, is built after the window's first paint by `attach()`. `add_dock` puts a
@@ -56,8 +63,10 @@ class GalleryHookup:
         state: GenerationFormState,
         shown: ShownImage,
         notifier: Notifier,
+        output_root: Callable[[], Path] | None = None,
     ) -> None:
         self._picker, self._state, self._shown, self._notifier = picker, state, shown, notifier
+        self._output_root = output_root or _remembered_output_root
         self.panel: GalleryPanel | None = None
         self._pending: list[ImageResult] = []
         self._loaded_name: str | None = None  # the model set the engine last loaded
@@ -70,12 +79,19 @@ class GalleryHookup:
         c.image_finished.connect(self._on_controller_image_finished)
         c.model_loaded.connect(self._on_controller_model_loaded)
 
-    def attach(self, panel: GalleryPanel | None = None) -> None:
+    def attach(self, panel: GalleryPanel | None = None) -> bool:
+        """Open the gallery in the dock; False (and the dock says why, offering a way out) when its database
+        cannot be opened."""
         if self.panel is not None:
-            return
+            return True
+        from app.gallery.errors import GalleryOpenError
         from app.ui.gallery.panel import GalleryPanel
 
-        self.panel = panel or GalleryPanel()
+        try:
+            self.panel = panel or GalleryPanel()
+        except GalleryOpenError as exc:
+            self._offer_repair(exc)
+            return False
         self.dock.setWidget(self.panel)
         self.panel.image_opened.connect(self._on_panel_image_opened)
         self.panel.settings_requested.connect(self._on_panel_settings_requested)
@@ -89,6 +105,17 @@ class GalleryHookup:
         self._pending.clear()
         if self._loaded_name is not None:
             self._on_controller_model_loaded(0, self._loaded_name, 0.0, "")
+        return True
+
+    def _offer_repair(self, error: Exception) -> None:
+        """The damaged-database panel in the dock (app.ui.gallery.db_problem), brought to the front; a
+        rebuild imports the window's output folder."""
+        from app.ui.gallery.db_problem import offer_repair
+
+        output = self._output_root()
+        offer_repair(error, output, self.dock.setWidget, self.attach, lambda f: self.panel.import_folder(f))
+        self.dock.show()
+        self.dock.raise_()
 
     def _on_controller_image_finished(self, result: ImageResult) -> None:
         if result.path is None or result.params is None:

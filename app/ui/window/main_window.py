@@ -138,7 +138,7 @@ class MainWindow(QMainWindow):
         """The gallery, the multi-image tools, and the menus' commands that reach them."""
         self.gallery = GalleryHookup(
             lambda widget: self.add_side_panel("Gallery", "galleryDock", widget),
-            self.controller, self.picker, self.state, self.shown, self.notifier,
+            self.controller, self.picker, self.state, self.shown, self.notifier, output_root=self.output.root,
         )  # fmt: skip
         # A PNG dropped anywhere on the window (the prompt editors included) recalls its settings.
         self.image_drops = ImageDropFilter(self.gallery.recall_dropped_file, self)
