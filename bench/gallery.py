@@ -21,8 +21,8 @@ def build(root: Path, count: int) -> tuple[Path, Path]:
     import numpy as np
 
     from app.gallery.db import GalleryDB
-    from app.gallery.store import write_image
     from app.inference.api.request import GenerationRequest
+    from app.metadata.image_file import write_image
     from app.metadata.params import ImageParams
 
     data, out = root / "data", root / "out"
@@ -71,7 +71,7 @@ def measure(data: Path, out: Path) -> dict[str, float]:
     from PySide6.QtCore import QElapsedTimer, QEvent, QObject, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app.gallery.store import OutputSettings
+    from app.metadata.file_names import OutputTarget
     from app.ui.gallery.panel import GalleryPanel
 
     _guard_none_refcount()
@@ -87,7 +87,7 @@ def measure(data: Path, out: Path) -> dict[str, float]:
 
     clock = QElapsedTimer()
     clock.start()
-    panel = GalleryPanel(data, OutputSettings(out))
+    panel = GalleryPanel(data, OutputTarget(out))
     watch = PaintWatch()
     panel.view.viewport().installEventFilter(watch)
     panel.resize(1280, 860)

@@ -27,16 +27,13 @@ from app.inference.api.events import (
 )
 from app.inference.checkpoints.model_set import locate_model_set
 from app.inference.memory.plan import MemoryPlan, choose_plan, probe_machine
-from app.metadata.png_info import save_png
+from app.metadata.file_names import batch_path
+from app.metadata.image_file import finished_image_params, write_image
 
 if TYPE_CHECKING:
     from app.inference.pipeline.session import CancelToken
 
 log = logging.getLogger(__name__)
-
-
-def output_path(out: Path, seed: int, count: int) -> Path:
-    return out if count == 1 else out.with_name(f"{out.stem}-{seed}{out.suffix or '.png'}")
 
 
 def save_latent(path: Path, event: ImageFinished) -> Path:
@@ -115,8 +112,10 @@ class _CommandLineJob:
             self.line_open = True
 
     def _image(self, e: ImageFinished) -> None:
-        path = output_path(self.args.out, e.seed, self.count)
-        save_png(path, e.pixels, e.infotext)  # OSError (full disk, ...) propagates: the job stops
+        path = batch_path(self.args.out, e.seed, self.count)
+        write_image(
+            path, e.pixels, finished_image_params(e)
+        )  # OSError (full disk, ...) propagates: the job stops
         latent = save_latent(path, e) if self.args.save_latent else None
         if self.args.json:
             self.print_json("image", path=str(path), seed=e.seed, index=e.image_index,

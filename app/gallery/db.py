@@ -366,5 +366,5 @@ def _record(row: tuple) -> ImageRecord:
         parsed = ImageParams.from_json(params)
     except (ValueError, TypeError, json.JSONDecodeError):
         log.warning("image %s: unreadable parameters in the database", image_id)
-        parsed = ImageParams(prompt="")
+        parsed = ImageParams.from_fields(prompt="")
     return ImageRecord(image_id, Path(path), created, job_id, rating, source, parsed)

@@ -7,8 +7,8 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 
+from app.metadata.a1111 import A1111_SAMPLER_NAMES, A1111_SCHEDULE_NAMES
 from app.metadata.params import ImageParams
-from app.metadata.png_info import A1111_SAMPLER_NAMES, A1111_SCHEDULE_NAMES
 
 log = logging.getLogger(__name__)
 

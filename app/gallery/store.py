@@ -1,4 +1,4 @@
-"""Saving a finished image: the PNG with all its metadata (atomically), then its gallery record; its step frames.
+"""Saving a finished image: the PNG (through the one image writer), then its gallery record; its step frames.
 
 The file is written first and the record second, each atomic on its own: a crash in between leaves a complete
 PNG that "Import folder" picks up again, never a record pointing at half a file. Step frames follow the same
@@ -7,102 +7,43 @@ order (file, then row); a frame file without a row is an orphan that `remove_orp
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import re
 import sqlite3
 import time
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from app.gallery.db import GalleryDB, ImageRecord
 from app.gallery.step_frames import StepFrames, StepFramesError, decode_frame, read_file, write_file
-from app.metadata.a1111 import infotext_of
-from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
+from app.metadata.comfy_graph import ComfyFiles
+from app.metadata.file_names import ImageNamer, OutputTarget
+from app.metadata.image_file import write_image
 from app.metadata.params import ImageParams
-from app.metadata.png_info import save_png
 
 log = logging.getLogger(__name__)
 
 ORPHAN_AGE_S = 3600  # a frame file this old without a row is left over from a crash (never a save in flight)
-DEFAULT_NAME_PATTERN = "{date}/{time}-{seed}"
-PATTERN_FIELDS = ("date", "time", "seed", "job", "index", "model", "prompt")
-
-
-@dataclass(frozen=True, slots=True)
-class OutputSettings:
-    folder: Path  # default: the user's Pictures folder / "SD3.5 Studio" (the UI passes it)
-    name_pattern: str = DEFAULT_NAME_PATTERN  # fields: {date} {time} {seed} {job} {index} {model} {prompt}
-
-
-def _slug(text: str, limit: int = 40) -> str:
-    words = re.sub(r"[^\w\s-]", "", text, flags=re.UNICODE).split()
-    return "_".join(words)[:limit].rstrip("_") or "image"
-
-
-def output_path(
-    settings: OutputSettings, params: ImageParams, *, job_id: str | None, index: int, when: float
-) -> Path:
-    """Where a new image goes: the pattern filled in, `.png` added, `-2`, `-3`... when the name is taken."""
-    moment = datetime.fromtimestamp(when)
-    values = {
-        "date": moment.strftime("%Y-%m-%d"),
-        "time": moment.strftime("%H%M%S"),
-        "seed": params.seed,
-        "job": job_id or "job",
-        "index": f"{index:03d}",
-        "model": params.model_name or "model",
-        "prompt": _slug(params.prompt),
-    }
-    try:
-        relative = settings.name_pattern.format(**values)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(
-            f"the file name pattern {settings.name_pattern!r} is not valid; use the fields "
-            f"{', '.join('{' + f + '}' for f in PATTERN_FIELDS)}"
-        ) from exc
-    parts = [p for p in Path(relative).parts if p not in ("", ".", "..", "/")]
-    base = Path(settings.folder, *parts) if parts else Path(settings.folder, "image")
-    candidate = base.with_name(base.name + ".png")
-    n = 2
-    while candidate.exists():
-        candidate = base.with_name(f"{base.name}-{n}.png")
-        n += 1
-    return candidate
-
-
-def write_image(path: Path, pixels: np.ndarray, params: ImageParams, files: ComfyFiles | None = None) -> None:
-    """The PNG with all four chunks: A1111 infotext, our JSON, ComfyUI prompt and workflow."""
-    files = files or ComfyFiles(checkpoint=f"{params.model_name or 'sd3.5_large'}.safetensors")
-    prompt, workflow = comfy_chunks(params, files)
-    save_png(
-        path,
-        pixels,
-        infotext_of(params),
-        parameters_json=params.to_json(),
-        comfy_prompt=prompt,
-        comfy_workflow=workflow,
-    )
+_NAMER = ImageNamer()  # one numbering per process for the gallery's own saves
 
 
 def save_finished_image(
     db: GalleryDB,
-    settings: OutputSettings,
+    output: OutputTarget,
     pixels: np.ndarray,
     params: ImageParams,
     *,
     job_id: str | None,
-    index: int = 0,
     files: ComfyFiles | None = None,
     created: float | None = None,
 ) -> ImageRecord:
-    """Blocking (file I/O, PNG compression): call from a worker thread. Raises DiskFullError, OSError."""
+    """Blocking (file I/O, PNG compression): call from a worker thread. Raises DiskFullError, OSError.
+
+    Named and written like every image of the app (`app.metadata.file_names`, `app.metadata.image_file`)."""
     when = created if created is not None else time.time()
-    path = output_path(settings, params, job_id=job_id, index=index, when=when)
-    write_image(path, pixels, params, files)
-    log.info("saved %s", path)
+    folder = output.folder(dt.date.fromtimestamp(when))
+    path = write_image(_NAMER.path_for(folder, params.seed), pixels, params, files)
     return db.add_image(path, params, created=when, job_id=job_id)
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from app.gallery.grid_image import labelled_grid
 from app.gallery.labels import sampler_label, scheduler_label
 from app.inference.api.request import SAMPLER_NAMES, SCHEDULER_NAMES, GenerationRequest
+from app.metadata.a1111 import infotext_of
 from app.metadata.params import ImageParams
 from app.metadata.png_info import save_png
 
@@ -166,18 +167,14 @@ class XYPlot:
         path: Path,
         images: dict[tuple[int, int], Image.Image | np.ndarray],
         cell_params: dict[tuple[int, int], ImageParams],
-        infotext: str = "",
         cell_size: int = 384,
     ) -> Path:
-        """Write the sheet (atomically) with `infotext` (e.g. the first cell's) as the A1111 `parameters`
-        chunk and every cell's parameters as JSON in an `sd35-studio-xy` iTXt chunk."""
+        """Write the sheet (atomically) with the first cell's A1111 text (the one `infotext_of`) as its
+        `parameters` chunk and every cell's parameters as JSON in an `sd35-studio-xy` iTXt chunk."""
         sheet = self.sheet(images, cell_size=cell_size)
-        save_png(
-            path,
-            np.asarray(sheet),
-            infotext or self.base.prompt,
-            extra_itxt={XY_KEY: self.metadata(cell_params)},
-        )
+        first = min(cell_params, key=lambda cell: (cell[1], cell[0]), default=None)
+        infotext = self.base.prompt if first is None else infotext_of(cell_params[first])
+        save_png(path, np.asarray(sheet), infotext, extra_itxt={XY_KEY: self.metadata(cell_params)})
         return path
 
 

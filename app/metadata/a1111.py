@@ -1,9 +1,14 @@
 """A1111 infotext both ways: our parameters → the exact text A1111 writes; any infotext → our parameters.
 
-The grammar (A1111 `create_infotext` / `parse_generation_parameters`): prompt lines, an optional block
-starting with `Negative prompt:`, and a last line of `Key: value` pairs separated by ", ", where a value
-that holds a comma, a colon or a newline is a JSON string. The last line counts as parameters only when it
-has at least three pairs.
+Writing (A1111 `modules/processing.py` `create_infotext`, `modules/infotext_utils.py` `quote`): the prompt, then
+`Negative prompt: ...` when there is one, then one line of `Key: value` pairs joined by ", " in a fixed key
+order; a value containing a comma, a colon or a newline is written as a JSON string; `None` values are left out;
+the whole text is stripped. `infotext_of` is the one function that turns parameters into this text: the PNG's
+`parameters` chunk, EXIF copies and every Copy Parameters use it.
+
+Reading (A1111 `parse_generation_parameters`): prompt lines, an optional block starting with `Negative prompt:`,
+and a last line of `Key: value` pairs separated by ", ", where a value that holds a comma, a colon or a newline
+is a JSON string. The last line counts as parameters only when it has at least three pairs.
 """
 
 from __future__ import annotations
@@ -11,14 +16,18 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 
 from app.inference.api.request import TEXT_MODES
 from app.metadata.fields import checked_fields
 from app.metadata.limits import check_size
 from app.metadata.params import ImageParams, variant_of_name
-from app.metadata.png_info import A1111_SAMPLER_NAMES, A1111_SCHEDULE_NAMES, a1111_infotext
 
 log = logging.getLogger(__name__)
+
+A1111_SAMPLER_NAMES = {"euler": "Euler", "euler_ancestral": "Euler a", "dpmpp_2m": "DPM++ 2M"}
+A1111_SCHEDULE_NAMES = {"normal": "Normal", "simple": "Simple", "sgm_uniform": "SGM Uniform", "beta": "Beta"}
+A1111_RNG_NAMES = {"cpu": "CPU", "nv": "NV", "gpu": None}  # A1111 leaves out its GPU default
 
 _SAMPLERS = {v: k for k, v in A1111_SAMPLER_NAMES.items()}
 _SCHEDULES = {v: k for k, v in A1111_SCHEDULE_NAMES.items()}
@@ -30,14 +39,56 @@ _OURS = "SD3.5 Studio"
 MAX_PAIRS = 200
 
 
-def infotext_of(params: ImageParams) -> str:
-    """The infotext of one of our images (every field of `params` must be set, as for a finished image)."""
+def quote(value: object) -> str:
+    """A1111's rule: JSON-quote a value holding a comma, a colon or a newline; leave the rest as is."""
+    text = str(value)
+    if "," in text or ":" in text or "\n" in text:
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def format_infotext(prompt: str, negative: str, fields: Mapping[str, object]) -> str:
+    """The infotext for `fields` in the given order; `None` values are left out, as A1111 does."""
+    pairs = ", ".join(k if k == v else f"{k}: {quote(v)}" for k, v in fields.items() if v is not None)
+    negative_line = f"\nNegative prompt: {negative}" if negative else ""
+    return f"{prompt}{negative_line}\n{pairs}".strip()
+
+
+def _g(value: float | None) -> str | None:
+    return None if value is None else f"{value:g}"
+
+
+def a1111_fields(params: ImageParams) -> dict[str, object]:
+    """The infotext fields of one image, in A1111's order, then our SD3.5 extras (the one A1111 vocabulary)."""
+    r = params.request
+    slg = bool(r.slg_scale and r.slg_layers)
     version = f"{_OURS} {params.app_version}" if params.app_version else _OURS
-    request = params.to_request()
-    seed = params.seed or 0
-    return a1111_infotext(
-        request, seed, params.model_name, params.model_hash, fp8=params.fp8, version=version
-    )
+    return {
+        "Steps": r.steps,
+        "Sampler": A1111_SAMPLER_NAMES.get(r.sampler or "", r.sampler),
+        "Schedule type": A1111_SCHEDULE_NAMES.get(r.scheduler or "", r.scheduler),
+        "CFG scale": _g(r.cfg),
+        "Seed": r.seed,
+        "Size": f"{r.width}x{r.height}" if r.width and r.height else None,
+        "Model hash": params.model_hash,
+        "Model": params.model_name,
+        "FP8 weight": "Enable" if params.fp8 else None,
+        "Denoising strength": _g(r.denoise) if r.init_image is not None else None,
+        "RNG": A1111_RNG_NAMES.get(params.noise),
+        "Shift": _g(r.shift),
+        "SLG layers": ",".join(map(str, r.slg_layers)) if slg else None,  # type: ignore[arg-type]
+        "SLG scale": _g(r.slg_scale) if slg else None,
+        "SLG range": f"{r.slg_start:g}-{r.slg_end:g}" if slg else None,
+        "Negative until": _g(r.negative_until),
+        "T5": None if r.use_t5 else "off",
+        "Text mode": None if r.text_mode == "full" else r.text_mode,
+        "Version": version,
+    }
+
+
+def infotext_of(params: ImageParams) -> str:
+    """The A1111 text of one image: what its PNG's `parameters` chunk holds and what Copy Parameters gives."""
+    return format_infotext(params.prompt, params.negative, a1111_fields(params))
 
 
 def split_pairs(line: str, limit: int = MAX_PAIRS) -> list[tuple[str, str]]:
@@ -114,7 +165,7 @@ def params_from_infotext(text: str) -> tuple[ImageParams, tuple[str, ...]]:
         except ValueError:
             unmapped.append(f"{key}: {_short(value)} (not understood)")
     checked, notes = checked_fields(values)
-    return ImageParams(**checked), tuple(dict.fromkeys((*unmapped, *notes)))
+    return ImageParams.from_fields(**checked), tuple(dict.fromkeys((*unmapped, *notes)))
 
 
 def _short(value: str) -> str:

@@ -165,7 +165,7 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
         late = g.add("ConditioningSetTimestepRange", conditioning=_link(zero), start=f, end=1.0)
         negative = g.add("ConditioningCombine", conditioning_1=_link(early), conditioning_2=_link(late))
     if params.init_image is not None:
-        name = params.init_image.replace("\\", "/").rsplit("/", 1)[-1]
+        name = str(params.init_image).replace("\\", "/").rsplit("/", 1)[-1]
         pixels = g.add("LoadImage", image=name)
         latent = g.add("VAEEncode", pixels=_link(pixels), vae=_link(ckpt, 2))
     else:

@@ -182,4 +182,4 @@ def params_from_comfy_prompt(prompt: dict) -> tuple[ImageParams, tuple[str, ...]
     _latent(w, inputs.get("latent_image"), out)
     _clip(w, inputs.get("positive"), out)
     checked, notes = checked_fields(out)
-    return ImageParams(**checked), tuple(dict.fromkeys((*w.unmapped, *notes)))
+    return ImageParams.from_fields(**checked), tuple(dict.fromkeys((*w.unmapped, *notes)))

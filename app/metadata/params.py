@@ -1,15 +1,20 @@
 """The parameters of one image: all it takes to make it again, as a frozen value with a versioned JSON form.
 
 `ImageParams` is what the gallery stores, what our PNGs carry in their `sd35-studio` iTXt chunk, and what
-recall turns back into a `GenerationRequest`. Fields an imported image does not state are `None` (meaning
-"the variant's default").
+recall turns back into a `GenerationRequest`. It holds the image's request (count 1, the image's own seed) plus
+where the image came from (model, hash, fp8, noise device, app version), so a new generation option added to
+`GenerationRequest` reaches the JSON, the A1111 text, the gallery and the ComfyUI graph without being listed
+here. Request fields read through: `params.prompt` is `params.request.prompt`.
+
+For an imported image the request holds what the file stated: `None` means "the variant's default", and a seed
+of `None` means the file did not state one (`to_request` then uses 0).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from app.inference.api.request import GenerationRequest
@@ -17,36 +22,18 @@ from app.inference.api.request import GenerationRequest
 log = logging.getLogger(__name__)
 
 PARAMS_FORMAT = "sd35-studio.parameters"
-PARAMS_VERSION = 1
+PARAMS_VERSION = 1  # version 1 is flat: the request's fields and the provenance fields side by side
 
-# The request fields an image carries under the same name: a new generation option is added to
-# GenerationRequest and here once (a test fails when ImageParams lacks one). `count` belongs to the job.
+# The request fields an image carries (`count` belongs to the job, `warnings` to the moment of resolving).
 REQUEST_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(GenerationRequest) if f.name not in ("count", "warnings")
 )
+_REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
 class ImageParams:
-    prompt: str
-    negative: str = ""
-    seed: int | None = None
-    steps: int | None = None
-    cfg: float | None = None
-    sampler: str | None = None
-    scheduler: str | None = None
-    width: int | None = None
-    height: int | None = None
-    shift: float | None = None
-    slg_layers: tuple[int, ...] | None = None
-    slg_scale: float | None = None
-    slg_start: float | None = None
-    slg_end: float | None = None
-    negative_until: float | None = None
-    denoise: float = 1.0
-    init_image: str | None = None
-    use_t5: bool = True
-    text_mode: str = "full"
+    request: GenerationRequest  # one image: count 1, seed = the image's seed
     variant: str | None = None  # "large" | "large-turbo" | "medium"
     model_name: str | None = None  # the checkpoint's file stem, e.g. "sd3.5_large"
     model_hash: str | None = None  # A1111 short hash: first 10 hex digits of the file's SHA-256
@@ -54,6 +41,12 @@ class ImageParams:
     noise: str = "cpu"  # where start noise was drawn: "cpu" (ours, ComfyUI), "gpu"/"nv" (A1111's default)
     app_version: str | None = None
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # unknown keys kept as text
+
+    def __getattr__(self, name: str) -> object:
+        # Only called when normal lookup fails: the request's fields read as our own (`params.steps`).
+        if name in _REQUEST_FIELD_SET:
+            return getattr(self.request, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @classmethod
     def from_request(
@@ -68,10 +61,9 @@ class ImageParams:
         app_version: str | None = None,
     ) -> ImageParams:
         """One image of a resolved request (all `None`s already filled in from the variant)."""
-        values = {name: getattr(request, name) for name in REQUEST_FIELDS}
-        init_image = None if request.init_image is None else str(request.init_image)
+        one = replace(request, seed=seed, count=1, warnings=())
         return cls(
-            **values | {"seed": seed, "init_image": init_image},
+            one,
             variant=variant,
             model_name=model_name,
             model_hash=model_hash,
@@ -79,25 +71,45 @@ class ImageParams:
             app_version=app_version,
         )
 
+    @classmethod
+    def from_fields(cls, **values: object) -> ImageParams:
+        """From flat names (request fields and provenance fields), as readers of other formats collect them;
+        a field not given is "not stated" (the seed included)."""
+        own = {f.name for f in fields(cls)} - {"request"}
+        unknown = set(values) - _REQUEST_FIELD_SET - own
+        if unknown:
+            raise TypeError(f"ImageParams has no field {sorted(unknown)}")
+        request_values = {k: v for k, v in values.items() if k in _REQUEST_FIELD_SET}
+        if isinstance(request_values.get("init_image"), str):
+            request_values["init_image"] = Path(request_values["init_image"])  # type: ignore[arg-type]
+        request_values.setdefault("seed", None)
+        request = GenerationRequest(**request_values)  # type: ignore[arg-type]
+        return cls(request, **{k: v for k, v in values.items() if k in own})  # type: ignore[arg-type]
+
     def to_request(self) -> GenerationRequest:
         """A one-image request with these settings; unknown fields stay `None` (the variant's default)."""
-        values = {name: getattr(self, name) for name in REQUEST_FIELDS}
-        init_image = None if self.init_image is None else Path(self.init_image)
-        return GenerationRequest(**values | {"seed": self.seed or 0, "init_image": init_image}, count=1)
+        return replace(self.request, seed=self.request.seed or 0, count=1)
 
     def with_seed(self, seed: int) -> ImageParams:
-        return replace(self, seed=seed)
+        return replace(self, request=replace(self.request, seed=seed))
+
+    def updated(self, **changes: object) -> ImageParams:
+        """A copy with some fields changed, request fields and provenance fields alike."""
+        request_changes = {k: v for k, v in changes.items() if k in _REQUEST_FIELD_SET}
+        own = {k: v for k, v in changes.items() if k not in _REQUEST_FIELD_SET}
+        return replace(self, request=replace(self.request, **request_changes), **own)  # type: ignore[arg-type]
 
     @property
     def size_label(self) -> str:
-        return f"{self.width}x{self.height}" if self.width and self.height else ""
+        r = self.request
+        return f"{r.width}x{r.height}" if r.width and r.height else ""
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"format": PARAMS_FORMAT, "version": PARAMS_VERSION}
-        for key, value in asdict(self).items():
-            if key == "extra":
-                continue
-            data[key] = list(value) if isinstance(value, tuple) else value
+        data.update({name: _jsonable(getattr(self.request, name)) for name in REQUEST_FIELDS})
+        for f in fields(self):
+            if f.name not in ("request", "extra"):
+                data[f.name] = getattr(self, f.name)
         data.update({k: json.loads(v) for k, v in self.extra})
         return data
 
@@ -113,15 +125,15 @@ class ImageParams:
             raise ValueError(f"bad parameters version {version!r}")
         if version > PARAMS_VERSION:
             log.info("parameters from a newer version (%s); reading the fields this version knows", version)
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = _REQUEST_FIELD_SET | ({f.name for f in fields(cls)} - {"request", "extra"})
         values = {k: v for k, v in data.items() if k in known}
         if "prompt" not in values or not isinstance(values["prompt"], str):
             raise ValueError("parameters without a prompt")
         if isinstance(values.get("slg_layers"), list):
-            values["slg_layers"] = tuple(int(i) for i in values["slg_layers"])
+            values["slg_layers"] = tuple(int(i) for i in values["slg_layers"])  # type: ignore[union-attr]
         unknown = [k for k in data if k not in known and k not in ("format", "version")]
         extra = tuple((k, json.dumps(data[k])) for k in unknown)
-        return cls(**values, extra=extra)
+        return replace(cls.from_fields(**values), extra=extra)
 
     @classmethod
     def from_json(cls, text: str) -> ImageParams:
@@ -129,6 +141,12 @@ class ImageParams:
         if not isinstance(data, dict):
             raise ValueError("parameters JSON is not an object")
         return cls.from_dict(data)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value) if isinstance(value, Path) else value
 
 
 def variant_of_name(name: str | None) -> str | None:

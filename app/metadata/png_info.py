@@ -1,13 +1,7 @@
-"""PNG metadata: A1111's infotext, our full parameters as JSON, ComfyUI graphs; written atomically.
+"""PNG metadata chunks, written atomically and read back without decoding pixels.
 
-A1111's infotext (`modules/processing.py` `create_infotext`, `modules/infotext_utils.py` `quote`): the
-prompt, then `Negative prompt: ...` when there is one, then one line of `Key: value` pairs joined by ", " in
-a fixed key order; a value containing a comma, a colon or a newline is written as a JSON string; `None`
-values are left out; the whole text is stripped. A1111's PNG Info, Civitai and most metadata readers parse
-exactly this.
-
-Chunks written by `save_png`:
-  parameters   tEXt (iTXt if not Latin-1)  A1111 infotext
+Chunks of our images (`app.metadata.image_file` assembles them; `save_png` writes them):
+  parameters   tEXt (iTXt if not Latin-1)  A1111 infotext (app.metadata.a1111.infotext_of)
   sd35-studio  iTXt, UTF-8                  our versioned parameters as JSON (app.metadata.params)
   prompt       tEXt                         ComfyUI API-format graph (what ComfyUI's SaveImage writes)
   workflow     tEXt                         ComfyUI UI-format graph (what dropping the PNG on ComfyUI loads)
@@ -16,23 +10,22 @@ Chunks written by `save_png`:
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from app.inference.api.request import GenerationRequest
 from app.metadata.file_modes import make_shareable
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from app.inference.api.request import GenerationRequest
 
-A1111_SAMPLER_NAMES = {"euler": "Euler", "euler_ancestral": "Euler a", "dpmpp_2m": "DPM++ 2M"}
-A1111_SCHEDULE_NAMES = {"normal": "Normal", "simple": "Simple", "sgm_uniform": "SGM Uniform", "beta": "Beta"}
+log = logging.getLogger(__name__)
 
 PARAMETERS_KEY = "parameters"
 STUDIO_KEY = "sd35-studio"
@@ -46,56 +39,6 @@ class DiskFullError(OSError):
     """The image could not be written: the disk (or the user's quota) is full. Nothing was left behind."""
 
 
-def quote(value: object) -> str:
-    """A1111's rule: JSON-quote a value holding a comma, a colon or a newline; leave the rest as is."""
-    text = str(value)
-    if "," in text or ":" in text or "\n" in text:
-        return json.dumps(text, ensure_ascii=False)
-    return text
-
-
-def format_infotext(prompt: str, negative: str, fields: Mapping[str, object]) -> str:
-    """The infotext for `fields` in the given order; `None` values are left out, as A1111 does."""
-    pairs = ", ".join(k if k == v else f"{k}: {quote(v)}" for k, v in fields.items() if v is not None)
-    negative_line = f"\nNegative prompt: {negative}" if negative else ""
-    return f"{prompt}{negative_line}\n{pairs}".strip()
-
-
-def a1111_fields(
-    request: GenerationRequest,
-    seed: int,
-    model_name: str | None,
-    model_hash: str | None = None,
-    *,
-    fp8: bool = False,
-    version: str | None = None,
-) -> dict[str, object]:
-    """The infotext fields of one image of a resolved request, in A1111's order, then our SD3.5 extras."""
-    r = request
-    slg = bool(r.slg_scale and r.slg_layers)
-    return {
-        "Steps": r.steps,
-        "Sampler": A1111_SAMPLER_NAMES[r.sampler],
-        "Schedule type": A1111_SCHEDULE_NAMES[r.scheduler],
-        "CFG scale": f"{r.cfg:g}",
-        "Seed": seed,
-        "Size": f"{r.width}x{r.height}",
-        "Model hash": model_hash,
-        "Model": model_name,
-        "FP8 weight": "Enable" if fp8 else None,
-        "Denoising strength": f"{r.denoise:g}" if r.init_image is not None else None,
-        "RNG": "CPU",  # our start noise always comes from a CPU generator (A1111 leaves out its GPU default)
-        "Shift": f"{r.shift:g}",
-        "SLG layers": ",".join(map(str, r.slg_layers)) if slg else None,
-        "SLG scale": f"{r.slg_scale:g}" if slg else None,
-        "SLG range": f"{r.slg_start:g}-{r.slg_end:g}" if slg else None,
-        "Negative until": f"{r.negative_until:g}" if r.negative_until is not None else None,
-        "T5": None if r.use_t5 else "off",
-        "Text mode": None if r.text_mode == "full" else r.text_mode,
-        "Version": version,
-    }
-
-
 def a1111_infotext(
     request: GenerationRequest,
     seed: int,
@@ -105,8 +48,17 @@ def a1111_infotext(
     fp8: bool = False,
     version: str | None = None,
 ) -> str:
-    fields = a1111_fields(request, seed, model_name, model_hash, fp8=fp8, version=version)
-    return format_infotext(request.prompt, request.negative, fields)
+    """Only for the engine's `ImageFinished.infotext`, which no writer reads any more (it is being removed):
+    the same text `app.metadata.a1111.infotext_of` gives for these parameters."""
+    from app.metadata.a1111 import infotext_of
+    from app.metadata.params import ImageParams
+
+    app_version = (version or "").removeprefix("SD3.5 Studio").strip() or None
+    params = ImageParams.from_request(
+        request, seed, variant=None, model_name=model_name, model_hash=model_hash, fp8=fp8,
+        app_version=app_version,
+    )  # fmt: skip
+    return infotext_of(params)
 
 
 def png_info(

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from app.gallery.db import GalleryDB
-from app.gallery.store import OutputSettings, save_finished_image
+from app.gallery.store import save_finished_image
+from app.metadata.file_names import OutputTarget
 from tests.gallery.helpers import params, pixels
 
 PROMPTS = ("a red fox in fresh snow, golden hour", "an old lighthouse on a cliff, stormy sky",
@@ -24,13 +25,13 @@ def _private_data_home(tmp_path, monkeypatch):
 @pytest.fixture
 def filled(tmp_path):
     """A gallery of 13 images in three jobs (6, 6, 1), the newest job last; returns (data dir, output)."""
-    data, output = tmp_path / "data", OutputSettings(tmp_path / "out")
+    data, output = tmp_path / "data", OutputTarget(tmp_path / "out")
     db = GalleryDB.open(data)
     start = time.time() - 3600
     for i in range(13):
         job = i // 6
         p = params(seed=1000 + i, prompt=PROMPTS[job], cfg=(3.5, 4.5, 5.0)[job])
-        save_finished_image(db, output, pixels(i, 48), p, job_id=f"job{job}", index=i % 6,
+        save_finished_image(db, output, pixels(i, 48), p, job_id=f"job{job}",
                             created=start + job * 600 + i)  # fmt: skip
     db.close()
     return data, output

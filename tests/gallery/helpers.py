@@ -24,7 +24,7 @@ def params(
         model_hash="0123456789",
         app_version="0.1.0",
     )
-    return ImageParams(**{**{f: getattr(p, f) for f in ImageParams.__dataclass_fields__}, **overrides})
+    return p.updated(**overrides)
 
 
 def pixels(seed: int = 0, size: int = 64) -> np.ndarray:

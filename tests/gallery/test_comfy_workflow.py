@@ -5,9 +5,9 @@ import json
 import pytest
 from PIL import Image, PngImagePlugin
 
-from app.gallery.store import write_image
 from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
 from app.metadata.comfy_workflow import WorkflowError, prompt_from_workflow
+from app.metadata.image_file import write_image
 from app.metadata.limits import MetadataError
 from app.metadata.png_text import read_png_text
 from app.metadata.recall import read_metadata, recall_from_text, recall_from_workflow

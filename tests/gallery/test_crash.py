@@ -20,7 +20,8 @@ CHILD = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     from app.gallery.db import GalleryDB
-    from app.gallery.store import OutputSettings, save_finished_image
+    from app.gallery.store import save_finished_image
+    from app.metadata.file_names import OutputTarget
     from tests.gallery.helpers import params, pixels
 
     mode, data, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -46,8 +47,7 @@ CHILD = textwrap.dedent("""
         db._conn.set_trace_callback(trace)
 
     for i in range(10):
-        record = save_finished_image(db, OutputSettings(out), pixels(i, 96), params(seed=100 + i), job_id="sweep",
-                                     index=i)
+        record = save_finished_image(db, OutputTarget(out), pixels(i, 96), params(seed=100 + i), job_id="sweep")
         saved += 1
         print("SAVED", record.path, flush=True)
 """)

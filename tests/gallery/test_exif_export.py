@@ -12,9 +12,11 @@ from app.gallery.db import GalleryDB
 from app.gallery.export import export_images
 from app.gallery.filters import GalleryFilter
 from app.gallery.importer import import_folder
-from app.gallery.store import OutputSettings, save_finished_image, write_image
+from app.gallery.store import save_finished_image
 from app.metadata.a1111 import infotext_of
 from app.metadata.exif import JPEG_EXIF_LIMIT, save_with_user_comment
+from app.metadata.file_names import OutputTarget
+from app.metadata.image_file import write_image
 from tests.gallery.helpers import params, pixels
 
 TEXT = 'ünïcödé 🦊 "fox", snow\nNegative prompt: blurry\nSteps: 28, Sampler: Euler, Seed: 5'
@@ -87,12 +89,12 @@ def test_parameters_too_long_for_a_jpeg_give_a_clear_error(tmp_path):
 @pytest.mark.parametrize(("fmt", "suffix"), [("jpeg", ".jpg"), ("webp", ".webp")])
 def test_an_exported_copy_imports_back_with_its_parameters(tmp_path, fmt, suffix):
     source_db = GalleryDB.open(tmp_path / "data")
-    output = OutputSettings(tmp_path / "out")
+    output = OutputTarget(tmp_path / "out")
     originals = [
         params(seed=900, negative_until=0.1),
         params(seed=901, prompt="a lighthouse, «storm», 灯台", cfg=5.5, steps=12, use_t5=False),
     ]
-    records = [save_finished_image(source_db, output, pixels(i), p, job_id="j", index=i)
+    records = [save_finished_image(source_db, output, pixels(i), p, job_id="j")
                for i, p in enumerate(originals)]  # fmt: skip
     report = export_images(records, tmp_path / "export", fmt=fmt, quality=80)
     source_db.close()

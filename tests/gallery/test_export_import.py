@@ -14,9 +14,10 @@ from app.gallery.db import GalleryDB
 from app.gallery.export import CONTACT_SHEET, MANIFEST, export_images
 from app.gallery.filters import GalleryFilter
 from app.gallery.importer import import_folder
-from app.gallery.store import OutputSettings, save_finished_image
+from app.gallery.store import save_finished_image
 from app.metadata.a1111 import infotext_of
 from app.metadata.exif import save_with_user_comment
+from app.metadata.file_names import OutputTarget
 from app.metadata.recall import read_metadata
 from tests.gallery.helpers import params, pixels, write_a1111_png, write_comfy_png
 
@@ -24,8 +25,8 @@ from tests.gallery.helpers import params, pixels, write_a1111_png, write_comfy_p
 @pytest.fixture
 def gallery(tmp_path):
     db = GalleryDB.open(tmp_path / "data")
-    settings = OutputSettings(tmp_path / "out", name_pattern="{job}/{index}-{seed}")
-    records = [save_finished_image(db, settings, pixels(i), params(seed=500 + i), job_id="sweep", index=i)
+    settings = OutputTarget(tmp_path / "out", dated=False)
+    records = [save_finished_image(db, settings, pixels(i), params(seed=500 + i), job_id="sweep")
                for i in range(4)]  # fmt: skip
     db.set_rating([records[1].id], 4)
     yield db, db.get([r.id for r in records])

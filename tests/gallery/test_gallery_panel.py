@@ -234,7 +234,7 @@ def test_default_folders_follow_the_platform(qapp, tmp_path):
 
 
 def test_an_image_written_elsewhere_can_be_indexed(qtbot, panel, tmp_path):
-    from app.gallery.store import write_image
+    from app.metadata.image_file import write_image
 
     request = GenerationRequest(prompt="written by the worker", seed=5).resolved("medium")
     params = panel.loaded.image_params(request, 5)  # no model loaded: name and hash stay unknown

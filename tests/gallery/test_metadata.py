@@ -7,17 +7,18 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from app.gallery.store import write_image
 from app.inference.api.request import GenerationRequest
-from app.metadata.a1111 import infotext_of, params_from_infotext, parse_infotext, split_pairs
+from app.metadata.a1111 import format_infotext, infotext_of, params_from_infotext, parse_infotext, split_pairs
 from app.metadata.exif import read_user_comment, save_with_user_comment
+from app.metadata.image_file import write_image
 from app.metadata.limits import MetadataError
 from app.metadata.params import ImageParams
-from app.metadata.png_info import DiskFullError, format_infotext, save_png
+from app.metadata.png_info import DiskFullError, save_png
 from app.metadata.png_text import read_png_text
 from app.metadata.recall import CurrentSetup, read_metadata, recall_from_text, reproduction_warnings
 from tests.gallery.helpers import A1111_TEXT, comfy_template_prompt, params, pixels, write_a1111_png
@@ -40,7 +41,7 @@ def test_infotext_alone_also_round_trips_our_parameters():
     p = params(seed=77, cfg=5.25, slg_scale=0.0, slg_layers=(), use_t5=False, text_mode="reference")
     back, unmapped = params_from_infotext(infotext_of(p))
     assert unmapped == ()
-    assert replace(back, slg_layers=(), slg_start=p.slg_start, slg_end=p.slg_end, slg_scale=0.0) == p
+    assert back.updated(slg_layers=(), slg_start=p.slg_start, slg_end=p.slg_end, slg_scale=0.0) == p
 
 
 def test_a1111_string_for_a_known_case_character_for_character():
@@ -255,6 +256,45 @@ def test_every_request_field_is_carried_by_the_image_parameters(tmp_path):
     )  # fmt: skip
     p = ImageParams.from_request(request, 9, variant="medium", model_name="m")
     assert p.seed == 9
-    assert p.init_image == str(tmp_path / "in.png")
+    assert p.init_image == tmp_path / "in.png" and json.loads(p.to_json())["init_image"] == str(
+        tmp_path / "in.png"
+    )
     assert p.to_request() == replace(request, seed=9, count=1)
     assert ImageParams.from_json(p.to_json()).to_request() == p.to_request()
+
+
+# Our JSON exactly as the version before ImageParams held its request by composition wrote it (field order of
+# the flat ImageParams, init_image a string): such PNGs and gallery rows must still recall, unchanged.
+OLD_JSON = (
+    '{"format": "sd35-studio.parameters", "version": 1, "prompt": "a harbour at dawn", "negative": "fog", '
+    '"seed": 42, "steps": 12, "cfg": 4.5, "sampler": "euler", "scheduler": "beta", "width": 832, "height": 1216, '
+    '"shift": 3.0, "slg_layers": [7, 8], "slg_scale": 2.5, "slg_start": 0.01, "slg_end": 0.2, '
+    '"negative_until": 0.3, "denoise": 0.6, "init_image": "/pictures/in.png", "use_t5": false, '
+    '"text_mode": "full", "variant": "medium", "model_name": "sd3.5_medium", "model_hash": "0123456789", '
+    '"fp8": true, "noise": "cpu", "app_version": "0.1.0", "future_key": {"a": 1}}'
+)
+
+
+def test_json_written_by_the_flat_version_still_recalls(tmp_path):
+    p = ImageParams.from_json(OLD_JSON)
+    request = p.to_request()
+    assert request == GenerationRequest(
+        prompt="a harbour at dawn", negative="fog", seed=42, steps=12, cfg=4.5, sampler="euler", scheduler="beta",
+        width=832, height=1216, shift=3.0, slg_layers=(7, 8), slg_scale=2.5, slg_start=0.01, slg_end=0.2,
+        negative_until=0.3, denoise=0.6, init_image=Path("/pictures/in.png"), use_t5=False,
+    )  # fmt: skip
+    assert (p.variant, p.model_name, p.model_hash, p.fp8, p.app_version) == (
+        "medium", "sd3.5_medium", "0123456789", True, "0.1.0")  # fmt: skip
+    # Written again: the same keys and values (an unknown key kept), read back equal.
+    assert json.loads(p.to_json()) == json.loads(OLD_JSON)
+    assert ImageParams.from_json(p.to_json()) == p
+    assert "FP8 weight: Enable" in infotext_of(p) and "Denoising strength: 0.6" in infotext_of(p)
+
+
+def test_request_fields_read_through_and_unknown_names_do_not():
+    p = params(seed=5, cfg=6.0)
+    assert (p.seed, p.cfg, p.prompt) == (p.request.seed, 6.0, p.request.prompt)
+    with pytest.raises(AttributeError):
+        p.no_such_field  # noqa: B018 - the attribute access is the test
+    with pytest.raises(TypeError, match="no field"):
+        ImageParams.from_fields(prompt="x", no_such_field=1)

@@ -9,6 +9,7 @@ from PIL import Image
 from app.gallery.labels import differing_fields, differing_labels
 from app.gallery.xy_plot import XY_KEY, Axis, XYPlot
 from app.inference.api.request import GenerationRequest
+from app.metadata.a1111 import infotext_of
 from app.metadata.png_text import read_png_text
 from tests.gallery.helpers import params
 
@@ -68,7 +69,10 @@ def test_the_sheet_has_every_image_in_its_cell_and_labels(tmp_path):
     for r in range(3):
         assert ink[top + r * pitch_y + cell // 2 - 8 : top + r * pitch_y + cell // 2 + 8, : left - 4].any()
     params_by_cell = {(c.column, c.row): params(seed=c.request.seed, cfg=c.request.cfg) for c in plot.cells()}
-    path = plot.save(tmp_path / "xy.png", images, params_by_cell, infotext="first cell", cell_size=cell)
+    path = plot.save(tmp_path / "xy.png", images, params_by_cell, cell_size=cell)
+    assert read_png_text(path)["parameters"] == infotext_of(
+        params_by_cell[(0, 0)]
+    )  # the first cell's, as copied
     meta = json.loads(read_png_text(path)[XY_KEY])
     assert meta["x"] == {"kind": "cfg", "values": [3.5, 5.0]} and len(meta["cells"]) == 6
     assert [(m["column"], m["row"], m["parameters"]["seed"], m["parameters"]["cfg"]) for m in meta["cells"]][:3] == [

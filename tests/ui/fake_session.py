@@ -24,7 +24,8 @@ from app.inference.api.events import (
     ModelLoading,
     StepUpdate,
 )
-from app.metadata.png_info import format_infotext, save_png
+from app.metadata.a1111 import format_infotext
+from app.metadata.png_info import save_png
 from app.ui.generation.worker import EngineBackend
 
 

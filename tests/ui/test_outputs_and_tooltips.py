@@ -4,12 +4,13 @@ import datetime as dt
 
 from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit
 
-from app.ui.generation.output_files import APP_FOLDER, ImageNamer, OutputTarget, default_output_root
+from app.metadata.file_names import APP_FOLDER, ImageNamer, OutputTarget
+from app.ui.gallery.paths import default_output_dir
 
 
 def test_default_output_is_the_pictures_folder_with_a_dated_subfolder(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
-    root = default_output_root()
+    root = default_output_dir()
     assert root.name == APP_FOLDER and root.parent.name == "Pictures"
     target = OutputTarget(root)
     assert target.folder(dt.date(2026, 3, 4)) == root / "2026-03-04"

@@ -18,7 +18,8 @@ from app.gallery.db import GalleryDB, ImageRecord
 from app.gallery.export import DEFAULT_QUALITY, ExportReport, export_images
 from app.gallery.importer import ImportReport, import_folder
 from app.gallery.model_files import ModelHasher
-from app.gallery.store import OutputSettings, remove_stale_temp_files, save_finished_image
+from app.gallery.store import remove_stale_temp_files, save_finished_image
+from app.metadata.file_names import OutputTarget
 from app.metadata.params import ImageParams
 from app.ui.gallery.metadata import LoadedModel
 from app.ui.gallery.tasks import run_task
@@ -77,13 +78,12 @@ class GalleryLibrary:
 
     def save_finished(
         self,
-        output: OutputSettings,
+        output: OutputTarget,
         pixels: np.ndarray,
         request: GenerationRequest,
         seed: int,
         *,
         job_id: str,
-        index: int,
         on_done: Done,
         on_failed: Failed,
     ) -> None:
@@ -91,7 +91,7 @@ class GalleryLibrary:
 
         def save() -> ImageRecord:
             params = loaded.image_params(request, seed)
-            return save_finished_image(db, output, pixels, params, job_id=job_id, index=index)
+            return save_finished_image(db, output, pixels, params, job_id=job_id)
 
         self.run(save, on_done, on_failed)
 

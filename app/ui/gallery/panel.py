@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from app.gallery.db import ImageRecord
 from app.gallery.export import DEFAULT_QUALITY
-from app.gallery.store import OutputSettings
+from app.metadata.file_names import OutputTarget
 from app.metadata.limits import MetadataError
 from app.metadata.params import ImageParams
 from app.metadata.recall import CurrentSetup, Recalled, SettingsRecall, read_metadata, settings_for
@@ -61,14 +61,14 @@ class GalleryPanel(QWidget):
     def __init__(
         self,
         data_dir: Path | None = None,
-        output: OutputSettings | None = None,
+        output: OutputTarget | None = None,
         parent: QWidget | None = None,
         *,
         settings: QSettings | None = None,
     ) -> None:
         super().__init__(parent)
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-        self.output = output or OutputSettings(default_output_dir())
+        self.output = output or OutputTarget(default_output_dir())
         self._settings = settings  # remembered choices (export format); opened on first use
         lib = self.library = GalleryLibrary(self.data_dir, self)
         # the data side under its usual names: the window's hookup and tests use panel.db, .loaded, .tasks
@@ -83,7 +83,7 @@ class GalleryPanel(QWidget):
         if self.db.notice:
             self.notice_bar.sticky = self.db.notice if self.db.read_only else ""
             self.show_notice(self.db.notice)
-        self.library.clean_output_folder(self.output.folder)
+        self.library.clean_output_folder(self.output.root)
 
     def _build(self) -> None:
         self.filter_bar = GalleryFilterBar()
@@ -136,18 +136,18 @@ class GalleryPanel(QWidget):
         """The loaded model set (for metadata and reproduction warnings); starts hashing it in the background."""
         self.loaded.set(checkpoint, variant, t5_available)
 
-    def set_output_settings(self, output: OutputSettings) -> None:
+    def set_output_settings(self, output: OutputTarget) -> None:
         self.output = output
 
     def current_setup(self) -> CurrentSetup:
         return self.loaded.setup()
 
     def add_finished_image(
-        self, pixels: np.ndarray, request: GenerationRequest, seed: int, *, job_id: str, index: int = 0
+        self, pixels: np.ndarray, request: GenerationRequest, seed: int, *, job_id: str
     ) -> None:
         """Save a finished image (PNG with all metadata, then its record) on a pool thread; `image_saved` or
         `save_failed` follows. `request` is the resolved request of the job (ImageFinished.request)."""
-        self.library.save_finished(self.output, pixels, request, seed, job_id=job_id, index=index,
+        self.library.save_finished(self.output, pixels, request, seed, job_id=job_id,
                                    on_done=self._on_save_finished, on_failed=self._on_save_failed)  # fmt: skip
 
     def add_saved_image(self, path: Path, params: ImageParams, *, job_id: str | None) -> None:

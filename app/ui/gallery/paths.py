@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths
 
-APP_FOLDER = "SD3.5 Studio"
+from app.metadata.file_names import APP_FOLDER
 
 
 def default_data_dir() -> Path:
@@ -15,5 +15,6 @@ def default_data_dir() -> Path:
 
 
 def default_output_dir() -> Path:
+    """`<Pictures>/SD3.5 Studio` (QStandardPaths, so XDG user dirs and the test mode are honoured)."""
     pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
     return Path(pictures or Path.home()) / APP_FOLDER

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 from PySide6.QtGui import QImage
 
 from app.inference.api.request import GenerationRequest
-from app.ui.generation.output_files import OutputTarget
+from app.metadata.a1111 import infotext_of
+from app.metadata.file_names import OutputTarget
+from app.metadata.params import ImageParams
 
 if TYPE_CHECKING:
     from app.gallery.step_frames import StepFrames
@@ -76,14 +78,16 @@ class ImageResult:
     image_index: int
     seed: int
     image: QImage
-    infotext: str
+    params: ImageParams  # what the PNG carries; the gallery indexes it, Copy Parameters and Save As use it
     path: Path | None  # None when saving failed; `save_error` says why
     thumbnail: QImage | None = None  # made on the worker thread, for the recent strip
     save_error: str = ""
-    params: object | None = (
-        None  # app.metadata.params.ImageParams written into the PNG, for the gallery index
-    )
     step_frames: StepFrames | None = None  # small preview frames of the sampling steps, for the scrubber
+
+    @property
+    def infotext(self) -> str:
+        """The A1111 text of the image: the same as its PNG's `parameters` chunk and the gallery's copy."""
+        return infotext_of(self.params)
 
 
 class JobStatus(Enum):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-from app.ui.generation.output_files import OutputTarget, default_output_root
+from app.metadata.file_names import OutputTarget
+from app.ui.gallery.paths import default_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ class OutputFolder:
     def root(self) -> Path:
         if self.fixed is not None:
             return self.fixed
-        return Path(str(self._settings.value("output/root") or default_output_root()))
+        return Path(str(self._settings.value("output/root") or default_output_dir()))
 
     def target(self) -> OutputTarget:
         return OutputTarget(self.root(), dated=self.fixed is None)

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from app.metadata.file_names import ImageNamer
 from app.ui.canvas.image_arrays import array_to_qimage
 from app.ui.generation.jobs import EngineOptions, ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
-from app.ui.generation.output_files import ImageNamer
 
 if TYPE_CHECKING:
     from app.gallery.frame_recorder import JobFrameRecorder
@@ -43,25 +43,6 @@ class EngineBackend:
     session_class: Callable[..., Any]
     token_class: Callable[[], Any]
     save_png: Callable[..., None]
-
-
-def image_metadata(event: Any) -> tuple[Any, dict[str, str]]:
-    """Our versioned JSON parameters and an equivalent ComfyUI graph for a finished image (torch-free).
-
-    The model hash is left for the gallery, which computes it in the background: saving never waits for it."""
-    from app import __version__
-    from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
-    from app.metadata.params import ImageParams
-
-    params = ImageParams.from_request(
-        event.request, event.seed, variant=getattr(event, "variant", None) or None,
-        model_name=getattr(event, "model_name", None) or None, fp8=getattr(event, "fp8", False),
-        app_version=__version__,
-    )  # fmt: skip
-    prompt, workflow = comfy_chunks(
-        params, ComfyFiles(checkpoint=f"{params.model_name or 'sd3.5_large'}.safetensors")
-    )
-    return params, {"parameters_json": params.to_json(), "comfy_prompt": prompt, "comfy_workflow": workflow}
 
 
 def load_engine_backend() -> EngineBackend:
@@ -202,7 +183,7 @@ class InferenceWorker(QObject):
             session = self._session_for(job.options, backend)
             kwargs = {"variant": job.variant} if self._run_accepts_variant and job.variant else {}
             for event in session.run(job.model_path, job.request, token, **kwargs):
-                result = self._dispatch(job, event, backend)
+                result = self._dispatch(job, event)
                 if isinstance(result, ImageResult):
                     finished += 1
                 elif isinstance(result, JobOutcome):
@@ -272,9 +253,7 @@ class InferenceWorker(QObject):
         self._run_accepts_variant = "variant" in inspect.signature(self._session.run).parameters
         return self._session
 
-    def _dispatch(
-        self, job: QueuedJob, event: Any, backend: EngineBackend
-    ) -> ImageResult | JobOutcome | None:
+    def _dispatch(self, job: QueuedJob, event: Any) -> ImageResult | JobOutcome | None:
         from app.inference.api import events as ev  # already imported by the session; worker thread
 
         jid = job.job_id
@@ -297,7 +276,7 @@ class InferenceWorker(QObject):
             )
         elif isinstance(event, ev.ImageFinished):
             frames = None if self._frames is None else self._frames.finish(event.image_index)
-            result = self._save(job, event, backend, frames)
+            result = self._save(job, event, frames)
             self.image_finished.emit(result)
             return result
         elif isinstance(event, ev.ModelLoading):
@@ -318,9 +297,7 @@ class InferenceWorker(QObject):
             log.warning("ignoring an unknown engine event %r", type(event).__name__)
         return None
 
-    def _save(
-        self, job: QueuedJob, event: Any, backend: EngineBackend, frames: StepFrames | None = None
-    ) -> ImageResult:
+    def _save(self, job: QueuedJob, event: Any, frames: StepFrames | None = None) -> ImageResult:
         image = array_to_qimage(event.pixels)
         thumbnail = image.scaled(
             THUMBNAIL_SIZE,
@@ -328,21 +305,13 @@ class InferenceWorker(QObject):
             Qt.AspectRatioMode.KeepAspectRatio,
             Qt.TransformationMode.SmoothTransformation,
         )
+        from app.metadata.image_file import finished_image_params, write_image  # numpy, Pillow: worker thread
+
+        params = finished_image_params(event)
         try:
-            path = self._namer.path_for(job.output.folder(), event.seed)
-            params, chunks = image_metadata(event)
-            backend.save_png(path, event.pixels, event.infotext, **chunks)
-            log.info("saved %s", path)
+            path = write_image(self._namer.path_for(job.output.folder(), event.seed), event.pixels, params)
             return ImageResult(
-                job.job_id,
-                event.image_index,
-                event.seed,
-                image,
-                event.infotext,
-                path,
-                thumbnail,
-                params=params,
-                step_frames=frames,
+                job.job_id, event.image_index, event.seed, image, params, path, thumbnail, step_frames=frames
             )
         except (
             Exception
@@ -350,6 +319,6 @@ class InferenceWorker(QObject):
             log.error("could not save image %d of job %d: %s", event.image_index, job.job_id, exc)
             message = f"Could not save the image ({exc}). Use File ▸ Save Image As… or choose another output folder."
             return ImageResult(
-                job.job_id, event.image_index, event.seed, image, event.infotext, None, thumbnail,
+                job.job_id, event.image_index, event.seed, image, params, None, thumbnail,
                 save_error=message, step_frames=frames,
             )  # fmt: skip

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.gallery.xy_plot import AXIS_KINDS, AXIS_TITLES, Axis, XYPlot
 from app.inference.api.request import SAMPLER_NAMES, SCHEDULER_NAMES, GenerationRequest
+from app.metadata.file_names import sheet_path
 from app.ui.canvas.image_arrays import qimage_to_array
 from app.ui.generation.jobs import ImageResult, JobOutcome, QueuedJob
 from app.ui.tools.context import ToolContext
@@ -137,8 +137,7 @@ class XYRun(QObject):
             return
         self.images[cell] = qimage_to_array(result.image)
         self.results[cell] = result
-        if result.params is not None:
-            self.params[cell] = result.params  # type: ignore[assignment]
+        self.params[cell] = result.params
 
     def _on_controller_job_ended(self, job: QueuedJob, _outcome: JobOutcome) -> None:
         if job.job_id not in self.cells:
@@ -173,23 +172,14 @@ class XYRun(QObject):
     def sheet_path(self) -> Path:
         saved = [r.path for r in self.results.values() if r.path is not None]
         folder = saved[0].parent if saved else self.jobs[0].output.folder()
-        stem = f"xy-{time.strftime('%Y%m%d-%H%M%S')}"
-        path, n = folder / f"{stem}.png", 1
-        while path.exists():
-            n += 1
-            path = folder / f"{stem}-{n}.png"
-        return path
+        return sheet_path(folder)
 
     async def _save(self) -> None:
-        first = min(self.results, key=lambda cell: (cell[1], cell[0]))
-        infotext = self.results[first].infotext
         try:
             path = self.sheet_path()
             path.parent.mkdir(parents=True, exist_ok=True)
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(
-                self.tools.io_executor, self.plot.save, path, self.images, self.params, infotext
-            )
+            await loop.run_in_executor(self.tools.io_executor, self.plot.save, path, self.images, self.params)
         except OSError as exc:
             log.warning("could not save the X/Y plot: %s", exc)
             self.tools.notifier.error(f"Could not save the X/Y plot: {exc}. Choose another output folder.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,8 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices, QImage
 from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
 
+from app.metadata.params import ImageParams
+from app.ui.canvas.image_arrays import qimage_to_array
 from app.ui.canvas.shown_image import ShownImage
 from app.ui.form.model_library import ModelSetInfo
 from app.ui.form.model_picker import ModelPickerController
@@ -112,9 +115,12 @@ class FileCommands:
         shown: ShownImage,
         notifier: Notifier,
         quit_app: Callable[[], object],
+        io_executor: Executor,
     ) -> None:
         self._parent, self.models, self._output = parent, models, output
         self._shown, self._notifier, self._quit = shown, notifier, quit_app
+        self._io = io_executor
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def handlers(self) -> dict[str, Callable[[], object]]:
         return {
@@ -145,10 +151,22 @@ class FileCommands:
             self._parent, "Save image as", str(result.path or ""), "PNG image (*.png)"
         )
         if path:
-            copy = QImage(image)
-            copy.setText("parameters", result.infotext)
-            if not copy.save(path, "PNG"):
-                self._notifier.error(f"Could not write {path}; choose another folder.")
+            task = asyncio.ensure_future(self._save_image_as(Path(path), QImage(image), result.params))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _save_image_as(self, path: Path, image: QImage, params: ImageParams) -> None:
+        """The one image writer, on the I/O thread: atomic, with every metadata chunk the original has."""
+        from app.metadata.image_file import write_image  # numpy and Pillow: loaded when first needed
+
+        pixels = qimage_to_array(image)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._io, write_image, path, pixels, params)
+        except OSError as exc:
+            log.warning("could not save %s: %s", path, exc)
+            self._notifier.error(f"Could not write {path} ({exc}); choose another folder.")
+            return
+        self._notifier.status(f"Saved {path}")
 
     def copy_image(self) -> None:
         image = self._shown.image()

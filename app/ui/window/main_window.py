@@ -146,7 +146,9 @@ class MainWindow(QMainWindow):
         self.tools = ToolContext(self.controller, self.jobs, self.io_executor, self.notifier, self.shown)
         self.seed_compare = SeedComparePage(self.tools, self.gallery)
         self.commands = MenuCommands(
-            file=FileCommands(self, self.models, self.output, self.shown, self.notifier, self.close),
+            file=FileCommands(
+                self, self.models, self.output, self.shown, self.notifier, self.close, self.io_executor
+            ),
             edit=EditCommands(self.panel, self.state, self.shown, self.styles_file),
             view=view_handlers(self.canvas, self.panel.prompt.edit.setFocus),
             generate=GenerateCommands(self, self.tools, self.progress, self.seed_compare),

@@ -1,8 +1,12 @@
-"""Where finished images go: the output folder, a dated subfolder, and names that never overwrite.
+"""Where images go and what they are called: the one naming policy of every writer (window, CLI, gallery, X/Y).
 
-Images are written by the inference worker as soon as they finish (atomic PNG with the parameters), so an image
-the user has seen is always on disk. Qt-free except `default_output_root`, which asks QStandardPaths for the
-user's Pictures folder.
+- The window and the gallery: `<root>/<YYYY-MM-DD>/00001-<seed>.png`, numbered per folder, continuing after
+  the files already there, never overwriting (`OutputTarget` + `ImageNamer`). `--output-dir` drops the date.
+- The CLI's `--out lighthouse.png`: that name for one image; `lighthouse-<seed>.png` for each of several
+  (`batch_path`).
+- An X/Y plot sheet: `xy-<YYYYmmdd-HHMMSS>.png` next to its cells (`sheet_path`).
+
+Qt-free: the window finds the default root (the user's Pictures folder) itself.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import datetime as dt
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,14 +23,6 @@ log = logging.getLogger(__name__)
 
 APP_FOLDER = "SD3.5 Studio"
 _NUMBERED = re.compile(r"^(\d{5,})-")
-
-
-def default_output_root() -> Path:
-    """`<Pictures>/SD3.5 Studio` (QStandardPaths, so XDG user dirs and the test mode are honoured)."""
-    from PySide6.QtCore import QStandardPaths
-
-    pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
-    return Path(pictures or Path.home()) / APP_FOLDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +43,7 @@ class ImageNamer:
         self._next: dict[Path, int] = {}
         self._lock = threading.Lock()
 
-    def path_for(self, folder: Path, seed: int) -> Path:
+    def path_for(self, folder: Path, seed: int | None) -> Path:
         with self._lock:
             if folder not in self._next:
                 self._next[folder] = _first_free_number(folder)
@@ -57,6 +54,21 @@ class ImageNamer:
                 path = folder / f"{number:05d}-{seed}.png"
             self._next[folder] = number + 1
             return path
+
+
+def batch_path(out: Path, seed: int, count: int) -> Path:
+    """The CLI's `--out`: the path itself for one image; `<stem>-<seed><suffix>` for each of several."""
+    return out if count == 1 else out.with_name(f"{out.stem}-{seed}{out.suffix or '.png'}")
+
+
+def sheet_path(folder: Path, when: float | None = None) -> Path:
+    """A new X/Y sheet's path in `folder`: `xy-<time>.png`, then `-2`, `-3`... when the name is taken."""
+    stem = f"xy-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+    path, n = folder / f"{stem}.png", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.png"
+    return path
 
 
 def _first_free_number(folder: Path) -> int:
