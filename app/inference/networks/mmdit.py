@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -27,7 +28,20 @@ from app.inference.networks.layers import (
     timestep_embedding,
 )
 from app.inference.networks.mmdit_config import MMDiTConfig
-from app.inference.networks.modulation import Chunks, Modulation
+
+Chunks = tuple[torch.Tensor, ...]  # n_mod tensors of (B, D), in the checkpoint's chunk order
+
+
+class Modulation(Protocol):
+    """The adaLN outputs of one forward batch, block by block (computed live, or read from a job's table)."""
+
+    def block(self, index: int) -> tuple[Chunks, Chunks]:
+        """(context stream, image stream) modulation of joint block `index`."""
+        ...
+
+    def final(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(shift, scale) of the final layer, each (B, D)."""
+        ...
 
 
 class DismantledBlock(nn.Module):

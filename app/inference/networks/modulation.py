@@ -15,30 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import nn
 
 from app.inference.networks.layers import timestep_embedding
+from app.inference.networks.mmdit import Chunks, MMDiT
 
-if TYPE_CHECKING:
-    from app.inference.networks.mmdit import MMDiT
-
-Chunks = tuple[torch.Tensor, ...]  # n_mod tensors of (B, D), in the checkpoint's chunk order
 RowKey = tuple[float, int]  # (timestep value t = 1000 sigma as float32, conditioning index)
-
-
-class Modulation(Protocol):
-    """The adaLN outputs of one forward batch, block by block."""
-
-    def block(self, index: int) -> tuple[Chunks, Chunks]:
-        """(context stream, image stream) modulation of joint block `index`."""
-        ...
-
-    def final(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(shift, scale) of the final layer, each (B, D)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
