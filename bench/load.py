@@ -24,7 +24,7 @@ LOADERS = ("ours_bf16", "ours_float32", "plain_load_state_dict_float32")
 
 
 def _child(loader: str, path: str, depth: int) -> None:
-    from app.inference.checkpoints.loading import load_mmdit
+    from app.inference.checkpoints.mmdit_loading import load_mmdit
     from app.inference.networks.mmdit import MMDiT
 
     base = rss_bytes()

@@ -91,7 +91,7 @@ def _child(how: str, path: str, depth: int) -> None:
     from safetensors.torch import load_file
 
     from app.inference.checkpoints.fp8 import fp8_storage_bytes
-    from app.inference.checkpoints.loading import load_mmdit
+    from app.inference.checkpoints.mmdit_loading import load_mmdit
     from app.inference.networks.mmdit import MMDiT
 
     diffusers = path.endswith(".json")

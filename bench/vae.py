@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from app.inference.networks.vae import VAE, tensor_to_uint8, vae_from_state_dict
+from app.inference.checkpoints.vae_loading import vae_from_state_dict
+from app.inference.networks.vae import VAE, tensor_to_uint8
 from app.inference.networks.vae_tiling import TileConfig, decode_peak_bytes
 from bench.common import peak_rss_bytes, reset_peak_rss, rss_bytes, write_result
 from tests.factory.vae_model import full_size_vae_state

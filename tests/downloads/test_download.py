@@ -59,7 +59,7 @@ def _assert_no_model_set(dest: Path) -> None:
 
 def test_full_download_is_a_model_set_that_locate_accepts(fake_hub, served_medium, served_repos, tmp_path):
     from app.inference.checkpoints.model_set import locate_model_set
-    from app.inference.networks.taesd import find_taesd3_decoder, load_taesd3_decoder
+    from app.inference.checkpoints.taesd_loading import find_taesd3_decoder, load_taesd3_decoder
 
     dest = tmp_path / "models" / "medium"
     events: list[DownloadProgress] = []

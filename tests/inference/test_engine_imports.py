@@ -99,3 +99,52 @@ def test_the_scan_reads_function_local_type_checking_and_relative_imports():
 
 def test_no_import_cycles_in_the_engine():
     assert _cycles(_engine_graph()) == []
+
+
+FILE_READING_CALLS = {
+    "open",
+    "load",
+    "load_file",
+    "safe_open",
+    "read_text",
+    "read_bytes",
+    "iterdir",
+    "is_file",
+}
+
+
+def _calls(source: str) -> set[str]:
+    """Names of the functions and methods `source` calls (`torch.load(...)` gives `load`)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            func = node.func
+            names.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+    return names
+
+
+def test_the_file_reading_scan_sees_reads():
+    assert _calls("import torch\nstate = torch.load(p)\n") >= {"load"}
+    assert _calls("with open(p) as f:\n    f.read()\n") >= {"open"}
+    assert "read_text" in _calls("from pathlib import Path\nPath(p).read_text()\n")
+
+
+def test_networks_are_pure_modules_that_read_no_files():
+    """networks/ builds modules from configs; the files are read by checkpoints/*_loading.py."""
+    graph = _engine_graph()
+    networks = {name: path for name, path in
+                ((_module_name(p), p) for p in (ENGINE / "networks").rglob("*.py"))}  # fmt: skip
+    assert "app.inference.networks.text_encoders" in networks and len(networks) >= 8
+    for name, path in networks.items():
+        source = path.read_text(encoding="utf-8")
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        imported = _imported_names(source, package)
+        assert not any(n.split(".")[0] == "safetensors" for n in imported), name
+        engine_deps = {m for m in graph[name] if m != "app.inference"}
+        outside = {
+            m for m in engine_deps if not m.startswith(("app.inference.networks", "app.inference.api"))
+        }
+        assert not outside, f"{name} imports {sorted(outside)}: networks may use only networks/ and api/"
+        assert not _calls(source) & FILE_READING_CALLS, (
+            f"{name} reads files: {_calls(source) & FILE_READING_CALLS}"
+        )

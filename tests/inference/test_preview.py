@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from app.inference.api.errors import ModelFileError
-from app.inference.networks.taesd import build_decoder, find_taesd3_decoder, load_taesd3_decoder
+from app.inference.checkpoints.taesd_loading import find_taesd3_decoder, load_taesd3_decoder
+from app.inference.networks.taesd import build_decoder
 from app.inference.sampling.preview import (
     LINEAR_BIAS,
     LINEAR_FACTORS,

@@ -10,16 +10,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from app.inference.api.errors import CheckpointMismatchError, InvalidRequestError, MissingComponentError
-from app.inference.text.encoders import (
+from app.inference.checkpoints.text_encoder_loading import clip_module_names, load_text_encoders
+from app.inference.networks.text_encoders import (
     ClipParams,
     T5Params,
-    TextEncoders,
     build_clip_model,
     build_t5_model,
-    clip_module_names,
     infer_clip_params,
     infer_t5_params,
 )
+from app.inference.text.conditioning import TextEncoders
 from app.inference.text.tokenization import SpecialIds
 from tests.factory.text_models import KEYS_DIR, TINY_TEXT, write_text_models
 
@@ -47,12 +47,12 @@ def files(folder: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def te(model_dir: Path) -> TextEncoders:
-    return TextEncoders.load(**files(model_dir), context_width=CONTEXT)
+    return load_text_encoders(**files(model_dir), context_width=CONTEXT)
 
 
 @pytest.fixture(scope="module")
 def te_no_t5(model_dir: Path) -> TextEncoders:
-    return TextEncoders.load(**{**files(model_dir), "t5": None}, context_width=CONTEXT)
+    return load_text_encoders(**{**files(model_dir), "t5": None}, context_width=CONTEXT)
 
 
 # ------------------------------------------------------------------ configs and loading
@@ -106,14 +106,14 @@ def test_modules_hold_the_file_tensors(te: TextEncoders, model_dir: Path) -> Non
 
 
 def test_compute_dtypes(model_dir: Path) -> None:
-    te = TextEncoders.load(**files(model_dir), dtype=torch.bfloat16, t5_dtype=torch.bfloat16)
+    te = load_text_encoders(**files(model_dir), dtype=torch.bfloat16, t5_dtype=torch.bfloat16)
     assert te.clip_g.model.text_projection.weight.dtype == torch.bfloat16
     assert te.t5 is not None
     assert te.t5.model.shared.weight.dtype == torch.bfloat16
     cond = te.encode("a cat")
     assert cond.context.dtype == cond.pooled.dtype == torch.float32
     with pytest.raises(InvalidRequestError, match="float16"):
-        TextEncoders.load(**files(model_dir), t5_dtype=torch.float16)
+        load_text_encoders(**files(model_dir), t5_dtype=torch.float16)
 
 
 # ------------------------------------------------------------ conditioning vs Hugging Face run by hand
@@ -268,19 +268,19 @@ def test_without_t5_the_t5_block_is_exact_zeros(te: TextEncoders, te_no_t5: Text
 
 def test_missing_t5_names_the_no_t5_switch(model_dir: Path) -> None:
     with pytest.raises(MissingComponentError, match="--no-t5"):
-        TextEncoders.load(**{**files(model_dir), "t5": model_dir / "nope.safetensors"})
+        load_text_encoders(**{**files(model_dir), "t5": model_dir / "nope.safetensors"})
 
 
 def test_missing_clip_file(model_dir: Path) -> None:
     with pytest.raises(MissingComponentError, match="CLIP-G"):
-        TextEncoders.load(**{**files(model_dir), "clip_g": model_dir / "nope.safetensors"})
+        load_text_encoders(**{**files(model_dir), "clip_g": model_dir / "nope.safetensors"})
 
 
 def test_context_width_must_agree(model_dir: Path) -> None:
     with pytest.raises(CheckpointMismatchError, match="4096"):
-        TextEncoders.load(**files(model_dir), context_width=4096)
+        load_text_encoders(**files(model_dir), context_width=4096)
     with pytest.raises(InvalidRequestError, match="context width"):
-        TextEncoders.load(**{**files(model_dir), "t5": None})
+        load_text_encoders(**{**files(model_dir), "t5": None})
 
 
 def test_a_missing_key_names_the_file(model_dir: Path, tmp_path: Path) -> None:
@@ -290,14 +290,14 @@ def test_a_missing_key_names_the_file(model_dir: Path, tmp_path: Path) -> None:
     broken = tmp_path / "clip_g_broken.safetensors"
     save_file(state, str(broken))
     with pytest.raises(CheckpointMismatchError, match="clip_g_broken") as err:
-        TextEncoders.load(**{**f, "clip_g": broken})
+        load_text_encoders(**{**f, "clip_g": broken})
     assert "layers.1.mlp.fc2.bias" in str(err.value)
 
     state = load_file(f["t5"])
     del state["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
     save_file(state, str(tmp_path / "t5_broken.safetensors"))
     with pytest.raises(CheckpointMismatchError, match="t5_broken"):
-        TextEncoders.load(**{**f, "t5": tmp_path / "t5_broken.safetensors"})
+        load_text_encoders(**{**f, "t5": tmp_path / "t5_broken.safetensors"})
 
 
 def test_all_in_one_file_with_prefixes(te: TextEncoders, model_dir: Path, tmp_path: Path) -> None:
@@ -308,7 +308,7 @@ def test_all_in_one_file_with_prefixes(te: TextEncoders, model_dir: Path, tmp_pa
         merged |= {f"text_encoders.{name}.transformer.{k}": v for k, v in load_file(path).items()}
     aio = tmp_path / "sd3.5_all_in_one.safetensors"
     save_file(merged, str(aio))
-    te2 = TextEncoders.load(
+    te2 = load_text_encoders(
         clip_l=aio,
         clip_g=aio,
         t5=aio,
@@ -321,7 +321,7 @@ def test_all_in_one_file_with_prefixes(te: TextEncoders, model_dir: Path, tmp_pa
     assert torch.equal(a.context, b.context)
     assert torch.equal(a.pooled, b.pooled)
     with pytest.raises(CheckpointMismatchError, match="prefix"):
-        TextEncoders.load(**{**f, "clip_l": aio}, clip_l_prefix="text_encoders.clip_x.")
+        load_text_encoders(**{**f, "clip_l": aio}, clip_l_prefix="text_encoders.clip_x.")
 
 
 def test_file_variants_load_the_same(te: TextEncoders, model_dir: Path, tmp_path: Path) -> None:
@@ -343,7 +343,7 @@ def test_file_variants_load_the_same(te: TextEncoders, model_dir: Path, tmp_path
 
     expected = te.encode("a photo of a dog!")
     for t5_file in ("t5_shared", "t5_embed"):
-        te2 = TextEncoders.load(
+        te2 = load_text_encoders(
             clip_l=tmp_path / "clip_l.safetensors",
             clip_g=tmp_path / "clip_g.safetensors",
             t5=tmp_path / f"{t5_file}.safetensors",
@@ -370,7 +370,7 @@ def test_scaled_fp8_t5_is_dequantised(te: TextEncoders, model_dir: Path, tmp_pat
             scaled[key] = plain[key] = w
     save_file(scaled, str(tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"))
     save_file(plain, str(tmp_path / "t5_dequantised.safetensors"))
-    a = TextEncoders.load(**{**f, "t5": tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"})
-    b = TextEncoders.load(**{**f, "t5": tmp_path / "t5_dequantised.safetensors"})
+    a = load_text_encoders(**{**f, "t5": tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"})
+    b = load_text_encoders(**{**f, "t5": tmp_path / "t5_dequantised.safetensors"})
     assert torch.equal(a.encode("a red cat").context, b.encode("a red cat").context)
     assert not torch.equal(a.encode("a red cat").context, te.encode("a red cat").context)  # fp8 rounding

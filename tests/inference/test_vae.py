@@ -12,13 +12,12 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from app.inference.api.errors import CheckpointMismatchError, MissingComponentError, ModelFileError
+from app.inference.checkpoints.vae_loading import channels_last_by_default, load_vae
 from app.inference.networks.vae import (
     VAE,
     VAEConfig,
     build_vae,
-    channels_last_by_default,
     image_to_tensor,
-    load_vae,
     process_in,
     process_out,
     tensor_to_uint8,

@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from app.inference.checkpoints.vae_loading import vae_from_state_dict
 from app.inference.networks.vae import (
     VAE,
     build_vae,
     tensor_to_uint8,
     vae_config_from_shapes,
-    vae_from_state_dict,
 )
 from app.inference.networks.vae_tiling import (
     MIN_TILE,

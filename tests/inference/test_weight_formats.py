@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from app.inference.checkpoints.fp8 import Fp8Linear, fp8_storage_bytes
-from app.inference.checkpoints.loading import load_mmdit_component
+from app.inference.checkpoints.mmdit_loading import load_mmdit_component
 from app.inference.checkpoints.model_set import locate_model_set
 from app.inference.pipeline.engine import Engine
 from tests.factory.layouts import (

@@ -3,7 +3,7 @@
 Module attribute names equal the checkpoint keys (`encoder.down.0.block.0.norm1`,
 `decoder.up.3.upsample.conv`, `mid.attn_1.q`, ...), so a file's tensors load with `strict=True, assign=True`
 and no remapping. The architecture is a frozen `VAEConfig` inferred from the tensor shapes; the network is
-built on `meta` and the weights assigned.
+built on `meta` and the weights assigned by checkpoints/vae_loading.py (no file is read here).
 
 Also here: the latent format (`process_in` / `process_out`) and the pixel conventions of the reference
 (`sd3_infer.py` `vae_encode` / `vae_decode`): images in [-1, 1], 8-bit output by truncation.
@@ -11,11 +11,9 @@ Also here: the latent format (`process_in` / `process_out`) and the pixel conven
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,15 +21,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from app.inference.api.errors import CheckpointMismatchError, MissingComponentError
-from app.inference.checkpoints.weights import assign_weights, load_tensors, read_header
+from app.inference.api.errors import CheckpointMismatchError
 from app.inference.networks.vae_tiling import TileConfig, decode_tiled, plan_tiling
-
-log = logging.getLogger(__name__)
 
 SCALE_FACTOR = 1.5305
 SHIFT_FACTOR = 0.0609
-SINGLE_FILE_PREFIX = "first_stage_model."
 NORM_GROUPS = 32
 
 
@@ -366,76 +360,8 @@ def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
     return x.cpu().numpy().astype(np.uint8)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------------
-
-
 def build_vae(cfg: VAEConfig) -> VAE:
-    """A VAE with parameters on `meta` (no memory, no initialisation), ready for `assign_weights`."""
+    """A VAE with parameters on `meta` (no memory, no initialisation): checkpoints/vae_loading.py assigns the
+    file's tensors."""
     with torch.device("meta"):
         return VAE(cfg)
-
-
-def vae_from_state_dict(
-    state: dict[str, torch.Tensor],
-    *,
-    source: str,
-    dtype: torch.dtype | None = None,
-    device: torch.device | str = "cpu",
-    channels_last: bool | None = None,
-) -> VAE:
-    """Build a VAE from unprefixed tensors (consumed: `state` is emptied into the module). `channels_last`
-    None means the measured default for the device (`channels_last_by_default`)."""
-    cfg = vae_config_from_shapes({k: tuple(v.shape) for k, v in state.items()}, source)
-    vae = build_vae(cfg)
-    assign_weights(vae, state, source=source, what="SD3 VAE", dtype=dtype, device=device)
-    vae.eval().requires_grad_(False)
-    if channels_last is None:
-        channels_last = channels_last_by_default(vae.device)
-    if channels_last:
-        vae.set_channels_last(True)
-    log.info("VAE from %s: %s, %s on %s%s", source, cfg, vae.dtype, vae.device,
-             ", channels-last" if channels_last else "")  # fmt: skip
-    return vae
-
-
-def channels_last_by_default(device: torch.device) -> bool:
-    """NHWC where bench/vae.py measured it to pay: on CPU (decode time x0.91 at 256², x0.72 at 64², peak
-    memory x0.86 at 1024²). Unmeasured on GPUs, so off there."""
-    return device.type == "cpu"
-
-
-def load_vae(
-    path: str | Path,
-    prefix: str = SINGLE_FILE_PREFIX,
-    *,
-    dtype: torch.dtype | None = torch.float32,
-    device: torch.device | str = "cpu",
-    channels_last: bool | None = None,
-) -> VAE:
-    """Load the VAE of a single-file checkpoint (tensors under `prefix`) or a standalone VAE file (no prefix).
-
-    Raises ModelFileError (missing or corrupt file), MissingComponentError (no VAE tensors in the file) and
-    CheckpointMismatchError (VAE tensors with the wrong names or shapes)."""
-    header = read_header(path)
-    source = str(header.path)
-    if prefix and header.keys_with_prefix(prefix):
-        used = prefix
-    elif header.keys_with_prefix("encoder.") or header.keys_with_prefix("decoder."):
-        used = ""
-    else:
-        raise MissingComponentError(
-            f"{source}: the file holds no VAE (no '{prefix}' or 'encoder.'/'decoder.' tensors); "
-            "choose a checkpoint that includes the VAE, or a separate SD3 VAE file"
-        )
-    if any(k.startswith(f"{used}encoder.down_blocks.") for k in header.tensors):
-        raise CheckpointMismatchError(
-            f"{source}: this VAE is in the diffusers layout; use the single-file (LDM layout) SD3 VAE, "
-            "e.g. the one inside sd3.5_large.safetensors"
-        )
-    shapes = {k[len(used) :]: info.shape for k, info in header.tensors.items() if k.startswith(used)}
-    vae_config_from_shapes(shapes, source)  # fail on the layout before reading any tensor data
-    return vae_from_state_dict(
-        load_tensors(path, used), source=source, dtype=dtype, device=device, channels_last=channels_last
-    )

@@ -10,8 +10,10 @@ from collections.abc import Callable
 
 import torch
 
-from app.inference.checkpoints.loading import load_mmdit_component, load_vae_component
+from app.inference.checkpoints.mmdit_loading import load_mmdit_component
 from app.inference.checkpoints.model_set import ModelSet
+from app.inference.checkpoints.text_encoder_loading import load_text_encoders
+from app.inference.checkpoints.vae_loading import load_vae_component
 from app.inference.memory.device import DTYPES, pick_device
 from app.inference.memory.offload import (
     BlockStreamer,
@@ -24,7 +26,7 @@ from app.inference.memory.plan import MemoryPlan, choose_plan, probe_machine
 from app.inference.networks.mmdit import MMDiT
 from app.inference.networks.modulation import adaln_modules
 from app.inference.networks.vae import VAE
-from app.inference.text.encoders import TextConditioning, TextEncoders
+from app.inference.text.conditioning import TextConditioning, TextEncoders
 from app.inference.text.tokenizer_sources import load_tokenizer, snapshot_tokenizers
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,7 @@ class Engine:
         stage("text encoders")
         t5 = model_set.t5 if use_t5 and plan.use_t5 else None
         tokenizers = model_set.tokenizers.or_else(snapshot_tokenizers(model_set.tokenizer_dir))
-        self.text = TextEncoders.load(
+        self.text = load_text_encoders(
             clip_l=model_set.clip_l.path,
             clip_g=model_set.clip_g.path,
             t5=t5.path if t5 is not None else None,

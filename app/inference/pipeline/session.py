@@ -31,8 +31,8 @@ from app.inference.api.events import (
 )
 from app.inference.api.request import GenerationRequest
 from app.inference.checkpoints.model_set import ModelSet, locate_model_set
+from app.inference.checkpoints.taesd_loading import find_taesd3_decoder, load_taesd3_decoder
 from app.inference.memory.vae_decode import decode_fitting
-from app.inference.networks.taesd import find_taesd3_decoder, load_taesd3_decoder
 from app.inference.networks.vae import image_to_tensor, process_in, process_out, tensor_to_uint8
 from app.inference.pipeline.engine import Engine
 from app.inference.sampling.guidance import GuidanceConfig, GuidedDenoiser

@@ -17,7 +17,7 @@ from app.inference.networks.modulation import ModulationTable, timestep_value
 from app.inference.sampling.schedules import percent_to_sigma
 
 if TYPE_CHECKING:
-    from app.inference.text.encoders import TextConditioning
+    from app.inference.text.conditioning import TextConditioning
 
 
 @dataclass(frozen=True, slots=True)

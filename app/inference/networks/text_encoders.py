@@ -1,21 +1,25 @@
-"""Text-encoder architectures inferred from checkpoint tensors, and the Hugging Face modules built from them.
+"""The CLIP-L, CLIP-G and T5-XXL text encoder networks (SD35_MODEL.md §3.1, 3.2, 3.5), their architectures
+inferred from tensor shapes, and the Hugging Face transformers modules built from them.
 
-CLIP-L / CLIP-G (transformers `CLIPTextModel` / `CLIPTextModelWithProjection`) and T5-XXL (`T5EncoderModel`),
-always built on `meta` from a config read off the tensor shapes, never `from_pretrained` by hub name.
+CLIP-L / CLIP-G (`CLIPTextModel` / `CLIPTextModelWithProjection`) and T5-XXL (`T5EncoderModel`) are always
+built on `meta` from a config read off the tensor shapes, never `from_pretrained` by hub name; their weights
+are assigned by checkpoints/text_encoder_loading.py. The prompt -> conditioning assembly is text/conditioning.py.
+
+Features: CLIP `hidden_states[-2]` (penultimate layer, no final LayerNorm), run without an attention mask
+because the padding positions are part of the conditioning; T5 `last_hidden_state`, no mask. Pooled: the
+final-LN'd last layer at the first EOS; CLIP-L unprojected, CLIP-G through `text_projection`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 import torch
 
 from app.inference.api.errors import CheckpointMismatchError
-from app.inference.checkpoints.weights import read_header
-from app.inference.text.tokenization import SpecialIds
 
 ClipRole = Literal["clip_l", "clip_g"]
 Shapes = dict[str, tuple[int, ...]]
@@ -34,6 +38,17 @@ CLIP_ACTIVATIONS = {
 CLIP_LAYER_KEY = re.compile(r"^text_model\.encoder\.layers\.(\d+)\.")
 T5_BLOCK_KEY = re.compile(r"^encoder\.block\.(\d+)\.")
 T5_EMBEDDING_KEYS = ("shared.weight", "encoder.embed_tokens.weight")
+
+
+class TokenIds(Protocol):
+    """The special ids a model config records (the tokenizer's `SpecialIds`); `bos` is None for T5."""
+
+    @property
+    def bos(self) -> int | None: ...
+    @property
+    def eos(self) -> int: ...
+    @property
+    def pad(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,38 +130,7 @@ def infer_t5_params(shapes: Shapes, source: str) -> T5Params:
     return T5Params(vocab, d_model, inner // heads, d_ff, layers, heads, buckets)
 
 
-def file_shapes(path: Path, prefix: str) -> Shapes:
-    header = read_header(path)
-    shapes = {k[len(prefix) :]: info.shape for k, info in header.tensors.items() if k.startswith(prefix)}
-    if not shapes:
-        raise CheckpointMismatchError(f"{path}: no tensors under the prefix {prefix!r}")
-    return shapes
-
-
-def canonical_clip_names(shapes: dict[str, Any]) -> dict[str, Any]:
-    """Accept flattened CLIPTextModel names (`embeddings.…`) as well as the files' `text_model.…` names."""
-    if any(k.startswith("text_model.") for k in shapes):
-        return shapes
-    return {k if k == "text_projection.weight" else "text_model." + k: v for k, v in shapes.items()}
-
-
-def dequantize_scaled_fp8(state: dict[str, torch.Tensor]) -> None:
-    """ComfyUI "scaled fp8" files: W = float(W_fp8) * scale_weight; marker and input scales are dropped."""
-    state.pop("scaled_fp8", None)
-    for key in [k for k in state if k.endswith((".scale_weight", ".scale_input"))]:
-        scale = state.pop(key)
-        if key.endswith(".scale_weight"):
-            wkey = key[: -len("scale_weight")] + "weight"
-            state[wkey] = state[wkey].to(torch.float32) * scale.to(torch.float32)
-
-
-def check_materialised(model: torch.nn.Module, source: str) -> None:
-    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if left:  # a loader bug, not a user error: every tensor must come from the file or be rebuilt here
-        raise RuntimeError(f"{source}: tensors left uninitialised after loading: {left[:3]}")
-
-
-def build_clip_model(params: ClipParams, special: SpecialIds) -> torch.nn.Module:
+def build_clip_model(params: ClipParams, special: TokenIds) -> torch.nn.Module:
     """The HF module for `params`, on `meta`. CLIP-L is a plain CLIPTextModel: its file has no
     text_projection, and its projection must never be applied (SD35_MODEL.md §3.2)."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -169,14 +153,7 @@ def build_clip_model(params: ClipParams, special: SpecialIds) -> torch.nn.Module
         return (CLIPTextModel if params.role == "clip_l" else CLIPTextModelWithProjection)(config)
 
 
-def clip_module_names(model: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
-    """Canonical `text_model.` file names -> the module's own names (flattened in transformers >= 5.6)."""
-    if any(k.startswith("text_model.") for k in model.state_dict()):
-        return state
-    return {k.removeprefix("text_model."): v for k, v in state.items()}
-
-
-def build_t5_model(params: T5Params, special: SpecialIds) -> torch.nn.Module:
+def build_t5_model(params: T5Params, special: TokenIds) -> torch.nn.Module:
     """The HF T5EncoderModel for `params`, on `meta`."""
     from transformers import T5Config, T5EncoderModel
 
@@ -199,3 +176,49 @@ def build_t5_model(params: T5Params, special: SpecialIds) -> torch.nn.Module:
     )
     with torch.device("meta"):
         return T5EncoderModel(config)
+
+
+class ClipTextEncoder:
+    """One CLIP text tower: `encode(ids)` -> (penultimate features, pooled vector)."""
+
+    def __init__(self, model: torch.nn.Module, params: ClipParams, eos_id: int):
+        self.model = model
+        self.params = params
+        self.eos_id = eos_id
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def pooled_width(self) -> int:
+        return self.params.projection_dim if self.params.role == "clip_g" else self.params.hidden_size
+
+    @torch.inference_mode()
+    def encode(self, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids (n,) -> features (1, n, hidden) and pooled (1, pooled_width), both float32."""
+        x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)  # (1, n)
+        out = self.model(input_ids=x, output_hidden_states=True)  # no attention_mask: padding is conditioning
+        features = out.hidden_states[-2]  # output of the penultimate layer, before final_layer_norm
+        pooled = out.last_hidden_state[:, list(ids).index(self.eos_id)]  # first EOS (the reference's argmax)
+        if self.params.role == "clip_g":
+            pooled = self.model.text_projection(pooled)
+        return features.float(), pooled.float()
+
+
+class T5TextEncoder:
+    """T5 v1.1 encoder: `encode(ids)` -> last_hidden_state (final RMSNorm applied), no mask."""
+
+    def __init__(self, model: torch.nn.Module, params: T5Params):
+        self.model = model
+        self.params = params
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def encode(self, ids: Sequence[int]) -> torch.Tensor:
+        """ids (n,) -> (1, n, d_model) float32."""
+        x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)  # (1, n)
+        return self.model(input_ids=x).last_hidden_state.float()

@@ -1,7 +1,7 @@
-"""Loading networks from their files: modules built on `meta`, tensors assigned (never initialised, never twice).
+"""Loading the MMDiT from its files: the module built on `meta`, tensors assigned (never initialised, never twice).
 
 Every layout and precision ends in the same modules: single-file and all-in-one checkpoints (any key prefix),
-diffusers-format transformers and VAEs (converted to our names as they load, `conversion.py`), fp32 / fp16 /
+diffusers-format transformers (converted to our names as they load, `conversion.py`), fp32 / fp16 /
 bf16 / float8_e4m3fn / ComfyUI scaled-fp8 weights (`fp8.py`), sharded files through their index json. With
 `fp8=True` the MMDiT's joint-block Linear weights stay (or become) fp8 and are upcast per layer at compute.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from app.inference.api.variants import MMDIT_PREFIX, check_family
-from app.inference.checkpoints.conversion import convert_state, transformer_recipes, vae_recipes
+from app.inference.checkpoints.conversion import convert_state, transformer_recipes
 from app.inference.checkpoints.formats import ComponentFile, mmdit_fp8_eligible
 from app.inference.checkpoints.fp8 import (
     Fp8Reader,
@@ -26,7 +26,6 @@ from app.inference.checkpoints.fp8 import (
 from app.inference.checkpoints.weights import assign_weights, load_tensors, read_header
 from app.inference.networks.mmdit import MMDiT
 from app.inference.networks.mmdit_config import mmdit_config_from_shapes
-from app.inference.networks.vae import VAE, load_vae, vae_from_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +89,3 @@ def load_mmdit_component(
     return load_mmdit(
         component.path, dtype=dtype, device=device, prefix=component.prefix, layout=component.layout, fp8=fp8
     )
-
-
-def load_vae_component(
-    component: ComponentFile, *, dtype: torch.dtype, device: torch.device | str = "cpu"
-) -> VAE:
-    """The VAE of a checkpoint or a standalone file, in the LDM layout or diffusers' (converted here)."""
-    if component.layout != "diffusers":
-        return load_vae(component.path, component.prefix, dtype=dtype, device=device)
-    header = read_header(component.path)
-    source = str(header.path)
-    state = load_tensors(component.path, component.prefix, convert=Fp8Reader({}, dtype), header=header)
-    state = convert_state(vae_recipes(state, source), state)
-    return vae_from_state_dict(state, source=source, dtype=dtype, device=device)
