@@ -88,7 +88,7 @@ def run(
             ours.embed_context(ctx), table.rows(keys), ours.cropped_pos_embed(side, side).to(dtype)
         )
         fns = {
-            "ours_job": lambda: ours(x, None, None, None, prepared=prepared),
+            "ours_job": lambda: ours.forward_prepared(x, prepared),
             "ours_forward": lambda: ours(x, t, y, ctx),
             "diffusers": lambda: (
                 theirs(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=y, timestep=t).sample

@@ -23,21 +23,25 @@ def model():
 
 
 class CallLog:
-    """Records the batch size and context length of every forward call."""
+    """Records the batch size and context length of every forward call, live or prepared."""
 
     def __init__(self, model):
         self.calls = []
-        self.handle = model.register_forward_pre_hook(self._hook, with_kwargs=True)
+        self.model = model
+        live, prepared = model.forward, model.forward_prepared
 
-    def _hook(self, module, args, kwargs):
-        x, _t, _y, context = args
-        prepared = kwargs.get("prepared")
-        if prepared is not None:  # the per-job path: text tokens already embedded
-            context = prepared.context
-        self.calls.append((x.shape[0], context.shape[1], tuple(kwargs.get("skip_layers", ()))))
+        def forward(x, t, y, context, skip_layers=()):
+            self.calls.append((x.shape[0], context.shape[1], tuple(skip_layers)))
+            return live(x, t, y, context, skip_layers)
+
+        def forward_prepared(x, inputs, skip_layers=()):  # the per-job path: text tokens already embedded
+            self.calls.append((x.shape[0], inputs.context.shape[1], tuple(skip_layers)))
+            return prepared(x, inputs, skip_layers)
+
+        model.forward, model.forward_prepared = forward, forward_prepared
 
     def close(self):
-        self.handle.remove()
+        del self.model.forward, self.model.forward_prepared  # the class's methods again
 
 
 def _cond(length, seed, cfg):

@@ -154,10 +154,10 @@ def test_table_rows_equal_the_live_adaln_outputs(model):
     c = model.conditioning(torch.tensor([734.5] * 4), torch.cat([pooled[1], pooled[1], pooled[0], pooled[0]]))
     for i, block in enumerate(model.joint_blocks):
         (ctx_mod, x_mod) = rows.block(i)
-        for got, want in zip((*ctx_mod, *x_mod), (*block.context_block.modulation(c), *block.x_block.modulation(c)),
-                             strict=True):  # fmt: skip
+        live = (*block.context_block.modulation(c).chunks(), *block.x_block.modulation(c).chunks())
+        for got, want in zip((*ctx_mod.chunks(), *x_mod.chunks()), live, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
-    shift, scale = rows.final()
+    shift, scale = rows.final().shift, rows.final().scale
     want_shift, want_scale = model.final_layer.adaLN_modulation(c).chunk(2, dim=1)
     torch.testing.assert_close((shift, scale), (want_shift, want_scale), rtol=1e-6, atol=1e-6)
 
@@ -197,7 +197,7 @@ def _job(
     mmdit = session.engine.mmdit
     adaln = adaln_modules(mmdit)
     counter = CallCounter({
-        "forward": mmdit, "context_embedder": mmdit.context_embedder, "t_embedder": mmdit.t_embedder,
+        "final_layer": mmdit.final_layer, "context_embedder": mmdit.context_embedder, "t_embedder": mmdit.t_embedder,
         "y_embedder": mmdit.y_embedder, "x_embedder": mmdit.x_embedder,
         **{f"adaln{i}": m for i, m in enumerate(adaln)},
     })  # fmt: skip
@@ -216,17 +216,17 @@ def _job(
 
 
 def test_constant_work_runs_once_per_job(snapshot, monkeypatch):
-    """5 steps x 2 images (one at a time on the CPU), CFG: 10 batched forwards, but the text tokens are
-    embedded once per conditioning, the pooled vectors and timesteps once, every adaLN layer once, and the
-    position table cropped once. The live path (precompute=False) does all of it at every forward."""
+    """5 steps x 2 images (one at a time on the CPU), CFG: 10 batched forwards (one final layer each), but the
+    text tokens are embedded once per conditioning, the pooled vectors and timesteps once, every adaLN layer
+    once, and the position table cropped once. The live path (precompute=False) does all of it at every forward."""
     model_set = locate_model_set(snapshot)
     counts, images = _job(GenerationSession("cpu", "float32", preview="off"), model_set, monkeypatch)
-    assert counts == {"forward": 10, "x_embedder": 10, "context_embedder": 2, "t_embedder": 1, "y_embedder": 1,
+    assert counts == {"final_layer": 10, "x_embedder": 10, "context_embedder": 2, "t_embedder": 1, "y_embedder": 1,
                       "adaln_max": 1, "pos_crop": 1}  # fmt: skip
     live_counts, live_images = _job(
         GenerationSession("cpu", "float32", preview="off", precompute=False), model_set, monkeypatch
     )
-    assert live_counts == {"forward": 10, "x_embedder": 10, "context_embedder": 10, "t_embedder": 10,
+    assert live_counts == {"final_layer": 10, "x_embedder": 10, "context_embedder": 10, "t_embedder": 10,
                            "y_embedder": 10, "adaln_max": 10, "pos_crop": 10}  # fmt: skip
     for a, b in zip(images, live_images, strict=True):
         assert _rel(a.latent, b.latent) <= 1e-5

@@ -96,7 +96,7 @@ def test_a_failure_mid_run_is_reported_and_the_session_recovers(session, model_s
     list(session.run(model_set, req(steps=1)))  # make sure the models are loaded
     mmdit = session.engine.mmdit
     calls = {"n": 0}
-    original = mmdit.forward
+    original = mmdit.forward_prepared  # a job's forward (text tokens and modulation prepared once per job)
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -104,10 +104,10 @@ def test_a_failure_mid_run_is_reported_and_the_session_recovers(session, model_s
             raise RuntimeError("injected failure")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(mmdit, "forward", flaky)
+    monkeypatch.setattr(mmdit, "forward_prepared", flaky)
     events = list(session.run(model_set, req(steps=4)))
     assert isinstance(events[-1], JobFailed) and "injected failure" in events[-1].message
-    monkeypatch.setattr(mmdit, "forward", original)
+    monkeypatch.setattr(mmdit, "forward_prepared", original)
     events = list(session.run(model_set, req(steps=2)))
     assert isinstance(events[-1], JobFinished)
 
@@ -118,7 +118,7 @@ def test_out_of_memory_becomes_advice(session, model_set, monkeypatch):
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(session.engine.mmdit, "forward", oom)
+    monkeypatch.setattr(session.engine.mmdit, "forward_prepared", oom)
     failed = list(session.run(model_set, req(steps=2)))[-1]
     assert isinstance(failed, JobFailed) and failed.kind == "memory"
     assert "Lower the image size" in failed.message
@@ -138,7 +138,7 @@ def test_batched_seeds_match_single_runs_and_one_image_can_be_cancelled(model_se
     single = GenerationSession(device="cpu", dtype="float32", preview="off")
     list(batched.run(model_set, req(steps=1)))  # load
     batch_sizes = []
-    batched.engine.mmdit.register_forward_pre_hook(lambda m, a: batch_sizes.append(a[0].shape[0]))
+    batched.engine.mmdit.x_embedder.register_forward_pre_hook(lambda m, a: batch_sizes.append(a[0].shape[0]))
     token = CancelToken()
     events = []
 

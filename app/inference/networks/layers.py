@@ -6,6 +6,7 @@ Attribute names equal the checkpoint keys (Stability's `mmditx.py` layout), so w
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,16 @@ LN_EPS = 1e-6
 def layer_norm(x: torch.Tensor) -> torch.Tensor:
     """Affine-free LayerNorm with fp32 statistics (the reference runs it in fp32 under autocast)."""
     return F.layer_norm(x.float(), (x.shape[-1],), eps=LN_EPS).to(x.dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class ModulationOut:
+    """One adaLN triple, each (B, D): a sub-layer sees `modulate(layer_norm(x), shift, scale)` and its output is
+    added back scaled by `gate`. No gate where nothing is gated (the pre-only attention, the final layer)."""
+
+    shift: torch.Tensor
+    scale: torch.Tensor
+    gate: torch.Tensor | None = None
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from app.inference.networks.layers import timestep_embedding
-from app.inference.networks.mmdit import Chunks, MMDiT
+from app.inference.networks.layers import ModulationOut, timestep_embedding
+from app.inference.networks.mmdit import Chunks, MMDiT, StreamModulation
 
 RowKey = tuple[float, int]  # (timestep value t = 1000 sigma as float32, conditioning index)
 
@@ -38,7 +38,7 @@ class Slot:
         return self.offset + self.chunks * self.dim
 
     def take(self, values: torch.Tensor) -> Chunks:
-        # (B, width) -> chunks x (B, D), views
+        # (B, width) -> chunks x (B, D), views, in the checkpoint's chunk order
         return values[:, self.offset : self.end].chunk(self.chunks, dim=1)
 
 
@@ -87,13 +87,14 @@ class RowModulation:
         self.values = values
         self.layout = layout
 
-    def block(self, index: int) -> tuple[Chunks, Chunks]:
-        context, image = self.layout.blocks[index]
-        return context.take(self.values), image.take(self.values)
+    def block(self, index: int) -> tuple[StreamModulation, StreamModulation]:
+        context, image = self.layout.blocks[index]  # (B, width) -> named (B, D) views
+        named = StreamModulation.from_chunks
+        return named(context.take(self.values)), named(image.take(self.values))
 
-    def final(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def final(self) -> ModulationOut:
         shift, scale = self.layout.final.take(self.values)
-        return shift, scale
+        return ModulationOut(shift, scale)
 
 
 class ModulationTable:

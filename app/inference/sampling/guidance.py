@@ -170,7 +170,7 @@ class GuidedDenoiser:
                 self.table.rows([(t_key, c.index) for c in conds], repeat=b),
                 self._pos_embed(x),
             )
-            v = self.model(xs, None, None, None, skip_layers=skip, prepared=prepared)  # float32
+            v = self.model.forward_prepared(xs, prepared, skip_layers=skip)  # float32
         denoised = xs.float() - sigma.float() * v
         return list(denoised.chunk(n))
 
