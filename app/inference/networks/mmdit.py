@@ -292,7 +292,7 @@ class MMDiT(nn.Module):
             )
         if x.shape[-2] // p > s or x.shape[-1] // p > s:
             raise ValueError(
-                f"MMDiT: a {_shape(x)} latent exceeds the position table ({s * p} x {s * p} at most)"
+                f"MMDiT: a {_shape(x)} latent exceeds the position table (sides of at most {s * p})"
             )
 
     def check_inputs(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, context: torch.Tensor) -> None:
