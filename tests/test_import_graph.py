@@ -188,10 +188,9 @@ def test_the_scanner_sees_every_kind_of_import(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------ the rules
 
 
-def test_no_import_cycles_outside_the_engine():
-    # app/inference's own cycle (mmdit <-> modulation) is being cut by the engine work, which lands its own AST
-    # test for it; once it is on main, drop the filter below so this covers all of app/.
-    cycles = [c for c in find_cycles() if any(not m.startswith("app.inference.") for m in c)]
+def test_no_import_cycles_in_app():
+    # The networks' purity (no file reading) is checked in tests/inference/test_engine_imports.py.
+    cycles = find_cycles()
     assert not cycles, "import cycles (cut them: a module should not need what needs it):\n" + "\n".join(
         " -> ".join(c) for c in cycles
     )
