@@ -11,10 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from app.inference.api.cancel import CancelToken
 from app.inference.api.events import StepUpdate
 from app.inference.api.request import GenerationRequest
 from app.inference.checkpoints.model_set import locate_model_set
-from app.inference.pipeline.session import CancelToken, GenerationSession
+from app.inference.pipeline.session import GenerationSession
 from bench.common import write_result
 from tests.factory.mmdit_model import TinyMMDiTSpec, tiny_mmdit_state
 from tests.factory.text_models import write_text_models

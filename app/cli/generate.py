@@ -8,12 +8,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from app.cli.options import request_from_args
 from app.cli.output_folder import remove_stale_temp_files
 from app.cli.status import EXIT_ERROR, closed_stdout
-from app.inference.api.errors import InferenceError
+from app.inference.api.cancel import CancelToken
+from app.inference.api.errors import FailureKind, InferenceError
 from app.inference.api.events import (
     Event,
     ImageCancelled,
@@ -29,9 +29,6 @@ from app.inference.checkpoints.model_set import locate_model_set
 from app.inference.memory.plan import MemoryPlan, choose_plan, probe_machine
 from app.metadata.file_names import batch_path
 from app.metadata.image_file import finished_image_params, write_image
-
-if TYPE_CHECKING:
-    from app.inference.pipeline.session import CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +128,7 @@ def _error(message: str, line_open: bool = False) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from app.inference.pipeline.session import CancelToken, GenerationSession
+    from app.inference.pipeline.session import GenerationSession
 
     remove_stale_temp_files(args.out.parent)
     try:
@@ -166,7 +163,7 @@ def run_generate(args: argparse.Namespace) -> int:
     try:
         session.execute(model_set, request, cancel, job)
     except OSError as exc:  # raised by our own event handler while writing an image
-        job.print_json("error", message=str(exc), kind="output")
+        job.print_json("error", message=str(exc), kind=FailureKind.IO)
         return _error(f"cannot write output: {exc}", job.line_open)
     except KeyboardInterrupt:
         sys.stderr.write("\nsd35-studio: cancelled\n")

@@ -5,6 +5,7 @@ import threading
 import pytest
 import torch
 
+from app.inference.api.cancel import CancelToken
 from app.inference.api.events import (
     ImageCancelled,
     ImageFinished,
@@ -17,7 +18,7 @@ from app.inference.api.events import (
 )
 from app.inference.api.request import GenerationRequest
 from app.inference.checkpoints.model_set import locate_model_set
-from app.inference.pipeline.session import CancelToken, GenerationSession
+from app.inference.pipeline.session import GenerationSession
 from tests.factory.snapshot import write_snapshot
 
 

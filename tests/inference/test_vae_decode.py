@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from app.inference.checkpoints.vae_loading import vae_from_state_dict
-from app.inference.memory.vae_decode import decode_fitting, half_size_tiling, is_out_of_memory
+from app.inference.memory.oom import is_out_of_memory
+from app.inference.memory.vae_decode import decode_fitting, half_size_tiling
 from app.inference.networks.vae import VAE
 from app.inference.networks.vae_tiling import MIN_TILE, decode_peak_bytes
 from tests.factory.vae_model import write_tiny_vae

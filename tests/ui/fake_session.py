@@ -1,20 +1,23 @@
-"""A scripted stand-in for `app.inference.pipeline.session.GenerationSession` with the same shape, for fast UI tests.
+"""A scripted `Session` (app.inference.api.session) standing in for the torch engine, for fast UI tests.
 
 It yields the real event types of `app.inference.api.events` with small previews and sleeps `step_seconds` per
-step, checks the cancel token at every step like the real session, and fails like the real one on a model
-path whose name contains "broken".
+step, checks the real cancel token at every step like the real session, and fails like the real one on a model
+path whose name contains "broken". tests/inference/test_session_protocol.py checks that it keeps the shape.
 """
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from app.inference.api.cancel import CancelToken
+from app.inference.api.errors import FailureKind
 from app.inference.api.events import (
+    Event,
     ImageCancelled,
     ImageFinished,
     JobCancelled,
@@ -24,57 +27,39 @@ from app.inference.api.events import (
     ModelLoading,
     StepUpdate,
 )
+from app.inference.api.request import GenerationRequest
+from app.inference.api.session import SessionOptions
 from app.metadata.a1111 import format_infotext
 from app.metadata.png_info import save_png
 from app.ui.generation.worker import EngineBackend
-
-
-class FakeCancelToken:
-    def __init__(self) -> None:
-        self._job = threading.Event()
-        self._images: set[int] = set()
-        self._lock = threading.Lock()
-        self.cancelled_at: float | None = None
-
-    def cancel(self) -> None:
-        if not self._job.is_set():
-            self.cancelled_at = time.perf_counter()
-        self._job.set()
-
-    def cancel_image(self, index: int) -> None:
-        with self._lock:
-            self._images.add(index)
-
-    @property
-    def is_cancelled(self) -> bool:
-        return self._job.is_set()
-
-    def image_cancelled(self, index: int) -> bool:
-        with self._lock:
-            return index in self._images
 
 
 class FakeSession:
     step_seconds = 0.01
     instances: ClassVar[list[FakeSession]] = []
 
-    def __init__(
-        self, device: str = "auto", dtype: str = "auto", preview: str = "auto", preview_every: int = 1
-    ):
-        self.options = (device, dtype, preview, preview_every)
+    def __init__(self, options: SessionOptions | None = None) -> None:
+        self.options = options or SessionOptions()
         self.loaded: Path | None = None
         self.runs: list[tuple[Path, object]] = []
         self.events_after_cancel = 0
         FakeSession.instances.append(self)
 
-    def run(self, model_path, request, cancel):
-        path = Path(model_path)
+    def run(
+        self,
+        model: Path,
+        request: GenerationRequest,
+        cancel: CancelToken | None = None,
+        variant: str | None = None,
+    ) -> Iterator[Event]:
+        cancel = cancel or CancelToken()
+        path = Path(model)
         self.runs.append((path, request))
         if "broken" in path.name or not path.exists():
             yield JobFailed(
                 f"{path} is not a usable SD3.5 checkpoint (the file is truncated); "
                 "download it again or choose another model",
-                "model",
+                FailureKind.MODEL,
             )
             return
         started = time.perf_counter()
@@ -137,14 +122,14 @@ class FakeSession:
 class RaisingSession(FakeSession):
     """Breaks the session contract (raises mid-job): the worker must survive it."""
 
-    def run(self, model_path, request, cancel):
+    def run(self, model, request, cancel=None, variant=None):
         yield ModelLoading("text encoders", 1, 3)
         raise RuntimeError("simulated engine crash")
 
 
 def fake_backend() -> EngineBackend:
-    return EngineBackend(FakeSession, FakeCancelToken, save_png)
+    return EngineBackend(FakeSession, save_png)
 
 
 def raising_backend() -> EngineBackend:
-    return EngineBackend(RaisingSession, FakeCancelToken, save_png)
+    return EngineBackend(RaisingSession, save_png)

@@ -7,10 +7,11 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
+from app.inference.api.errors import FailureKind
 from app.ui.generation.jobs import JobStatus
 from tests.factory.snapshot import write_snapshot
 from tests.ui.conftest import wait_until_ready
-from tests.ui.fake_session import EngineBackend, FakeCancelToken, FakeSession
+from tests.ui.fake_session import EngineBackend, FakeSession
 
 
 @pytest.fixture(scope="session")
@@ -183,7 +184,7 @@ def test_a_job_that_fails_shows_an_actionable_error_and_the_app_keeps_working(
     window.state.update(prompt="x", steps=2)
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000) as ended:
         window.commands.generate.generate()
-    assert ended.args[1].status is JobStatus.FAILED and ended.args[1].kind == "model"
+    assert ended.args[1].status is JobStatus.FAILED and ended.args[1].kind is FailureKind.MODEL
     assert (
         window.banner.message().startswith("The job failed — ")
         and "download it again" in window.banner.message()
@@ -227,17 +228,17 @@ class FlakySession(FakeSession):
 
     crashed = False
 
-    def run(self, model_path, request, cancel):
+    def run(self, model, request, cancel=None, variant=None):
         if not FlakySession.crashed:
             FlakySession.crashed = True
             raise RuntimeError("simulated engine crash")
-        yield from super().run(model_path, request, cancel)
+        yield from super().run(model, request, cancel, variant)
 
 
 def test_an_engine_crash_becomes_a_message_and_the_next_job_runs(qtbot, make_window):
     from app.metadata.png_info import save_png
 
-    window = make_window(backend_loader=lambda: EngineBackend(FlakySession, FakeCancelToken, save_png))
+    window = make_window(backend_loader=lambda: EngineBackend(FlakySession, save_png))
     wait_until_ready(qtbot, window)
     window.state.update(prompt="x", steps=2)
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000) as ended:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class InferenceError(Exception):
     """Base class of every error the engine reports to a user."""
@@ -29,3 +31,23 @@ class InvalidRequestError(InferenceError):
 
 class GenerationCancelled(Exception):
     """Raised inside a job when its cancel token is set; never reported as a failure."""
+
+
+class FailureKind(StrEnum):
+    """Why a job or an image failed: decides what the user is offered (Locate…, Memory settings…, ...).
+
+    A `StrEnum`, so it prints and serialises (`--json`) as the plain word."""
+
+    MODEL = "model"  # a model file is missing, damaged or of another architecture
+    MEMORY = "memory"  # the device or the host ran out of memory
+    REQUEST = "request"  # a parameter is out of range
+    NON_FINITE = "non-finite"  # a network produced NaN/Inf (damaged weights or too low a precision)
+    IO = "io"  # a file could not be read or written
+    INTERNAL = "internal"  # a bug: details are in the log
+
+
+def failure_kind(exc: InferenceError) -> FailureKind:
+    """The kind of an engine error the user can act on."""
+    if isinstance(exc, InvalidRequestError):
+        return FailureKind.REQUEST
+    return FailureKind.MODEL

@@ -1,13 +1,20 @@
-"""Typed events of a generation job: what the CLI prints and what the UI worker turns into Qt signals."""
+"""Typed events of a generation job: what the CLI prints and what the UI worker turns into Qt signals.
+
+Torch- and numpy-free at import: the UI imports these types before the window paints, long before the engine.
+Arrays are numpy (named for type checkers only); the one tensor an event carries (`ImageFinished.latent`) is
+typed loosely for that reason.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
+from app.inference.api.errors import FailureKind
 from app.inference.api.request import GenerationRequest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,16 @@ class ModelLoaded:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptEncoding:
+    """Progress of the text encoders over a long prompt: one unit per 77-token CLIP window and tower, and
+    one for T5 (a 5000-word prompt has about 160 windows; a short one 1)."""
+
+    prompt: str  # "prompt" | "negative prompt": which text is being encoded
+    done: int  # units encoded so far (1-based when reported)
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class StepUpdate:
     image_index: int  # 0-based within the job; with batched seeds one event per image and step
     seed: int
@@ -40,15 +57,29 @@ class StepUpdate:
 
 @dataclass(frozen=True, slots=True)
 class ImageFinished:
+    """Pixels and the facts about how they were made; never text for a file format (app.metadata writes it)."""
+
     image_index: int
     seed: int
     pixels: np.ndarray  # (H, W, 3) uint8
-    latent: torch.Tensor  # (1, 16, H/8, W/8) float32, VAE space (what the decoder received)
+    latent: Any  # torch.Tensor (1, 16, H/8, W/8) float32 on the CPU, VAE space (what the decoder received)
     request: GenerationRequest  # resolved: every parameter explicit
-    infotext: str  # A1111-style parameters
+    infotext: str  # A1111-style parameters (leaving the engine: app.metadata builds it from the facts below)
     model_name: str = ""  # the checkpoint's file stem, e.g. "sd3.5_large"
     variant: str = ""  # "large" | "large-turbo" | "medium"
     fp8: bool = False  # the diffusion model ran from fp8-stored weights
+    noise_device: str = "cpu"  # where the start noise was drawn (ours always on the CPU, as ComfyUI)
+    model_hash: str | None = None  # when the engine knows it (a remote engine may); else the gallery adds it
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFailed:
+    """One image of the job could not be made (e.g. the model produced NaN); the others go on."""
+
+    image_index: int
+    seed: int
+    message: str  # one actionable sentence for the user
+    kind: FailureKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +90,7 @@ class ImageCancelled:
 
 @dataclass(frozen=True, slots=True)
 class JobFinished:
-    images: int
+    images: int  # images finished (failed and cancelled ones are reported by their own events)
     seconds: float
 
 
@@ -71,14 +102,16 @@ class JobCancelled:
 @dataclass(frozen=True, slots=True)
 class JobFailed:
     message: str  # one actionable sentence for the user
-    kind: str  # "model" | "memory" | "request" | "internal"
+    kind: FailureKind
 
 
 Event = (
     ModelLoading
     | ModelLoaded
+    | PromptEncoding
     | StepUpdate
     | ImageFinished
+    | ImageFailed
     | ImageCancelled
     | JobFinished
     | JobCancelled

@@ -15,13 +15,11 @@ from collections.abc import Callable
 import torch
 
 from app.inference.memory.device import available_ram_bytes
+from app.inference.memory.oom import is_out_of_memory
 from app.inference.networks.vae import VAE
 from app.inference.networks.vae_tiling import DEFAULT_OVERLAP, MIN_TILE, TileConfig
 
 log = logging.getLogger(__name__)
-
-# Out-of-memory errors torch raises: CUDA's own type, MPS's RuntimeError, the host's MemoryError.
-_OOM_TYPES: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -31,12 +29,6 @@ def free_memory_bytes(device: torch.device) -> int:
         free, _total = torch.cuda.mem_get_info(device)
         return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
     return available_ram_bytes()
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, _OOM_TYPES) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-    )
 
 
 def half_size_tiling(h: int, w: int) -> TileConfig:

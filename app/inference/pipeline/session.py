@@ -17,7 +17,14 @@ from pathlib import Path
 
 import torch
 
-from app.inference.api.errors import GenerationCancelled, InferenceError, InvalidRequestError
+from app.inference.api.cancel import CancelToken
+from app.inference.api.errors import (
+    FailureKind,
+    GenerationCancelled,
+    InferenceError,
+    InvalidRequestError,
+    failure_kind,
+)
 from app.inference.api.events import (
     Event,
     ImageCancelled,
@@ -30,8 +37,10 @@ from app.inference.api.events import (
     StepUpdate,
 )
 from app.inference.api.request import GenerationRequest
+from app.inference.api.session import SessionOptions
 from app.inference.checkpoints.model_set import ModelSet, locate_model_set
 from app.inference.checkpoints.taesd_loading import find_taesd3_decoder, load_taesd3_decoder
+from app.inference.memory.oom import is_out_of_memory
 from app.inference.memory.vae_decode import decode_fitting
 from app.inference.networks.vae import image_to_tensor, process_in, process_out, tensor_to_uint8
 from app.inference.pipeline.engine import Engine
@@ -44,34 +53,6 @@ from app.metadata.png_info import a1111_infotext
 log = logging.getLogger(__name__)
 
 LOAD_STAGES = ("text encoders", "diffusion model", "VAE")
-
-
-class CancelToken:
-    """Thread-safe cancellation, set from any thread: the whole job, or single images of it."""
-
-    def __init__(self) -> None:
-        self._job = threading.Event()
-        self._images: set[int] = set()
-        self._lock = threading.Lock()
-
-    def cancel(self) -> None:
-        self._job.set()
-
-    def cancel_image(self, index: int) -> None:
-        with self._lock:
-            self._images.add(index)
-
-    @property
-    def is_cancelled(self) -> bool:
-        return self._job.is_set()
-
-    def image_cancelled(self, index: int) -> bool:
-        with self._lock:
-            return index in self._images
-
-    def raise_if_cancelled(self) -> None:
-        if self._job.is_set():
-            raise GenerationCancelled()
 
 
 @dataclass
@@ -105,6 +86,14 @@ class GenerationSession:
         self.encode_calls = 0  # prompts encoded so far (a job encodes each prompt once)
 
     # ----------------------------------------------------------------------------------------------- public
+
+    @classmethod
+    def from_options(cls, options: SessionOptions) -> GenerationSession:
+        """The `SessionFactory` of the local engine."""
+        return cls(
+            device=options.device, dtype=options.dtype, preview=options.preview,
+            preview_every=options.preview_every, memory_plan=options.memory_plan,
+        )  # fmt: skip
 
     def run(
         self,
@@ -158,21 +147,17 @@ class GenerationSession:
             emit(JobFinished(finished, time.perf_counter() - started))
         except GenerationCancelled:
             emit(JobCancelled(finished))
-        except InvalidRequestError as exc:
-            emit(JobFailed(str(exc), "request"))
         except InferenceError as exc:
-            emit(JobFailed(str(exc), "model"))
+            emit(JobFailed(str(exc), failure_kind(exc)))
         except OSError as exc:  # e.g. a full disk while the consumer saves an image
-            emit(JobFailed(f"could not read or write a file: {exc}", "io"))
-        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-            log.warning("out of memory: %s", exc)
-            emit(JobFailed(_memory_advice(), "memory"))
+            emit(JobFailed(f"could not read or write a file: {exc}", FailureKind.IO))
         except Exception as exc:  # the session must survive anything a job throws
-            log.exception("job failed")
-            if "out of memory" in str(exc).lower():
-                emit(JobFailed(_memory_advice(), "memory"))
+            if is_out_of_memory(exc):
+                log.warning("out of memory: %s", exc)
+                emit(JobFailed(_memory_advice(), FailureKind.MEMORY))
             else:
-                emit(JobFailed(f"internal error: {exc.__class__.__name__}: {exc}", "internal"))
+                log.exception("job failed")
+                emit(JobFailed(f"internal error: {exc.__class__.__name__}: {exc}", FailureKind.INTERNAL))
 
     # ----------------------------------------------------------------------------------------------- loading
 

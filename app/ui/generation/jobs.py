@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QImage
 
+from app.inference.api.errors import FailureKind
 from app.inference.api.request import GenerationRequest
 from app.metadata.a1111 import infotext_of
 from app.metadata.file_names import OutputTarget
@@ -103,4 +104,4 @@ class JobOutcome:
     images: int = 0
     seconds: float = 0.0
     message: str = ""  # for FAILED: one actionable sentence
-    kind: str = ""  # for FAILED: "model" | "memory" | "request" | "io" | "internal"
+    kind: FailureKind | None = None  # for FAILED: why, which decides what the user is offered

@@ -10,7 +10,6 @@ runs, this thread's event loop is busy.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import sys
@@ -22,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from app.inference.api.cancel import CancelToken
+from app.inference.api.errors import FailureKind
+from app.inference.api.session import Session, SessionFactory, SessionOptions
 from app.metadata.file_names import ImageNamer
 from app.ui.canvas.image_arrays import array_to_qimage
 from app.ui.generation.jobs import EngineOptions, ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
@@ -38,16 +40,16 @@ INFERENCE_NICENESS = 5  # Linux nice increment of the inference thread and the t
 
 @dataclass(frozen=True, slots=True)
 class EngineBackend:
-    """What the worker needs from the engine; tests substitute a fake session with the same shape."""
+    """What the worker needs from the engine: a way to open a `Session` (the local torch engine; tests use a
+    fake, and a remote engine can be another) and the PNG writer."""
 
-    session_class: Callable[..., Any]
-    token_class: Callable[[], Any]
+    open_session: SessionFactory
     save_png: Callable[..., None]
 
 
 def load_engine_backend() -> EngineBackend:
     """The real engine (imports torch: call it on the worker thread only)."""
-    from app.inference.pipeline.session import CancelToken, GenerationSession
+    from app.inference.pipeline.session import GenerationSession
     from app.metadata.png_info import save_png
 
     # transformers resolves these names lazily, and its lazy module is not safe when two threads resolve names
@@ -64,7 +66,7 @@ def load_engine_backend() -> EngineBackend:
         )
     except ImportError as exc:
         log.warning("transformers classes could not be imported ahead of the first job: %s", exc)
-    return EngineBackend(GenerationSession, CancelToken, save_png)
+    return EngineBackend(GenerationSession.from_options, save_png)
 
 
 def describe_device(preference: str) -> str:
@@ -99,12 +101,11 @@ class InferenceWorker(QObject):
         super().__init__()
         self._backend_loader = backend_loader
         self._backend: EngineBackend | None = None
-        self._session: Any = None
+        self._session: Session | None = None
         self._session_options: EngineOptions | None = None
-        self._run_accepts_variant = False
         self._namer = ImageNamer()
         self._lock = threading.Lock()
-        self._current: tuple[int, Any] | None = None  # (job id, cancel token) of the running job
+        self._current: tuple[int, CancelToken] | None = None  # (job id, cancel token) of the running job
         self._cancelled_ids: set[int] = set()
         self._stopping = False
         self._frames: JobFrameRecorder | None = None  # the running job's step frames
@@ -175,14 +176,13 @@ class InferenceWorker(QObject):
             from app.gallery.frame_recorder import JobFrameRecorder  # numpy and Pillow: worker thread only
 
             self._frames = JobFrameRecorder()
-            token = backend.token_class()
+            token = CancelToken()
             with self._lock:
                 if self._stopping or job.job_id in self._cancelled_ids:
                     token.cancel()
                 self._current = (job.job_id, token)
             session = self._session_for(job.options, backend)
-            kwargs = {"variant": job.variant} if self._run_accepts_variant and job.variant else {}
-            for event in session.run(job.model_path, job.request, token, **kwargs):
+            for event in session.run(job.model_path, job.request, token, variant=job.variant or None):
                 result = self._dispatch(job, event)
                 if isinstance(result, ImageResult):
                     finished += 1
@@ -195,7 +195,7 @@ class InferenceWorker(QObject):
                 finished,
                 time.perf_counter() - started,
                 "Out of memory: lower the size or the number of images, or turn T5 off.",
-                "memory",
+                FailureKind.MEMORY,
             )
         except Exception as exc:  # the session should never raise; if it does, the app must survive it
             log.exception("job %d crashed the session", job.job_id)
@@ -207,7 +207,7 @@ class InferenceWorker(QObject):
                 time.perf_counter() - started,
                 f"Internal error ({exc.__class__.__name__}: {exc}). The job was stopped; "
                 "the app is still usable. Details are in the log.",
-                "internal",
+                FailureKind.INTERNAL,
             )
         finally:
             with self._lock:
@@ -221,7 +221,7 @@ class InferenceWorker(QObject):
                 finished,
                 time.perf_counter() - started,
                 "The engine stopped without finishing the job; try again.",
-                "internal",
+                FailureKind.INTERNAL,
             )
         self.job_ended.emit(outcome)
 
@@ -232,25 +232,20 @@ class InferenceWorker(QObject):
             self._backend = self._backend_loader()
         return self._backend
 
-    def _session_for(self, options: EngineOptions, backend: EngineBackend) -> Any:
+    def _session_for(self, options: EngineOptions, backend: EngineBackend) -> Session:
         if self._session is not None and options == self._session_options:
             return self._session
-        wanted = {
-            "device": options.device,
-            "dtype": options.precision,
-            "preview": options.preview,
-            "preview_every": options.preview_every,
-            "memory_plan": options.memory_plan,
-        }
-        accepted = inspect.signature(backend.session_class).parameters
-        kwargs = {k: v for k, v in wanted.items() if k in accepted}
-        for name in wanted.keys() - kwargs.keys():
-            if wanted[name] != "auto":
-                log.warning("the engine does not support the %s setting yet; ignoring %r", name, wanted[name])
         self._session = None  # release the old session's models before loading new ones
-        self._session = backend.session_class(**kwargs)
+        self._session = backend.open_session(
+            SessionOptions(
+                device=options.device,
+                dtype=options.precision,
+                preview=options.preview,
+                preview_every=options.preview_every,
+                memory_plan=options.memory_plan,
+            )
+        )
         self._session_options = options
-        self._run_accepts_variant = "variant" in inspect.signature(self._session.run).parameters
         return self._session
 
     def _dispatch(self, job: QueuedJob, event: Any) -> ImageResult | JobOutcome | None:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.inference.api.errors import FailureKind
 from app.ui.canvas.canvas import CanvasView, JobProgressBar
 from app.ui.canvas.shown_image import ShownImage
 from app.ui.canvas.step_scrubber import StepScrubber
@@ -354,8 +355,8 @@ class MainWindow(QMainWindow):
         else:
             self.progress.show_message("Failed")
             action = {
-                "model": ("Locate…", self.models.locate),
-                "memory": ("Memory settings…", self.show_memory_settings),
+                FailureKind.MODEL: ("Locate…", self.models.locate),
+                FailureKind.MEMORY: ("Memory settings…", self.show_memory_settings),
             }.get(outcome.kind)
             message = outcome.message[:1].upper() + outcome.message[1:]
             self.notifier.error(f"The job failed — {message}", action=action)
