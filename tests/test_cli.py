@@ -368,3 +368,18 @@ def test_euler_ancestral_is_deterministic_per_seed(tiny_medium, tmp_path, capsys
             == 0
         )
     assert outs[0].read_bytes() == outs[1].read_bytes() != outs[2].read_bytes()
+
+
+def test_a_model_with_nan_weights_exits_1_with_one_sentence_and_writes_no_png(model_copy, tmp_path, capsys):
+    from tests.factory.snapshot import poison_tensor
+
+    poison_tensor(
+        model_copy / "sd3.5_medium.safetensors", "model.diffusion_model.joint_blocks.0.x_block.mlp.fc2.weight"
+    )
+    out = tmp_path / "o.png"
+    code, _, err = run_cli(capsys, "--model", model_copy, "--prompt", "x", *FAST, "--out", out)
+    assert code == 1 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert errors == [err.strip().splitlines()[-1]]  # one sentence, the last thing said
+    assert "the model produced NaN at step 1: the weights may be damaged" in errors[0]
+    assert list(tmp_path.glob("*.png")) == []

@@ -17,12 +17,14 @@ from app.inference.api.errors import FailureKind, InferenceError
 from app.inference.api.events import (
     Event,
     ImageCancelled,
+    ImageFailed,
     ImageFinished,
     JobCancelled,
     JobFailed,
     JobFinished,
     ModelLoaded,
     ModelLoading,
+    PromptEncoding,
     StepUpdate,
 )
 from app.inference.checkpoints.model_set import locate_model_set
@@ -49,6 +51,7 @@ class _CommandLineJob:
         self.count = count
         self.cancel = cancel
         self.failed: JobFailed | None = None
+        self.images_failed: list[ImageFailed] = []
         self.cancelled = False
         self.line_open = False  # a progress line without its newline is on stderr
         self.stdout_closed = False  # the reader of the JSON lines went away: the job stops, quietly
@@ -78,10 +81,14 @@ class _CommandLineJob:
             )
             if self.plan is not None and not self.args.json:
                 sys.stderr.write(f"loaded {event.model_name}: {self.plan.describe()}\n")
+        elif isinstance(event, PromptEncoding):
+            self._encoding(event)
         elif isinstance(event, StepUpdate):
             self._step(event)
         elif isinstance(event, ImageFinished):
             self._image(event)
+        elif isinstance(event, ImageFailed):
+            self._image_failed(event)
         elif isinstance(event, ImageCancelled):
             self.print_json("image_cancelled", seed=event.seed, index=event.image_index)
         elif isinstance(event, JobFinished):
@@ -92,6 +99,14 @@ class _CommandLineJob:
         elif isinstance(event, JobFailed):
             self.failed = event
             self.print_json("error", message=event.message, kind=event.kind)
+
+    def _encoding(self, e: PromptEncoding) -> None:
+        if self.args.json:
+            self.print_json("encode", prompt=e.prompt, done=e.done, total=e.total)
+        elif e.total > 3:  # a prompt of several 77-token windows takes a while: show that it moves
+            sys.stderr.write(f"\rencoding the {e.prompt} {e.done}/{e.total}")
+            sys.stderr.flush()
+            self.line_open = True
 
     def _step(self, e: StepUpdate) -> None:
         if self.args.json:
@@ -120,6 +135,14 @@ class _CommandLineJob:
         else:
             sys.stderr.write(f"\nsaved {path}\n")
             self.line_open = False
+
+    def _image_failed(self, e: ImageFailed) -> None:
+        """No file for this image (never a black one); the command exits 1 once the others are done."""
+        self.images_failed.append(e)
+        message = e.message if self.count == 1 else f"image {e.image_index + 1} (seed {e.seed}): {e.message}"
+        self.print_json("image_failed", seed=e.seed, index=e.image_index, message=e.message, kind=e.kind)
+        _error(message, self.line_open)
+        self.line_open = False
 
 
 def _error(message: str, line_open: bool = False) -> int:
@@ -172,4 +195,6 @@ def run_generate(args: argparse.Namespace) -> int:
         return closed_stdout()
     if job.failed is not None:
         return _error(job.failed.message, job.line_open)
+    if job.images_failed:
+        return EXIT_ERROR
     return 130 if job.cancelled else 0

@@ -28,15 +28,16 @@ log = logging.getLogger(__name__)
 
 def finished_image_params(event: Any) -> ImageParams:
     """The parameters of an image the engine finished, from the facts its `ImageFinished` event carries (the
-    resolved request, the seed, the model's name and variant, fp8): what the CLI and the window both write.
+    resolved request, the seed, the model's name and variant, fp8, the model hash when the engine knows it): what
+    the CLI and the window both write.
 
-    The model hash is not known here: the gallery computes it in the background, so saving never waits."""
+    Our engine leaves the model hash out: the gallery computes it in the background, so saving never waits."""
     from app import __version__
 
     return ImageParams.from_request(
         event.request, event.seed, variant=getattr(event, "variant", "") or None,
-        model_name=getattr(event, "model_name", "") or None, fp8=bool(getattr(event, "fp8", False)),
-        app_version=__version__,
+        model_name=getattr(event, "model_name", "") or None, model_hash=getattr(event, "model_hash", None) or None,
+        fp8=bool(getattr(event, "fp8", False)), app_version=__version__,
     )  # fmt: skip
 
 

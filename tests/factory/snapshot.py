@@ -42,3 +42,19 @@ def write_snapshot(
     if text_encoders:
         write_text_models(folder, seed=seed)
     return folder
+
+
+def poison_tensor(checkpoint: Path, key: str, value: float = float("nan")) -> Path:
+    """Set the first element of tensor `key` in a safetensors file to `value`: the one damaged weight of a bad
+    download or a broken conversion (NaN by default)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(checkpoint), "pt") as f:
+        metadata = f.metadata()
+    state = load_file(str(checkpoint))
+    tensor = state[key].clone()
+    tensor.view(-1)[0] = value
+    state[key] = tensor
+    save_file(state, str(checkpoint), metadata=metadata)
+    return checkpoint

@@ -53,7 +53,7 @@ def test_events_of_a_job(session, model_set):
     images = [e for e in events if isinstance(e, ImageFinished)]
     assert [(e.image_index, e.seed) for e in images] == [(0, 5), (1, 6)]
     assert images[0].pixels.shape == (48, 32, 3)
-    assert "Seed: 6" in images[1].infotext
+    assert (images[1].model_name, images[1].variant, images[1].fp8) == ("sd3.5_medium", "medium", False)
     assert isinstance(events[-1], JobFinished) and events[-1].images == 2
     # A second job reuses the loaded models: no loading events.
     assert not any(isinstance(e, ModelLoading) for e in fresh.run(model_set, req(steps=1)))

@@ -29,7 +29,6 @@ from app.inference.api.events import (
 )
 from app.inference.api.request import GenerationRequest
 from app.inference.api.session import SessionOptions
-from app.metadata.a1111 import format_infotext
 from app.metadata.png_info import save_png
 from app.ui.generation.worker import EngineBackend
 
@@ -103,18 +102,7 @@ class FakeSession:
                 pixels = np.zeros((request.height, request.width, 3), np.uint8)
                 pixels[..., 0] = seed % 256
                 pixels[..., 1] = 128
-                infotext = format_infotext(
-                    request.prompt,
-                    request.negative,
-                    {
-                        "Steps": request.steps,
-                        "Seed": seed,
-                        "CFG scale": f"{request.cfg:g}",
-                        "Size": f"{request.width}x{request.height}",
-                        "Model": path.name,
-                    },
-                )
-                yield ImageFinished(k, seed, pixels, None, request, infotext)
+                yield ImageFinished(k, seed, pixels, None, request, model_name=path.stem, variant="medium")
                 done += 1
         yield JobFinished(done, time.perf_counter() - started)
 

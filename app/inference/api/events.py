@@ -64,7 +64,6 @@ class ImageFinished:
     pixels: np.ndarray  # (H, W, 3) uint8
     latent: Any  # torch.Tensor (1, 16, H/8, W/8) float32 on the CPU, VAE space (what the decoder received)
     request: GenerationRequest  # resolved: every parameter explicit
-    infotext: str  # A1111-style parameters (leaving the engine: app.metadata builds it from the facts below)
     model_name: str = ""  # the checkpoint's file stem, e.g. "sd3.5_large"
     variant: str = ""  # "large" | "large-turbo" | "medium"
     fp8: bool = False  # the diffusion model ran from fp8-stored weights

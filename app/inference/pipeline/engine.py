@@ -26,7 +26,7 @@ from app.inference.memory.plan import MemoryPlan, choose_plan, probe_machine
 from app.inference.networks.mmdit import MMDiT
 from app.inference.networks.modulation import adaln_modules
 from app.inference.networks.vae import VAE
-from app.inference.text.conditioning import TextConditioning, TextEncoders
+from app.inference.text.conditioning import Progress, TextConditioning, TextEncoders
 from app.inference.text.tokenizer_sources import load_tokenizer, snapshot_tokenizers
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,6 @@ class Engine:
         if self._offloader is not None and self._streamer is None and self.mmdit is not None:
             self._offloader.activate(self.mmdit)
 
-    def encode(self, text: str, mode: str) -> TextConditioning:
+    def encode(self, text: str, mode: str, progress: Progress | None = None) -> TextConditioning:
         with torch.inference_mode():
-            return self.text.encode(text, mode=mode)
+            return self.text.encode(text, mode=mode, progress=progress)

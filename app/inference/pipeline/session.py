@@ -1,18 +1,20 @@
 """The generation session: the one way to run a job, used by the CLI and the UI worker alike.
 
-`GenerationSession.run(model_path, request, cancel)` yields typed events (events.py): model loading, one step
-event per image and step (with a preview), each finished image, then finished / cancelled / failed. Models stay
-loaded between jobs; a failed or cancelled job leaves them ready for the next one.
+A job runs as a sequence of phases (`execute`): load the networks → encode the prompts → prepare guidance
+(the guided denoiser, its schedule, the img2img start) → per batch of seeds: sample (batch.py) → decode →
+report. `run(model, request, cancel)` yields the typed events (app.inference.api.events) as they happen.
+Models stay loaded between jobs; a failed or cancelled job leaves them ready for the next one.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,14 +29,14 @@ from app.inference.api.errors import (
 )
 from app.inference.api.events import (
     Event,
-    ImageCancelled,
+    ImageFailed,
     ImageFinished,
     JobCancelled,
     JobFailed,
     JobFinished,
     ModelLoaded,
     ModelLoading,
-    StepUpdate,
+    PromptEncoding,
 )
 from app.inference.api.request import GenerationRequest
 from app.inference.api.session import SessionOptions
@@ -43,25 +45,36 @@ from app.inference.checkpoints.taesd_loading import find_taesd3_decoder, load_ta
 from app.inference.memory.oom import is_out_of_memory
 from app.inference.memory.vae_decode import decode_fitting
 from app.inference.networks.vae import image_to_tensor, process_in, process_out, tensor_to_uint8
+from app.inference.pipeline.batch import Batch, BatchRunner, Sampling, non_finite_message
 from app.inference.pipeline.engine import Engine
 from app.inference.sampling.guidance import GuidanceConfig, GuidedDenoiser
-from app.inference.sampling.preview import LinearPreview, PreviewBudget, PreviewDecoder, TaesdPreview
-from app.inference.sampling.samplers import SAMPLERS, ancestral_noise_sampler, make_noise
+from app.inference.sampling.preview import LinearPreview, PreviewDecoder, TaesdPreview
 from app.inference.sampling.schedules import img2img_sigmas, make_sigmas
-from app.metadata.png_info import a1111_infotext
+from app.inference.text.conditioning import TextConditioning
 
 log = logging.getLogger(__name__)
 
 LOAD_STAGES = ("text encoders", "diffusion model", "VAE")
 
 
-@dataclass
-class _Batch:
-    """Images sampled together: indices into the job, their seeds, and which are still wanted."""
+@dataclass(frozen=True, slots=True)
+class Prompts:
+    """The job's text conditioning, encoded once whatever the number of images."""
 
-    indices: list[int]
-    seeds: list[int]
-    active: list[bool] = field(default_factory=list)
+    cond: TextConditioning
+    uncond: TextConditioning | None  # None when guidance needs no negative (cfg 1)
+
+
+class _JobReport:
+    """The job's event sink: passes every event on and counts the finished images."""
+
+    def __init__(self, emit: Callable[[Event], None]) -> None:
+        self.emit = emit
+        self.finished = 0
+
+    def __call__(self, event: Event) -> None:
+        self.finished += isinstance(event, ImageFinished)
+        self.emit(event)
 
 
 class GenerationSession:
@@ -132,21 +145,21 @@ class GenerationSession:
     ) -> None:
         """Run the job on the calling thread, reporting through `emit`. Never raises for a failed job."""
         started = time.perf_counter()
-        finished = 0
+        report = _JobReport(emit)
         try:
             model_set = model if isinstance(model, ModelSet) else self._locate(Path(model), variant)
             req = request.resolved(model_set.variant, model_set.mmdit_config)
-            self._load(model_set, req.use_t5, emit)
-
-            def counting_emit(event: Event) -> None:
-                nonlocal finished
-                finished += isinstance(event, ImageFinished)
-                emit(event)
-
-            self._generate(model_set, req, cancel, counting_emit)
-            emit(JobFinished(finished, time.perf_counter() - started))
+            guidance = GuidanceConfig.from_request(req)
+            self._load(model_set, req.use_t5, report)
+            prompts = self._encode_prompts(req, guidance, cancel, report)
+            sampling = self._prepare_guidance(req, guidance, prompts)
+            preview = self._preview_decoder(model_set)
+            for batch in self._batches(req):
+                latents = BatchRunner(sampling, batch, cancel, report, preview, self.preview_every).run()
+                self._decode_and_report(latents, batch, req, model_set, cancel, report)
+            emit(JobFinished(report.finished, time.perf_counter() - started))
         except GenerationCancelled:
-            emit(JobCancelled(finished))
+            emit(JobCancelled(report.finished))
         except InferenceError as exc:
             emit(JobFailed(str(exc), failure_kind(exc)))
         except OSError as exc:  # e.g. a full disk while the consumer saves an image
@@ -159,7 +172,7 @@ class GenerationSession:
                 log.exception("job failed")
                 emit(JobFailed(f"internal error: {exc.__class__.__name__}: {exc}", FailureKind.INTERNAL))
 
-    # ----------------------------------------------------------------------------------------------- loading
+    # ----------------------------------------------------------------------------------------------- 1. load
 
     def _locate(self, path: Path, variant: str | None) -> ModelSet:
         key = (path.expanduser().resolve(), variant)
@@ -171,14 +184,12 @@ class GenerationSession:
         if self.engine.is_loaded(model_set, use_t5):
             return
         started = time.perf_counter()
-        stage_index = 0
-
-        def on_stage(name: str) -> None:
-            nonlocal stage_index
-            stage_index += 1
-            emit(ModelLoading(name, stage_index, len(LOAD_STAGES)))
-
-        self.engine.load(model_set, use_t5=use_t5, on_stage=on_stage)
+        stage = itertools.count(1)
+        self.engine.load(
+            model_set,
+            use_t5=use_t5,
+            on_stage=lambda name: emit(ModelLoading(name, next(stage), len(LOAD_STAGES))),
+        )
         plan = self.engine.plan.describe() if self.engine.plan is not None else ""
         emit(ModelLoaded(model_set.variant, model_set.name, time.perf_counter() - started, plan))
 
@@ -201,24 +212,40 @@ class GenerationSession:
         self._preview, self._preview_key = decoder, key
         return decoder
 
-    # ----------------------------------------------------------------------------------------------- sampling
+    # ----------------------------------------------------------------------------------------------- 2. encode
 
-    def _encode(self, text: str, mode: str):
+    def _encode_prompts(
+        self,
+        req: GenerationRequest,
+        guidance: GuidanceConfig,
+        cancel: CancelToken,
+        emit: Callable[[Event], None],
+    ) -> Prompts:
+        """Once per job, whatever the number of images; the negative only when guidance uses it."""
+        cond = self._encode(req.prompt, req.text_mode, "prompt", cancel, emit)
+        uncond = None
+        if guidance.uses_uncond:
+            uncond = self._encode(req.negative, req.text_mode, "negative prompt", cancel, emit)
+        return Prompts(cond, uncond)
+
+    def _encode(
+        self, text: str, mode: str, label: str, cancel: CancelToken, emit: Callable[[Event], None]
+    ) -> TextConditioning:
         self.encode_calls += 1
-        return self.engine.encode(text, mode)
 
-    def _generate(
-        self, model_set: ModelSet, req: GenerationRequest, cancel: CancelToken, emit: Callable[[Event], None]
-    ) -> None:
+        def progress(done: int, total: int) -> None:  # after each window: a long prompt can be cancelled
+            cancel.raise_if_cancelled()
+            emit(PromptEncoding(label, done, total))
+
+        return self.engine.encode(text, mode, progress=progress)
+
+    # ----------------------------------------------------------------------------------------------- 3. guidance
+
+    def _prepare_guidance(
+        self, req: GenerationRequest, guidance: GuidanceConfig, prompts: Prompts
+    ) -> Sampling:
+        """The guided denoiser over the job's schedule, and where sampling starts (noise, or img2img's image)."""
         engine = self.engine
-        guidance = GuidanceConfig(
-            cfg=req.cfg, steps=req.steps, shift=req.shift, slg_layers=req.slg_layers, slg_scale=req.slg_scale,
-            slg_start=req.slg_start, slg_end=req.slg_end, negative_until=req.negative_until,
-        )  # fmt: skip
-        cond = self._encode(req.prompt, req.text_mode)  # once per job, whatever the number of images
-        uncond = self._encode(req.negative, req.text_mode) if guidance.uses_uncond else None
-        preview = self._preview_decoder(model_set)
-
         sigmas = make_sigmas(req.scheduler, req.steps, req.shift)
         init_latent = None
         if req.init_image is not None:
@@ -226,15 +253,13 @@ class GenerationSession:
             sigmas = img2img_sigmas(sigmas, req.denoise)
         # Per-job constants (text tokens, every step's adaLN modulation) are computed where the MMDiT runs.
         engine.prepare_mmdit()
-        denoiser = GuidedDenoiser(engine.mmdit, cond, uncond, guidance, sigmas, precompute=self.precompute)
+        denoiser = GuidedDenoiser(
+            engine.mmdit, prompts.cond, prompts.uncond, guidance, sigmas, precompute=self.precompute
+        )
         latent_shape = (1, engine.mmdit.cfg.in_channels, req.height // 8, req.width // 8)
-
-        batch_size = self.batch_size or (1 if engine.device.type == "cpu" else 4)
-        for first in range(0, req.count, batch_size):
-            indices = list(range(first, min(first + batch_size, req.count)))
-            batch = _Batch(indices, [req.seed + k for k in indices], [True] * len(indices))
-            self._sample_batch(model_set, req, batch, denoiser, sigmas, latent_shape, init_latent, preview,
-                               cancel, emit)  # fmt: skip
+        return Sampling(
+            denoiser, sigmas, req.sampler, latent_shape, init_latent, engine.device, self._precision()
+        )
 
     def _encode_init_image(self, path: Path, width: int, height: int) -> torch.Tensor:
         from PIL import Image, UnidentifiedImageError
@@ -247,86 +272,46 @@ class GenerationSession:
         with torch.inference_mode():
             return process_in(self.engine.vae.encode(image)).cpu()  # model space, float32
 
-    def _sample_batch(
-        self, model_set, req, batch, denoiser, sigmas, latent_shape, init_latent, preview, cancel, emit
+    def _precision(self) -> str:
+        plan = self.engine.plan
+        if plan is None:
+            return self.engine.dtype_name
+        return plan.compute_dtype + (" with fp8 weights" if plan.mmdit_fp8 else "")
+
+    # ----------------------------------------------------------------------------------------------- 4. sample
+
+    def _batches(self, req: GenerationRequest) -> Iterator[Batch]:
+        size = self.batch_size or (1 if self.engine.device.type == "cpu" else 4)
+        for first in range(0, req.count, size):
+            yield Batch.of(first, min(size, req.count - first), req.seed)
+
+    # ------------------------------------------------------------------------------------ 5-6. decode, report
+
+    def _decode_and_report(
+        self,
+        latents: torch.Tensor,
+        batch: Batch,
+        req: GenerationRequest,
+        model_set: ModelSet,
+        cancel: CancelToken,
+        emit: Callable[[Event], None],
     ) -> None:
-        device = self.engine.device
-        # (B, 16, h, w): each image's noise drawn on the CPU from its own seed, then moved
-        noise = torch.cat([make_noise(seed, latent_shape) for seed in batch.seeds]).to(device)
-        sigma0 = float(sigmas[0])
-        x = noise if init_latent is None else sigma0 * noise + (1.0 - sigma0) * init_latent.to(device)
-        n_steps = len(sigmas) - 1
-        budget = PreviewBudget(every=self.preview_every)
-        started = time.perf_counter()
-        last = started
-
-        def drop_cancelled_images() -> None:
-            for j, (k, seed) in enumerate(zip(batch.indices, batch.seeds, strict=True)):
-                if batch.active[j] and cancel.image_cancelled(k):
-                    batch.active[j] = False
-                    emit(ImageCancelled(k, seed))
-            if not any(batch.active):
-                raise _BatchDone()
-
-        def active_denoiser(x: torch.Tensor, sigma: torch.Tensor, i: int) -> torch.Tensor:
-            # A cancelled image leaves the batch before the next network call: only wanted images are computed.
-            cancel.raise_if_cancelled()
-            drop_cancelled_images()
-            keep = [j for j, a in enumerate(batch.active) if a]
-            if len(keep) == len(batch.active):
-                return denoiser(x, sigma, i)
-            out = x.clone()  # D = x holds a dropped image still; it is never decoded
-            out[keep] = denoiser(x[keep], sigma, i)
-            return out
-
-        def on_step(i: int, denoised: torch.Tensor) -> None:
-            nonlocal last
-            cancel.raise_if_cancelled()
-            now = time.perf_counter()
-            budget.add_step_time(now - last)
-            images = None
-            if preview is not None and budget.should_decode(i):
-                t0 = time.perf_counter()
-                images = preview(denoised)
-                budget.record(time.perf_counter() - t0)
-            elapsed = time.perf_counter() - started
-            rate = (i + 1) / elapsed if elapsed > 0 else 0.0
-            eta = (n_steps - i - 1) / rate if rate > 0 else None
-            for j, (k, seed) in enumerate(zip(batch.indices, batch.seeds, strict=True)):
-                if batch.active[j]:
-                    emit(StepUpdate(k, seed, i + 1, n_steps, float(sigmas[i]), elapsed, rate, eta,
-                                    None if images is None else images[j]))  # fmt: skip
-            last = time.perf_counter()
-
-        extra = {}
-        if req.sampler == "euler_ancestral":
-            draws = [ancestral_noise_sampler(seed, latent_shape) for seed in batch.seeds]
-            extra["noise"] = lambda: torch.cat([draw() for draw in draws]).to(device)
-        try:
+        """Decode each image still in the batch and report it: pixels and the facts of how they were made."""
+        fp8 = self.engine.plan is not None and self.engine.plan.mmdit_fp8
+        for row, index, seed in batch.live():
             with torch.inference_mode():
-                x = SAMPLERS[req.sampler](active_denoiser, x, denoiser.sigmas, on_step=on_step, **extra)
-        except _BatchDone:
-            return
-        cancel.raise_if_cancelled()
-        try:
-            drop_cancelled_images()
-        except _BatchDone:
-            return
-        for j, (k, seed) in enumerate(zip(batch.indices, batch.seeds, strict=True)):
-            if not batch.active[j]:
-                continue
-            with torch.inference_mode():
-                latent = process_out(x[j : j + 1]).float()
-                image, _tiling = decode_fitting(self.engine.vae, latent)
-                pixels = tensor_to_uint8(image)[0]
-            fp8 = self.engine.plan is not None and self.engine.plan.mmdit_fp8
-            emit(ImageFinished(k, seed, pixels, latent.cpu(), req, build_infotext(req, seed, model_set.name),
-                               model_set.name, model_set.variant, fp8))  # fmt: skip
+                latent = process_out(latents[row : row + 1]).float()  # (1, 16, h, w) VAE space
+                image, _tiling = decode_fitting(self.engine.vae, latent)  # (1, 3, H, W) in [-1, 1]
+                finite = bool(torch.isfinite(image).all())
+                pixels = tensor_to_uint8(image)[0] if finite else None
+            if pixels is None:
+                what, when = "the VAE produced NaN or infinite values", "while decoding"
+                message = non_finite_message(what, when, self._precision())
+                emit(ImageFailed(index, seed, message, FailureKind.NON_FINITE))
+            else:
+                emit(ImageFinished(index, seed, pixels, latent.cpu(), req, model_name=model_set.name,
+                                   variant=model_set.variant, fp8=fp8, noise_device="cpu"))  # fmt: skip
             cancel.raise_if_cancelled()
-
-
-class _BatchDone(Exception):
-    pass
 
 
 def _memory_advice() -> str:
@@ -334,10 +319,3 @@ def _memory_advice() -> str:
         "out of memory. Lower the image size or the number of images, switch T5 off, choose bfloat16 "
         "precision, or pick a memory-saving plan (fp8 or low-vram)"
     )
-
-
-def build_infotext(req: GenerationRequest, seed: int, model_name: str) -> str:
-    """A1111-style parameters of one image (the gallery adds the model hash once it is computed)."""
-    from app import __version__
-
-    return a1111_infotext(req, seed, model_name, version=f"SD3.5 Studio {__version__}")

@@ -17,6 +17,7 @@ from app.inference.networks.modulation import ModulationTable, timestep_value
 from app.inference.sampling.schedules import percent_to_sigma
 
 if TYPE_CHECKING:
+    from app.inference.api.request import GenerationRequest
     from app.inference.text.conditioning import TextConditioning
 
 
@@ -30,6 +31,14 @@ class GuidanceConfig:
     slg_start: float = 0.01
     slg_end: float = 0.20
     negative_until: float | None = None  # ComfyUI's SD3 negative window; None = negative for every step
+
+    @classmethod
+    def from_request(cls, req: GenerationRequest) -> GuidanceConfig:
+        """The one place a request becomes guidance (`req` resolved: every field set)."""
+        return cls(
+            cfg=req.cfg, steps=req.steps, shift=req.shift, slg_layers=req.slg_layers, slg_scale=req.slg_scale,
+            slg_start=req.slg_start, slg_end=req.slg_end, negative_until=req.negative_until,
+        )  # fmt: skip
 
     @property
     def uses_uncond(self) -> bool:

@@ -10,7 +10,7 @@ checkpoints/text_encoder_loading.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +27,23 @@ log = logging.getLogger(__name__)
 class TextConditioning:
     context: torch.Tensor  # (1, L, context_width) float32, on the CPU
     pooled: torch.Tensor  # (1, pooled_width) float32, on the CPU
+
+
+Progress = Callable[[int, int], None]  # (units encoded so far, of total); may raise to cancel the encoding
+
+
+class _Tally:
+    """Counts encoded units (one per CLIP window and tower, one for T5) and reports each to `progress`."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total = total
+        self.done = 0
+        self.progress = progress
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def apply_prompt_weights(z: torch.Tensor, z_empty: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
@@ -79,6 +96,7 @@ class TextEncoders:
         windows: Sequence[Sequence[int]],
         weights: Sequence[Sequence[float]],
         empty: SpecialIds,
+        tally: _Tally,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode each 77-token window on its own, concatenate along the sequence; pooled from window 0."""
         features: list[torch.Tensor] = []
@@ -92,25 +110,34 @@ class TextEncoders:
                     z_empty, _ = enc.encode(empty.empty(len(ids)))
                 z = apply_prompt_weights(z, z_empty, w)
             features.append(z)
+            tally.tick()
         if pooled is None:
             raise InvalidRequestError("nothing to encode: no CLIP window")  # the tokenizer always gives one
         return torch.cat(features, dim=1).cpu(), pooled.cpu()
 
-    def encode(self, text: str, mode: TextMode = "full", *, use_t5: bool = True) -> TextConditioning:
-        """Prompt -> conditioning: context (1, 77k + L_t5, width), pooled (1, L + G pooled widths)."""
+    def encode(
+        self, text: str, mode: TextMode = "full", *, use_t5: bool = True, progress: Progress | None = None
+    ) -> TextConditioning:
+        """Prompt -> conditioning: context (1, 77k + L_t5, width), pooled (1, L + G pooled widths).
+
+        `progress(done, total)` is called after each CLIP window of each tower and after T5 (a 5000-word prompt
+        is about 160 windows); an exception it raises (a cancel) stops the encoding there."""
         tokens = self.tokenizer.tokenize(text, mode)
         tok = self.tokenizer
-        l_out, l_pool = self._clip(self.clip_l, tokens.clip_l, tokens.clip_weights, tok.clip_l_ids)
-        g_out, g_pool = self._clip(self.clip_g, tokens.clip_g, tokens.clip_weights, tok.clip_g_ids)
+        with_t5 = self.t5 is not None and use_t5 and tok.t5_ids is not None
+        tally = _Tally(len(tokens.clip_l) + len(tokens.clip_g) + with_t5, progress)
+        l_out, l_pool = self._clip(self.clip_l, tokens.clip_l, tokens.clip_weights, tok.clip_l_ids, tally)
+        g_out, g_pool = self._clip(self.clip_g, tokens.clip_g, tokens.clip_weights, tok.clip_g_ids, tally)
         n = min(l_out.shape[1], g_out.shape[1])
         lg = torch.cat([l_out[:, :n], g_out[:, :n]], dim=-1)  # (1, 77k, L + G): L first
         lg = F.pad(lg, (0, self.context_width - lg.shape[-1]))  # (1, 77k, width): zero columns
-        if self.t5 is not None and use_t5 and tok.t5_ids is not None:
+        if with_t5:
             t5_out = self.t5.encode(tokens.t5)  # (1, max(77, n + 1), width)
             if tokens.t5_weighted:
                 t5_empty = self.t5.encode(tok.t5_ids.empty(len(tokens.t5)))
                 t5_out = apply_prompt_weights(t5_out, t5_empty, tokens.t5_weights)
             t5_out = t5_out.cpu()
+            tally.tick()
         else:
             t5_out = torch.zeros(1, T5_MIN_LENGTH, self.context_width)  # DECISIONS row 7: a zero T5 block
         context = torch.cat([lg, t5_out], dim=1)  # (1, 77k + L_t5, width)

@@ -77,6 +77,7 @@ class GenerationController(QObject):
     image_finished = Signal(object)  # ImageResult
     image_cancelled = Signal(int, int)
     model_loading = Signal(int, str, int, int)
+    prompt_encoding = Signal(int, str, int, int)  # job id, "prompt" | "negative prompt", done, total
     model_loaded = Signal(int, str, float, str)
     device_described = Signal(str)
     engine_prepared = Signal()  # the engine's modules are imported: other threads may now load tokenizers
@@ -106,6 +107,7 @@ class GenerationController(QObject):
         self._worker.image_finished.connect(self.image_finished)
         self._worker.image_cancelled.connect(self.image_cancelled)
         self._worker.model_loading.connect(self.model_loading)
+        self._worker.prompt_encoding.connect(self.prompt_encoding)
         self._worker.model_loaded.connect(self.model_loaded)
         self._worker.device_described.connect(self.device_described)
         self._worker.engine_prepared.connect(self.engine_prepared)

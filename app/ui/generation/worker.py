@@ -16,13 +16,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from app.inference.api.cancel import CancelToken
 from app.inference.api.errors import FailureKind
+from app.inference.api.events import ImageFailed, ImageFinished
 from app.inference.api.session import Session, SessionFactory, SessionOptions
 from app.metadata.file_names import ImageNamer
 from app.ui.canvas.image_arrays import array_to_qimage
@@ -90,6 +91,7 @@ class InferenceWorker(QObject):
     job_started = Signal(int)
     model_loading = Signal(int, str, int, int)  # job id, component, index (1-based), total
     model_loaded = Signal(int, str, float, str)  # job id, model name, seconds, memory plan in words
+    prompt_encoding = Signal(int, str, int, int)  # job id, "prompt" | "negative prompt", done, total
     step_completed = Signal(object)  # StepInfo
     image_finished = Signal(object)  # ImageResult
     image_cancelled = Signal(int, int)  # job id, image index
@@ -171,6 +173,7 @@ class InferenceWorker(QObject):
         self.job_started.emit(job.job_id)
         outcome: JobOutcome | None = None
         finished = 0
+        failures: list[ImageFailed] = []
         try:
             backend = self._ensure_backend()
             from app.gallery.frame_recorder import JobFrameRecorder  # numpy and Pillow: worker thread only
@@ -186,6 +189,8 @@ class InferenceWorker(QObject):
                 result = self._dispatch(job, event)
                 if isinstance(result, ImageResult):
                     finished += 1
+                elif isinstance(result, ImageFailed):
+                    failures.append(result)
                 elif isinstance(result, JobOutcome):
                     outcome = result
         except MemoryError:
@@ -223,6 +228,8 @@ class InferenceWorker(QObject):
                 "The engine stopped without finishing the job; try again.",
                 FailureKind.INTERNAL,
             )
+        if failures and outcome.status is JobStatus.FINISHED:
+            outcome = _failed_images_outcome(outcome, failures, finished, job.request.count)
         self.job_ended.emit(outcome)
 
     # ------------------------------------------------------------------------------ internals
@@ -248,7 +255,7 @@ class InferenceWorker(QObject):
         self._session_options = options
         return self._session
 
-    def _dispatch(self, job: QueuedJob, event: Any) -> ImageResult | JobOutcome | None:
+    def _dispatch(self, job: QueuedJob, event: Any) -> ImageResult | ImageFailed | JobOutcome | None:
         from app.inference.api import events as ev  # already imported by the session; worker thread
 
         jid = job.job_id
@@ -277,7 +284,16 @@ class InferenceWorker(QObject):
         elif isinstance(event, ev.ModelLoading):
             self.model_loading.emit(jid, event.component, event.index, event.total)
         elif isinstance(event, ev.ModelLoaded):
-            self.model_loaded.emit(jid, event.model_name, event.seconds, getattr(event, "plan", "") or "")
+            self.model_loaded.emit(jid, event.model_name, event.seconds, event.plan)
+        elif isinstance(event, ev.PromptEncoding):
+            self.prompt_encoding.emit(jid, event.prompt, event.done, event.total)
+        elif isinstance(event, ev.ImageFailed):
+            log.warning(
+                "job %d image %d (seed %d) failed: %s", jid, event.image_index, event.seed, event.message
+            )
+            if self._frames is not None:
+                self._frames.discard(event.image_index)
+            return event
         elif isinstance(event, ev.ImageCancelled):
             if self._frames is not None:
                 self._frames.discard(event.image_index)
@@ -292,7 +308,7 @@ class InferenceWorker(QObject):
             log.warning("ignoring an unknown engine event %r", type(event).__name__)
         return None
 
-    def _save(self, job: QueuedJob, event: Any, frames: StepFrames | None = None) -> ImageResult:
+    def _save(self, job: QueuedJob, event: ImageFinished, frames: StepFrames | None = None) -> ImageResult:
         image = array_to_qimage(event.pixels)
         thumbnail = image.scaled(
             THUMBNAIL_SIZE,
@@ -317,3 +333,18 @@ class InferenceWorker(QObject):
                 job.job_id, event.image_index, event.seed, image, params, None, thumbnail,
                 save_error=message, step_frames=frames,
             )  # fmt: skip
+
+
+def _failed_images_outcome(
+    outcome: JobOutcome, failures: list[ImageFailed], finished: int, count: int
+) -> JobOutcome:
+    """A job that ran to its end with images that could not be made (NaN, ...) is reported as failed, with
+    the first image's sentence; the images that were made are already saved and shown."""
+    first = failures[0]
+    message = first.message
+    if count > 1:
+        failed = (
+            f"{len(failures)} of {count} images" if len(failures) > 1 else f"image {first.image_index + 1}"
+        )
+        message = f"{failed} failed (seed {first.seed}): {message}"
+    return replace(outcome, status=JobStatus.FAILED, images=finished, message=message, kind=first.kind)

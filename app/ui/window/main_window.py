@@ -266,6 +266,9 @@ class MainWindow(QMainWindow):
         c.busy_changed.connect(self.scrubber.set_generating)
         c.queue_changed.connect(self._update_buttons)
         c.model_loading.connect(lambda _j, name, i, n: self.progress.show_busy(f"Loading {name} ({i}/{n})…"))
+        c.prompt_encoding.connect(
+            lambda _j, which, i, n: self.progress.show_busy(f"Encoding {which} {i}/{n}…")
+        )
         c.model_loaded.connect(self._on_controller_model_loaded)
         c.device_described.connect(lambda text: self.device_label.setText(f"Device: {text}"))
         c.engine_prepared.connect(self.token_counter.set_ready)
