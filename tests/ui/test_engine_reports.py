@@ -37,12 +37,10 @@ def test_the_status_shows_prompt_encoding_progress(qtbot, make_window):
     wait_until_ready(qtbot, window)
     shown = []
     window.controller.prompt_encoding.connect(lambda *_: shown.append(window.progress.label.text()))
-    with qtbot.waitSignal(
-        window.commands.token_counter.counted, timeout=60000
-    ):  # its thread ends with the test
+    with qtbot.waitSignal(window.token_counter.counted, timeout=60000):  # its thread ends with the test
         window.state.update(prompt="a long prompt", steps=2)
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
-        window.commands.generate()
+        window.commands.generate.generate()
     assert shown == [f"Encoding prompt {k}/5…" for k in range(1, 6)]
 
 
@@ -55,7 +53,7 @@ def test_an_image_that_came_out_nan_fails_the_job_with_its_sentence(qtbot, make_
     window.controller.image_finished.connect(finished.append)
     window.state.update(prompt="x", steps=2, count=3)
     with qtbot.waitSignal(window.controller.job_ended, timeout=10000) as ended:
-        window.commands.generate()
+        window.commands.generate.generate()
     outcome = ended.args[1]
     assert outcome.status is JobStatus.FAILED and outcome.kind is FailureKind.NON_FINITE
     assert [r.image_index for r in finished] == [0, 2] and outcome.images == 2
