@@ -15,15 +15,11 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
 from app.metadata.file_modes import make_shareable
-
-if TYPE_CHECKING:
-    from app.inference.api.request import GenerationRequest
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +33,6 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 class DiskFullError(OSError):
     """The image could not be written: the disk (or the user's quota) is full. Nothing was left behind."""
-
-
-def a1111_infotext(
-    request: GenerationRequest,
-    seed: int,
-    model_name: str | None,
-    model_hash: str | None = None,
-    *,
-    fp8: bool = False,
-    version: str | None = None,
-) -> str:
-    """Only for the engine's `ImageFinished.infotext`, which no writer reads any more (it is being removed):
-    the same text `app.metadata.a1111.infotext_of` gives for these parameters."""
-    from app.metadata.a1111 import infotext_of
-    from app.metadata.params import ImageParams
-
-    app_version = (version or "").removeprefix("SD3.5 Studio").strip() or None
-    params = ImageParams.from_request(
-        request, seed, variant=None, model_name=model_name, model_hash=model_hash, fp8=fp8,
-        app_version=app_version,
-    )  # fmt: skip
-    return infotext_of(params)
 
 
 def png_info(

@@ -97,7 +97,7 @@ def test_a_model_with_nan_weights_fails_each_image_with_a_sentence(tmp_path):
 def test_nan_at_step_three_fails_only_that_image_of_the_batch(session, model_set, monkeypatch):
     list(session.run(model_set, req(steps=1)))  # load
     mmdit = session.engine.mmdit
-    original = mmdit.forward
+    original = mmdit.forward_prepared  # the job's path through the network
     calls = {"n": 0}
 
     def nan_in_row_0_at_step_3(x, *args, **kwargs):
@@ -108,9 +108,9 @@ def test_nan_at_step_three_fails_only_that_image_of_the_batch(session, model_set
             out[0] = float("nan")  # image 0's conditional half
         return out
 
-    monkeypatch.setattr(mmdit, "forward", nan_in_row_0_at_step_3)
+    monkeypatch.setattr(mmdit, "forward_prepared", nan_in_row_0_at_step_3)
     events = list(session.run(model_set, req(count=2, steps=5)))
-    monkeypatch.setattr(mmdit, "forward", original)
+    monkeypatch.setattr(mmdit, "forward_prepared", original)
     (failed,) = [e for e in events if isinstance(e, ImageFailed)]
     assert (failed.image_index, failed.kind) == (0, FailureKind.NON_FINITE)
     assert failed.message.startswith("the model produced NaN at step 3:")

@@ -2,7 +2,7 @@
 
 It yields the real event types of `app.inference.api.events` with small previews and sleeps `step_seconds` per
 step, checks the real cancel token at every step like the real session, and fails like the real one on a model
-path whose name contains "broken". tests/inference/test_session_protocol.py checks that it keeps the shape.
+path whose name contains "broken". tests/test_contracts.py checks that it keeps the shape.
 """
 
 from __future__ import annotations
