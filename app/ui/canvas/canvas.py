@@ -12,6 +12,8 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPixmap, QWheelEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
 
+from app.ui.elided_label import ElidedLabel
+
 log = logging.getLogger(__name__)
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 16.0
@@ -187,7 +189,7 @@ class JobProgressBar(QFrame):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 5, 10, 6)
         layout.setSpacing(10)
-        self.label = QLabel("Ready", self)
+        self.label = ElidedLabel("Ready", self)  # may name a file: elided, never widens the window
         self.label.setObjectName("progressLabel")
         self.bar = QProgressBar(self)
         self.bar.setTextVisible(False)

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.gallery.db import ImageRecord
 from app.gallery.labels import differing_fields, differing_labels
+from app.ui.elided_label import ElidedLabel
 from app.ui.gallery.compare_tile import CompareTile
 from app.ui.gallery.compare_wipe import WipeView
 
@@ -50,7 +51,7 @@ class CompareView(QWidget):
         self.picked: set[int] = set()
         self._syncing = False
         self.back = QPushButton("← Gallery")
-        self.title = QLabel()
+        self.title = ElidedLabel()
         self._fit_mode = True  # keep fitting on resize until the user zooms or pans
         self.grid_button = QPushButton("Grid", checkable=True, checked=True)
         self.wipe_button = QPushButton("A/B wipe", checkable=True)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.inference.api.request import MAX_SEED
+from app.ui.elided_label import ElidedLabel
 from app.ui.gallery.hookup import GalleryHookup
 from app.ui.generation.jobs import ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
 from app.ui.tools.context import ToolContext
@@ -93,9 +94,9 @@ class SeedTile(QFrame):
         self._aspect = aspect
         self.seed_label = QLabel(f"<b>seed {seed}</b>", self)
         self.seed_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.status = QLabel("waiting", self)
+        self.status = ElidedLabel("waiting", self)  # takes the room left; elides rather than widen the grid
+        self.status.setObjectName("seedTileStatus")
         self.status.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.status.setStyleSheet("color: palette(mid);")
         self.picture = _Picture(self)
         self.picture.placeholder = "waiting for its turn"
         self.picture.set_image(None, aspect)
@@ -103,14 +104,12 @@ class SeedTile(QFrame):
         self.stop_button.setToolTip("Stop this seed only; the others go on")
         self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(lambda: self.stop_requested.emit(self.index))
-        self.status.setMinimumWidth(self.status.fontMetrics().horizontalAdvance("stopping… 000/000"))
         header = QWidget(self)
         header.setFixedHeight(self.stop_button.sizeHint().height())  # one height with or without Stop
         top = QHBoxLayout(header)
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.seed_label)
-        top.addStretch(1)
-        top.addWidget(self.status)
+        top.addWidget(self.status, 1)
         top.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -178,15 +177,14 @@ class SeedComparePage(QWidget):
         self.running = False
         self._following = False  # bring this page back to the front when the canvas takes it away
 
-        self.title = QLabel("Compare seeds", self)
+        self.title = ElidedLabel("Compare seeds", self)  # the prompt: elided, never widens the window
         self.title.setObjectName("seedCompareTitle")
-        self.title.setTextFormat(Qt.TextFormat.PlainText)
         font = self.title.font()
         font.setBold(True)
         font.setPointSizeF(font.pointSizeF() * 1.15)
         self.title.setFont(font)
-        self.summary = QLabel("", self)
-        self.summary.setStyleSheet("color: palette(mid);")
+        self.summary = ElidedLabel("", self)
+        self.summary.setObjectName("seedCompareSummary")
         self.stop_all_button = QPushButton("Stop all", self)
         self.stop_all_button.setToolTip("Stop the whole job")
         self.stop_all_button.clicked.connect(self._on_stop_all_button_clicked)
@@ -196,15 +194,17 @@ class SeedComparePage(QWidget):
         self.compare_button.clicked.connect(self.open_in_compare)
         self.back_button = QPushButton("Back to canvas", self)
         self.back_button.clicked.connect(self._on_back_button_clicked)
-        header = QHBoxLayout()
+        # Two rows: the prompt and summary get the page's whole width (elided), the buttons their own row.
+        header = QVBoxLayout()
         header.setContentsMargins(12, 8, 12, 4)
-        titles = QVBoxLayout()
-        titles.setSpacing(0)
-        titles.addWidget(self.title)
-        titles.addWidget(self.summary)
-        header.addLayout(titles, 1)
+        header.setSpacing(2)
+        header.addWidget(self.title)
+        header.addWidget(self.summary)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
         for button in (self.stop_all_button, self.compare_button, self.back_button):
-            header.addWidget(button)
+            buttons.addWidget(button)
+        header.addLayout(buttons)
         self.grid_host = QWidget(self)
         self._layout = layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -258,8 +258,7 @@ class SeedComparePage(QWidget):
             grid.setRowStretch(row, 1)
         for col in range(grid.columnCount()):
             grid.setColumnStretch(col, 1)
-        prompt = " ".join(r.prompt.split())
-        self.title.setText(prompt if len(prompt) <= 90 else prompt[:89] + "…")
+        self.title.setText(r.prompt)
         self.summary.setText(
             f"{r.count} seeds from {r.seed} · {r.steps} steps · CFG {r.cfg:g} · {r.width}×{r.height}"
             + (" · waiting in the queue" if self._controller.is_busy else "")

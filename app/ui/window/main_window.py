@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -32,6 +33,7 @@ from app.inference.api.errors import FailureKind
 from app.ui.canvas.canvas import CanvasView, JobProgressBar
 from app.ui.canvas.shown_image import ShownImage
 from app.ui.canvas.step_scrubber import StepScrubber
+from app.ui.elided_label import ElidedLabel
 from app.ui.form.form_state import GenerationFormState
 from app.ui.form.generation_panel import GenerationPanel
 from app.ui.form.model_library import ModelSetInfo, inspect_path, scan
@@ -248,7 +250,10 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.device_label = QLabel("Device: detecting…")
-        self.model_label = QLabel("Model: not loaded")
+        self.model_label = ElidedLabel("Model: not loaded")  # model names can be long: elided
+        self.model_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.model_label.setMinimumWidth(120)
+        self.model_label.setMaximumWidth(360)
         self.memory_label = QLabel("")
         self.last_job_label = QLabel("Last job: –")
         for label in (self.device_label, self.model_label, self.memory_label, self.last_job_label):
