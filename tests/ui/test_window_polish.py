@@ -1,5 +1,7 @@
 """Window polish: long texts elide instead of widening the window, compare in the centre, fresh messages."""
 
+from PySide6.QtCore import QItemSelectionModel, Qt
+
 from tests.ui.conftest import wait_until_ready
 
 LONG_PROMPT = ("a very long prompt about a red fox in a snowy forest at dawn with mist " * 5)[:300]
@@ -50,3 +52,29 @@ def test_an_oversized_saved_geometry_comes_back_fitted_to_the_screen(qtbot, make
     assert again.height() <= max(room.height(), again.minimumSizeHint().height()) < 1900
     assert again.x() >= room.left() and again.y() >= room.top()
     settle(qtbot, again)
+
+
+def test_gallery_compare_opens_in_the_centre_and_back_returns_to_the_canvas(qtbot, make_window):
+
+    window = ready_window(qtbot, make_window)
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
+        window.actions.compare_seeds.trigger()
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    panel = window.gallery.panel
+    rows = lambda: [r for r in range(panel.model.rowCount()) if panel.model.image_id(r) is not None]  # noqa: E731
+    qtbot.waitUntil(lambda: len(rows()) == 2, timeout=5000)
+    window.gallery.dock.raise_()
+    selection = panel.view.selectionModel()
+    for row in rows():
+        selection.select(panel.model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    qtbot.mouseClick(panel.compare_button, Qt.MouseButton.LeftButton)
+    compare = panel.compare
+    assert window.stack.currentWidget() is compare and compare.isVisible()
+    assert compare.width() > window.gallery.dock.width()  # the large centre, not the narrow dock
+    qtbot.mouseClick(compare.diff_button, Qt.MouseButton.LeftButton)
+    qtbot.wait(50)
+    window.grab().save("/tmp/winpolish/compare-centre.png")
+    qtbot.mouseClick(compare.back, Qt.MouseButton.LeftButton)
+    assert window.stack.currentWidget() is window.canvas
+    assert panel.pages.currentWidget() is panel.view and panel.filter_bar.isVisible()
+    settle(qtbot, window)

@@ -99,6 +99,13 @@ class GalleryHookup:
         self.panel.status_changed.connect(self._notifier.status)
         self.panel.save_failed.connect(lambda text: self._notifier.error(text))
         self.panel.image_saved.connect(self._on_panel_image_saved)
+        # Compare belongs in the large centre (a page next to the canvas), not in the narrow dock.
+        stack = self._shown.stack
+        compare = self.panel.show_compare_elsewhere(lambda: stack.setCurrentWidget(compare))
+        compare.back.setText("← Back")
+        compare.back.setToolTip("Close the comparison and go back to the canvas (Esc)")
+        stack.addWidget(compare)
+        compare.closed.connect(self._shown.show_canvas)
         self._sweep_step_frames()
         for result in self._pending:
             self._on_controller_image_finished(result)
@@ -225,8 +232,6 @@ class GalleryHookup:
             self._notifier.status("The gallery is still indexing these images; try again in a moment")
             return []
         panel.open_compare(records)
-        self.dock.show()
-        self.dock.raise_()
         return records
 
     def shutdown(self) -> None:

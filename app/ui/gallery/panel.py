@@ -9,6 +9,7 @@ The data side (database, hashing, trash, background jobs) is `GalleryLibrary`; t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,7 @@ class GalleryPanel(QWidget):
         self.view = GalleryView()
         self.view.setModel(self.model)
         self.compare = CompareView()
+        self._show_compare: Callable[[], None] | None = None  # set when the window hosts the compare view
         self.pages = QStackedWidget()
         self.pages.addWidget(self.view)
         self.pages.addWidget(self.compare)
@@ -256,11 +258,22 @@ class GalleryPanel(QWidget):
             else "No missing images."
         )
 
+    def show_compare_elsewhere(self, show: Callable[[], None]) -> CompareView:
+        """The window shows the compare view in its large centre (`show` brings it to the front) instead of in
+        this narrow panel; returns the view for the window to host."""
+        self.pages.removeWidget(self.compare)
+        self._show_compare = show
+        return self.compare
+
     def open_compare(self, records: list[ImageRecord]) -> None:
         if not 2 <= len(records) <= 16:
             self.status_changed.emit("Select 2 to 16 images to compare")
             return
         self.compare.set_records(records)
+        if self._show_compare is not None:
+            self._show_compare()
+            self.compare.setFocus()
+            return
         self.pages.setCurrentWidget(self.compare)
         self._set_comparing(True)
         if not self.undo_button.isVisible():
