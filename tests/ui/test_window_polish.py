@@ -78,3 +78,68 @@ def test_gallery_compare_opens_in_the_centre_and_back_returns_to_the_canvas(qtbo
     assert window.stack.currentWidget() is window.canvas
     assert panel.pages.currentWidget() is panel.view and panel.filter_bar.isVisible()
     settle(qtbot, window)
+
+
+def test_write_a_prompt_first_goes_away_once_a_prompt_is_typed(qtbot, make_window):
+    window = ready_window(qtbot, make_window, prompt="")
+    assert window.canvas.placeholder.startswith("Write a prompt")
+    window.panel.prompt.edit.setFocus()
+    qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert window.banner.message().startswith("Write a prompt first")
+    qtbot.keyClicks(window.panel.prompt.edit, "a red fox")
+    qtbot.waitUntil(lambda: window.state.values.prompt == "a red fox", timeout=3000)
+    assert window.banner.message() == ""
+    assert not window.canvas.placeholder.startswith("Write a prompt")  # the canvas no longer asks for one
+    settle(qtbot, window)
+
+
+def test_the_cannot_be_used_banner_goes_away_when_a_usable_model_is_chosen(
+    qtbot, make_window, tmp_path, tiny_model
+):
+    window = ready_window(qtbot, make_window)
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    window.models._spawn(
+        window.models._locate(empty)
+    )  # what Locate… does with the folder the dialog returned
+    qtbot.waitUntil(lambda: "cannot be used" in window.banner.message(), timeout=5000)
+    window.models._spawn(window.models._locate(tiny_model))
+    qtbot.waitUntil(lambda: window.banner.message() == "", timeout=5000)
+    settle(qtbot, window)
+
+
+def test_images_moved_to_the_trash_leave_the_recent_strip(qtbot, make_window):
+    window = ready_window(qtbot, make_window)
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
+        window.actions.compare_seeds.trigger()
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    panel = window.gallery.panel
+    rows = lambda: [r for r in range(panel.model.rowCount()) if panel.model.image_id(r) is not None]  # noqa: E731
+    qtbot.waitUntil(lambda: len(rows()) == 2, timeout=5000)
+    assert window.recent.results.rowCount() == 2
+    window.gallery.dock.raise_()
+    first = rows()[0]
+    trashed = panel.model.record(first).path
+    panel.view.setCurrentIndex(panel.model.index(first))
+    panel.view.setFocus()
+    qtbot.keyClick(panel.view, Qt.Key.Key_Delete)
+    assert not trashed.exists()
+    left = [window.recent.results.result(r).path for r in range(window.recent.results.rowCount())]
+    assert trashed not in left and len(left) == 1
+    settle(qtbot, window)
+
+
+def test_the_status_bar_says_when_an_export_finished(qtbot, make_window, tmp_path):
+    window = ready_window(qtbot, make_window)
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
+        window.actions.compare_seeds.trigger()
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    panel = window.gallery.panel
+    rows = lambda: [r for r in range(panel.model.rowCount()) if panel.model.image_id(r) is not None]  # noqa: E731
+    qtbot.waitUntil(lambda: len(rows()) == 2, timeout=5000)
+    panel.export_records([panel.model.record(r) for r in rows()], tmp_path / "exported")
+    assert window.statusBar().currentMessage() == "Exporting 2 images…"
+    qtbot.waitUntil(
+        lambda: window.statusBar().currentMessage().startswith("Exported 2 images"), timeout=10000
+    )
+    settle(qtbot, window)

@@ -72,6 +72,7 @@ class GalleryHookup:
         self._loaded_name: str | None = None  # the model set the engine last loaded
         self._fresh_frames: dict[str, StepFrames] = {}  # by image path, until their file is written
         self._closed = False
+        self.trashed_listeners: list[Callable[[list[Path]], None]] = []  # told which images went to the trash
         placeholder = QLabel("Opening the gallery…")
         placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.dock = add_dock(placeholder)
@@ -99,6 +100,8 @@ class GalleryHookup:
         self.panel.status_changed.connect(self._notifier.status)
         self.panel.save_failed.connect(lambda text: self._notifier.error(text))
         self.panel.image_saved.connect(self._on_panel_image_saved)
+        for listener in self.trashed_listeners:
+            self.panel.images_trashed.connect(listener)
         # Compare belongs in the large centre (a page next to the canvas), not in the narrow dock.
         stack = self._shown.stack
         compare = self.panel.show_compare_elsewhere(lambda: stack.setCurrentWidget(compare))

@@ -58,6 +58,7 @@ class GalleryPanel(QWidget):
     image_saved = Signal(object)  # ImageRecord of a finished image, once its file and record exist
     save_failed = Signal(str)  # a finished image could not be saved; the text says what to do
     status_changed = Signal(str)  # short messages for the status bar
+    images_trashed = Signal(list)  # [Path]: these images went to the trash (the Recent strip drops them)
 
     def __init__(
         self,
@@ -230,6 +231,7 @@ class GalleryPanel(QWidget):
             return
         outcome = self.trash.delete(records)
         self.model.remove_ids(list(outcome.ids))
+        self.images_trashed.emit([r.path for r in records if r.id in outcome.ids])
         self.show_notice(outcome.message(), undo=bool(outcome.ids))
         self._update_count()
 
@@ -302,9 +304,17 @@ class GalleryPanel(QWidget):
         self.status_changed.emit(f"Exporting {len(records)} images…")
         self.library.export(
             records, destination, as_zip=as_zip, fmt=fmt, quality=quality,
-            on_done=lambda report: self.show_notice(f"Exported {report.exported} images to {report.destination}."),
-            on_failed=self._on_task_failed,
+            on_done=self._on_export_done, on_failed=self._on_export_failed,
         )  # fmt: skip
+
+    def _on_export_done(self, report: object) -> None:
+        text = f"Exported {report.exported} images to {report.destination}."  # type: ignore[attr-defined]
+        self.show_notice(text)
+        self.status_changed.emit(text)  # replaces "Exporting N images…"
+
+    def _on_export_failed(self, exc: BaseException) -> None:
+        self._on_task_failed(exc)
+        self.status_changed.emit(f"Export failed: {exc}")
 
     # -- notices -------------------------------------------------------------------------------------------
 

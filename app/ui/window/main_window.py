@@ -64,6 +64,7 @@ from app.ui.window.settings_store import (
     user_style_presets_file,
 )
 from app.ui.window.side_panels import QueuePanel, RecentStrip
+from app.ui.window.stale_messages import StaleMessages
 from app.ui.window.theme import icon
 from app.ui.window.tooltips import tooltip
 from app.ui.window.view_menu import view_handlers
@@ -135,6 +136,7 @@ class MainWindow(QMainWindow):
             locate=self.models.locate, focus_prompt=self.panel.prompt.edit.setFocus,
         )  # fmt: skip
         self.selection = ModelSelection(self, self.picker, self.state, self.panel, self._update_buttons)
+        self.stale_messages = StaleMessages(self.banner, self.canvas, self.picker, self.state)
         self.token_counter = self.selection.token_counter
 
     def _build_tools(self) -> None:
@@ -143,6 +145,7 @@ class MainWindow(QMainWindow):
             lambda widget: self.add_side_panel("Gallery", "galleryDock", widget),
             self.controller, self.picker, self.state, self.shown, self.notifier, output_root=self.output.root,
         )  # fmt: skip
+        self.gallery.trashed_listeners.append(self.recent.remove_paths)
         # A PNG dropped anywhere on the window (the prompt editors included) recalls its settings.
         self.image_drops = ImageDropFilter(self.gallery.recall_dropped_file, self)
         self.image_drops.watch([self, self.panel.prompt.edit, self.panel.negative.edit])
@@ -444,6 +447,7 @@ class MainWindow(QMainWindow):
             self._closed = True
             self.save_settings()
             self.selection.close()
+            self.stale_messages.close()
             self.models.close()
             self.first_run.close_tasks()
             if self._startup_task is not None:

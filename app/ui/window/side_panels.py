@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -129,6 +130,16 @@ class RecentResultsListModel(QAbstractListModel):
             del self._results[MAX_RECENT:], self._icons[MAX_RECENT:]
             self.endRemoveRows()
 
+    def remove_paths(self, paths: list[Path]) -> None:
+        """Images that left their files (moved to the trash) leave the strip too."""
+        gone = {str(p) for p in paths}
+        for row in reversed(range(len(self._results))):
+            path = self._results[row].path
+            if path is not None and str(path) in gone:
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self._results[row], self._icons[row]
+                self.endRemoveRows()
+
     def result(self, row: int) -> ImageResult:
         return self._results[row]
 
@@ -164,6 +175,9 @@ class RecentStrip(QListView):
     def add(self, result: ImageResult) -> None:
         self.results.add(result)
         self.scrollToTop()
+
+    def remove_paths(self, paths: list[Path]) -> None:
+        self.results.remove_paths(paths)
 
     def _on_view_clicked(self, index: QModelIndex) -> None:
         if index.isValid():
