@@ -56,6 +56,7 @@ from app.ui.window.generate_menu import GenerateCommands
 from app.ui.window.help_menu import HelpCommands
 from app.ui.window.model_selection import ModelSelection
 from app.ui.window.notifier import WindowNotifier
+from app.ui.window.quit_guard import confirm_quit
 from app.ui.window.settings_store import (
     load_bool,
     load_json,
@@ -103,6 +104,7 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._startup_task: asyncio.Task[None] | None = None
         self.closed_cleanly = True
+        self._quit_confirmed = False
         self._loaded_plan = ""  # the memory plan the engine reported for the loaded models
 
         self._build_central()
@@ -153,7 +155,7 @@ class MainWindow(QMainWindow):
         self.seed_compare = SeedComparePage(self.tools, self.gallery)
         self.commands = MenuCommands(
             file=FileCommands(
-                self, self.models, self.output, self.shown, self.notifier, self.close, self.io_executor
+                self, self.models, self.output, self.shown, self.notifier, self.request_quit, self.io_executor
             ),
             edit=EditCommands(self.panel, self.state, self.shown, self.styles_file),
             view=view_handlers(self.canvas, self.panel.prompt.edit.setFocus),
@@ -442,7 +444,18 @@ class MainWindow(QMainWindow):
             self.settings.setValue("models/selected", str(self.picker.selected.path))
         self.settings.sync()
 
+    def request_quit(self) -> None:
+        """File ▸ Quit (Ctrl+Q): asks first when a running or queued job would be lost."""
+        if confirm_quit(self, self.controller):
+            self._quit_confirmed = True
+            self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        # The window's close button asks too; a programmatic close (tests, the session ending) does not.
+        asked = self._quit_confirmed or not event.spontaneous()
+        if not self._closed and not asked and not confirm_quit(self, self.controller):
+            event.ignore()
+            return
         if not self._closed:
             self._closed = True
             self.save_settings()
