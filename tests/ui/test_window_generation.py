@@ -24,9 +24,9 @@ def count_canvas_images(window):
     seen = []
     original = window.canvas.set_image
 
-    def spy(image, *, preview=False, logical_size=None):
+    def spy(image, *, preview=False, logical_size=None, caption=None):
         seen.append(("preview" if preview else "final", image.width(), image.height()))
-        original(image, preview=preview, logical_size=logical_size)
+        original(image, preview=preview, logical_size=logical_size, caption=caption)
 
     window.canvas.set_image = spy
     return seen

@@ -186,3 +186,39 @@ def test_quit_with_nothing_running_does_not_ask(qtbot, make_window):
     settle(qtbot, window)
     window.actions.quit.trigger()
     assert not window.isVisible()
+
+
+def test_done_names_the_saved_file_with_show_in_folder_and_the_canvas_says_what_it_shows(
+    qtbot, make_window, monkeypatch
+):
+    import app.ui.gallery.actions as actions
+
+    revealed = []
+    monkeypatch.setattr(actions, "reveal_in_file_manager", revealed.append)
+    window = ready_window(qtbot, make_window, count=1, seed=42)
+    window.panel.prompt.edit.setFocus()
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
+        qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    (saved,) = window.output_arg.glob("*.png")
+    assert window.progress.label.full_text().startswith("Done: 1 image in ")
+    assert f"saved {saved.name}" in window.progress.label.full_text()
+    assert window.progress.reveal_button.isVisible()
+    qtbot.mouseClick(window.progress.reveal_button, Qt.MouseButton.LeftButton)
+    assert revealed == [saved]
+    assert window.canvas.caption() == f"seed 42 · {saved.name}"
+    window.grab().save("/tmp/winpolish/done.png")
+    settle(qtbot, window)
+
+
+def test_the_queue_length_shows_next_to_generate(qtbot, make_window, fake_sessions):
+    fake_sessions.step_seconds = 0.05
+    window = ready_window(qtbot, make_window, steps=20, count=1)
+    assert not window.queued_label.isVisible()
+    for _ in range(3):
+        qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.current_job is not None)
+    assert window.queued_label.isVisible() and window.queued_label.text() == "2 queued"
+    window.controller.cancel_all()
+    qtbot.waitUntil(lambda: not window.controller.is_busy, timeout=10000)
+    assert not window.queued_label.isVisible()
+    settle(qtbot, window)

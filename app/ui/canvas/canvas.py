@@ -10,7 +10,7 @@ import logging
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPixmap, QWheelEvent
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
 
 from app.ui.elided_label import ElidedLabel
 
@@ -52,14 +52,15 @@ class CanvasView(QWidget):
         *,
         preview: bool = False,
         logical_size: QSize | None = None,
-        caption: str = "Preview",
+        caption: str | None = None,
     ) -> None:
-        """Show `image`; a preview is drawn at `logical_size` (the final image's size) so zoom stays put,
-        with `caption` in its corner."""
+        """Show `image`; a preview is drawn at `logical_size` (the final image's size) so zoom stays put.
+        `caption` (default: "Preview" on a preview) is drawn in its corner, elided; the whole one is the tooltip."""
         self._image = image
         self._pixmap = None
         self._is_preview = preview
-        self._caption = caption
+        self._caption = caption if caption is not None else ("Preview" if preview else "")
+        self.setToolTip(self._caption)
         if image is not None:
             self._logical = (
                 logical_size if logical_size is not None and logical_size.isValid() else image.size()
@@ -69,6 +70,9 @@ class CanvasView(QWidget):
 
     def image(self) -> QImage | None:
         return self._image
+
+    def caption(self) -> str:
+        return self._caption
 
     def is_preview(self) -> bool:
         return self._is_preview
@@ -173,9 +177,11 @@ class CanvasView(QWidget):
         sharp = not self._is_preview and target.width() >= self._pixmap.width() * SHARP_ZOOM
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, not sharp)
         painter.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
-        if self._is_preview:
-            painter.setPen(QColor(255, 255, 255, 150))
-            painter.drawText(self.rect().adjusted(10, 8, -10, -8), Qt.AlignmentFlag.AlignTop, self._caption)
+        if self._caption:
+            painter.setPen(QColor(255, 255, 255, 150 if self._is_preview else 190))
+            box = self.rect().adjusted(10, 8, -10, -8)
+            text = painter.fontMetrics().elidedText(self._caption, Qt.TextElideMode.ElideMiddle, box.width())
+            painter.drawText(box, Qt.AlignmentFlag.AlignTop, text)
         painter.end()
         self.frames_painted += 1
 
@@ -197,17 +203,25 @@ class JobProgressBar(QFrame):
         self.zoom_label = QLabel("", self)
         self.zoom_label.setObjectName("hintLabel")
         self.zoom_label.setToolTip("Zoom: mouse wheel. Fit: Ctrl+0. 100 %: Ctrl+1. Drag to pan.")
+        self.reveal_button = QPushButton("Show in folder", self)
+        self.reveal_button.setObjectName("revealButton")
+        self.reveal_button.setToolTip("Show the saved image in the file manager")
+        self.reveal_button.hide()
         layout.addWidget(self.label, 1)
+        layout.addWidget(self.reveal_button)
         layout.addWidget(self.bar)
         layout.addWidget(self.zoom_label)
         self.bar.hide()
 
-    def show_message(self, text: str) -> None:
+    def show_message(self, text: str, reveal: bool = False) -> None:
+        """`reveal`: offer "Show in folder" (the caller connects `reveal_button`)."""
         self.label.setText(text)
         self.bar.hide()
+        self.reveal_button.setVisible(reveal)
 
     def show_busy(self, text: str) -> None:
         self.label.setText(text)
+        self.reveal_button.hide()
         self.bar.setRange(0, 0)
         self.bar.show()
 
@@ -221,6 +235,7 @@ class JobProgressBar(QFrame):
         if eta is not None:
             parts.append(f"ETA {format_seconds(eta)}")
         self.label.setText("  ·  ".join(parts))
+        self.reveal_button.hide()
         self.bar.setRange(0, steps)
         self.bar.setValue(step)
         self.bar.show()

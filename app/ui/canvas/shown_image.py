@@ -26,13 +26,14 @@ class ShownImage:
     def show_result(self, result: ImageResult, image: QImage) -> None:
         """A finished image with its step frames (the scrubber under the canvas offers them)."""
         self.result = result
-        self.canvas.set_image(image)
+        where = result.path.name if result.path is not None else "not saved"
+        self.canvas.set_image(image, caption=f"seed {result.seed} · {where}")
         self.scrubber.show_frames(result.step_frames, image)
         self.show_canvas()
 
-    def show_picture(self, image: QImage) -> None:
+    def show_picture(self, image: QImage, caption: str = "") -> None:
         """A picture that is not this session's result (a gallery image, an X/Y sheet)."""
-        self.canvas.set_image(image)
+        self.canvas.set_image(image, caption=caption)
         self.show_canvas()
 
     def show_canvas(self) -> None:

@@ -151,7 +151,7 @@ class GalleryHookup:
         if image.isNull():
             self._notifier.error(f"Cannot open {path}")
             return
-        self._shown.show_picture(image)
+        self._shown.show_picture(image, caption=Path(str(path)).name)
         self._offer_step_frames(Path(str(path)), image)
 
     # -- step frames ---------------------------------------------------------------------------------------

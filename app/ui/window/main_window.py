@@ -105,6 +105,8 @@ class MainWindow(QMainWindow):
         self._startup_task: asyncio.Task[None] | None = None
         self.closed_cleanly = True
         self._quit_confirmed = False
+        self._last_saved: Path | None = None  # the newest saved image (Show in folder) and its job
+        self._last_saved_job = 0
         self._loaded_plan = ""  # the memory plan the engine reported for the loaded models
 
         self._build_central()
@@ -213,7 +215,13 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel", settings_box)
         self.cancel_button.setObjectName("cancelButton")
         self.cancel_button.setToolTip(tooltip("cancel"))
+        self.queued_label = QLabel(
+            "", settings_box
+        )  # "2 queued": the queue tab may be hidden behind the gallery
+        self.queued_label.setObjectName("queuedLabel")
+        self.queued_label.setToolTip("Jobs waiting in the queue (View ▸ Queue)")
         buttons.addWidget(self.generate_button, 1)
+        buttons.addWidget(self.queued_label)
         buttons.addWidget(self.cancel_button)
         box.addLayout(buttons)
         settings_box.setMinimumWidth(380)
@@ -287,6 +295,7 @@ class MainWindow(QMainWindow):
         self.queue_panel.remove_requested.connect(c.remove_pending)
         self.recent.result_activated.connect(self.shown.show_result)
         self.canvas.zoom_changed.connect(self.progress.show_zoom)
+        self.progress.reveal_button.clicked.connect(self._on_reveal_button_clicked)
         self.state.listeners.append(self._on_state_changed)
 
     # ------------------------------------------------------------------------------------------ start-up
@@ -350,6 +359,8 @@ class MainWindow(QMainWindow):
         self.progress.show_step(info.step, info.steps, info.its, info.eta, info.image_index + 1, info.images)
 
     def _on_controller_image_finished(self, result: ImageResult) -> None:
+        if result.path is not None:
+            self._last_saved, self._last_saved_job = result.path, result.job_id
         self.show_result(result, result.image)
         self.recent.add(result)
         if result.save_error:
@@ -360,8 +371,13 @@ class MainWindow(QMainWindow):
         self.queue_panel.show_running(None)
         self._update_buttons()
         images = f"{outcome.images} image{'s' if outcome.images != 1 else ''}"
+        saved = self._last_saved if self._last_saved_job == job.job_id else None
         if outcome.status is JobStatus.FINISHED:
-            self.progress.show_message(f"Done: {images} in {outcome.seconds:.1f} s")
+            last = "last " if outcome.images > 1 else ""
+            where = f" · {last}saved {saved.name}" if saved else ""
+            self.progress.show_message(
+                f"Done: {images} in {outcome.seconds:.1f} s{where}", reveal=saved is not None
+            )
             self.last_job_label.setText(f"Last job: {outcome.seconds:.1f} s")
         elif outcome.status is JobStatus.CANCELLED:
             self.progress.show_message(f"Cancelled — {images} kept")
@@ -376,6 +392,12 @@ class MainWindow(QMainWindow):
         shown = self.shown.result
         if self.canvas.is_preview() and shown is not None:
             self.shown.show_result(shown, shown.image)  # never leave a stale preview up
+
+    def _on_reveal_button_clicked(self) -> None:
+        if self._last_saved is not None:
+            from app.ui.gallery.actions import reveal_in_file_manager
+
+            reveal_in_file_manager(self._last_saved)
 
     def show_result(self, result: ImageResult, image: QImage) -> None:
         self.shown.show_result(result, image)
@@ -423,6 +445,9 @@ class MainWindow(QMainWindow):
     def _update_buttons(self) -> None:
         busy = self.controller.is_busy
         self.generate_button.setText("Add to queue" if busy else "Generate")
+        queued = len(self.controller.pending())
+        self.queued_label.setText(f"{queued} queued" if queued else "")
+        self.queued_label.setVisible(bool(queued))
         self.generate_button.setEnabled(self.jobs.can_build())
         self.cancel_button.setEnabled(self.controller.current_job is not None)
         self.actions.cancel.setEnabled(True)  # Esc always reachable; does nothing when idle
