@@ -222,3 +222,21 @@ def test_the_queue_length_shows_next_to_generate(qtbot, make_window, fake_sessio
     qtbot.waitUntil(lambda: not window.controller.is_busy, timeout=10000)
     assert not window.queued_label.isVisible()
     settle(qtbot, window)
+
+
+def test_a_cancelled_job_reports_the_time_it_ran(qtbot, make_window, fake_sessions, caplog):
+    fake_sessions.step_seconds = 0.05
+    window = ready_window(qtbot, make_window, steps=60, count=1)
+    ended = []
+    window.controller.job_ended.connect(lambda job, outcome: ended.append(outcome))
+    qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.cancel_button.isEnabled(), timeout=5000)
+    qtbot.wait(600)  # some steps' worth of work
+    with caplog.at_level("INFO", logger="app.ui.generation.controller"):
+        qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: bool(ended), timeout=10000)
+    (outcome,) = ended
+    assert outcome.status.value == "cancelled" and outcome.seconds >= 0.5
+    assert f"{outcome.seconds:.1f} s" in caplog.text and " 0.0 s" not in caplog.text
+    assert window.progress.label.full_text().startswith(f"Cancelled after {outcome.seconds:.1f} s")
+    settle(qtbot, window)

@@ -230,6 +230,9 @@ class InferenceWorker(QObject):
             )
         if failures and outcome.status is JobStatus.FINISHED:
             outcome = _failed_images_outcome(outcome, failures, finished, job.request.count)
+        if outcome.status is not JobStatus.FINISHED and not outcome.seconds:
+            # The engine's cancelled and failed events carry no time; the job still took this long.
+            outcome = replace(outcome, seconds=time.perf_counter() - started)
         self.job_ended.emit(outcome)
 
     # ------------------------------------------------------------------------------ internals

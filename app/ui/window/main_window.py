@@ -380,7 +380,7 @@ class MainWindow(QMainWindow):
             )
             self.last_job_label.setText(f"Last job: {outcome.seconds:.1f} s")
         elif outcome.status is JobStatus.CANCELLED:
-            self.progress.show_message(f"Cancelled — {images} kept")
+            self.progress.show_message(f"Cancelled after {outcome.seconds:.1f} s — {images} kept")
         else:
             self.progress.show_message("Failed")
             action = {
