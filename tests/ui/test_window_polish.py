@@ -240,3 +240,22 @@ def test_a_cancelled_job_reports_the_time_it_ran(qtbot, make_window, fake_sessio
     assert f"{outcome.seconds:.1f} s" in caplog.text and " 0.0 s" not in caplog.text
     assert window.progress.label.full_text().startswith(f"Cancelled after {outcome.seconds:.1f} s")
     settle(qtbot, window)
+
+
+def test_the_memory_entry_names_the_plan_and_words_its_number_as_an_estimate(qtbot, make_window, monkeypatch):
+    from app.inference.api.events import ModelLoaded
+    from app.inference.memory.plan import MemoryPlan
+    from tests.ui import fake_session
+
+    plan = MemoryPlan(
+        "cpu", "cpu", "float32", "float32", False, False, True, False, False, False, 0, int(2.1e9), True
+    ).describe()  # the engine's own words: "… — expects 2.1 GB RAM"
+    monkeypatch.setattr(fake_session, "ModelLoaded", lambda *a: ModelLoaded(*a, plan=plan))
+    window = ready_window(qtbot, make_window)
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
+        qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    label = window.memory_label
+    assert label.text() == "Memory: cpu plan, float32"
+    assert "expects" not in label.text() and "GB" not in label.text()
+    assert "estimate for the model weights and their working memory: 2.1 GB RAM" in label.toolTip()
+    settle(qtbot, window)

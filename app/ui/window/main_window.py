@@ -54,6 +54,7 @@ from app.ui.window.file_menu import FileCommands, ModelFinder
 from app.ui.window.first_run import FirstRunPanel
 from app.ui.window.generate_menu import GenerateCommands
 from app.ui.window.help_menu import HelpCommands
+from app.ui.window.memory_label import memory_label
 from app.ui.window.model_selection import ModelSelection
 from app.ui.window.notifier import WindowNotifier
 from app.ui.window.quit_guard import confirm_quit
@@ -435,12 +436,9 @@ class MainWindow(QMainWindow):
 
     def _update_memory_label(self) -> None:
         """The plan the engine chose for the loaded models; the chosen setting until models are loaded."""
-        setting = self.panel.advanced.memory_combo.currentText()
-        loaded = self._loaded_plan
-        self.memory_label.setText(f"Memory: {loaded}" if loaded else f"Memory plan: {setting}")
-        self.memory_label.setToolTip(
-            f"Memory plan setting: {setting}" + (f"\nLoaded with: {loaded}" if loaded else "")
-        )
+        text, tip = memory_label(self.panel.advanced.memory_combo.currentText(), self._loaded_plan)
+        self.memory_label.setText(text)
+        self.memory_label.setToolTip(tip)
 
     def _update_buttons(self) -> None:
         busy = self.controller.is_busy
