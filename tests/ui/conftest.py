@@ -10,7 +10,7 @@ import traceback
 
 import pytest
 import qasync
-from PySide6.QtCore import QSettings, QThread
+from PySide6.QtCore import QSettings, Qt, QThread
 
 from app.ui.window.settings_store import APPLICATION, ORGANIZATION
 from tests.factory.snapshot import write_snapshot
@@ -110,6 +110,51 @@ def make_window(qtbot, tiny_model, tmp_path, fake_sessions):
     yield make
     for window in windows:
         window.close()
+
+
+def click_in_message_box(qtbot, button_name, seen):
+    """When a message box shows (they run modally), note its text and click its button named `button_name`."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
+
+    def answer():
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, answer)
+            return
+        seen.append(box.text())
+        qtbot.mouseClick(box.findChild(QPushButton, button_name), Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(20, answer)
+
+
+@pytest.fixture(autouse=True)
+def no_unanswered_dialogs(qtbot):
+    """A modal dialog nobody answers would hang the suite: close it after a while and fail the test instead."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    stuck: list[str] = []
+    seen_since: dict[int, float] = {}
+
+    def check():
+        widget = QApplication.activeModalWidget()
+        if widget is None:
+            seen_since.clear()
+            return
+        first = seen_since.setdefault(id(widget), time.monotonic())
+        if time.monotonic() - first > 20:
+            stuck.append(f"{type(widget).__name__} {widget.windowTitle()!r}")
+            widget.close()
+
+    timer = QTimer()
+    timer.setInterval(500)
+    timer.timeout.connect(check)
+    timer.start()
+    yield
+    timer.stop()
+    if stuck:
+        pytest.fail(f"a modal dialog was left unanswered for 20 s: {stuck}")
 
 
 def wait_until_ready(qtbot, window, timeout=15000):

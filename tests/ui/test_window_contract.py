@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from app.ui.generation.jobs import JobStatus
-from tests.ui.conftest import wait_until_ready
+from tests.ui.conftest import click_in_message_box, wait_until_ready
 
 
 def activate(qtbot, window):
@@ -43,7 +43,10 @@ def test_escape_cancels_and_ctrl_q_cancels_then_quits(qtbot, make_window, fake_s
     assert ended.args[1].status is JobStatus.CANCELLED
     window.commands.generate.generate()
     qtbot.waitSignal(window.controller.step_completed, timeout=10000).wait()
+    seen = []
+    click_in_message_box(qtbot, "quitButton", seen)  # a running job: Ctrl+Q asks first
     qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    assert seen == ["Quit and cancel 1 running job?"]
     assert not window.isVisible() and window.controller.thread.isFinished()
 
 

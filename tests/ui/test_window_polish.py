@@ -2,7 +2,7 @@
 
 from PySide6.QtCore import QItemSelectionModel, Qt
 
-from tests.ui.conftest import wait_until_ready
+from tests.ui.conftest import click_in_message_box, wait_until_ready
 
 LONG_PROMPT = ("a very long prompt about a red fox in a snowy forest at dawn with mist " * 5)[:300]
 
@@ -145,22 +145,6 @@ def test_the_status_bar_says_when_an_export_finished(qtbot, make_window, tmp_pat
     settle(qtbot, window)
 
 
-def click_in_quit_question(qtbot, button_name, seen):
-    """When the quit question shows, note its text and click one of its buttons (it runs modally)."""
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
-
-    def answer():
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, answer)
-            return
-        seen.append(box.text())
-        qtbot.mouseClick(box.findChild(QPushButton, button_name), Qt.MouseButton.LeftButton)
-
-    QTimer.singleShot(20, answer)
-
-
 def test_ctrl_q_with_a_running_and_a_queued_job_asks_first(qtbot, make_window, fake_sessions):
     fake_sessions.step_seconds = 0.1
     window = ready_window(qtbot, make_window, steps=40, count=1)
@@ -171,12 +155,12 @@ def test_ctrl_q_with_a_running_and_a_queued_job_asks_first(qtbot, make_window, f
         lambda: window.controller.current_job is not None and window.controller.queue.rowCount() == 1
     )
     seen = []
-    click_in_quit_question(qtbot, "keepWorkingButton", seen)
+    click_in_message_box(qtbot, "keepWorkingButton", seen)
     window.actions.quit.trigger()  # what Ctrl+Q does
     assert seen == ["Quit and cancel 1 running and 1 queued job?"]
     assert window.isVisible() and window.controller.current_job is not None  # Cancel: nothing stopped
     assert window.controller.queue.rowCount() == 1
-    click_in_quit_question(qtbot, "quitButton", seen)
+    click_in_message_box(qtbot, "quitButton", seen)
     window.actions.quit.trigger()
     assert len(seen) == 2 and not window.isVisible()
 
