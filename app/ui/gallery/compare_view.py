@@ -56,6 +56,8 @@ class CompareView(QWidget):
         self.grid_button = QPushButton("Grid", checkable=True, checked=True)
         self.wipe_button = QPushButton("A/B wipe", checkable=True)
         self.diff_button = QPushButton("Difference", checkable=True)
+        for button in (self.grid_button, self.wipe_button, self.diff_button):
+            button.setObjectName("modeButton")  # the active mode is drawn in the accent colour (dark.qss)
         self._modes = QButtonGroup(self)
         for n, button in enumerate((self.grid_button, self.wipe_button, self.diff_button)):
             self._modes.addButton(button, n)
@@ -88,7 +90,7 @@ class CompareView(QWidget):
         self.hint = QLabel(
             "←/→ step · 0–5 rate · P pick · Enter open · wheel zoom · drag pan · F fit · Z actual size · Esc back"
         )
-        self.hint.setEnabled(False)  # drawn in the palette's muted text colour
+        self.hint.setObjectName("hintLabel")  # muted but readable (dark.qss)
         self.hint.setWordWrap(True)
         self._grid_host = QWidget()
         self._grid = QGridLayout(self._grid_host)

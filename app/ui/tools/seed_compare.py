@@ -87,7 +87,7 @@ class SeedTile(QFrame):
         self.setObjectName("seedTile")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.index, self.seed = index, seed
-        self.state = "waiting"  # "waiting" | "running" | "done" | "stopped"
+        self._state = "waiting"
         self.result: ImageResult | None = None
         self.previews = 0
         self.stopping = False
@@ -97,6 +97,7 @@ class SeedTile(QFrame):
         self.status = ElidedLabel("waiting", self)  # takes the room left; elides rather than widen the grid
         self.status.setObjectName("seedTileStatus")
         self.status.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.state = "waiting"
         self.picture = _Picture(self)
         self.picture.placeholder = "waiting for its turn"
         self.picture.set_image(None, aspect)
@@ -116,6 +117,18 @@ class SeedTile(QFrame):
         layout.setSpacing(4)
         layout.addWidget(header)
         layout.addWidget(self.picture, 1)
+
+    @property
+    def state(self) -> str:
+        """ "waiting" | "running" | "done" | "stopped"; the status text is coloured by it (dark.qss)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        self.status.setProperty("state", value)
+        self.status.style().unpolish(self.status)  # a dynamic property only restyles on a re-polish
+        self.status.style().polish(self.status)
 
     def set_running(self) -> None:
         if self.state == "waiting":

@@ -211,7 +211,7 @@ class _AxisRow(QWidget):
         self.hint.setWordWrap(True)
         self.hint.setMinimumHeight(2 * self.hint.fontMetrics().lineSpacing())
         self.hint.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.hint.setStyleSheet("color: palette(mid);")
+        self.hint.setObjectName("hintLabel")  # muted but readable (dark.qss)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
