@@ -307,3 +307,25 @@ def _fields(request):
     from dataclasses import fields
 
     return {f.name: getattr(request, f.name) for f in fields(request) if f.name != "warnings"}
+
+
+def test_typed_and_recalled_decimals_are_kept_and_shown(qtbot, make_window, fake_sessions):
+    from app.inference.api.request import GenerationRequest
+
+    window = make_window()
+    wait_until_ready(qtbot, window)
+    panel = window.panel
+    type_prompt(qtbot, window)
+    retype(qtbot, panel.cfg_spin, "4.567")
+    generate_and_wait(qtbot, window)
+    assert sent(fake_sessions)[0].cfg == 4.567 and panel.cfg_spin.text() == "4.567"
+    recalled = GenerationRequest(
+        prompt="a fox", count=1, steps=2, cfg=4.125, width=64, height=64, shift=3.125
+    )
+    window.state.apply_request(recalled, seed=1)
+    assert (panel.cfg_spin.text(), window.panel.advanced.shift_spin.text()) == ("4.125", "3.125")
+    assert window.panel.binder.mismatches() == {}
+    generate_and_wait(qtbot, window)
+    assert (sent(fake_sessions)[1].cfg, sent(fake_sessions)[1].shift) == (4.125, 3.125)
+    panel.cfg_spin.setValue(4.5)
+    assert panel.cfg_spin.text() == "4.50"  # two decimals shown at least, as before

@@ -242,3 +242,37 @@ def test_the_memory_entry_names_the_plan_and_words_its_number_as_an_estimate(qtb
     assert "expects" not in label.text() and "GB" not in label.text()
     assert "estimate for the model weights and their working memory: 2.1 GB RAM" in label.toolTip()
     settle(qtbot, window)
+
+
+def test_ctrl_return_while_the_model_is_still_being_read_starts_once_it_is_read(
+    qtbot, make_window, monkeypatch, request, fake_sessions
+):
+    """With --model the form shows guessed defaults until the model's header is read: the job waits for it."""
+    import threading
+
+    import app.ui.window.main_window as main_window
+
+    release = threading.Event()
+    request.addfinalizer(release.set)  # a failing assertion must not leave the I/O thread waiting
+    real_scan = main_window.scan
+
+    def slow_scan(*args):
+        release.wait(10)
+        return real_scan(*args)
+
+    monkeypatch.setattr(main_window, "scan", slow_scan)
+    window = make_window()
+    window.state.update(prompt="a red fox", steps=2, count=1, width=64, height=64, random_seed=False, seed=3)
+    window.show()
+    qtbot.waitUntil(lambda: window._startup_task is not None)
+    window.panel.prompt.edit.setFocus()
+    qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.wait(200)
+    assert window.controller.current_job is None and not window.controller.pending()
+    assert window.banner.message() == "Reading the model files; your image starts as soon as they are read."
+    with qtbot.waitSignal(window.controller.job_ended, timeout=15000):
+        release.set()
+    assert not window.banner.isVisible()
+    (job_request,) = [r for s in fake_sessions.instances for _, r in s.runs]
+    assert (job_request.prompt, job_request.seed, job_request.steps) == ("a red fox", 3, 2)
+    settle(qtbot, window)

@@ -59,11 +59,31 @@ def int_spin(parent: QWidget, tip: str = "") -> QSpinBox:
     return spin
 
 
+MAX_DECIMALS = 6  # what a float field keeps of what is typed or recalled
+
+
+class DecimalSpinBox(QDoubleSpinBox):
+    """A float field that keeps the digits it is given (up to MAX_DECIMALS) and shows them: a plain
+    QDoubleSpinBox with 2 decimals turns a typed 4.567 into 4.56 and a recalled 4.125 into 4.13 without a word.
+    At least `shown` decimals are displayed ("4.50"); further ones only when the value has them."""
+
+    def __init__(self, parent: QWidget | None, shown: int) -> None:
+        super().__init__(parent)
+        self._shown = shown
+        self.setDecimals(MAX_DECIMALS)
+
+    def textFromValue(self, value: float) -> str:
+        point = self.locale().decimalPoint()
+        text = self.locale().toString(value, "f", MAX_DECIMALS).replace(self.locale().groupSeparator(), "")
+        whole, _, fraction = text.partition(point)
+        fraction = fraction.rstrip("0").ljust(self._shown, "0")
+        return f"{whole}{point}{fraction}" if fraction else whole
+
+
 def float_spin(parent: QWidget, step: float, decimals: int = 2, tip: str = "") -> QDoubleSpinBox:
-    spin = QDoubleSpinBox(parent)
+    spin = DecimalSpinBox(parent, decimals)
     spin.setRange(-TYPED_FLOAT_LIMIT, TYPED_FLOAT_LIMIT)
     spin.setSingleStep(step)
-    spin.setDecimals(decimals)
     spin.setToolTip(tip)
     return spin
 

@@ -40,9 +40,17 @@ class JobFactory:
     def can_build(self) -> bool:
         return self._picker.selected is not None
 
+    def models_read(self) -> bool:
+        """False while the chosen model's header is still being read: the form shows guessed defaults (size,
+        steps) until then, so a request built now would not be what the fields will show."""
+        return self._picker.discovered
+
     def request(self, *, record: bool = True) -> GenerationRequest | None:
         """The request for the current settings, or None after telling the user what is missing. `record` False
         (a dialog that only looks at it) leaves the seed field and the last seed as they are."""
+        if not self._picker.discovered:
+            self._notifier.info("Still reading the model files; try again in a moment.")
+            return None
         if self._picker.selected is None:
             self._notifier.info(
                 "Choose a model first: pick one above, or use Locate… to point to its folder.",

@@ -25,6 +25,7 @@ class GenerateCommands:
     ) -> None:
         self._parent, self._tools, self._progress, self._seed_compare = parent, tools, progress, seed_compare
         self._controller, self._jobs, self._notifier = tools.controller, tools.jobs, tools.notifier
+        self._start_when_read = False
 
     def handlers(self) -> dict[str, Callable[[], object]]:
         return {
@@ -37,7 +38,12 @@ class GenerateCommands:
         }
 
     def generate(self) -> QueuedJob | None:
-        """Queue a job with a snapshot of the current settings; runs at once when nothing else is running."""
+        """Queue a job with a snapshot of the current settings; runs at once when nothing else is running.
+        Pressed while the model files are still being read, the job starts once they are (`models_read`)."""
+        if not self._jobs.models_read():
+            self._start_when_read = True
+            self._notifier.info("Reading the model files; your image starts as soon as they are read.")
+            return None
         request = self._jobs.request()
         if request is None:
             return None
@@ -45,6 +51,11 @@ class GenerateCommands:
         self._notifier.clear()
         self._controller.submit(job)
         return job
+
+    def models_read(self) -> None:
+        if self._start_when_read:
+            self._start_when_read = False
+            self.generate()
 
     def cancel(self) -> None:
         if self._controller.cancel_current():

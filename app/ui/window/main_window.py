@@ -332,6 +332,7 @@ class MainWindow(QMainWindow):
                 self.first_run.set_path(given.path, f"✗ {given.problem()}")
             self.stack.setCurrentWidget(self.first_run)
         self.controller.prepare_engine(self.state.values.device)
+        self.commands.generate.models_read()  # a Generate pressed while reading starts now
         self.models_discovered.emit()
 
     async def validate_path(self, path: Path) -> ModelSetInfo:

@@ -18,7 +18,7 @@ NO_PROMPT_HINT = "Write a prompt and press Generate (Ctrl+Enter)."
 READY_HINT = "Press Generate (Ctrl+Enter) to make an image."
 
 # How the banner's messages about these two subjects begin (file_menu, job_factory, form_state say them).
-_MODEL_MESSAGES = ("Choose a model first",)
+_MODEL_MESSAGES = ("Choose a model first", "Still reading the model files", "Reading the model files")
 _MODEL_MARK = " cannot be used: "
 _PROMPT_MESSAGES = ("Write a prompt first",)
 
