@@ -276,3 +276,19 @@ def test_ctrl_return_while_the_model_is_still_being_read_starts_once_it_is_read(
     (job_request,) = [r for s in fake_sessions.instances for _, r in s.runs]
     assert (job_request.prompt, job_request.seed, job_request.steps) == ("a red fox", 3, 2)
     settle(qtbot, window)
+
+
+def test_the_window_is_never_larger_than_the_screen(qtbot, make_window):
+    from PySide6.QtCore import QRect
+
+    window = ready_window(qtbot, make_window)  # the default size, on the offscreen 800 × 800 screen
+    room = window.screen().availableGeometry()
+    assert window.height() <= room.height()
+    window.setGeometry(QRect(-500, -300, 4000, 2500))  # as saved on a much larger monitor
+    settle(qtbot, window)
+    window.close()
+    again = make_window()
+    wait_until_ready(qtbot, again)
+    assert again.height() <= room.height() and room.intersects(again.frameGeometry())
+    assert again.width() <= max(room.width(), again.minimumSizeHint().width())
+    settle(qtbot, again)

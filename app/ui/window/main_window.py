@@ -457,6 +457,11 @@ class MainWindow(QMainWindow):
         geometry, layout = self.settings.value("window/geometry"), self.settings.value("window/state")
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1440, 900)
+        # Never larger than the screen (a geometry saved on a bigger monitor, or the default on a small one);
+        # Qt's restore keeps the window on screen but not its size.
+        room = self.screen().availableGeometry()
+        if self.width() > room.width() or self.height() > room.height():
+            self.resize(min(self.width(), room.width()), min(self.height(), room.height()))
         self._default_dock_sizes = layout is None or not self.restoreState(layout)
 
     def save_settings(self) -> None:
