@@ -40,7 +40,7 @@ def _place_files(server, prompt: dict) -> None:
         inputs = node["inputs"]
         if node["class_type"] == "CheckpointLoaderSimple":
             server.place_models("checkpoints", inputs["ckpt_name"])
-        elif node["class_type"] in ("TripleCLIPLoader", "DualCLIPLoader"):
+        elif node["class_type"] in ("TripleCLIPLoader", "DualCLIPLoader", "CLIPLoader"):
             server.place_models("clip", *(v for k, v in inputs.items() if k.startswith("clip_name")))
         elif node["class_type"] == "LoadImage":
             server.place_input(inputs["image"])
@@ -84,3 +84,21 @@ def test_validation_reports_what_comfyui_rejects(comfyui_server):
 
     prompt[sampler_id]["class_type"] = "KSamplerThatDoesNotExist"
     assert "does not exist" in comfyui_server.validate_graph(prompt)["prompt"]["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("use_t5", [False, True], ids=["clip-l", "clip-l+t5"])
+def test_graphs_for_a_server_without_clip_g_are_accepted(comfyui_server, use_t5):
+    """A remote job allowed to use partial text encoders names only what the server has (CLIP-L, T5)."""
+    files = ComfyFiles(
+        checkpoint="sd3.5_medium.safetensors", clip_g=None, init_image="sd35-studio/init-ab.png"
+    )
+    prompt = build_prompt(params(use_t5=use_t5, init_image="/x/in.png"), files).nodes
+    loaders = [n for n in prompt.values() if "CLIPLoader" in n["class_type"]]
+    assert [n["class_type"] for n in loaders] == ["DualCLIPLoader" if use_t5 else "CLIPLoader"]
+    assert "clip_g.safetensors" not in json.dumps(prompt)
+    assert (
+        next(n for n in prompt.values() if n["class_type"] == "LoadImage")["inputs"]["image"]
+        == files.init_image
+    )
+    _place_files(comfyui_server, prompt)
+    assert comfyui_server.validate_graph(prompt) == {}
