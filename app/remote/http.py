@@ -102,7 +102,7 @@ class ComfyHttp:
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError
-            chunk = resp.read(_CHUNK)
+            chunk = resp.read1(_CHUNK)  # what has arrived: read(n) would wait for all n bytes
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)

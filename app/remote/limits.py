@@ -66,5 +66,7 @@ def decode_image(data: bytes, what: str, max_pixels: int = MAX_IMAGE_PIXELS, max
             if im.format not in ("PNG", "JPEG", "WEBP"):
                 raise ProtocolError(f"the server's {what} is a {im.format} image, not PNG, JPEG or WebP")
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError:  # Pillow's own, larger bound, checked when the header is read
+        raise ProtocolError(f"the server's {what} is too large") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ProtocolError(f"the server's {what} is not a readable image ({exc})") from None

@@ -246,14 +246,18 @@ class _Job:
                     self._cancel_image(image)
             try:
                 message = s.socket.receive(_RECEIVE)
-            except ServerUnreachable:
+            except ServerUnreachable as exc:
                 if reconnected:
                     raise
                 reconnected = True  # once per job: a server that keeps dropping us is not usable
                 log.warning("the WebSocket to %s dropped; reconnecting", s.http.url)
                 time.sleep(0.2)
-                s.socket.connect()
-                self._poll(req, variant, stem, files)
+                try:
+                    s.socket.connect()
+                    self._poll(req, variant, stem, files)  # what finished while we were away
+                except ServerUnreachable:
+                    raise ServerUnreachable(f"lost the connection to the ComfyUI server at {s.http.url} during "
+                                            f"the job ({exc})") from None  # fmt: skip
                 continue
             if message is None:
                 if time.monotonic() - silent_since > s.poll_every:
