@@ -126,7 +126,7 @@ class _CommandLineJob:
     def _image(self, e: ImageFinished) -> None:
         path = batch_path(self.args.out, e.seed, self.count)
         write_image(
-            path, e.pixels, finished_image_params(e)
+            path, e.pixels, finished_image_params(e), e.comfy_files
         )  # OSError (full disk, ...) propagates: the job stops
         latent = save_latent(path, e) if self.args.save_latent else None
         if self.args.json:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from app import __version__
 from app.cli.download import add_arguments as add_download_arguments
+from app.cli.engines import add_arguments as add_engines_arguments
 from app.cli.models import add_arguments as add_models_arguments
 from app.cli.options import add_generate_arguments
 from app.cli.status import EXIT_ERROR, closed_stdout
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_arguments(m)
     d = sub.add_parser("download", help="download an SD3.5 model set from Hugging Face (resumable)")
     add_download_arguments(d)
+    e = sub.add_parser("engines", help="ComfyUI servers as the engine: test one (engines test URL)")
+    add_engines_arguments(e)
     return parser
 
 
@@ -73,6 +76,14 @@ def _run(argv: Sequence[str] | None) -> int:
         from app.cli.download import run_download  # huggingface_hub: only when downloading
 
         return run_download(args)
+    if args.command == "engines":
+        from app.cli.engines import run_engines  # HTTP only
+
+        return run_engines(args)
+    if args.engine:
+        from app.cli.remote import run_remote  # a ComfyUI server runs the job
+
+        return run_remote(args)
     from app.cli.generate import run_generate  # imports torch: only when actually generating
 
     return run_generate(args)

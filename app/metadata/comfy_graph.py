@@ -8,6 +8,7 @@ where an input is a widget value or a link `[source node id, output slot]`), and
 The graph (input names as in ComfyUI's `nodes.py`, `comfy_extras/nodes_sd3.py`, `nodes_model_advanced.py`):
   CheckpointLoaderSimple (MMDiT + VAE) ─ ModelSamplingSD3(shift) ─ [SkipLayerGuidanceSD3] ─ KSampler.model
   TripleCLIPLoader (CLIP-L, CLIP-G, T5) or DualCLIPLoader(type sd3) without T5 ─ CLIPTextEncode ×2
+  (a remote server without CLIP-G, when allowed: CLIPLoader(CLIP-L, sd3) or DualCLIPLoader(CLIP-L, T5, sd3))
   negative window (SD35_SAMPLING.md §6.1): text ─ ConditioningSetTimestepRange(0, f) ┐
                                   text ─ ConditioningZeroOut ─ ConditioningSetTimestepRange(f, 1) ┴ Combine
   EmptySD3LatentImage (or LoadImage ─ VAEEncode for img2img) ─ KSampler ─ VAEDecode ─ SaveImage
@@ -46,6 +47,7 @@ NODE_SPECS: dict[str, NodeSpec] = {
     "TripleCLIPLoader": NodeSpec(
         (("clip_name1", "COMBO"), ("clip_name2", "COMBO"), ("clip_name3", "COMBO")), (("CLIP", "CLIP"),)
     ),
+    "CLIPLoader": NodeSpec((("clip_name", "COMBO"), ("type", "COMBO")), (("CLIP", "CLIP"),)),
     "DualCLIPLoader": NodeSpec(
         (("clip_name1", "COMBO"), ("clip_name2", "COMBO"), ("type", "COMBO")), (("CLIP", "CLIP"),)
     ),
@@ -103,12 +105,16 @@ _TITLES = {"positive": "Positive Prompt", "negative": "Negative Prompt"}
 
 @dataclass(frozen=True, slots=True)
 class ComfyFiles:
-    """File names as ComfyUI's loaders list them (relative to models/checkpoints and models/clip)."""
+    """File names as ComfyUI's loaders list them (relative to models/checkpoints and models/clip).
+
+    `clip_g` None: a server without CLIP-G, which a remote job may be told to accept; the graph then loads CLIP-L
+    (and T5) alone with type sd3, so the `prompt` chunk says what really ran."""
 
     checkpoint: str
     clip_l: str = "clip_l.safetensors"
-    clip_g: str = "clip_g.safetensors"
+    clip_g: str | None = "clip_g.safetensors"
     t5: str = "t5xxl_fp16.safetensors"
+    init_image: str | None = None  # the name a server gave the uploaded init image (default: the file's name)
 
 
 class _Graph:
@@ -140,7 +146,12 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
     """The API-format graph of one image (batch of one, seed = the image's own seed)."""
     g = _Graph()
     ckpt = g.add("CheckpointLoaderSimple", ckpt_name=files.checkpoint)
-    if params.use_t5:
+    if files.clip_g is None:  # partial text encoders (remote servers only): what the server has, said so
+        if params.use_t5:
+            clip = g.add("DualCLIPLoader", clip_name1=files.clip_l, clip_name2=files.t5, type="sd3")
+        else:
+            clip = g.add("CLIPLoader", clip_name=files.clip_l, type="sd3")
+    elif params.use_t5:
         clip = g.add(
             "TripleCLIPLoader", clip_name1=files.clip_l, clip_name2=files.clip_g, clip_name3=files.t5
         )
@@ -165,7 +176,7 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
         late = g.add("ConditioningSetTimestepRange", conditioning=_link(zero), start=f, end=1.0)
         negative = g.add("ConditioningCombine", conditioning_1=_link(early), conditioning_2=_link(late))
     if params.init_image is not None:
-        name = str(params.init_image).replace("\\", "/").rsplit("/", 1)[-1]
+        name = files.init_image or str(params.init_image).replace("\\", "/").rsplit("/", 1)[-1]
         pixels = g.add("LoadImage", image=name)
         latent = g.add("VAEEncode", pixels=_link(pixels), vae=_link(ckpt, 2))
     else:

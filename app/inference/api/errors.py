@@ -44,6 +44,9 @@ class FailureKind(StrEnum):
     NON_FINITE = "non-finite"  # a network produced NaN/Inf (damaged weights or too low a precision)
     IO = "io"  # a file could not be read or written
     INTERNAL = "internal"  # a bug: details are in the log
+    CONNECTION = (
+        "connection"  # a remote engine (ComfyUI server) could not be reached, dropped out or misbehaved
+    )
 
 
 def failure_kind(exc: InferenceError) -> FailureKind:

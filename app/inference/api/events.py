@@ -69,6 +69,9 @@ class ImageFinished:
     fp8: bool = False  # the diffusion model ran from fp8-stored weights
     noise_device: str = "cpu"  # where the start noise was drawn (ours always on the CPU, as ComfyUI)
     model_hash: str | None = None  # when the engine knows it (a remote engine may); else the gallery adds it
+    comfy_files: Any = (
+        None  # a remote engine: the ComfyFiles its graph named (the PNG's `prompt` chunk = what ran)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,7 +323,9 @@ class InferenceWorker(QObject):
 
         params = finished_image_params(event)
         try:
-            path = write_image(self._namer.path_for(job.output.folder(), event.seed), event.pixels, params)
+            path = write_image(
+                self._namer.path_for(job.output.folder(), event.seed), event.pixels, params, event.comfy_files
+            )
             return ImageResult(
                 job.job_id, event.image_index, event.seed, image, params, path, thumbnail, step_frames=frames
             )
