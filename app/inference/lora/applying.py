@@ -107,18 +107,25 @@ class LoraPatcher:
     def active(self) -> bool:
         return bool(self._originals or self._hooks)
 
-    def apply(self, loras: Sequence[Weighted], targets: TargetSet, key: tuple = ()) -> None:
-        """Make `loras` (possibly none) the set in `targets`' networks."""
+    def apply(
+        self, loras: Sequence[Weighted], targets: TargetSet, key: tuple = (), keep_budget: int | None = None
+    ) -> None:
+        """Make `loras` (possibly none) the set in `targets`' networks. `keep_budget`: host bytes the originals
+        of merged weights may take; Linear layers beyond it get a side branch instead (no copy kept)."""
         self.remove()  # into the networks it was applied to (harmless where those were replaced since)
         self.targets = targets
         updates = combined_updates(loras, targets)
+        kept = 0
         with torch.inference_mode():
             for (network, name), (down, up) in updates.items():
                 module = targets.modules[network].get_submodule(name)  # type: ignore[index]
-                if is_fp8(module):
+                size = module.weight.numel() * module.weight.element_size()
+                over = keep_budget is not None and kept + size > keep_budget and module.weight.ndim == 2
+                if is_fp8(module) or over:
                     self._hooks.append(module.register_forward_hook(SideBranch(down, up)))
                 else:
                     self._merge(network, name, module.weight, down, up)
+                    kept += size
         self.key = key
         self.merged, self.side_branches = len(self._originals), len(self._hooks)
         if updates:

@@ -207,3 +207,40 @@ def test_a_pickle_is_never_unpickled(tmp_path, monkeypatch):
     model = build(tiny_mmdit_state("large", seed=4, dtype=torch.float32))
     with pytest.raises(ModelFileError, match="pickle"):
         load_lora(path, TargetSet.of(model))
+
+
+def test_fp8_weights_get_a_side_branch_equal_to_the_merge(tmp_path):
+    from app.inference.checkpoints.formats import mmdit_fp8_eligible
+    from app.inference.checkpoints.fp8 import FP8_DTYPES, assign_with_fp8_storage, dequantize
+
+    state = tiny_mmdit_state("medium", seed=4, dtype=torch.float32)
+    shapes = mmdit_shapes(state)
+    lora = write_lora(tmp_path / "k.safetensors", "peft", shapes, variant="medium", depth=DEPTH["medium"])
+    sd = {k[len(PREFIX) :]: v.clone() for k, v in state.items()}
+    cfg = mmdit_config_from_shapes({k: tuple(v.shape) for k, v in sd.items()})
+    with torch.device("meta"):
+        fp8_model = MMDiT(cfg)
+    assign_with_fp8_storage(fp8_model, sd, eligible=mmdit_fp8_eligible, source="tiny", what="MMDiT",
+                            dtype=torch.float32)  # fmt: skip
+    stored = {k: v.clone() for k, v in fp8_model.state_dict().items()}
+    # The same numbers as dense weights: what the fp8 model computes with, for an exact reference.
+    dense_state = {}
+    for key, value in fp8_model.state_dict().items():
+        if key.endswith("scale_weight"):
+            continue
+        if value.dtype in FP8_DTYPES:
+            value = dequantize(value, stored[key[: -len("weight")] + "scale_weight"], torch.float32)
+        dense_state[PREFIX + key] = value.clone()  # not a view: the merge changes the dense weights
+    patcher, _ = apply(fp8_model, [(lora, 0.9)])
+    assert (
+        patcher.side_branches > 0 and patcher.merged > 0
+    )  # joint blocks fp8, embedders and final layer dense
+    got = forward(fp8_model)
+    fp8_merged = forward(build(merged_mmdit_state(dense_state, [(lora, 0.9)])))
+    assert rel(got, fp8_merged) < 1e-5  # the side branch computes exactly the merge
+    assert rel(got, forward(build(merged_mmdit_state(state, [(lora, 0.9)])))) < 0.1  # fp8 tolerance
+    for key, value in fp8_model.state_dict().items():  # stored fp8 weights untouched
+        if value.dtype in FP8_DTYPES:
+            assert torch.equal(value.view(torch.uint8), stored[key].view(torch.uint8))
+    patcher.remove()
+    assert torch.equal(forward(fp8_model), forward(build(dense_state)))
