@@ -204,7 +204,7 @@ _FLUX_KEYS = re.compile(r"double_blocks|single_blocks|single_transformer_blocks"
 _UNET_KEYS = re.compile(r"input_blocks|output_blocks|middle_block|down_blocks|up_blocks|mid_block")
 _SD3_KEYS = re.compile(r"joint_blocks|transformer_blocks|context_block|x_block")
 _QKV_DOWN = re.compile(
-    r"joint_blocks[._](\d+)[._]x_block[._]attn[._]qkv|transformer_blocks[._](\d+)[._]attn[._]to_q"
+    r"joint_blocks[._]\d+[._](x|context)_block[._]attn2?[._]qkv|transformer_blocks[._]\d+[._]attn2?[._](to|add)_q"
 )
 
 
@@ -282,10 +282,11 @@ def refusal(arch: Architecture, model_hidden: int, model_label: str, path: Path)
             f"{name} is a LoRA for {arch.label}, not for Stable Diffusion 3.5; it cannot be used with "
             f"{model_label}"
         )
-    if arch.hidden is not None and arch.hidden != model_hidden:
-        made_for = arch.label if arch.family != "sd3" else _by_width(arch.hidden)
+    hidden = arch.hidden or _HIDDEN.get(arch.family)  # shapes first; the metadata's word when none tells
+    if hidden is not None and hidden != model_hidden:
+        made_for = arch.label if arch.family != "sd3" else _by_width(hidden)
         return (
-            f"{name} is a LoRA for {made_for} (layers {arch.hidden} wide); it cannot be used with "
+            f"{name} is a LoRA for {made_for} (layers {hidden} wide); it cannot be used with "
             f"{model_label} (layers {model_hidden} wide)"
         )
     return None
