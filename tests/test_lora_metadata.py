@@ -113,3 +113,12 @@ def test_prompt_tags_and_cli_values():
     assert parse_lora_arg("a.safetensors") == LoraSpec(Path("a.safetensors"), 1.0, None)
     with pytest.raises(InvalidRequestError):
         parse_lora_arg("a.safetensors:1e400")
+
+
+def test_our_comfy_graph_recalls_the_lora_set():
+    from app.metadata.recall import recall_from_prompt_graph
+
+    prompt_text, _ = comfy_chunks(params(loras=(STYLE, DETAIL)), ComfyFiles("sd3.5_medium.safetensors"))
+    back = recall_from_prompt_graph(prompt_text).params
+    assert [(lo.path, lo.strength, lo.te_strength) for lo in back.loras] == [
+        (Path("style.safetensors"), 0.8, None), (Path("detail_v2.safetensors"), -0.3, 0.5)]  # fmt: skip

@@ -244,3 +244,26 @@ def test_fp8_weights_get_a_side_branch_equal_to_the_merge(tmp_path):
             assert torch.equal(value.view(torch.uint8), stored[key].view(torch.uint8))
     patcher.remove()
     assert torch.equal(forward(fp8_model), forward(build(dense_state)))
+
+
+@pytest.mark.parametrize("variant", ["large", "medium"])
+def test_peft_lora_matches_diffusers_with_the_lora_fused(variant, tmp_path):
+    """diffusers' SD3Transformer2DModel with the PEFT LoRA fused by its own module names (what
+    `load_lora_weights` + `fuse_lora` produce; PEFT itself is not installed here) against our MMDiT with it."""
+    from tests.factory.diffusers_oracle import diffusers_transformer
+
+    state = tiny_mmdit_state(variant, seed=4, dtype=torch.float32)
+    lora = write_lora(tmp_path / "p.safetensors", "peft", mmdit_shapes(state), variant=variant, depth=DEPTH[variant],
+                      seed=9)  # fmt: skip
+    theirs = diffusers_transformer(state)
+    with torch.no_grad():
+        for f in lora.factors:
+            theirs.get_submodule(f.module).weight += f.delta(0.75).float()
+    ours = build(state)
+    apply(ours, [(lora, 0.75)])
+    x, t, y, ctx = inputs(ours)
+    with torch.inference_mode():
+        expected = theirs(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=y, timestep=t).sample
+    got = forward(ours)
+    assert rel(got, expected) < 1e-4
+    assert rel(got, forward(build(state))) > 1e-3
