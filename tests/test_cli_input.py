@@ -18,7 +18,7 @@ from PIL import Image
 from app.cli.main import build_parser, main
 from app.cli.options import REQUEST_OPTIONS, request_from_args
 from app.cli.status import EXIT_CLOSED_STDOUT
-from app.cli.values import INT64_MAX, FilePath, ImageFile, Integer, IntegerList, Real, Text
+from app.cli.values import INT64_MAX, FilePath, ImageFile, Integer, IntegerList, LoraArg, Real, Text
 from app.inference.api.request import GenerationRequest
 from tests.factory.snapshot import write_snapshot
 
@@ -55,6 +55,15 @@ def bad_values(action: argparse.Action) -> list[str]:
         )
     if isinstance(kind, IntegerList):
         return ["-1", f"7,{HUGE}", "nan", "7,,8", NOT_UTF8]
+    if isinstance(kind, LoraArg):
+        return [
+            "missing.safetensors",
+            "style.ckpt:0.5",
+            "x.safetensors:nan",
+            ":0.5",
+            f"x.safetensors:{HUGE}",
+            NOT_UTF8,
+        ]
     raise AssertionError(f"{action.option_strings or action.dest}: no bad values known for the kind {kind!r}")
 
 

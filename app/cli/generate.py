@@ -56,6 +56,9 @@ class _CommandLineJob:
         self.line_open = False  # a progress line without its newline is on stderr
         self.stdout_closed = False  # the reader of the JSON lines went away: the job stops, quietly
         self.plan: MemoryPlan | None = None  # shown once the model set has loaded
+        self.shown_warnings: set[str] = (
+            set()
+        )  # the job's own warnings (LoRA keys not applied) arrive with images
 
     def print_json(self, event: str, **fields) -> None:
         if not self.args.json or self.stdout_closed:
@@ -65,6 +68,12 @@ class _CommandLineJob:
         except BrokenPipeError:
             self.stdout_closed = True
             self.cancel.cancel()
+
+    def _warn_line(self, message: str) -> None:
+        if self.line_open and not self.args.json:
+            sys.stderr.write("\n")
+            self.line_open = False
+        self.warning(message)
 
     def warning(self, message: str) -> None:
         if self.args.json:
@@ -124,6 +133,10 @@ class _CommandLineJob:
             self.line_open = True
 
     def _image(self, e: ImageFinished) -> None:
+        for warning in e.request.warnings:
+            if warning not in self.shown_warnings:
+                self.shown_warnings.add(warning)
+                self._warn_line(warning)
         path = batch_path(self.args.out, e.seed, self.count)
         write_image(
             path, e.pixels, finished_image_params(e), e.comfy_files
@@ -181,6 +194,7 @@ def run_generate(args: argparse.Namespace) -> int:
     job.print_json("plan", description=plan.describe(), **plan.to_json())
     for warning in resolved.warnings:
         job.warning(warning)
+        job.shown_warnings.add(warning)
     if job.stdout_closed:  # nobody reads the events: do not even load the model
         return closed_stdout()
     try:

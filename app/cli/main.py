@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from app import __version__
 from app.cli.download import add_arguments as add_download_arguments
 from app.cli.engines import add_arguments as add_engines_arguments
+from app.cli.loras import add_arguments as add_loras_arguments
 from app.cli.models import add_arguments as add_models_arguments
 from app.cli.options import add_generate_arguments
 from app.cli.status import EXIT_ERROR, closed_stdout
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_arguments(g)
     m = sub.add_parser("models", help="list the SD3.5 model sets found on this machine")
     add_models_arguments(m)
+    lo = sub.add_parser("loras", help="list the LoRA files found, with the model each was made for")
+    add_loras_arguments(lo)
     d = sub.add_parser("download", help="download an SD3.5 model set from Hugging Face (resumable)")
     add_download_arguments(d)
     e = sub.add_parser("engines", help="ComfyUI servers as the engine: test one (engines test URL)")
@@ -72,6 +75,10 @@ def _run(argv: Sequence[str] | None) -> int:
         from app.cli.models import run_models  # reads headers only; torch for the memory plans
 
         return run_models(args)
+    if args.command == "loras":
+        from app.cli.loras import run_loras  # headers only
+
+        return run_loras(args)
     if args.command == "download":
         from app.cli.download import run_download  # huggingface_hub: only when downloading
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.cli.values import FilePath, ImageFile, Integer, IntegerList, Real, Text
+from app.cli.values import FilePath, ImageFile, Integer, IntegerList, LoraArg, Real, Text
 from app.inference.api.errors import InvalidRequestError
 from app.inference.api.request import MAX_SEED, SAMPLER_NAMES, SCHEDULER_NAMES, TEXT_MODES, GenerationRequest
 from app.inference.api.variants import PRESETS
@@ -38,6 +38,7 @@ class Option:
     default: Any = None
     required: bool = False
     metavar: str | None = None
+    repeat: bool = False  # may be given several times; the values are collected in order
 
     @property
     def flags(self) -> str:
@@ -49,6 +50,12 @@ class Option:
             parser.add_argument(
                 self.flags, dest=self.name, action=action, default=bool(self.default), help=self.help
             )
+            return
+        if self.repeat:
+            parser.add_argument(
+                self.flags, dest=self.name, type=self.kind, action="append", default=None, metavar=self.metavar,
+                help=self.help,
+            )  # fmt: skip
             return
         parser.add_argument(
             self.flags,
@@ -84,6 +91,8 @@ REQUEST_OPTIONS: tuple[Option, ...] = (
     Option("use_t5", None, "run without the T5-XXL encoder (less RAM, less fidelity)", flag="--no-t5", default=True),
     Option("text_mode", Text(), "full: long prompts and weights; reference: Stability's script", choices=TEXT_MODES,
            default="full"),
+    Option("loras", LoraArg(), "apply a LoRA at a strength (default 1) and text-encoder strength (default: the "
+           "same); repeat for several", flag="--lora", metavar="FILE[:STRENGTH[:TE_STRENGTH]]", repeat=True),
 )  # fmt: skip
 
 JOB_OPTIONS: tuple[Option, ...] = (
@@ -118,6 +127,7 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
     values = {option.name: getattr(args, option.name) for option in REQUEST_OPTIONS}
     if values["denoise"] is not None and values["init_image"] is None:
         raise InvalidRequestError("--denoise needs --init-image")
+    values["loras"] = tuple(values["loras"] or ())
     if values["denoise"] is None:
         values["denoise"] = IMG2IMG_DENOISE if values["init_image"] is not None else 1.0
     return GenerationRequest(**values)

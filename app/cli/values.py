@@ -154,3 +154,27 @@ class ImageFile:
         if width <= 0 or height <= 0:
             raise argparse.ArgumentTypeError(f"{text}: the image is empty ({width}×{height})")
         return path
+
+
+@dataclass(frozen=True, slots=True)
+class LoraArg:
+    """`FILE[:STRENGTH[:TE_STRENGTH]]`: an existing .safetensors LoRA file and its strengths."""
+
+    def __call__(self, text: str):
+        from app.inference.api.errors import InvalidRequestError
+        from app.inference.api.lora import parse_lora_arg
+
+        try:
+            spec = parse_lora_arg(checked_text(text))
+        except InvalidRequestError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        path = spec.path
+        if path.suffix.lower() in (".ckpt", ".pt", ".pth", ".bin", ".pkl"):
+            raise argparse.ArgumentTypeError(
+                f"{path}: pickle-based file, refused: opening it could run arbitrary code; use a .safetensors LoRA"
+            )
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(f"{path}: LoRA file not found")
+        if path.suffix.lower() != ".safetensors":
+            raise argparse.ArgumentTypeError(f"{path}: LoRA files must be .safetensors")
+        return spec

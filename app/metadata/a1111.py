@@ -17,7 +17,10 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
+from app.inference.api.errors import InvalidRequestError
+from app.inference.api.lora import LoraSpec, lora_tag, split_prompt_loras
 from app.inference.api.request import TEXT_MODES
 from app.metadata.fields import checked_fields
 from app.metadata.limits import check_size
@@ -82,13 +85,28 @@ def a1111_fields(params: ImageParams) -> dict[str, object]:
         "Negative until": _g(r.negative_until),
         "T5": None if r.use_t5 else "off",
         "Text mode": None if r.text_mode == "full" else r.text_mode,
+        "Lora hashes": lora_hashes_field(r.loras),
         "Version": version,
     }
 
 
+def lora_hashes_field(loras: tuple[LoraSpec, ...]) -> str | None:
+    """A1111's `Lora hashes` value: `name: shorthash, name2: shorthash2` (None when no LoRA has a hash)."""
+    pairs = [f"{lo.name}: {lo.short_hash}" for lo in loras if lo.short_hash]
+    return ", ".join(pairs) or None
+
+
+def prompt_with_loras(prompt: str, loras: tuple[LoraSpec, ...]) -> str:
+    """The prompt as A1111 shows it: the `<lora:name:strength>` tags after the text."""
+    tags = " ".join(lora_tag(lo.name, lo.strength, lo.te_strength) for lo in loras)
+    return f"{prompt} {tags}".strip() if tags else prompt
+
+
 def infotext_of(params: ImageParams) -> str:
     """The A1111 text of one image: what its PNG's `parameters` chunk holds and what Copy Parameters gives."""
-    return format_infotext(params.prompt, params.negative, a1111_fields(params))
+    return format_infotext(
+        prompt_with_loras(params.prompt, params.loras), params.negative, a1111_fields(params)
+    )
 
 
 def split_pairs(line: str, limit: int = MAX_PAIRS) -> list[tuple[str, str]]:
@@ -164,8 +182,35 @@ def params_from_infotext(text: str) -> tuple[ImageParams, tuple[str, ...]]:
                 unmapped.append(f"{key}: {_short(value)}")
         except ValueError:
             unmapped.append(f"{key}: {_short(value)} (not understood)")
+    _loras_from_prompt(values, unmapped)
     checked, notes = checked_fields(values)
     return ImageParams.from_fields(**checked), tuple(dict.fromkeys((*unmapped, *notes)))
+
+
+def _loras_from_prompt(values: dict[str, object], unmapped: list[str]) -> None:
+    """`<lora:name:s>` tags leave the prompt and become LoRA entries (file `name.safetensors`, to be found in
+    the LoRA folders by recall), with their short hashes from `Lora hashes`."""
+    hashes: dict[str, str] = {}
+    for pair in str(values.pop("lora_hashes", "")).split(","):
+        name, _, digest = pair.rpartition(":")
+        if name.strip() and digest.strip():
+            hashes[name.strip()] = digest.strip()
+    try:
+        prompt, tags = split_prompt_loras(str(values.get("prompt", "")))
+    except InvalidRequestError:
+        unmapped.append("a <lora:...> tag of the prompt has a strength that is not a number")
+        return
+    tagged = {t.name for t in tags}
+    untagged = [f"{n}: {h}" for n, h in hashes.items() if n not in tagged]
+    if untagged:  # a hash without its tag says a LoRA was used, but not at which strength
+        unmapped.append("Lora hashes: " + ", ".join(untagged))
+    if not tags:
+        return
+    values["prompt"] = prompt
+    values["loras"] = tuple(
+        LoraSpec(Path(f"{t.name}.safetensors"), t.strength, t.te_strength, short_hash=hashes.get(t.name))
+        for t in tags
+    )
 
 
 def _short(value: str) -> str:
@@ -229,6 +274,8 @@ def _map_field(key: str, value: str, out: dict[str, object], unmapped: list[str]
         if value not in TEXT_MODES:
             raise ValueError(value)
         out["text_mode"] = value
+    elif key == "Lora hashes":
+        out["lora_hashes"] = value
     elif key == "Version":
         if value.startswith(_OURS):
             out["app_version"] = value[len(_OURS) :].strip() or None

@@ -6,7 +6,8 @@ where an input is a widget value or a link `[source node id, output slot]`), and
 `[link id, from node, from slot, to node, to slot, type]`). Dropping the PNG on ComfyUI loads `workflow`.
 
 The graph (input names as in ComfyUI's `nodes.py`, `comfy_extras/nodes_sd3.py`, `nodes_model_advanced.py`):
-  CheckpointLoaderSimple (MMDiT + VAE) ─ ModelSamplingSD3(shift) ─ [SkipLayerGuidanceSD3] ─ KSampler.model
+  CheckpointLoaderSimple (MMDiT + VAE) ─ [LoraLoader ×n] ─ ModelSamplingSD3(shift) ─ [SkipLayerGuidanceSD3] ─
+  KSampler.model (each LoraLoader also takes and gives the CLIP; LoraLoaderModelOnly at text strength 0)
   TripleCLIPLoader (CLIP-L, CLIP-G, T5) or DualCLIPLoader(type sd3) without T5 ─ CLIPTextEncode ×2
   (a remote server without CLIP-G, when allowed: CLIPLoader(CLIP-L, sd3) or DualCLIPLoader(CLIP-L, T5, sd3))
   negative window (SD35_SAMPLING.md §6.1): text ─ ConditioningSetTimestepRange(0, f) ┐
@@ -50,6 +51,19 @@ NODE_SPECS: dict[str, NodeSpec] = {
     "CLIPLoader": NodeSpec((("clip_name", "COMBO"), ("type", "COMBO")), (("CLIP", "CLIP"),)),
     "DualCLIPLoader": NodeSpec(
         (("clip_name1", "COMBO"), ("clip_name2", "COMBO"), ("type", "COMBO")), (("CLIP", "CLIP"),)
+    ),
+    "LoraLoader": NodeSpec(
+        (
+            ("model", "MODEL"),
+            ("clip", "CLIP"),
+            ("lora_name", "COMBO"),
+            ("strength_model", "FLOAT"),
+            ("strength_clip", "FLOAT"),
+        ),
+        (("MODEL", "MODEL"), ("CLIP", "CLIP")),
+    ),
+    "LoraLoaderModelOnly": NodeSpec(
+        (("model", "MODEL"), ("lora_name", "COMBO"), ("strength_model", "FLOAT")), (("MODEL", "MODEL"),)
     ),
     "ModelSamplingSD3": NodeSpec((("model", "MODEL"), ("shift", "FLOAT")), (("MODEL", "MODEL"),)),
     "SkipLayerGuidanceSD3": NodeSpec(
@@ -157,7 +171,17 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
         )
     else:
         clip = g.add("DualCLIPLoader", clip_name1=files.clip_l, clip_name2=files.clip_g, type="sd3")
-    model = g.add("ModelSamplingSD3", model=_link(ckpt, 0), shift=params.shift)
+    model_out, clip_out = _link(ckpt, 0), _link(clip)
+    for lora in params.loras:  # chained between the loaders and the rest, as ComfyUI users wire them
+        name = lora.path.name
+        if lora.text_strength == 0:
+            model_out = _link(g.add("LoraLoaderModelOnly", model=model_out, lora_name=name,
+                                    strength_model=lora.strength))  # fmt: skip
+            continue
+        node = g.add("LoraLoader", model=model_out, clip=clip_out, lora_name=name,
+                     strength_model=lora.strength, strength_clip=lora.text_strength)  # fmt: skip
+        model_out, clip_out = _link(node, 0), _link(node, 1)
+    model = g.add("ModelSamplingSD3", model=model_out, shift=params.shift)
     if params.slg_scale and params.slg_layers:
         model = g.add(
             "SkipLayerGuidanceSD3",
@@ -167,8 +191,8 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
             start_percent=params.slg_start,
             end_percent=params.slg_end,
         )
-    positive = g.add("CLIPTextEncode", _TITLES["positive"], text=params.prompt, clip=_link(clip))
-    negative = g.add("CLIPTextEncode", _TITLES["negative"], text=params.negative, clip=_link(clip))
+    positive = g.add("CLIPTextEncode", _TITLES["positive"], text=params.prompt, clip=clip_out)
+    negative = g.add("CLIPTextEncode", _TITLES["negative"], text=params.negative, clip=clip_out)
     if params.negative_until is not None:
         f = params.negative_until
         early = g.add("ConditioningSetTimestepRange", conditioning=_link(negative), start=0.0, end=f)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
+from app.inference.api.lora import LoraSpec
 from app.inference.api.request import SAMPLER_NAMES, SCHEDULER_NAMES
 from app.metadata.fields import checked_fields
 from app.metadata.params import ImageParams, variant_of_name
@@ -19,9 +20,8 @@ from app.metadata.params import ImageParams, variant_of_name
 log = logging.getLogger(__name__)
 
 _SAMPLER_TYPES = ("KSampler", "KSamplerAdvanced")
+_LORA_LOADERS = ("LoraLoader", "LoraLoaderModelOnly")
 _PASS_THROUGH_MODEL = {
-    "LoraLoaderModelOnly",
-    "LoraLoader",
     "FreeU",
     "FreeU_V2",
     "CFGNorm",
@@ -107,6 +107,12 @@ def _model(w: _Walker, ref: object, out: dict[str, object]) -> None:
             out["variant"] = variant_of_name(stem)
             out["fp8"] = "fp8" in name.lower() or "fp8" in str(inputs.get("weight_dtype", ""))
             return
+        elif kind in _LORA_LOADERS and isinstance(inputs.get("lora_name"), str):
+            name = inputs["lora_name"].replace("\\", "/")  # relative to models/loras; recall finds it by name
+            strength = float(inputs.get("strength_model", 1.0))
+            te = float(inputs.get("strength_clip", 0.0 if kind == "LoraLoaderModelOnly" else strength))
+            lora = LoraSpec(Path(name), strength, None if te == strength else te)
+            out["loras"] = (lora, *out.get("loras", ()))  # type: ignore[misc]  # walking back to the loader
         elif kind in _PASS_THROUGH_MODEL:
             w.note(f"model: node {node_id} ({kind}) has no counterpart and is left out")
         else:

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from app.inference.api.lora import LoraSpec
 from app.inference.api.request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class ImageParams:
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"format": PARAMS_FORMAT, "version": PARAMS_VERSION}
         data.update({name: _jsonable(getattr(self.request, name)) for name in REQUEST_FIELDS})
+        if not self.request.loras:  # written only when used, so files of earlier versions read back unchanged
+            del data["loras"]
         for f in fields(self):
             if f.name not in ("request", "extra"):
                 data[f.name] = getattr(self, f.name)
@@ -129,6 +132,8 @@ class ImageParams:
         values = {k: v for k, v in data.items() if k in known}
         if "prompt" not in values or not isinstance(values["prompt"], str):
             raise ValueError("parameters without a prompt")
+        if isinstance(values.get("loras"), list):
+            values["loras"] = tuple(LoraSpec.from_dict(x) for x in values["loras"])  # type: ignore[union-attr]
         if isinstance(values.get("slg_layers"), list):
             values["slg_layers"] = tuple(int(i) for i in values["slg_layers"])  # type: ignore[union-attr]
         unknown = [k for k in data if k not in known and k not in ("format", "version")]
@@ -145,7 +150,9 @@ class ImageParams:
 
 def _jsonable(value: object) -> object:
     if isinstance(value, tuple):
-        return list(value)
+        return [_jsonable(v) for v in value]
+    if isinstance(value, LoraSpec):
+        return value.to_dict()
     return str(value) if isinstance(value, Path) else value
 
 

@@ -20,6 +20,7 @@ from app.metadata.comfy_workflow import WorkflowError, prompt_from_workflow
 from app.metadata.exif import read_user_comment
 from app.metadata.fields import FIELD_KINDS, checked_fields
 from app.metadata.limits import MetadataError, load_json
+from app.metadata.lora_recall import resolve_loras
 from app.metadata.params import ImageParams
 from app.metadata.png_info import COMFY_PROMPT_KEY, COMFY_WORKFLOW_KEY, PARAMETERS_KEY, STUDIO_KEY
 from app.metadata.png_text import read_png_chunks
@@ -47,6 +48,7 @@ class CurrentSetup:
     variant: str | None = None
     fp8: bool = False
     t5_available: bool = True
+    lora_folders: tuple[Path, ...] = ()  # where recalled LoRAs are looked for by file name
 
 
 def recall_from_text(chunks: dict[str, str], problems: dict[str, str] | None = None) -> Recalled | None:
@@ -164,6 +166,8 @@ def reproduction_warnings(recalled: Recalled, setup: CurrentSetup | None) -> tup
             out.append(f"Made with {made} weights; yours are {have}, so details will differ slightly.")
         if p.use_t5 and not setup.t5_available:
             out.append("Made with the T5 text encoder, which is not available here: the image will differ.")
+    if p.loras:
+        out.extend(resolve_loras(p.loras, setup.lora_folders if setup is not None else ())[1])
     if not p.use_t5:
         out.append("Made without T5: keep T5 switched off to reproduce it.")
     if p.noise != "cpu":

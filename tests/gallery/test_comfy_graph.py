@@ -8,9 +8,11 @@ independently of the app's own table, so a wrong input name in the app fails her
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
+from app.inference.api.lora import LoraSpec
 from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
 from tests.gallery.helpers import params
 
@@ -43,6 +45,10 @@ COMFY = {
                  ["seed", "control_after_generate", "steps", "cfg", "sampler_name", "scheduler", "denoise"]),
     "VAEDecode": ({"samples": "LATENT", "vae": "VAE"}, ["IMAGE"], []),
     "SaveImage": ({"images": "IMAGE", "filename_prefix": "STRING"}, [], ["filename_prefix"]),
+    "LoraLoader": ({"model": "MODEL", "clip": "CLIP", "lora_name": "COMBO", "strength_model": "FLOAT",
+                    "strength_clip": "FLOAT"}, ["MODEL", "CLIP"], ["lora_name", "strength_model", "strength_clip"]),
+    "LoraLoaderModelOnly": ({"model": "MODEL", "lora_name": "COMBO", "strength_model": "FLOAT"}, ["MODEL"],
+                            ["lora_name", "strength_model"]),
 }  # fmt: skip
 WIDGETS = {"INT", "FLOAT", "STRING", "COMBO"}
 
@@ -62,6 +68,8 @@ def check_widget(class_type, name, value):
         )
     elif class_type in ("ConditioningSetTimestepRange",) or name in ("start_percent", "end_percent"):
         assert isinstance(value, float) and 0 <= value <= 1, (name, value)
+    elif name in ("strength_model", "strength_clip"):
+        assert isinstance(value, float) and -100 <= value <= 100, (name, value)
     elif name in ("shift", "scale"):
         assert isinstance(value, float) and value >= 0
     elif name == "type":
@@ -126,6 +134,15 @@ def validate(prompt: dict, workflow: dict) -> None:
         ),
         ({"use_t5": False}, {"DualCLIPLoader"}),
         ({"init_image": "/home/me/in.png", "denoise": 0.6}, {"LoadImage", "VAEEncode"}),
+        (
+            {
+                "loras": (
+                    LoraSpec(Path("/l/style.safetensors"), 0.8, 0.5),
+                    LoraSpec(Path("/l/x.safetensors"), -0.3, 0.0),
+                )
+            },
+            {"LoraLoader", "LoraLoaderModelOnly"},
+        ),
     ],
 )
 def test_graph_is_valid_for_comfyui(overrides, expected_types):

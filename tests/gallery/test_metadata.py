@@ -156,7 +156,9 @@ def test_recall_from_comfyui_negative_window_slg_and_lora():
     p = recalled.params
     assert (p.negative, p.negative_until, p.shift) == ("ugly", 0.1, 2.5)
     assert (p.slg_layers, p.slg_scale, p.slg_start, p.slg_end) == ((7, 8, 9), 3.0, 0.01, 0.15)
-    assert "model: node 62 (LoraLoaderModelOnly) has no counterpart and is left out" in recalled.unmapped
+    # The LoRA loader is recalled as a LoRA (model only: text-encoder strength 0), no longer left out.
+    assert [(lo.path.name, lo.strength, lo.te_strength) for lo in p.loras] == [("x.safetensors", 1.0, 0.0)]
+    assert not any("LoraLoader" in note for note in recalled.unmapped)
 
 
 def test_our_comfyui_graph_recalls_to_the_same_settings(tmp_path):

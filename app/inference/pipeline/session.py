@@ -42,6 +42,7 @@ from app.inference.api.request import GenerationRequest
 from app.inference.api.session import SessionOptions
 from app.inference.checkpoints.model_set import ModelSet, locate_model_set
 from app.inference.checkpoints.taesd_loading import find_taesd3_decoder, load_taesd3_decoder
+from app.inference.lora.stack import LoraStack
 from app.inference.memory.oom import is_out_of_memory
 from app.inference.memory.vae_decode import decode_fitting
 from app.inference.networks.vae import image_to_tensor, process_in, process_out, tensor_to_uint8
@@ -97,6 +98,7 @@ class GenerationSession:
         self._preview: PreviewDecoder | None = None
         self._preview_key: tuple | None = None
         self.encode_calls = 0  # prompts encoded so far (a job encodes each prompt once)
+        self.loras = LoraStack()  # LoRA files read so far and the set now in the networks
 
     # ----------------------------------------------------------------------------------------------- public
 
@@ -151,6 +153,9 @@ class GenerationSession:
             req = request.resolved(model_set.variant, model_set.mmdit_config)
             guidance = GuidanceConfig.from_request(req)
             self._load(model_set, req.use_t5, report)
+            req = self.loras.apply(
+                self.engine, req, model_set.variant
+            )  # the job's LoRA set, hashes filled in
             prompts = self._encode_prompts(req, guidance, cancel, report)
             sampling = self._prepare_guidance(req, guidance, prompts)
             preview = self._preview_decoder(model_set)
@@ -185,6 +190,7 @@ class GenerationSession:
             return
         started = time.perf_counter()
         stage = itertools.count(1)
+        self.loras.forget()  # the LoRA state refers to the networks about to be replaced
         self.engine.load(
             model_set,
             use_t5=use_t5,
