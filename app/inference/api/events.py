@@ -69,6 +69,7 @@ class ImageFinished:
     fp8: bool = False  # the diffusion model ran from fp8-stored weights
     noise_device: str = "cpu"  # where the start noise was drawn (ours always on the CPU, as ComfyUI)
     model_hash: str | None = None  # when the engine knows it (a remote engine may); else the gallery adds it
+    source_sha256: str | None = None  # SHA-256 of the init image file (img2img, inpaint, outpaint)
 
 
 @dataclass(frozen=True, slots=True)
