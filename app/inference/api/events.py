@@ -70,6 +70,8 @@ class ImageFinished:
     noise_device: str = "cpu"  # where the start noise was drawn (ours always on the CPU, as ComfyUI)
     model_hash: str | None = None  # when the engine knows it (a remote engine may); else the gallery adds it
     source_sha256: str | None = None  # SHA-256 of the init image file (img2img, inpaint, outpaint)
+    mask_alpha: bool = False  # the mask was read from its transparency (1 - alpha), not its grey values
+    mask_soft: bool = False  # the mask had values between 0 and 1: sampled with differential diffusion
 
 
 @dataclass(frozen=True, slots=True)

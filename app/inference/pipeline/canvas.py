@@ -25,15 +25,15 @@ ALIGN = 16  # sampling sizes are multiples of 16 px (VAE factor 8 x patch 2)
 # ------------------------------------------------------------------------------------------------ reading
 
 
-def mask_from_image(image, name: str = "the mask") -> torch.Tensor:  # image: PIL.Image.Image
-    """A PIL image -> (H, W) float32 mask (see the module's two rules)."""
+def mask_from_image(image) -> tuple[torch.Tensor, bool]:  # image: PIL.Image.Image
+    """A PIL image -> ((H, W) float32 mask, read from its transparency) (see the module's two rules)."""
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
     if has_alpha:
         alpha = np.asarray(image.convert("RGBA"))[..., 3]
         if alpha.min() < 255:
-            return torch.from_numpy(1.0 - alpha.astype(np.float32) / 255.0)
+            return torch.from_numpy(1.0 - alpha.astype(np.float32) / 255.0), True
     grey = np.asarray(image.convert("L")).astype(np.float32) / 255.0
-    return torch.from_numpy(grey)
+    return torch.from_numpy(grey), False
 
 
 def check_mask(mask: torch.Tensor, image_size: tuple[int, int], name: str, outpainting: bool) -> None:
@@ -77,7 +77,8 @@ def feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
     m = F.conv2d(F.pad(m, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
     m = F.conv2d(F.pad(m, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
     out = m[0, 0].clamp(0.0, 1.0)
-    return torch.where(out < 1e-6, torch.zeros_like(out), out)  # float dust from the convolution is 0
+    out = torch.where(out < 1e-6, torch.zeros_like(out), out)  # float dust of the convolution: exactly 0 ...
+    return torch.where(out > 1.0 - 1e-6, torch.ones_like(out), out)  # ... and exactly 1
 
 
 # ------------------------------------------------------------------------------------------------ canvas
@@ -120,10 +121,15 @@ class Canvas:
         return np.pad(pixels, ((top, bottom), (left, right), (0, 0)), mode="edge")
 
     def extend_mask(self, mask: torch.Tensor | None) -> torch.Tensor:
-        """(H, W) mask of the init image (None: keep all of it) -> the canvas's, the new area = 1."""
+        """(H, W) mask of the init image (None: keep all of it) -> the canvas's, the new area = 1. Alignment px
+        on a side that is not outpainted are kept (0), so the mask does not grow from them into the image."""
         left, top, right, bottom = self.pad
         w, h = self.image_size
         out = torch.ones((h + top + bottom, w + left + right), dtype=torch.float32)
+        if self.outpaint[2] == 0:
+            out[:, left + w :] = 0.0
+        if self.outpaint[3] == 0:
+            out[top + h :, :] = 0.0
         out[top : top + h, left : left + w] = 0.0 if mask is None else mask
         return out
 

@@ -74,6 +74,7 @@ class Source:
     mask: torch.Tensor  # (H, W) float32: the grown mask sampling uses (1 = regenerate)
     alpha: torch.Tensor  # (H, W) float32: the feathered composite mask
     soft: bool  # the mask has values between 0 and 1: differential diffusion
+    alpha_mask: bool  # the mask file was read from its transparency
     sha256: str  # of the init image file
     mask_sha256: str | None
 
@@ -92,10 +93,10 @@ def load_source(request: GenerationRequest) -> Source:
     init = read_image_file(request.init_image, "init image")
     pixels = np.asarray(init.image.convert("RGB"))  # (H, W, 3) uint8
     size = (pixels.shape[1], pixels.shape[0])
-    mask, mask_sha = None, None
+    mask, mask_sha, from_alpha = None, None, False
     if request.mask_image is not None:
         mask_file = read_image_file(request.mask_image, "mask")
-        mask = mask_from_image(mask_file.image)
+        mask, from_alpha = mask_from_image(mask_file.image)
         check_mask(mask, size, str(request.mask_image), outpainting=any(request.outpaint))
         mask_sha = mask_file.sha256
     canvas = Canvas.around(size, request.outpaint)
@@ -107,6 +108,7 @@ def load_source(request: GenerationRequest) -> Source:
         mask=grown,
         alpha=feather(grown, request.mask_blur),
         soft=is_soft(grown),
+        alpha_mask=from_alpha,
         sha256=init.sha256,
         mask_sha256=mask_sha,
     )

@@ -358,7 +358,8 @@ class GenerationSession:
                 pixels, latent = decoded
                 emit(ImageFinished(index, seed, pixels, latent.cpu(), job.request, model_name=model_set.name,
                                    variant=model_set.variant, fp8=fp8, noise_device="cpu",
-                                   source_sha256=job.source_sha256))  # fmt: skip
+                                   source_sha256=job.source_sha256, mask_alpha=job.mask_alpha,
+                                   mask_soft=job.mask_soft))  # fmt: skip
             cancel.raise_if_cancelled()
 
 
@@ -370,6 +371,14 @@ class _JobFacts:
     model_set: ModelSet
     source: Source | None  # a masked job's init image: the decoded canvas is composited onto it
     source_sha256: str | None  # SHA-256 of the init image file, for "made from ..."
+
+    @property
+    def mask_alpha(self) -> bool:
+        return self.source is not None and self.source.alpha_mask
+
+    @property
+    def mask_soft(self) -> bool:
+        return self.source is not None and self.source.soft
 
     @classmethod
     def of(cls, req: GenerationRequest, model_set: ModelSet, source: Source | None) -> _JobFacts:
