@@ -29,6 +29,9 @@ REQUEST_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(GenerationRequest) if f.name not in ("count", "warnings")
 )
 _REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
+# Written to the JSON only when they are in use (a masked job; a hires job).
+_MASK_FIELDS = ("mask_image", "mask_grow", "mask_blur", "outpaint", "mask_alpha", "mask_soft")
+_HIRES_FIELDS = ("hires_scale", "hires_denoise", "hires_steps")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,8 @@ class ImageParams:
         for f in fields(self):
             if f.name not in ("request", "extra"):
                 data[f.name] = getattr(self, f.name)
+        for name in self._unused_refine_fields():  # images without a mask or hires pass keep their old JSON
+            del data[name]
         data.update({k: json.loads(v) for k, v in self.extra})
         return data
 
@@ -146,6 +151,13 @@ class ImageParams:
         unknown = [k for k in data if k not in known and k not in ("format", "version")]
         extra = tuple((k, json.dumps(data[k])) for k in unknown)
         return replace(cls.from_fields(**values), extra=extra)
+
+    def _unused_refine_fields(self) -> list[str]:
+        r = self.request
+        unused = [] if r.mask_image is not None or any(r.outpaint or ()) else list(_MASK_FIELDS)
+        unused += [] if r.hires_scale not in (None, 1.0) else list(_HIRES_FIELDS)
+        unused += [] if self.source_sha256 is not None else ["source_sha256"]
+        return unused
 
     @classmethod
     def from_json(cls, text: str) -> ImageParams:
