@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
+from app.metadata.comfy_recall import params_from_comfy_prompt
+from app.metadata.comfy_workflow import prompt_from_workflow
 from tests.gallery import test_comfy_graph as base
 from tests.gallery.helpers import params
 
@@ -123,3 +125,30 @@ def test_hires_graph_has_a_second_pass_at_the_hires_size():
 def test_no_refine_nodes_without_refine():
     prompt = graph()
     assert not set(REFINE) & {n["class_type"] for n in prompt.values()}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        INPAINT | {"mask_grow": 4},
+        INPAINT | {"mask_alpha": True, "mask_soft": True, "mask_grow": 0},
+        {"init_image": Path("in.png"), "outpaint": (64, 0, 128, 32), "denoise": 1.0},
+        INPAINT | {"outpaint": (64, 16, 0, 0)},
+        {"width": 832, "height": 1216, "hires_scale": 1.5, "hires_denoise": 0.35, "hires_steps": 12},
+    ],
+)
+def test_refine_graphs_convert_from_the_workflow_and_recall_their_settings(overrides):
+    p = params(**overrides)
+    prompt_text, workflow_text = comfy_chunks(p, ComfyFiles(checkpoint="sd3.5_medium.safetensors"))
+    converted = prompt_from_workflow(workflow_text)
+    assert converted.prompt == json.loads(prompt_text) and converted.notes == ()
+    back, notes = params_from_comfy_prompt(json.loads(prompt_text))
+    names = ["seed", "steps", "denoise", "width", "height", "mask_grow", "outpaint", "mask_alpha", "mask_soft",
+             "hires_scale", "hires_denoise", "hires_steps"]  # fmt: skip
+    if p.init_image is not None:
+        names = [n for n in names if n not in ("width", "height")]  # the graph sizes from the image
+        assert back.init_image == Path(p.init_image.name)
+        assert back.mask_image == (None if p.mask_image is None else Path(p.mask_image.name))
+    for name in names:
+        assert getattr(back, name) == getattr(p, name), name
+    assert not [n for n in notes if "not understood" in n or "samplers in the graph" in n], notes
