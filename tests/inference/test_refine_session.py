@@ -187,3 +187,8 @@ def test_refine_fields_are_validated(session, model_set, files):
     assert "larger than this model supports" in failure(
         session, model_set, GenerationRequest(prompt="x", width=320, height=320, hires_scale=2.0)
     )
+
+
+def test_hires_after_an_outpaint_scales_the_composited_image(session, model_set, files):
+    (image,) = finished(session, model_set, req(files, outpaint=(8, 0, 0, 0), hires_scale=2.0, hires_steps=2))
+    assert image.pixels.shape == (2 * H, 2 * (W + 8), 3)  # the 40×48 result, not the 48×48 sampled canvas

@@ -37,25 +37,25 @@ UPSCALERS: dict[str, Upscaler] = {DEFAULT_UPSCALER: lanczos_upscale}
 
 @dataclass(frozen=True, slots=True)
 class HiresPass:
-    """The second pass of a hires job: its size, its (truncated) schedule, its upscaler."""
+    """The second pass of a hires job: its scale, its (truncated) schedule, its upscaler."""
 
-    size: tuple[int, int]  # (W, H), multiples of 16
+    scale: float
     sigmas: torch.Tensor  # (N+1,) float32: the tail of the hires_steps schedule at hires_denoise
     upscaler: Upscaler
 
     @classmethod
     def of(cls, req: GenerationRequest, upscaler: str = DEFAULT_UPSCALER) -> HiresPass:
         """`req` resolved: steps, scheduler and shift known."""
-        size = (hires_side(req.width, req.hires_scale), hires_side(req.height, req.hires_scale))
         steps = req.hires_steps or req.steps
         sigmas = img2img_sigmas(make_sigmas(req.scheduler, steps, req.shift), req.hires_denoise)
-        return cls(size, sigmas, UPSCALERS[upscaler])
+        return cls(req.hires_scale, sigmas, UPSCALERS[upscaler])
 
-    @property
-    def latent_shape(self) -> tuple[int, int, int, int]:
-        return (1, 16, self.size[1] // 8, self.size[0] // 8)
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        """(W', H') of a first-pass image of (width, height) px: scaled, multiples of 16."""
+        return hires_side(width, self.scale), hires_side(height, self.scale)
 
     def vae_input(self, pixels: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 first-pass image -> (1, 3, H', W') float32 in [-1, 1] at the hires size."""
-        big = self.upscaler(pixels, self.size).astype(np.float32) / 255.0  # (H', W', 3)
+        size = self.size_for(pixels.shape[1], pixels.shape[0])
+        big = self.upscaler(pixels, size).astype(np.float32) / 255.0  # (H', W', 3)
         return 2.0 * torch.from_numpy(big).permute(2, 0, 1)[None].contiguous() - 1.0

@@ -43,7 +43,7 @@ class HiresJob:
         denoiser = GuidedDenoiser(
             engine.mmdit, prompts.cond, prompts.uncond, guidance, hires.sigmas, precompute=session.precompute
         )
-        w, h = hires.size
+        w, h = hires.size_for(req.width, req.height)  # a masked job's output may be a few px smaller: see run
         shape = (1, engine.mmdit.cfg.in_channels, h // 8, w // 8)
         sampling = Sampling(
             denoiser, hires.sigmas, req.sampler, shape, None, engine.device, session._precision()
@@ -64,6 +64,7 @@ class HiresJob:
         if not rows:  # every image failed or left: nothing to sample
             return torch.zeros((0, *self.sampling.latent_shape[1:])), second
         init = torch.cat([self.encode(self.hires.vae_input(first[r])) for r in rows])  # (B', 16, h', w')
-        sampling = replace(self.sampling, init_latent=init)
+        shape = (1, init.shape[1], init.shape[2], init.shape[3])  # from the first pass's actual size
+        sampling = replace(self.sampling, init_latent=init, latent_shape=shape)
         latents = BatchRunner(sampling, second, cancel, emit, preview, self.preview_every).run()
         return latents, second

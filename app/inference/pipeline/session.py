@@ -296,8 +296,7 @@ class GenerationSession:
                 image = image_to_tensor(im, (width, height))
         except (OSError, UnidentifiedImageError) as exc:
             raise InvalidRequestError(f"{path}: cannot read the init image ({exc})") from None
-        with torch.inference_mode():
-            return process_in(self.engine.vae.encode(image)).cpu()  # model space, float32
+        return self.encode_pixels(image)
 
     def _precision(self) -> str:
         plan = self.engine.plan
