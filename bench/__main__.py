@@ -21,6 +21,7 @@ BENCHMARKS = {
     "preview": "preview cost vs step time",
     "overhead": "per-step time outside the network",
     "vae": "full-size VAE decode at 1024² and 1440² vs diffusers; channels-last; tiled decoding",
+    "masked": "masked sampling (inpaint, differential diffusion) overhead per step vs plain",
 }
 OPTIONAL = {  # benchmarks that arrive with other parts of the app; run when present
     "scan": "model discovery over a tree of files",

@@ -18,7 +18,7 @@ from PIL import Image
 from app.cli.main import build_parser, main
 from app.cli.options import REQUEST_OPTIONS, request_from_args
 from app.cli.status import EXIT_CLOSED_STDOUT
-from app.cli.values import INT64_MAX, FilePath, ImageFile, Integer, IntegerList, LoraArg, Real, Text
+from app.cli.values import INT64_MAX, FilePath, ImageFile, Integer, IntegerList, LoraArg, Real, Sides, Text
 from app.inference.api.request import GenerationRequest
 from tests.factory.snapshot import write_snapshot
 
@@ -64,6 +64,10 @@ def bad_values(action: argparse.Action) -> list[str]:
             f"x.safetensors:{HUGE}",
             NOT_UTF8,
         ]
+    if isinstance(kind, Sides):
+        too_big = str(kind.maximum + 1)
+        return ["1,2,3", "-1,0,0,0", f"0,0,0,{HUGE}", "nan,0,0,0", "inf,0,0,0", "0,1.5,0,0", f"0,0,{too_big},0",
+                "0,0,0,0,0", NOT_UTF8]  # fmt: skip
     raise AssertionError(f"{action.option_strings or action.dest}: no bad values known for the kind {kind!r}")
 
 

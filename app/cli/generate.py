@@ -164,6 +164,7 @@ def _error(message: str, line_open: bool = False) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from app.inference.pipeline.refine import load_source, sized_for_source
     from app.inference.pipeline.session import GenerationSession
 
     remove_stale_output_temp_files(args.out.parent)
@@ -171,7 +172,9 @@ def run_generate(args: argparse.Namespace) -> int:
         overrides = {part: getattr(args, part, None) for part in ("clip_l", "clip_g", "t5", "vae")}
         model_set = locate_model_set(args.model, args.variant, **overrides)
         request = request_from_args(args)
-        resolved = request.resolved(model_set.variant, model_set.mmdit_config)  # fail fast, before loading
+        resolved = sized_for_source(request).resolved(model_set.variant, model_set.mmdit_config)  # fail fast
+        if resolved.inpaints:
+            load_source(resolved)  # a mask of another size, an all-black one: said before loading anything
         model_set.require_text_encoders(request.use_t5)
         session = GenerationSession(device=args.device, dtype=args.dtype, preview="off")
         plan = choose_plan(

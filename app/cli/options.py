@@ -14,15 +14,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.cli.values import FilePath, ImageFile, Integer, IntegerList, LoraArg, Real, Text
+from app.cli.values import FilePath, ImageFile, Integer, IntegerList, LoraArg, Real, Sides, Text
 from app.inference.api.errors import InvalidRequestError
-from app.inference.api.request import MAX_SEED, SAMPLER_NAMES, SCHEDULER_NAMES, TEXT_MODES, GenerationRequest
+from app.inference.api.request import (
+    MAX_HIRES_SCALE,
+    MAX_MASK_PX,
+    MAX_OUTPAINT_PX,
+    MAX_SEED,
+    SAMPLER_NAMES,
+    SCHEDULER_NAMES,
+    TEXT_MODES,
+    GenerationRequest,
+)
 from app.inference.api.variants import PRESETS
 from app.inference.memory.plan import PLAN_NAMES
 
 log = logging.getLogger(__name__)
 
 IMG2IMG_DENOISE = 0.8  # --denoise when --init-image is given without it
+OUTPAINT_DENOISE = 1.0  # ... and when --outpaint is given without a mask: the new area starts from noise
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +103,17 @@ REQUEST_OPTIONS: tuple[Option, ...] = (
            default="full"),
     Option("loras", LoraArg(), "apply a LoRA at a strength (default 1) and text-encoder strength (default: the "
            "same); repeat for several", flag="--lora", metavar="FILE[:STRENGTH[:TE_STRENGTH]]", repeat=True),
+    Option("mask_image", ImageFile(), "regenerate only where this mask is white (grey PNG) or transparent (PNG with "
+           "alpha); the init image's size", flag="--mask", metavar="MASK"),
+    Option("mask_grow", Integer(0, MAX_MASK_PX), "px the mask grows before sampling (default 6)", metavar="PX"),
+    Option("mask_blur", Integer(0, MAX_MASK_PX), "px of feather where the result meets the original (default 8)",
+           metavar="PX"),
+    Option("outpaint", Sides(MAX_OUTPAINT_PX), "extend the init image by these px and paint the new area",
+           metavar="L,T,R,B"),
+    Option("hires_scale", Real(1), f"hires fix: upscale by S (1 to {MAX_HIRES_SCALE:g}) and refine (default 1 = off)",
+           metavar="S"),
+    Option("hires_denoise", Real(0, exclusive=True), "strength of the hires pass in (0, 1] (default 0.4)", metavar="D"),
+    Option("hires_steps", Integer(1), "steps of the hires pass (default: the same as --steps)", metavar="N"),
 )  # fmt: skip
 
 JOB_OPTIONS: tuple[Option, ...] = (
@@ -128,6 +149,22 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
     if values["denoise"] is not None and values["init_image"] is None:
         raise InvalidRequestError("--denoise needs --init-image")
     values["loras"] = tuple(values["loras"] or ())
+    for needs_init in ("mask_image", "outpaint"):
+        if values[needs_init] is not None and values["init_image"] is None:
+            raise InvalidRequestError(f"--{needs_init.split('_')[0]} needs --init-image")
+    for needs_hires in ("hires_denoise", "hires_steps"):
+        if values[needs_hires] is not None and values["hires_scale"] is None:
+            raise InvalidRequestError(f"--{needs_hires.replace('_', '-')} needs --hires-scale")
     if values["denoise"] is None:
-        values["denoise"] = IMG2IMG_DENOISE if values["init_image"] is not None else 1.0
+        outpainting = values["outpaint"] is not None and values["mask_image"] is None
+        values["denoise"] = (
+            (OUTPAINT_DENOISE if outpainting else IMG2IMG_DENOISE) if values["init_image"] else 1.0
+        )
+    for name in _DEFAULT_WHEN_NOT_GIVEN:
+        if values[name] is None:
+            del values[name]  # the request's own default
     return GenerationRequest(**values)
+
+
+# Request fields whose default is not None: an option not given leaves the request's default.
+_DEFAULT_WHEN_NOT_GIVEN = ("mask_grow", "mask_blur", "outpaint", "hires_scale", "hires_denoise")

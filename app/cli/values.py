@@ -127,6 +127,26 @@ class IntegerList:
 
 
 @dataclass(frozen=True, slots=True)
+class Sides:
+    """Four whole numbers `left,top,right,bottom` in [0, maximum] (pixels added on each side)."""
+
+    maximum: int = 4096
+
+    def __call__(self, text: str) -> tuple[int, int, int, int]:
+        parts = [p.strip() for p in checked_text(text).split(",")]
+        if len(parts) != 4 or not all(_WHOLE_NUMBER.fullmatch(p) and len(p) <= _MAX_DIGITS for p in parts):
+            raise argparse.ArgumentTypeError(
+                f"expected four numbers left,top,right,bottom like 0,0,256,0, not {_shown(text)}"
+            )
+        left, top, right, bottom = (int(p) for p in parts)
+        if not all(0 <= v <= self.maximum for v in (left, top, right, bottom)):
+            raise argparse.ArgumentTypeError(
+                f"each side must be between 0 and {self.maximum} px, not {_shown(text)}"
+            )
+        return left, top, right, bottom
+
+
+@dataclass(frozen=True, slots=True)
 class ImageFile:
     """An existing image file that Pillow can read and that is not a decompression bomb. Only the header is
     read here; the pixels are read when the job needs them."""

@@ -31,12 +31,14 @@ log = logging.getLogger(__name__)
 A1111_SAMPLER_NAMES = {"euler": "Euler", "euler_ancestral": "Euler a", "dpmpp_2m": "DPM++ 2M"}
 A1111_SCHEDULE_NAMES = {"normal": "Normal", "simple": "Simple", "sgm_uniform": "SGM Uniform", "beta": "Beta"}
 A1111_RNG_NAMES = {"cpu": "CPU", "nv": "NV", "gpu": None}  # A1111 leaves out its GPU default
+HIRES_UPSCALER = "Lanczos"  # the one upscaler the engine has (app.inference.pipeline.hires.DEFAULT_UPSCALER)
 
 _SAMPLERS = {v: k for k, v in A1111_SAMPLER_NAMES.items()}
 _SCHEDULES = {v: k for k, v in A1111_SCHEDULE_NAMES.items()}
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _KEY = re.compile(r"\w[\w \-/+]*")
 _OURS = "SD3.5 Studio"
+_NO_SOURCE = "the img2img source image is not part of the metadata; choose it again"
 # A1111 writes about 20 pairs; past this many the rest of the line is not read (and a note says so), which keeps
 # a crafted line of millions of `Steps: 4, ` pairs from costing seconds and hundreds of MB.
 MAX_PAIRS = 200
@@ -65,6 +67,8 @@ def a1111_fields(params: ImageParams) -> dict[str, object]:
     """The infotext fields of one image, in A1111's order, then our SD3.5 extras (the one A1111 vocabulary)."""
     r = params.request
     slg = bool(r.slg_scale and r.slg_layers)
+    masked = r.mask_image is not None or any(r.outpaint or ())
+    hires = r.hires_scale not in (None, 1.0)
     version = f"{_OURS} {params.app_version}" if params.app_version else _OURS
     return {
         "Steps": r.steps,
@@ -76,7 +80,11 @@ def a1111_fields(params: ImageParams) -> dict[str, object]:
         "Model hash": params.model_hash,
         "Model": params.model_name,
         "FP8 weight": "Enable" if params.fp8 else None,
-        "Denoising strength": _g(r.denoise) if r.init_image is not None else None,
+        "Denoising strength": _denoising_strength(r),
+        "Mask blur": r.mask_blur if masked else None,
+        "Hires upscale": _g(r.hires_scale) if hires else None,
+        "Hires steps": r.hires_steps if hires else None,
+        "Hires upscaler": HIRES_UPSCALER if hires else None,
         "RNG": A1111_RNG_NAMES.get(params.noise),
         "Shift": _g(r.shift),
         "SLG layers": ",".join(map(str, r.slg_layers)) if slg else None,  # type: ignore[arg-type]
@@ -86,6 +94,9 @@ def a1111_fields(params: ImageParams) -> dict[str, object]:
         "T5": None if r.use_t5 else "off",
         "Text mode": None if r.text_mode == "full" else r.text_mode,
         "Lora hashes": lora_hashes_field(r.loras),
+        "Mask grow": r.mask_grow if masked else None,
+        "Outpaint": ",".join(map(str, r.outpaint)) if any(r.outpaint or ()) else None,
+        "Hires denoise": _g(r.hires_denoise) if hires and r.init_image is not None else None,
         "Version": version,
     }
 
@@ -100,6 +111,11 @@ def prompt_with_loras(prompt: str, loras: tuple[LoraSpec, ...]) -> str:
     """The prompt as A1111 shows it: the `<lora:name:strength>` tags after the text."""
     tags = " ".join(lora_tag(lo.name, lo.strength, lo.te_strength) for lo in loras)
     return f"{prompt} {tags}".strip() if tags else prompt
+def _denoising_strength(r: object) -> str | None:
+    """A1111's one denoise field: the img2img strength, or in a txt2img hires job the hires pass's."""
+    if r.init_image is not None:
+        return _g(r.denoise)
+    return _g(r.hires_denoise) if r.hires_scale not in (None, 1.0) else None
 
 
 def infotext_of(params: ImageParams) -> str:
@@ -183,6 +199,7 @@ def params_from_infotext(text: str) -> tuple[ImageParams, tuple[str, ...]]:
         except ValueError:
             unmapped.append(f"{key}: {_short(value)} (not understood)")
     _loras_from_prompt(values, unmapped)
+    _hires_denoise_of_txt2img(values, unmapped, dict(pairs))
     checked, notes = checked_fields(values)
     return ImageParams.from_fields(**checked), tuple(dict.fromkeys((*unmapped, *notes)))
 
@@ -211,6 +228,11 @@ def _loras_from_prompt(values: dict[str, object], unmapped: list[str]) -> None:
         LoraSpec(Path(f"{t.name}.safetensors"), t.strength, t.te_strength, short_hash=hashes.get(t.name))
         for t in tags
     )
+def _hires_denoise_of_txt2img(values: dict[str, object], unmapped: list[str], pairs: dict[str, str]) -> None:
+    """In a txt2img hires infotext (no init image), "Denoising strength" is the hires pass's."""
+    if "hires_scale" in values and "Hires denoise" not in pairs and "denoise" in values:
+        values["hires_denoise"] = values.pop("denoise")
+        unmapped.remove(_NO_SOURCE)
 
 
 def _short(value: str) -> str:
@@ -253,7 +275,22 @@ def _map_field(key: str, value: str, out: dict[str, object], unmapped: list[str]
         out["fp8"] = value != "Disable"
     elif key == "Denoising strength":
         out["denoise"] = float(value)
-        unmapped.append("the img2img source image is not part of the metadata; choose it again")
+        unmapped.append(_NO_SOURCE)
+    elif key == "Mask blur":
+        out["mask_blur"] = int(value)
+    elif key == "Mask grow":
+        out["mask_grow"] = int(value)
+    elif key == "Outpaint":
+        out["outpaint"] = tuple(int(v) for v in value.split(","))
+    elif key == "Hires upscale":
+        out["hires_scale"] = float(value)
+    elif key == "Hires steps":
+        out["hires_steps"] = int(value)
+    elif key == "Hires denoise":
+        out["hires_denoise"] = float(value)
+    elif key == "Hires upscaler":
+        if value != HIRES_UPSCALER:
+            unmapped.append(f"Hires upscaler: {value} (not available; using {HIRES_UPSCALER})")
     elif key == "RNG":
         if value not in ("CPU", "GPU", "NV"):
             return False

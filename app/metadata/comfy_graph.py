@@ -21,6 +21,7 @@ import json
 import logging
 from dataclasses import dataclass
 
+from app.metadata import comfy_refine
 from app.metadata.params import ImageParams
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,51 @@ NODE_SPECS: dict[str, NodeSpec] = {
     ),
     "VAEDecode": NodeSpec((("samples", "LATENT"), ("vae", "VAE")), (("IMAGE", "IMAGE"),)),
     "SaveImage": NodeSpec((("images", "IMAGE"), ("filename_prefix", "STRING")), ()),
+    # refine (comfy_refine.py)
+    "LoadImageMask": NodeSpec(
+        (("image", "COMBO"), ("channel", "COMBO")), (("MASK", "MASK"),), (("upload", "channel"),)
+    ),
+    "ImagePadForOutpaint": NodeSpec(
+        (
+            ("image", "IMAGE"),
+            ("left", "INT"),
+            ("top", "INT"),
+            ("right", "INT"),
+            ("bottom", "INT"),
+            ("feathering", "INT"),
+        ),
+        (("IMAGE", "IMAGE"), ("MASK", "MASK")),
+    ),
+    "MaskComposite": NodeSpec(
+        (("destination", "MASK"), ("source", "MASK"), ("x", "INT"), ("y", "INT"), ("operation", "COMBO")),
+        (("MASK", "MASK"),),
+    ),
+    "GrowMask": NodeSpec(
+        (("mask", "MASK"), ("expand", "INT"), ("tapered_corners", "BOOLEAN")), (("MASK", "MASK"),)
+    ),
+    "SetLatentNoiseMask": NodeSpec((("samples", "LATENT"), ("mask", "MASK")), (("LATENT", "LATENT"),)),
+    "DifferentialDiffusion": NodeSpec((("model", "MODEL"), ("strength", "FLOAT")), (("MODEL", "MODEL"),)),
+    "ImageCompositeMasked": NodeSpec(
+        (
+            ("destination", "IMAGE"),
+            ("source", "IMAGE"),
+            ("x", "INT"),
+            ("y", "INT"),
+            ("resize_source", "BOOLEAN"),
+            ("mask", "MASK"),
+        ),
+        (("IMAGE", "IMAGE"),),
+    ),
+    "ImageScale": NodeSpec(
+        (
+            ("image", "IMAGE"),
+            ("upscale_method", "COMBO"),
+            ("width", "INT"),
+            ("height", "INT"),
+            ("crop", "COMBO"),
+        ),
+        (("IMAGE", "IMAGE"),),
+    ),
 }
 
 _UI_WIDGET_VALUES = {"control_after_generate": "fixed", "upload": "image"}
@@ -199,8 +245,13 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
         zero = g.add("ConditioningZeroOut", conditioning=_link(negative))
         late = g.add("ConditioningSetTimestepRange", conditioning=_link(zero), start=f, end=1.0)
         negative = g.add("ConditioningCombine", conditioning_1=_link(early), conditioning_2=_link(late))
-    if params.init_image is not None:
-        name = files.init_image or str(params.init_image).replace("\\", "/").rsplit("/", 1)[-1]
+    start = None
+    if params.init_image is not None and (params.mask_image is not None or any(params.outpaint or ())):
+        start = comfy_refine.masked_start(g, params, _link(ckpt, 2))
+        latent = start.latent[0]
+        model = comfy_refine.soft_mask_model(g, params, _link(model))[0]
+    elif params.init_image is not None:
+        name = files.init_image or comfy_refine.file_name(params.init_image)
         pixels = g.add("LoadImage", image=name)
         latent = g.add("VAEEncode", pixels=_link(pixels), vae=_link(ckpt, 2))
     else:
@@ -218,8 +269,13 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
         latent_image=_link(latent),
         denoise=params.denoise,
     )
-    image = g.add("VAEDecode", samples=_link(sampled), vae=_link(ckpt, 2))
-    g.add("SaveImage", images=_link(image), filename_prefix=filename_prefix)
+    image = _link(g.add("VAEDecode", samples=_link(sampled), vae=_link(ckpt, 2)))
+    if start is not None:
+        image = comfy_refine.composite(g, start, image)
+    if params.hires_scale not in (None, 1.0):
+        image = comfy_refine.hires_pass(g, params, image, _link(model), _link(positive), _link(negative),
+                                        _link(ckpt, 2))  # fmt: skip
+    g.add("SaveImage", images=image, filename_prefix=filename_prefix)
     return g
 
 

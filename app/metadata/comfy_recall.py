@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from app.inference.api.lora import LoraSpec
 from app.inference.api.request import SAMPLER_NAMES, SCHEDULER_NAMES
+from app.metadata import comfy_refine_recall
 from app.metadata.fields import checked_fields
 from app.metadata.params import ImageParams, variant_of_name
 
@@ -113,6 +114,8 @@ def _model(w: _Walker, ref: object, out: dict[str, object]) -> None:
             te = float(inputs.get("strength_clip", 0.0 if kind == "LoraLoaderModelOnly" else strength))
             lora = LoraSpec(Path(name), strength, None if te == strength else te)
             out["loras"] = (lora, *out.get("loras", ()))  # type: ignore[misc]  # walking back to the loader
+        elif kind == "DifferentialDiffusion":
+            out["mask_soft"] = True
         elif kind in _PASS_THROUGH_MODEL:
             w.note(f"model: node {node_id} ({kind}) has no counterpart and is left out")
         else:
@@ -136,6 +139,8 @@ def _latent(w: _Walker, ref: object, out: dict[str, object]) -> None:
         if pixels is not None and pixels[1]["class_type"] == "LoadImage":
             out["init_image"] = str(pixels[1]["inputs"].get("image"))
         w.note("img2img: choose the source image again")
+    elif kind == "SetLatentNoiseMask":
+        comfy_refine_recall.masked_latent(w, inputs, out)
     else:
         w.note(f"latent image: node {node_id} ({kind}) is not understood")
 
@@ -159,11 +164,14 @@ def params_from_comfy_prompt(prompt: dict) -> tuple[ImageParams, tuple[str, ...]
     samplers = [(k, n) for k, n in sorted(w.nodes.items()) if n["class_type"] in _SAMPLER_TYPES]
     if not samplers:
         raise ValueError("the ComfyUI graph has no KSampler")
+    out: dict[str, object] = {"noise": "cpu"}
+    second = comfy_refine_recall.hires_pass(w, samplers, out)
+    if second is not None:
+        samplers = [s for s in samplers if s is not second]
     if len(samplers) > 1:
         w.note(f"{len(samplers)} samplers in the graph; node {samplers[0][0]} is used")
     sampler = samplers[0][1]
     inputs = sampler.get("inputs", {})
-    out: dict[str, object] = {"noise": "cpu"}
     seed = inputs.get("seed", inputs.get("noise_seed"))
     if isinstance(seed, int):
         out["seed"] = seed
@@ -187,5 +195,6 @@ def params_from_comfy_prompt(prompt: dict) -> tuple[ImageParams, tuple[str, ...]
     _model(w, inputs.get("model"), out)
     _latent(w, inputs.get("latent_image"), out)
     _clip(w, inputs.get("positive"), out)
+    comfy_refine_recall.hires_scale(w, out)
     checked, notes = checked_fields(out)
     return ImageParams.from_fields(**checked), tuple(dict.fromkeys((*w.unmapped, *notes)))

@@ -45,6 +45,16 @@ FIELD_KINDS: dict[str, str] = {
     "fp8": "bool",
     "noise": "str",
     "app_version": "str",
+    "mask_image": "str",
+    "mask_grow": "int",
+    "mask_blur": "int",
+    "outpaint": "sides",
+    "hires_scale": "float",
+    "hires_denoise": "float",
+    "hires_steps": "int",
+    "source_sha256": "str",
+    "mask_alpha": "bool",
+    "mask_soft": "bool",
 }
 
 
@@ -97,6 +107,11 @@ def _check(kind: str, value: object) -> tuple[object, str | None]:
         if any(v is None or not 0 <= v < _MAX_LAYERS for v in layers):
             return None, "is not a list of layer numbers"
         return tuple(layers), None
+    if kind == "sides":  # outpaint: (left, top, right, bottom) px
+        sides = [_whole(v) for v in value] if isinstance(value, list | tuple) and len(value) == 4 else None
+        if sides is None or any(v is None or not 0 <= v < _INT64 for v in sides):
+            return None, "is not four sizes (left, top, right, bottom)"
+        return tuple(sides), None
     raise AssertionError(f"unknown field kind {kind}")
 
 

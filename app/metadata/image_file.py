@@ -38,6 +38,8 @@ def finished_image_params(event: Any) -> ImageParams:
         event.request, event.seed, variant=getattr(event, "variant", "") or None,
         model_name=getattr(event, "model_name", "") or None, model_hash=getattr(event, "model_hash", None) or None,
         fp8=bool(getattr(event, "fp8", False)), app_version=__version__,
+        source_sha256=getattr(event, "source_sha256", None), mask_alpha=bool(getattr(event, "mask_alpha", False)),
+        mask_soft=bool(getattr(event, "mask_soft", False)),
     )  # fmt: skip
 
 

@@ -30,6 +30,9 @@ REQUEST_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(GenerationRequest) if f.name not in ("count", "warnings")
 )
 _REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
+# Written to the JSON only when they are in use (a masked job; a hires job).
+_MASK_FIELDS = ("mask_image", "mask_grow", "mask_blur", "outpaint", "mask_alpha", "mask_soft")
+_HIRES_FIELDS = ("hires_scale", "hires_denoise", "hires_steps")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,9 @@ class ImageParams:
     noise: str = "cpu"  # where start noise was drawn: "cpu" (ours, ComfyUI), "gpu"/"nv" (A1111's default)
     app_version: str | None = None
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # unknown keys kept as text
+    source_sha256: str | None = None  # SHA-256 of the init image file: "made from ..." (request.init_image)
+    mask_alpha: bool = False  # the mask was read from its transparency (ComfyUI's LoadImage MASK)
+    mask_soft: bool = False  # the mask had soft values: sampled with differential diffusion
 
     def __getattr__(self, name: str) -> object:
         # Only called when normal lookup fails: the request's fields read as our own (`params.steps`).
@@ -60,6 +66,9 @@ class ImageParams:
         model_hash: str | None = None,
         fp8: bool = False,
         app_version: str | None = None,
+        source_sha256: str | None = None,
+        mask_alpha: bool = False,
+        mask_soft: bool = False,
     ) -> ImageParams:
         """One image of a resolved request (all `None`s already filled in from the variant)."""
         one = replace(request, seed=seed, count=1, warnings=())
@@ -70,6 +79,9 @@ class ImageParams:
             model_hash=model_hash,
             fp8=fp8,
             app_version=app_version,
+            source_sha256=source_sha256,
+            mask_alpha=mask_alpha,
+            mask_soft=mask_soft,
         )
 
     @classmethod
@@ -81,8 +93,9 @@ class ImageParams:
         if unknown:
             raise TypeError(f"ImageParams has no field {sorted(unknown)}")
         request_values = {k: v for k, v in values.items() if k in _REQUEST_FIELD_SET}
-        if isinstance(request_values.get("init_image"), str):
-            request_values["init_image"] = Path(request_values["init_image"])  # type: ignore[arg-type]
+        for name in ("init_image", "mask_image"):
+            if isinstance(request_values.get(name), str):
+                request_values[name] = Path(request_values[name])  # type: ignore[arg-type]
         request_values.setdefault("seed", None)
         request = GenerationRequest(**request_values)  # type: ignore[arg-type]
         return cls(request, **{k: v for k, v in values.items() if k in own})  # type: ignore[arg-type]
@@ -113,6 +126,8 @@ class ImageParams:
         for f in fields(self):
             if f.name not in ("request", "extra"):
                 data[f.name] = getattr(self, f.name)
+        for name in self._unused_refine_fields():  # images without a mask or hires pass keep their old JSON
+            del data[name]
         data.update({k: json.loads(v) for k, v in self.extra})
         return data
 
@@ -136,9 +151,18 @@ class ImageParams:
             values["loras"] = tuple(LoraSpec.from_dict(x) for x in values["loras"])  # type: ignore[union-attr]
         if isinstance(values.get("slg_layers"), list):
             values["slg_layers"] = tuple(int(i) for i in values["slg_layers"])  # type: ignore[union-attr]
+        if isinstance(values.get("outpaint"), list):
+            values["outpaint"] = tuple(int(i) for i in values["outpaint"])  # type: ignore[union-attr]
         unknown = [k for k in data if k not in known and k not in ("format", "version")]
         extra = tuple((k, json.dumps(data[k])) for k in unknown)
         return replace(cls.from_fields(**values), extra=extra)
+
+    def _unused_refine_fields(self) -> list[str]:
+        r = self.request
+        unused = [] if r.mask_image is not None or any(r.outpaint or ()) else list(_MASK_FIELDS)
+        unused += [] if r.hires_scale not in (None, 1.0) else list(_HIRES_FIELDS)
+        unused += [] if self.source_sha256 is not None else ["source_sha256"]
+        return unused
 
     @classmethod
     def from_json(cls, text: str) -> ImageParams:

@@ -72,6 +72,9 @@ class ImageFinished:
     comfy_files: Any = (
         None  # a remote engine: the ComfyFiles its graph named (the PNG's `prompt` chunk = what ran)
     )
+    source_sha256: str | None = None  # SHA-256 of the init image file (img2img, inpaint, outpaint)
+    mask_alpha: bool = False  # the mask was read from its transparency (1 - alpha), not its grey values
+    mask_soft: bool = False  # the mask had values between 0 and 1: sampled with differential diffusion
 
 
 @dataclass(frozen=True, slots=True)

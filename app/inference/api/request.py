@@ -19,6 +19,9 @@ SCHEDULER_NAMES = ("normal", "simple", "sgm_uniform", "beta")
 TEXT_MODES = ("full", "reference")
 SIZE_STEP = 16  # VAE factor 8 x patch size 2
 MAX_SEED = 2**64 - 1
+MAX_MASK_PX = 256  # mask grow and blur
+MAX_OUTPAINT_PX = 4096  # per side
+MAX_HIRES_SCALE = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,14 @@ class GenerationRequest:
     text_mode: str = "full"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     loras: tuple[LoraSpec, ...] = ()  # applied in this order; strengths checked by `resolved`
+    # Refine (img2img with a mask, outpainting, hires fix): SD35_ADDONS.md section 3.
+    mask_image: Path | None = None  # grey (white = regenerate) or alpha PNG of the init image's size
+    mask_grow: int = 6  # px the mask grows before sampling (ComfyUI's GrowMask default)
+    mask_blur: int = 8  # px of feather on the final pixel composite
+    outpaint: tuple[int, int, int, int] = (0, 0, 0, 0)  # px added (left, top, right, bottom)
+    hires_scale: float = 1.0  # 1 = no hires pass
+    hires_denoise: float = 0.4
+    hires_steps: int | None = None  # None = the same as steps
 
     def resolved(self, variant: str, config: MMDiTConfig | None = None) -> GenerationRequest:
         """Fill defaults from the variant's preset and validate everything; sizes are rounded to 16 px."""
@@ -120,4 +131,49 @@ class GenerationRequest:
                     f"{label} {rounded} px is larger than this model supports ({config.max_image_side} px per side)"
                 )
             sizes.append(rounded)
-        return replace(self, width=sizes[0], height=sizes[1], warnings=tuple(warnings))
+        out = replace(self, width=sizes[0], height=sizes[1], warnings=tuple(warnings))
+        out._validate_refine(config)
+        return out
+
+    @property
+    def hires(self) -> bool:
+        return self.hires_scale != 1.0
+
+    @property
+    def inpaints(self) -> bool:
+        """True when sampling is masked: a mask was given or the canvas is extended."""
+        return self.mask_image is not None or any(self.outpaint)
+
+    def _validate_refine(self, config: MMDiTConfig | None) -> None:
+        """The refine fields' ranges; the mask file itself is read (and checked) by the job."""
+        if (self.mask_image is not None or any(self.outpaint)) and self.init_image is None:
+            what = "a mask" if self.mask_image is not None else "outpainting"
+            raise InvalidRequestError(f"{what} needs an init image")
+        for label, value in (("mask grow", self.mask_grow), ("mask blur", self.mask_blur)):
+            if not 0 <= value <= MAX_MASK_PX:
+                raise InvalidRequestError(f"{label} must be between 0 and {MAX_MASK_PX} px, not {value}")
+        if len(self.outpaint) != 4 or not all(0 <= v <= MAX_OUTPAINT_PX for v in self.outpaint):
+            raise InvalidRequestError(
+                f"outpaint needs four sizes (left, top, right, bottom) from 0 to {MAX_OUTPAINT_PX} px"
+            )
+        if not (math.isfinite(self.hires_scale) and 1 <= self.hires_scale <= MAX_HIRES_SCALE):
+            raise InvalidRequestError(
+                f"hires scale must be between 1 and {MAX_HIRES_SCALE:g}, not {self.hires_scale}"
+            )
+        if not (math.isfinite(self.hires_denoise) and 0 < self.hires_denoise <= 1):
+            raise InvalidRequestError(f"hires denoise must be in (0, 1], not {self.hires_denoise}")
+        if self.hires_steps is not None and not 1 <= self.hires_steps <= 1000:
+            raise InvalidRequestError(f"hires steps must be between 1 and 1000, not {self.hires_steps}")
+        if self.hires and config is not None:
+            for label, value in (("width", self.width), ("height", self.height)):
+                side = hires_side(value, self.hires_scale)
+                if side > config.max_image_side:
+                    raise InvalidRequestError(
+                        f"the hires {label} {side} px is larger than this model supports "
+                        f"({config.max_image_side} px per side); lower the hires scale"
+                    )
+
+
+def hires_side(side: int, scale: float) -> int:
+    """The hires pass's size of one side: side x scale, rounded to a multiple of 16 px (half rounds up)."""
+    return max(SIZE_STEP, math.floor(side * scale / SIZE_STEP + 0.5) * SIZE_STEP)

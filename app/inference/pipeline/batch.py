@@ -17,6 +17,7 @@ from app.inference.api.cancel import CancelToken
 from app.inference.api.errors import FailureKind
 from app.inference.api.events import Event, ImageCancelled, ImageFailed, StepUpdate
 from app.inference.sampling.guidance import GuidedDenoiser
+from app.inference.sampling.masked import DifferentialThreshold, MaskedDenoiser
 from app.inference.sampling.preview import PreviewBudget, PreviewDecoder
 from app.inference.sampling.samplers import SAMPLERS, NoiseSource, ancestral_noise_sampler, make_noise
 
@@ -29,9 +30,11 @@ class Sampling:
     sigmas: torch.Tensor  # (N+1,) float32 on the CPU, ending with 0 (img2img: the tail of the full schedule)
     sampler: str  # a name in SAMPLERS
     latent_shape: tuple[int, int, int, int]  # (1, 16, h, w) of one image
-    init_latent: torch.Tensor | None  # (1, 16, h, w) model space on the CPU: img2img's start, else None
+    init_latent: torch.Tensor | None  # (1 or B, 16, h, w) model space on the CPU: img2img's start, else None
     device: torch.device
     precision: str  # how the networks compute, in words (e.g. "bfloat16"), for the NaN advice
+    mask: torch.Tensor | None = None  # (1, 1, h, w) in [0, 1], 1 = regenerate: masked sampling (masked.py)
+    threshold: DifferentialThreshold | None = None  # a soft mask's differential-diffusion rule
 
     @property
     def steps(self) -> int:
@@ -140,8 +143,12 @@ class BatchRunner:
         s = self.sampling
         extra = {"noise": self._ancestral_noise()} if s.sampler == "euler_ancestral" else {}
         with torch.inference_mode():
+            noise = self._noise()
+            denoise = self._denoise
+            if s.mask is not None:  # the same noise as the start's, each image its own
+                denoise = MaskedDenoiser(denoise, s.init_latent, noise, s.mask, s.threshold)
             x = SAMPLERS[s.sampler](
-                self._denoise, self._start(), s.denoiser.sigmas, on_step=self._on_step, **extra
+                denoise, self._start(noise), s.denoiser.sigmas, on_step=self._on_step, **extra
             )
         self.cancel.raise_if_cancelled()
         self._drop_cancelled()
@@ -150,10 +157,13 @@ class BatchRunner:
 
     # ------------------------------------------------------------------------------------------ the start
 
-    def _start(self) -> torch.Tensor:
+    def _noise(self) -> torch.Tensor:
         s = self.sampling
         # (B, 16, h, w): each image's noise drawn on the CPU from its own seed, then moved
-        noise = torch.cat([make_noise(seed, s.latent_shape) for seed in self.batch.seeds]).to(s.device)
+        return torch.cat([make_noise(seed, s.latent_shape) for seed in self.batch.seeds]).to(s.device)
+
+    def _start(self, noise: torch.Tensor) -> torch.Tensor:
+        s = self.sampling
         if s.init_latent is None:
             return noise
         sigma0 = self.sigmas_host[0]

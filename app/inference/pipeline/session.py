@@ -8,15 +8,17 @@ Models stay loaded between jobs; a failed or cancelled job leaves them ready for
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from app.inference.api.cancel import CancelToken
@@ -48,7 +50,10 @@ from app.inference.memory.vae_decode import decode_fitting
 from app.inference.networks.vae import image_to_tensor, process_in, process_out, tensor_to_uint8
 from app.inference.pipeline.batch import Batch, BatchRunner, Sampling, non_finite_message
 from app.inference.pipeline.engine import Engine
+from app.inference.pipeline.hires_job import HiresJob
+from app.inference.pipeline.refine import Source, load_source, sized_for_source
 from app.inference.sampling.guidance import GuidanceConfig, GuidedDenoiser
+from app.inference.sampling.masked import DifferentialThreshold, latent_mask
 from app.inference.sampling.preview import LinearPreview, PreviewDecoder, TaesdPreview
 from app.inference.sampling.schedules import img2img_sigmas, make_sigmas
 from app.inference.text.conditioning import TextConditioning
@@ -99,6 +104,7 @@ class GenerationSession:
         self._preview_key: tuple | None = None
         self.encode_calls = 0  # prompts encoded so far (a job encodes each prompt once)
         self.loras = LoraStack()  # LoRA files read so far and the set now in the networks
+        self.decode_free_bytes: Callable[[], int] | None = None  # None: measure; tests force tiled decodes
 
     # ----------------------------------------------------------------------------------------------- public
 
@@ -150,18 +156,26 @@ class GenerationSession:
         report = _JobReport(emit)
         try:
             model_set = model if isinstance(model, ModelSet) else self._locate(Path(model), variant)
-            req = request.resolved(model_set.variant, model_set.mmdit_config)
+            req = sized_for_source(request).resolved(model_set.variant, model_set.mmdit_config)
             guidance = GuidanceConfig.from_request(req)
             self._load(model_set, req.use_t5, report)
             req = self.loras.apply(
                 self.engine, req, model_set.variant
             )  # the job's LoRA set, hashes filled in
+            source = load_source(req) if req.inpaints else None  # a masked job's init image and mask
             prompts = self._encode_prompts(req, guidance, cancel, report)
-            sampling = self._prepare_guidance(req, guidance, prompts)
+            sampling = self._prepare_guidance(req, guidance, prompts, source)
+            hires = HiresJob.prepare(self, req, guidance, prompts) if req.hires else None
             preview = self._preview_decoder(model_set)
+            job = _JobFacts.of(req, model_set, source)
             for batch in self._batches(req):
                 latents = BatchRunner(sampling, batch, cancel, report, preview, self.preview_every).run()
-                self._decode_and_report(latents, batch, req, model_set, cancel, report)
+                final = job
+                if hires is not None:
+                    first = self._decode_batch(latents, batch, job, report)
+                    latents, batch = hires.run(first, batch, cancel, report, preview)
+                    final = replace(job, source=None)  # the hires pass samples the whole, composited image
+                self._decode_and_report(latents, batch, final, cancel, report)
             emit(JobFinished(report.finished, time.perf_counter() - started))
         except GenerationCancelled:
             emit(JobCancelled(report.finished))
@@ -248,13 +262,20 @@ class GenerationSession:
     # ----------------------------------------------------------------------------------------------- 3. guidance
 
     def _prepare_guidance(
-        self, req: GenerationRequest, guidance: GuidanceConfig, prompts: Prompts
+        self, req: GenerationRequest, guidance: GuidanceConfig, prompts: Prompts, source: Source | None = None
     ) -> Sampling:
-        """The guided denoiser over the job's schedule, and where sampling starts (noise, or img2img's image)."""
+        """The guided denoiser over the job's schedule, and where sampling starts (noise, or img2img's image);
+        with a `source`, sampling is masked."""
         engine = self.engine
         sigmas = make_sigmas(req.scheduler, req.steps, req.shift)
         init_latent = None
-        if req.init_image is not None:
+        mask = threshold = None
+        if source is not None:
+            init_latent = self.encode_pixels(source.vae_input())
+            sigmas = img2img_sigmas(sigmas, req.denoise)
+            mask = latent_mask(source.mask, tuple(init_latent.shape[-2:]))
+            threshold = DifferentialThreshold(sigmas, req.shift) if source.soft else None
+        elif req.init_image is not None:
             init_latent = self._encode_init_image(req.init_image, req.width, req.height)
             sigmas = img2img_sigmas(sigmas, req.denoise)
         # Per-job constants (text tokens, every step's adaLN modulation) are computed where the MMDiT runs.
@@ -264,8 +285,14 @@ class GenerationSession:
         )
         latent_shape = (1, engine.mmdit.cfg.in_channels, req.height // 8, req.width // 8)
         return Sampling(
-            denoiser, sigmas, req.sampler, latent_shape, init_latent, engine.device, self._precision()
-        )
+            denoiser, sigmas, req.sampler, latent_shape, init_latent, engine.device, self._precision(),
+            mask=mask, threshold=threshold,
+        )  # fmt: skip
+
+    def encode_pixels(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) in [-1, 1] -> (1, 16, H/8, W/8) model space, float32 on the CPU (the posterior mean)."""
+        with torch.inference_mode():
+            return process_in(self.engine.vae.encode(image)).cpu()
 
     def _encode_init_image(self, path: Path, width: int, height: int) -> torch.Tensor:
         from PIL import Image, UnidentifiedImageError
@@ -275,8 +302,7 @@ class GenerationSession:
                 image = image_to_tensor(im, (width, height))
         except (OSError, UnidentifiedImageError) as exc:
             raise InvalidRequestError(f"{path}: cannot read the init image ({exc})") from None
-        with torch.inference_mode():
-            return process_in(self.engine.vae.encode(image)).cpu()  # model space, float32
+        return self.encode_pixels(image)
 
     def _precision(self) -> str:
         plan = self.engine.plan
@@ -293,31 +319,85 @@ class GenerationSession:
 
     # ------------------------------------------------------------------------------------ 5-6. decode, report
 
+    def _decode_row(
+        self, latents: torch.Tensor, batch: Batch, row: int, job: _JobFacts, emit: Callable[[Event], None]
+    ) -> tuple[np.ndarray, torch.Tensor] | None:
+        """((H, W, 3) uint8 pixels, (1, 16, h, w) VAE-space latent) of one image of the batch; None when the
+        VAE turned it into NaN/Inf (the image fails with a sentence and leaves the batch)."""
+        with torch.inference_mode():
+            latent = process_out(latents[row : row + 1]).float()  # (1, 16, h, w) VAE space
+            image, _tiling = decode_fitting(self.engine.vae, latent, self.decode_free_bytes)  # [-1, 1]
+            finite = bool(torch.isfinite(image).all())
+            pixels = tensor_to_uint8(image)[0] if finite else None
+        if pixels is None:
+            what, when = "the VAE produced NaN or infinite values", "while decoding"
+            message = non_finite_message(what, when, self._precision())
+            batch.active[row] = False
+            emit(ImageFailed(batch.indices[row], batch.seeds[row], message, FailureKind.NON_FINITE))
+            return None
+        if job.source is not None:
+            pixels = job.source.finish(pixels)  # unmasked pixels: the init image's own
+        return pixels, latent
+
+    def _decode_batch(
+        self, latents: torch.Tensor, batch: Batch, job: _JobFacts, emit: Callable[[Event], None]
+    ) -> dict[int, np.ndarray]:
+        """{row: (H, W, 3) uint8 pixels} of each image still in the batch (a hires job's first pass)."""
+        decoded = {row: self._decode_row(latents, batch, row, job, emit) for row, _, _ in list(batch.live())}
+        return {row: d[0] for row, d in decoded.items() if d is not None}
+
     def _decode_and_report(
         self,
         latents: torch.Tensor,
         batch: Batch,
-        req: GenerationRequest,
-        model_set: ModelSet,
+        job: _JobFacts,
         cancel: CancelToken,
         emit: Callable[[Event], None],
     ) -> None:
         """Decode each image still in the batch and report it: pixels and the facts of how they were made."""
         fp8 = self.engine.plan is not None and self.engine.plan.mmdit_fp8
-        for row, index, seed in batch.live():
-            with torch.inference_mode():
-                latent = process_out(latents[row : row + 1]).float()  # (1, 16, h, w) VAE space
-                image, _tiling = decode_fitting(self.engine.vae, latent)  # (1, 3, H, W) in [-1, 1]
-                finite = bool(torch.isfinite(image).all())
-                pixels = tensor_to_uint8(image)[0] if finite else None
-            if pixels is None:
-                what, when = "the VAE produced NaN or infinite values", "while decoding"
-                message = non_finite_message(what, when, self._precision())
-                emit(ImageFailed(index, seed, message, FailureKind.NON_FINITE))
-            else:
-                emit(ImageFinished(index, seed, pixels, latent.cpu(), req, model_name=model_set.name,
-                                   variant=model_set.variant, fp8=fp8, noise_device="cpu"))  # fmt: skip
+        model_set = job.model_set
+        for row, index, seed in list(batch.live()):
+            decoded = self._decode_row(latents, batch, row, job, emit)
+            if decoded is not None:
+                pixels, latent = decoded
+                emit(ImageFinished(index, seed, pixels, latent.cpu(), job.request, model_name=model_set.name,
+                                   variant=model_set.variant, fp8=fp8, noise_device="cpu",
+                                   source_sha256=job.source_sha256, mask_alpha=job.mask_alpha,
+                                   mask_soft=job.mask_soft))  # fmt: skip
             cancel.raise_if_cancelled()
+
+
+@dataclass(frozen=True, slots=True)
+class _JobFacts:
+    """What decoding and reporting an image needs to know of its job."""
+
+    request: GenerationRequest
+    model_set: ModelSet
+    source: Source | None  # a masked job's init image: the decoded canvas is composited onto it
+    source_sha256: str | None  # SHA-256 of the init image file, for "made from ..."
+
+    @property
+    def mask_alpha(self) -> bool:
+        return self.source is not None and self.source.alpha_mask
+
+    @property
+    def mask_soft(self) -> bool:
+        return self.source is not None and self.source.soft
+
+    @classmethod
+    def of(cls, req: GenerationRequest, model_set: ModelSet, source: Source | None) -> _JobFacts:
+        sha = source.sha256 if source is not None else None
+        if sha is None and req.init_image is not None:
+            sha = _file_sha256(req.init_image)
+        return cls(req, model_set, source, sha)
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _memory_advice() -> str:
