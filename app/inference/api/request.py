@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from app.inference.api.control import ControlSpec, validate_controlnets
 from app.inference.api.errors import InvalidRequestError
 from app.inference.api.variants import PRESETS
 from app.inference.networks.mmdit_config import MMDiTConfig
@@ -45,6 +46,8 @@ class GenerationRequest:
     use_t5: bool = True
     text_mode: str = "full"
     warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    controlnets: tuple[ControlSpec, ...] = ()  # ControlNets and their control images (api/control.py)
 
     def resolved(self, variant: str, config: MMDiTConfig | None = None) -> GenerationRequest:
         """Fill defaults from the variant's preset and validate everything; sizes are rounded to 16 px."""
@@ -103,6 +106,7 @@ class GenerationRequest:
                     f"skip-layer guidance layer(s) {bad} do not exist: the model has {config.depth} blocks"
                 )
 
+        validate_controlnets(self.controlnets)
         warnings = list(self.warnings)
         sizes = []
         for label, value in (("width", self.width), ("height", self.height)):

@@ -42,6 +42,7 @@ from app.inference.api.request import GenerationRequest
 from app.inference.api.session import SessionOptions
 from app.inference.checkpoints.model_set import ModelSet, locate_model_set
 from app.inference.checkpoints.taesd_loading import find_taesd3_decoder, load_taesd3_decoder
+from app.inference.control.job import ControlNetCache, build_control_stack, plan_sizes
 from app.inference.memory.oom import is_out_of_memory
 from app.inference.memory.vae_decode import decode_fitting
 from app.inference.networks.vae import image_to_tensor, process_in, process_out, tensor_to_uint8
@@ -97,6 +98,7 @@ class GenerationSession:
         self._preview: PreviewDecoder | None = None
         self._preview_key: tuple | None = None
         self.encode_calls = 0  # prompts encoded so far (a job encodes each prompt once)
+        self._controlnets = ControlNetCache()  # loaded ControlNets, kept between jobs
 
     # ----------------------------------------------------------------------------------------------- public
 
@@ -150,6 +152,9 @@ class GenerationSession:
             model_set = model if isinstance(model, ModelSet) else self._locate(Path(model), variant)
             req = request.resolved(model_set.variant, model_set.mmdit_config)
             guidance = GuidanceConfig.from_request(req)
+            self.engine.controlnet_sizes = plan_sizes(
+                req.controlnets, model_set.mmdit_config
+            )  # the memory plan counts them
             self._load(model_set, req.use_t5, report)
             prompts = self._encode_prompts(req, guidance, cancel, report)
             sampling = self._prepare_guidance(req, guidance, prompts)
@@ -253,9 +258,14 @@ class GenerationSession:
             sigmas = img2img_sigmas(sigmas, req.denoise)
         # Per-job constants (text tokens, every step's adaLN modulation) are computed where the MMDiT runs.
         engine.prepare_mmdit()
+        control = build_control_stack(
+            req.controlnets, self._controlnets, engine.mmdit, engine.vae, engine.plan, engine.device,
+            (req.width, req.height), req.shift,
+        )  # fmt: skip
         denoiser = GuidedDenoiser(
-            engine.mmdit, prompts.cond, prompts.uncond, guidance, sigmas, precompute=self.precompute
-        )
+            engine.mmdit, prompts.cond, prompts.uncond, guidance, sigmas, precompute=self.precompute,
+            control=control,
+        )  # fmt: skip
         latent_shape = (1, engine.mmdit.cfg.in_channels, req.height // 8, req.width // 8)
         return Sampling(
             denoiser, sigmas, req.sampler, latent_shape, init_latent, engine.device, self._precision()
