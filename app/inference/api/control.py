@@ -19,6 +19,7 @@ DEFAULT_BLUR_RADIUS = 8.0  # px at the generation size: keeps the layout, drops 
 DEFAULT_CANNY_LOW = 100  # hysteresis thresholds on the 0..255 gradient magnitude (OpenCV's convention)
 DEFAULT_CANNY_HIGH = 200
 MAX_STRENGTH = 10.0  # ComfyUI's limit on `strength`
+CANNY_MAX = 8 * 255  # the largest L1 Sobel gradient (|gx| + |gy|) of 0..255 grey levels
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,7 @@ class ControlPreprocess:
             )
         if not (math.isfinite(self.blur_radius) and 0 < self.blur_radius <= 256):
             raise InvalidRequestError(f"blur radius must be in (0, 256] px, not {self.blur_radius}")
-        if not (0 <= self.canny_low < self.canny_high <= 255 * 4):
+        if not (0 <= self.canny_low < self.canny_high <= CANNY_MAX):
             raise InvalidRequestError(
                 f"canny thresholds need 0 <= low < high, got low {self.canny_low} and high {self.canny_high}"
             )

@@ -38,20 +38,20 @@ class ControlNetSizes:
     block_params: int = 0  # the largest block, what streaming holds on the accelerator
 
 
-def inspect_specs(specs: tuple[ControlSpec, ...]) -> list[ControlNetFile]:
+def inspect_specs(specs: tuple[ControlSpec, ...], head_dim: int) -> list[ControlNetFile]:
     """Each spec's file identified from its header; a missing or foreign file raises with one sentence."""
     files = []
     for spec in specs:
         if not Path(spec.file).is_file():
             raise InvalidRequestError(f"{spec.file}: ControlNet file not found")
-        files.append(inspect_controlnet(Path(spec.file)))
+        files.append(inspect_controlnet(Path(spec.file), head_dim))
     return files
 
 
 def plan_sizes(specs: tuple[ControlSpec, ...], base: MMDiTConfig) -> tuple[int, int, int]:
     """What `Engine.controlnet_sizes` takes: (params, fp8 params, block params) of the job's ControlNets.
     Checks, before anything loads, that each file is a ControlNet the base model can take."""
-    files = inspect_specs(specs)
+    files = inspect_specs(specs, base.head_dim)
     for file in files:
         check_fits_base(file.config, base, str(file.path))
     sizes = controlnet_sizes(files)
