@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.cli.control_options import add_control_arguments, controlnets_from_args
 from app.cli.values import FilePath, ImageFile, Integer, IntegerList, Real, Text
 from app.inference.api.errors import InvalidRequestError
 from app.inference.api.request import MAX_SEED, SAMPLER_NAMES, SCHEDULER_NAMES, TEXT_MODES, GenerationRequest
@@ -38,6 +39,7 @@ class Option:
     default: Any = None
     required: bool = False
     metavar: str | None = None
+    append: bool = False  # repeatable: the values are collected in a list
 
     @property
     def flags(self) -> str:
@@ -53,6 +55,7 @@ class Option:
         parser.add_argument(
             self.flags,
             dest=self.name,
+            action="append" if self.append else "store",
             type=self.kind,
             choices=self.choices,
             default=self.default,
@@ -84,6 +87,8 @@ REQUEST_OPTIONS: tuple[Option, ...] = (
     Option("use_t5", None, "run without the T5-XXL encoder (less RAM, less fidelity)", flag="--no-t5", default=True),
     Option("text_mode", Text(), "full: long prompts and weights; reference: Stability's script", choices=TEXT_MODES,
            default="full"),
+    Option("controlnets", FilePath(must_exist=True), "ControlNet file, repeatable (with --control-image, ...)",
+           flag="--controlnet", metavar="FILE", append=True),
 )  # fmt: skip
 
 JOB_OPTIONS: tuple[Option, ...] = (
@@ -106,6 +111,7 @@ JOB_OPTIONS: tuple[Option, ...] = (
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     for option in (*JOB_OPTIONS[:1], *REQUEST_OPTIONS, *JOB_OPTIONS[1:]):
         option.add_to(parser)
+    add_control_arguments(parser)
 
 
 def request_from_args(args: argparse.Namespace) -> GenerationRequest:
@@ -116,4 +122,5 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
         raise InvalidRequestError("--denoise needs --init-image")
     if values["denoise"] is None:
         values["denoise"] = IMG2IMG_DENOISE if values["init_image"] is not None else 1.0
+    values["controlnets"] = controlnets_from_args(values["controlnets"], args)
     return GenerationRequest(**values)

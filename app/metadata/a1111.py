@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 
 from app.inference.api.request import TEXT_MODES
+from app.metadata.controlnet_meta import a1111_controlnet_fields
 from app.metadata.fields import checked_fields
 from app.metadata.limits import check_size
 from app.metadata.params import ImageParams, variant_of_name
@@ -82,6 +83,7 @@ def a1111_fields(params: ImageParams) -> dict[str, object]:
         "Negative until": _g(r.negative_until),
         "T5": None if r.use_t5 else "off",
         "Text mode": None if r.text_mode == "full" else r.text_mode,
+        **a1111_controlnet_fields(r.controlnets),
         "Version": version,
     }
 

@@ -17,7 +17,9 @@ import logging
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from app.inference.api.control import ControlSpec
 from app.inference.api.request import GenerationRequest
+from app.metadata.controlnet_meta import controlnet_to_dict, controlnets_from_json, with_hashes
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class ImageParams:
         app_version: str | None = None,
     ) -> ImageParams:
         """One image of a resolved request (all `None`s already filled in from the variant)."""
-        one = replace(request, seed=seed, count=1, warnings=())
+        one = replace(request, seed=seed, count=1, warnings=(), controlnets=with_hashes(request.controlnets))
         return cls(
             one,
             variant=variant,
@@ -107,6 +109,8 @@ class ImageParams:
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"format": PARAMS_FORMAT, "version": PARAMS_VERSION}
         data.update({name: _jsonable(getattr(self.request, name)) for name in REQUEST_FIELDS})
+        if not self.request.controlnets:  # written only when there are any: older files read back unchanged
+            del data["controlnets"]
         for f in fields(self):
             if f.name not in ("request", "extra"):
                 data[f.name] = getattr(self, f.name)
@@ -131,6 +135,8 @@ class ImageParams:
             raise ValueError("parameters without a prompt")
         if isinstance(values.get("slg_layers"), list):
             values["slg_layers"] = tuple(int(i) for i in values["slg_layers"])  # type: ignore[union-attr]
+        if "controlnets" in values:
+            values["controlnets"] = controlnets_from_json(values["controlnets"])
         unknown = [k for k in data if k not in known and k not in ("format", "version")]
         extra = tuple((k, json.dumps(data[k])) for k in unknown)
         return replace(cls.from_fields(**values), extra=extra)
@@ -145,7 +151,7 @@ class ImageParams:
 
 def _jsonable(value: object) -> object:
     if isinstance(value, tuple):
-        return list(value)
+        return [controlnet_to_dict(v) if isinstance(v, ControlSpec) else v for v in value]
     return str(value) if isinstance(value, Path) else value
 
 

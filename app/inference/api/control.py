@@ -8,7 +8,7 @@ multiplied by its strength and added to the MMDiT's image tokens while the sampl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.inference.api.errors import InvalidRequestError
@@ -73,6 +73,9 @@ class ControlSpec:
     end: float = 1.0  # fraction where it stops (1 = the last step)
     control_type: str | None = None
     preprocess: ControlPreprocess = ControlPreprocess()
+    # SHA-256 of the ControlNet file and of the control image, for metadata (app/metadata/controlnet_meta.py)
+    file_hash: str | None = field(default=None, compare=False)
+    image_hash: str | None = field(default=None, compare=False)
 
     def validated(self) -> ControlSpec:
         """Raise InvalidRequestError with one sentence for a value out of range; return self."""
