@@ -69,7 +69,9 @@ def files(tmp_path):
 def _params(files, **kw):
     cnet, depth, image = files
     specs = (
-        ControlSpec(cnet, image, 0.8, 0.1, 0.9, "canny", ControlPreprocess("canny", canny_low=80, canny_high=160)),
+        ControlSpec(
+            cnet, image, 0.8, 0.1, 0.9, "canny", ControlPreprocess("canny", canny_low=80, canny_high=160)
+        ),
         ControlSpec(depth, image, 0.5, preprocess=ControlPreprocess("depth", invert=kw.pop("invert", False))),
     )
     request = GenerationRequest(prompt="a house", negative="fog", controlnets=specs, **kw).resolved("large")
@@ -143,8 +145,13 @@ def test_comfy_graph_has_controlnet_nodes_with_comfyuis_inputs(files, monkeypatc
     graph_test.validate(prompt, {**workflow, "nodes": [n for n in workflow["nodes"] if n["type"] != "Note"],
                                  "last_node_id": max(int(k) for k in prompt)})  # fmt: skip
     applies = [n["inputs"] for n in prompt.values() if n["class_type"] == "ControlNetApplyAdvanced"]
-    assert [(a["strength"], a["start_percent"], a["end_percent"]) for a in applies] == [(0.8, 0.1, 0.9), (0.5, 0, 1)]
-    loaders = [n["inputs"]["control_net_name"] for n in prompt.values() if n["class_type"] == "ControlNetLoader"]
+    assert [(a["strength"], a["start_percent"], a["end_percent"]) for a in applies] == [
+        (0.8, 0.1, 0.9),
+        (0.5, 0, 1),
+    ]
+    loaders = [
+        n["inputs"]["control_net_name"] for n in prompt.values() if n["class_type"] == "ControlNetLoader"
+    ]
     assert loaders == [files[0].name, files[1].name]
     # chained: the second applies on the first's outputs; the sampler takes the second's (positive, negative)
     sampler = next(n["inputs"] for n in prompt.values() if n["class_type"] == "KSampler")
@@ -166,7 +173,8 @@ def test_recall_from_our_comfy_graph_keeps_prompt_and_controlnets(files):
         assert (recalled.params.prompt, recalled.params.negative) == ("a house", "fog")
         got = recalled.params.controlnets
         assert [(s.file.name, s.image.name, s.strength, s.start, s.end) for s in got] == [
-            (files[0].name, files[2].name, 0.8, 0.1, 0.9), (files[1].name, files[2].name, 0.5, 0.0, 1.0)
+            (files[0].name, files[2].name, 0.8, 0.1, 0.9),
+            (files[1].name, files[2].name, 0.5, 0.0, 1.0),
         ]
         assert got[0].preprocess == ControlPreprocess("canny", canny_low=82, canny_high=163)
         assert got[1].preprocess == ControlPreprocess("depth", invert=False)
