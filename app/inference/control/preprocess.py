@@ -39,50 +39,69 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _sobel(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, 1, H, W) -> gx, gy with OpenCV's 3x3 Sobel kernels (edges reflected, BORDER_REFLECT_101)."""
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3)
-    p = F.pad(g, (1, 1, 1, 1), mode="reflect")
-    return F.conv2d(p, kx), F.conv2d(p, kx.transpose(2, 3))
+    """(H, W) -> gx, gy with OpenCV's 3x3 Sobel kernels (edges reflected, BORDER_REFLECT_101), separably."""
+    p = F.pad(g[None, None], (1, 1, 1, 1), mode="reflect")[0, 0]
+    rows = p[:-2] + 2 * p[1:-1] + p[2:]  # (H, W + 2) smoothed along y
+    cols = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]  # (H + 2, W) smoothed along x
+    return rows[:, 2:] - rows[:, :-2], cols[2:] - cols[:-2]
+
+
+_TAN_22_5 = math.tan(math.radians(22.5))
+_TAN_67_5 = math.tan(math.radians(67.5))
 
 
 def canny(image: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """Edges (white on black) of an image in [0, 1]; thresholds on the L1 gradient of 0..255 grey levels."""
-    g = grey(image) * 255.0
+    g = grey(image)[0, 0] * 255.0
     gx, gy = _sobel(g)
-    mag = (gx.abs() + gy.abs())[0, 0]  # (H, W)
-    # Direction of the gradient in four bins: 0 horizontal, 1 diagonal /, 2 vertical, 3 diagonal \.
-    angle = torch.rad2deg(torch.atan2(gy[0, 0], gx[0, 0])) % 180.0
-    direction = torch.bucketize(angle, torch.tensor([22.5, 67.5, 112.5, 157.5])) % 4
+    ax, ay = gx.abs(), gy.abs()
+    mag = ax + ay  # (H, W)
+    # Direction of the gradient in four bins, as OpenCV finds it (tangent comparisons, no atan2):
+    # horizontal, vertical, or the diagonal given by the signs (image rows grow downwards: gy > 0 points down).
+    horizontal = ay <= ax * _TAN_22_5
+    vertical = ay > ax * _TAN_67_5
+    diagonal = ~(horizontal | vertical)
+    same_sign = (gx > 0) == (gy > 0)
     padded = F.pad(mag[None, None], (1, 1, 1, 1))[0, 0]  # zero outside
     h, w = mag.shape
 
     def shifted(dy: int, dx: int) -> torch.Tensor:
         return padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
 
-    # Neighbours along the gradient (image rows grow downwards: gy > 0 points down).
-    pairs = {0: ((0, -1), (0, 1)), 1: ((-1, -1), (1, 1)), 2: ((-1, 0), (1, 0)), 3: ((-1, 1), (1, -1))}
-    keep = torch.zeros_like(mag, dtype=torch.bool)
-    for d, (a, b) in pairs.items():
+    def local_max(a: tuple[int, int], b: tuple[int, int]) -> torch.Tensor:
         # one side strict, the other not: a plateau two pixels wide keeps one edge pixel (as OpenCV does)
-        local = (mag > shifted(*a)) & (mag >= shifted(*b))
-        keep |= (direction == d) & local
-    thin = torch.where(keep, mag, torch.zeros_like(mag))
-    strong = thin > high
-    weak = thin > low
-    edges = _hysteresis(strong, weak)
+        return (mag > shifted(*a)) & (mag >= shifted(*b))
+
+    keep = horizontal & local_max((0, -1), (0, 1))
+    keep |= vertical & local_max((-1, 0), (1, 0))
+    keep |= diagonal & same_sign & local_max((-1, -1), (1, 1))
+    keep |= diagonal & ~same_sign & local_max((-1, 1), (1, -1))
+    thin = mag * keep
+    edges = _hysteresis(thin > high, thin > low)
     return edges.float()[None, None].expand(1, 3, h, w).contiguous()
+
+
+def _dilate(mask: torch.Tensor) -> torch.Tensor:
+    """3x3 dilation of a (H, W) bool mask by OR-ing its eight shifts (far faster on the CPU than max_pool2d)."""
+    h, w = mask.shape
+    p = F.pad(mask[None, None].to(torch.uint8), (1, 1, 1, 1))[0, 0].bool()
+    out = mask.clone()
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy != 1 or dx != 1:
+                out |= p[dy : dy + h, dx : dx + w]
+    return out
 
 
 def _hysteresis(strong: torch.Tensor, weak: torch.Tensor) -> torch.Tensor:
     """Weak pixels 8-connected (through weak pixels) to a strong one, grown until nothing changes."""
-    edges = strong.float()[None, None]
-    allowed = weak.float()[None, None]
+    edges = strong & weak
     while True:
-        grown = F.max_pool2d(edges, 3, stride=1, padding=1) * allowed
-        for _ in range(7):  # a few growth steps between the (comparatively costly) convergence checks
-            grown = F.max_pool2d(grown, 3, stride=1, padding=1) * allowed
+        grown = edges
+        for _ in range(8):  # a few growth steps between the (comparatively costly) convergence checks
+            grown = _dilate(grown) & weak
         if torch.equal(grown, edges):
-            return edges[0, 0] > 0
+            return edges
         edges = grown
 
 
