@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.cli.control_options import add_control_arguments, controlnets_from_args
 from app.cli.values import FilePath, ImageFile, Integer, IntegerList, LoraArg, Real, Sides, Text
 from app.inference.api.errors import InvalidRequestError
 from app.inference.api.request import (
@@ -114,6 +115,8 @@ REQUEST_OPTIONS: tuple[Option, ...] = (
            metavar="S"),
     Option("hires_denoise", Real(0, exclusive=True), "strength of the hires pass in (0, 1] (default 0.4)", metavar="D"),
     Option("hires_steps", Integer(1), "steps of the hires pass (default: the same as --steps)", metavar="N"),
+    Option("controlnets", FilePath(must_exist=True), "ControlNet file, repeatable (with --control-image, ...)",
+           flag="--controlnet", metavar="FILE", repeat=True),
 )  # fmt: skip
 
 JOB_OPTIONS: tuple[Option, ...] = (
@@ -140,6 +143,7 @@ JOB_OPTIONS: tuple[Option, ...] = (
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     for option in (*JOB_OPTIONS[:1], *REQUEST_OPTIONS, *JOB_OPTIONS[1:]):
         option.add_to(parser)
+    add_control_arguments(parser)
 
 
 def request_from_args(args: argparse.Namespace) -> GenerationRequest:
@@ -163,6 +167,7 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
     for name in _DEFAULT_WHEN_NOT_GIVEN:
         if values[name] is None:
             del values[name]  # the request's own default
+    values["controlnets"] = controlnets_from_args(values["controlnets"], args)
     return GenerationRequest(**values)
 
 

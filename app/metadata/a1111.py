@@ -22,6 +22,7 @@ from pathlib import Path
 from app.inference.api.errors import InvalidRequestError
 from app.inference.api.lora import LoraSpec, lora_tag, split_prompt_loras
 from app.inference.api.request import TEXT_MODES
+from app.metadata.controlnet_meta import a1111_controlnet_fields
 from app.metadata.fields import checked_fields
 from app.metadata.limits import check_size
 from app.metadata.params import ImageParams, variant_of_name
@@ -97,6 +98,7 @@ def a1111_fields(params: ImageParams) -> dict[str, object]:
         "Mask grow": r.mask_grow if masked else None,
         "Outpaint": ",".join(map(str, r.outpaint)) if any(r.outpaint or ()) else None,
         "Hires denoise": _g(r.hires_denoise) if hires and r.init_image is not None else None,
+        **a1111_controlnet_fields(r.controlnets),
         "Version": version,
     }
 
@@ -111,6 +113,8 @@ def prompt_with_loras(prompt: str, loras: tuple[LoraSpec, ...]) -> str:
     """The prompt as A1111 shows it: the `<lora:name:strength>` tags after the text."""
     tags = " ".join(lora_tag(lo.name, lo.strength, lo.te_strength) for lo in loras)
     return f"{prompt} {tags}".strip() if tags else prompt
+
+
 def _denoising_strength(r: object) -> str | None:
     """A1111's one denoise field: the img2img strength, or in a txt2img hires job the hires pass's."""
     if r.init_image is not None:
@@ -228,6 +232,8 @@ def _loras_from_prompt(values: dict[str, object], unmapped: list[str]) -> None:
         LoraSpec(Path(f"{t.name}.safetensors"), t.strength, t.te_strength, short_hash=hashes.get(t.name))
         for t in tags
     )
+
+
 def _hires_denoise_of_txt2img(values: dict[str, object], unmapped: list[str], pairs: dict[str, str]) -> None:
     """In a txt2img hires infotext (no init image), "Denoising strength" is the hires pass's."""
     if "hires_scale" in values and "Hires denoise" not in pairs and "denoise" in values:

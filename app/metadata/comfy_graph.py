@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 
 from app.metadata import comfy_refine
+from app.metadata.controlnet_meta import add_comfy_controlnets
 from app.metadata.params import ImageParams
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,27 @@ NODE_SPECS: dict[str, NodeSpec] = {
         ),
         (("IMAGE", "IMAGE"),),
     ),
+    "ControlNetLoader": NodeSpec((("control_net_name", "COMBO"),), (("CONTROL_NET", "CONTROL_NET"),)),
+    "ControlNetApplyAdvanced": NodeSpec(
+        (
+            ("positive", "CONDITIONING"),
+            ("negative", "CONDITIONING"),
+            ("control_net", "CONTROL_NET"),
+            ("image", "IMAGE"),
+            ("strength", "FLOAT"),
+            ("start_percent", "FLOAT"),
+            ("end_percent", "FLOAT"),
+            ("vae", "VAE"),
+        ),
+        (("positive", "CONDITIONING"), ("negative", "CONDITIONING")),
+    ),
+    "Canny": NodeSpec(
+        (("image", "IMAGE"), ("low_threshold", "FLOAT"), ("high_threshold", "FLOAT")), (("IMAGE", "IMAGE"),)
+    ),
+    "ImageBlur": NodeSpec(
+        (("image", "IMAGE"), ("blur_radius", "INT"), ("sigma", "FLOAT")), (("IMAGE", "IMAGE"),)
+    ),
+    "ImageInvert": NodeSpec((("image", "IMAGE"),), (("IMAGE", "IMAGE"),)),
 }
 
 _UI_WIDGET_VALUES = {"control_after_generate": "fixed", "upload": "image"}
@@ -181,6 +203,7 @@ class _Graph:
     def __init__(self) -> None:
         self.nodes: dict[str, dict] = {}
         self.titles: dict[str, str] = {}
+        self.notes: list[str] = []  # text of UI-only Note nodes (the workflow), never in the API prompt
 
     def add(self, class_type: str, title: str | None = None, **inputs: object) -> str:
         spec = NODE_SPECS[class_type]
@@ -245,6 +268,9 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
         zero = g.add("ConditioningZeroOut", conditioning=_link(negative))
         late = g.add("ConditioningSetTimestepRange", conditioning=_link(zero), start=f, end=1.0)
         negative = g.add("ConditioningCombine", conditioning_1=_link(early), conditioning_2=_link(late))
+    positive_in, negative_in = add_comfy_controlnets(
+        g, _link, params, _link(ckpt, 2), _link(positive), _link(negative)
+    )
     start = None
     if params.init_image is not None and (params.mask_image is not None or any(params.outpaint or ())):
         start = comfy_refine.masked_start(g, params, _link(ckpt, 2))
@@ -264,8 +290,8 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
         cfg=params.cfg,
         sampler_name=params.sampler,
         scheduler=params.scheduler,
-        positive=_link(positive),
-        negative=_link(negative),
+        positive=positive_in,
+        negative=negative_in,
         latent_image=_link(latent),
         denoise=params.denoise,
     )
@@ -341,8 +367,15 @@ def to_workflow(g: _Graph) -> dict:
             links.append([link_id, int(source), slot, int(node_id), len(ui["inputs"]), kind])
             ui["inputs"].append({"name": name, "type": kind, "link": link_id})
             outputs[source][slot]["links"].append(link_id)
+    for text in g.notes:  # frontend-only comments, placed below the graph
+        node_id = max(int(n["id"]) for n in ui_nodes) + 1
+        ui_nodes.append(
+            {"id": node_id, "type": "Note", "pos": [0, (max(rows.values(), default=0) + 1) * 260], "size": [480, 160],
+             "flags": {}, "order": len(ui_nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {"text": ""},
+             "widgets_values": [text]}
+        )  # fmt: skip
     return {
-        "last_node_id": max(int(k) for k in g.nodes),
+        "last_node_id": max(int(n["id"]) for n in ui_nodes),
         "last_link_id": len(links),
         "nodes": ui_nodes,
         "links": links,

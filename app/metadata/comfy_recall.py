@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from app.inference.api.lora import LoraSpec
 from app.inference.api.request import SAMPLER_NAMES, SCHEDULER_NAMES
 from app.metadata import comfy_refine_recall
+from app.metadata.controlnet_meta import comfy_controlnets
 from app.metadata.fields import checked_fields
 from app.metadata.params import ImageParams, variant_of_name
 
@@ -190,11 +191,18 @@ def params_from_comfy_prompt(prompt: dict) -> tuple[ImageParams, tuple[str, ...]
         w.note(f"scheduler {inputs.get('scheduler')}: not available; using the variant's default")
     if sampler["class_type"] == "KSamplerAdvanced":
         w.note("KSamplerAdvanced: start/end steps and added noise are not mapped")
-    out["prompt"] = w.text(inputs.get("positive"), "prompt") or ""
-    _negative(w, inputs.get("negative"), out)
+    positive, controlnets = comfy_controlnets(w.node, inputs.get("positive"), "positive")
+    negative, _ = comfy_controlnets(w.node, inputs.get("negative"), "negative")
+    if controlnets:
+        out["controlnets"] = controlnets
+        w.note(
+            "ControlNet: ComfyUI names its files relative to its folders; choose the files again if needed"
+        )
+    out["prompt"] = w.text(positive, "prompt") or ""
+    _negative(w, negative, out)
     _model(w, inputs.get("model"), out)
     _latent(w, inputs.get("latent_image"), out)
-    _clip(w, inputs.get("positive"), out)
+    _clip(w, positive, out)
     comfy_refine_recall.hires_scale(w, out)
     checked, notes = checked_fields(out)
     return ImageParams.from_fields(**checked), tuple(dict.fromkeys((*w.unmapped, *notes)))

@@ -68,6 +68,12 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "VAEDecode": (),
     "SaveImage": ("filename_prefix",),
     "PreviewImage": (),
+    "ControlNetLoader": ("control_net_name",),
+    "ControlNetApplyAdvanced": ("strength", "start_percent", "end_percent"),
+    "ControlNetApplySD3": ("strength", "start_percent", "end_percent"),
+    "Canny": ("low_threshold", "high_threshold"),
+    "ImageBlur": ("blur_radius", "sigma"),
+    "ImageInvert": (),
 }
 _UI_ONLY_WIDGETS = frozenset({SEED_CONTROL, "upload"})
 # Nodes that only hold a value: the front-end PrimitiveNode, whose value ComfyUI copies into the inputs it

@@ -17,8 +17,10 @@ import logging
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from app.inference.api.control import ControlSpec
 from app.inference.api.lora import LoraSpec
 from app.inference.api.request import GenerationRequest
+from app.metadata.controlnet_meta import controlnet_to_dict, controlnets_from_json, with_hashes
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ class ImageParams:
         mask_soft: bool = False,
     ) -> ImageParams:
         """One image of a resolved request (all `None`s already filled in from the variant)."""
-        one = replace(request, seed=seed, count=1, warnings=())
+        one = replace(request, seed=seed, count=1, warnings=(), controlnets=with_hashes(request.controlnets))
         return cls(
             one,
             variant=variant,
@@ -123,6 +125,8 @@ class ImageParams:
         data.update({name: _jsonable(getattr(self.request, name)) for name in REQUEST_FIELDS})
         if not self.request.loras:  # written only when used, so files of earlier versions read back unchanged
             del data["loras"]
+        if not self.request.controlnets:  # written only when there are any: older files read back unchanged
+            del data["controlnets"]
         for f in fields(self):
             if f.name not in ("request", "extra"):
                 data[f.name] = getattr(self, f.name)
@@ -153,6 +157,8 @@ class ImageParams:
             values["slg_layers"] = tuple(int(i) for i in values["slg_layers"])  # type: ignore[union-attr]
         if isinstance(values.get("outpaint"), list):
             values["outpaint"] = tuple(int(i) for i in values["outpaint"])  # type: ignore[union-attr]
+        if "controlnets" in values:
+            values["controlnets"] = controlnets_from_json(values["controlnets"])
         unknown = [k for k in data if k not in known and k not in ("format", "version")]
         extra = tuple((k, json.dumps(data[k])) for k in unknown)
         return replace(cls.from_fields(**values), extra=extra)
@@ -177,6 +183,8 @@ def _jsonable(value: object) -> object:
         return [_jsonable(v) for v in value]
     if isinstance(value, LoraSpec):
         return value.to_dict()
+    if isinstance(value, ControlSpec):
+        return controlnet_to_dict(value)
     return str(value) if isinstance(value, Path) else value
 
 

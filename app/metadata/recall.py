@@ -17,6 +17,7 @@ from app.inference.api.request import GenerationRequest
 from app.metadata.a1111 import params_from_infotext
 from app.metadata.comfy_recall import params_from_comfy_prompt
 from app.metadata.comfy_workflow import WorkflowError, prompt_from_workflow
+from app.metadata.controlnet_meta import controlnet_warnings
 from app.metadata.exif import read_user_comment
 from app.metadata.fields import FIELD_KINDS, checked_fields
 from app.metadata.limits import MetadataError, load_json
@@ -177,6 +178,7 @@ def reproduction_warnings(recalled: Recalled, setup: CurrentSetup | None) -> tup
         )
     if p.seed is None:
         out.append("The image does not state its seed.")
+    out.extend(controlnet_warnings(p.controlnets))
     return tuple(out)
 
 

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from app.inference.api.control import ControlSpec, validate_controlnets
 from app.inference.api.errors import InvalidRequestError
 from app.inference.api.lora import LoraSpec
 from app.inference.api.variants import PRESETS
@@ -58,6 +59,8 @@ class GenerationRequest:
     hires_scale: float = 1.0  # 1 = no hires pass
     hires_denoise: float = 0.4
     hires_steps: int | None = None  # None = the same as steps
+
+    controlnets: tuple[ControlSpec, ...] = ()  # ControlNets and their control images (api/control.py)
 
     def resolved(self, variant: str, config: MMDiTConfig | None = None) -> GenerationRequest:
         """Fill defaults from the variant's preset and validate everything; sizes are rounded to 16 px."""
@@ -118,6 +121,7 @@ class GenerationRequest:
 
         for lora in self.loras:
             lora.checked()
+        validate_controlnets(self.controlnets)
         warnings = list(self.warnings)
         sizes = []
         for label, value in (("width", self.width), ("height", self.height)):

@@ -51,6 +51,10 @@ class ComponentSizes:
     mmdit_file_fp8: bool = False  # the file itself is fp8: it stays fp8
     t5_file_fp8: bool = False
 
+    controlnet_params: int = 0  # the job's ControlNets (8.65 GB in bf16 each on Large), 0 without
+    controlnet_fp8_params: int = 0  # of which block Linear weights (1 byte each where the MMDiT's are fp8)
+    controlnet_block_params: int = 0  # one ControlNet block with its output Linear (what streaming holds)
+
 
 @dataclass(frozen=True, slots=True)
 class Machine:
@@ -148,6 +152,12 @@ def plan_for(name: str, sizes: ComponentSizes, machine: Machine, compute: str) -
     mmdit_device = mmdit - adaln  # what the MMDiT itself holds on the accelerator
     reserve = activation_reserve(sizes)
     t5_on_cpu = stream and use_t5 and t5 + vae + reserve > machine.device_free
+    # ControlNets stay on the accelerator, except in the streaming plans (blocks streamed like the MMDiT's)
+    cnet = _storage_bytes(sizes.controlnet_params, sizes.controlnet_fp8_params, mmdit_fp8, b)
+    cnet_block = sizes.controlnet_block_params * (1 if mmdit_fp8 else b)
+    cnet_streamed = (sizes.controlnet_params - sizes.controlnet_fp8_params) * b + 2 * cnet_block
+    cnet_device = 0 if not accel else (cnet_streamed if stream and cnet else cnet)
+    cnet_ram = cnet if stream or not accel else 0
     if not accel:
         device_bytes, ram = 0, mmdit + vae + clip + t5 + RAM_RESERVE + reserve  # activations in RAM
     elif not offload:
@@ -164,6 +174,7 @@ def plan_for(name: str, sizes: ComponentSizes, machine: Machine, compute: str) -
         t5_device = 0 if t5_on_cpu else t5
         device_bytes = max(clip, t5_device, resident_part + 2 * block) + vae + reserve
         ram = mmdit + clip + t5 + RAM_RESERVE
+    device_bytes, ram = device_bytes + cnet_device, ram + cnet_ram
     fits = ram <= machine.ram_free and (not accel or device_bytes <= machine.device_free)
     return MemoryPlan(
         name, machine.device, compute, t5_dtype, mmdit_fp8, t5_fp8 and use_t5, use_t5, offload, stream,

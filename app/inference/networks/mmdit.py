@@ -15,7 +15,7 @@ named (`StreamModulation`: attn / mlp / attn2, each a `ModulationOut(shift, scal
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,6 +77,14 @@ class Modulation(Protocol):
 
     def final(self) -> ModulationOut:
         """(shift, scale) of the final layer, each (B, D)."""
+        ...
+
+
+class ControlResiduals(Protocol):
+    """What ControlNets add to the image tokens after each joint block of one forward (control/apply.py)."""
+
+    def after_block(self, index: int) -> torch.Tensor | None:
+        """(B, N, D) to add after joint block `index`, or None."""
         ...
 
 
@@ -175,6 +183,8 @@ class PreparedInputs:
     pos_embed: torch.Tensor | None = (
         None  # (1, N, D) cropped table in the model dtype; None: cropped per call
     )
+    # ControlNets of this call: embedded tokens (B, N, D) -> what to add after each block; None: no ControlNet
+    control: Callable[[torch.Tensor], ControlResiduals] | None = None
 
 
 class LiveModulation:
@@ -269,11 +279,14 @@ class MMDiT(nn.Module):
             pos = self.cropped_pos_embed(h, w).to(self.dtype)
         tokens = self.x_embedder(x.to(self.dtype)) + pos  # (B, N, D)
         ctx, mod = prepared.context, prepared.modulation  # (B, Lc, D)
+        control = prepared.control(tokens) if prepared.control is not None else None
 
         for i, block in enumerate(self.joint_blocks):
-            if i in skip_layers:  # skip-layer guidance bypasses the whole block, both streams
+            if i in skip_layers:  # skip-layer guidance bypasses the whole block (and its ControlNet residual)
                 continue
             ctx, tokens = block(ctx, tokens, mod.block(i))
+            if control is not None and (residual := control.after_block(i)) is not None:
+                tokens = tokens + residual  # after every block, the pre-only last one included (§2 step 4)
 
         out = self.final_layer(tokens, mod.final())  # (B, N, p*p*C)
         return self.unpatchify(out, h, w).float()

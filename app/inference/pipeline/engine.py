@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -48,7 +49,9 @@ class Engine:
         self._offloader: ComponentOffloader | None = None
         self._streamer: BlockStreamer | None = None
         self._adaln: BlockStreamer | None = None  # the adaLN layers, when the plan keeps them in host memory
-        self._plan_request: tuple[str, str] | None = None  # (memory_plan, dtype) the loaded plan came from
+        self._plan_request: tuple | None = None  # (memory_plan, dtype, ControlNet sizes) of the loaded plan
+        # The next job's ControlNets (params, fp8 params, block params): the plan counts them (control/job.py)
+        self.controlnet_sizes: tuple[int, int, int] = (0, 0, 0)
 
     def load(
         self,
@@ -60,13 +63,17 @@ class Engine:
     ) -> None:
         """Load the set following `plan` (default: chosen now from free memory; never T5 off unless asked)."""
         key = (model_set, use_t5)
-        request = (self.memory_plan, self.dtype_name)
+        request = (self.memory_plan, self.dtype_name, self.controlnet_sizes)
         if key == self._loaded_key and (plan == self.plan if plan else request == self._plan_request):
             return
         model_set.require_text_encoders(use_t5)
         if plan is None:
             machine = probe_machine(self.device)
-            sizes = model_set.sizes(use_t5)
+            params, fp8_params, block_params = self.controlnet_sizes
+            sizes = replace(
+                model_set.sizes(use_t5), controlnet_params=params, controlnet_fp8_params=fp8_params,
+                controlnet_block_params=block_params,
+            )  # fmt: skip
             plan = choose_plan(
                 sizes, machine, plan=self.memory_plan, dtype=self.dtype_name, allow_t5_off=False
             )
@@ -132,6 +139,7 @@ class Engine:
         return self._loaded_key == (model_set, use_t5) and self._plan_request == (
             self.memory_plan,
             self.dtype_name,
+            self.controlnet_sizes,
         )
 
     def prepare_mmdit(self) -> None:

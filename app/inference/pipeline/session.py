@@ -44,6 +44,7 @@ from app.inference.api.request import GenerationRequest
 from app.inference.api.session import SessionOptions
 from app.inference.checkpoints.model_set import ModelSet, locate_model_set
 from app.inference.checkpoints.taesd_loading import find_taesd3_decoder, load_taesd3_decoder
+from app.inference.control.job import ControlNetCache, build_control_stack, plan_sizes
 from app.inference.lora.stack import LoraStack
 from app.inference.memory.oom import is_out_of_memory
 from app.inference.memory.vae_decode import decode_fitting
@@ -105,6 +106,7 @@ class GenerationSession:
         self.encode_calls = 0  # prompts encoded so far (a job encodes each prompt once)
         self.loras = LoraStack()  # LoRA files read so far and the set now in the networks
         self.decode_free_bytes: Callable[[], int] | None = None  # None: measure; tests force tiled decodes
+        self._controlnets = ControlNetCache()  # loaded ControlNets, kept between jobs
 
     # ----------------------------------------------------------------------------------------------- public
 
@@ -158,6 +160,9 @@ class GenerationSession:
             model_set = model if isinstance(model, ModelSet) else self._locate(Path(model), variant)
             req = sized_for_source(request).resolved(model_set.variant, model_set.mmdit_config)
             guidance = GuidanceConfig.from_request(req)
+            self.engine.controlnet_sizes = plan_sizes(
+                req.controlnets, model_set.mmdit_config
+            )  # the memory plan counts them
             self._load(model_set, req.use_t5, report)
             req = self.loras.apply(
                 self.engine, req, model_set.variant
@@ -280,9 +285,14 @@ class GenerationSession:
             sigmas = img2img_sigmas(sigmas, req.denoise)
         # Per-job constants (text tokens, every step's adaLN modulation) are computed where the MMDiT runs.
         engine.prepare_mmdit()
+        control = build_control_stack(
+            req.controlnets, self._controlnets, engine.mmdit, engine.vae, engine.plan, engine.device,
+            (req.width, req.height), req.shift,
+        )  # fmt: skip
         denoiser = GuidedDenoiser(
-            engine.mmdit, prompts.cond, prompts.uncond, guidance, sigmas, precompute=self.precompute
-        )
+            engine.mmdit, prompts.cond, prompts.uncond, guidance, sigmas, precompute=self.precompute,
+            control=control,
+        )  # fmt: skip
         latent_shape = (1, engine.mmdit.cfg.in_channels, req.height // 8, req.width // 8)
         return Sampling(
             denoiser, sigmas, req.sampler, latent_shape, init_latent, engine.device, self._precision(),

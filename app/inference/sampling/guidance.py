@@ -18,6 +18,7 @@ from app.inference.sampling.schedules import percent_to_sigma
 
 if TYPE_CHECKING:
     from app.inference.api.request import GenerationRequest
+    from app.inference.control.apply import ControlStack
     from app.inference.text.conditioning import TextConditioning
 
 
@@ -77,9 +78,11 @@ class GuidedDenoiser:
         sigmas: torch.Tensor | None = None,
         *,
         precompute: bool = True,
+        control: ControlStack | None = None,
     ) -> None:
         self.model = model
         self.guidance = guidance
+        self.control = control  # the job's ControlNets (None: none)
         device, dtype = model.context_embedder.weight.device, model.dtype
         self.cond = _Cond(0, cond.context.to(device, dtype), cond.pooled.to(device, dtype))
         self.uncond = None
@@ -163,28 +166,44 @@ class GuidedDenoiser:
         conds: list[_Cond],
         skip=(),
         t_key: float | None = None,
+        host: float | None = None,
     ) -> list[torch.Tensor]:
         """One batched forward over several conditionings of equal context length; returns D per conditioning."""
         b = x.shape[0]
         n = len(conds)
         xs = x.repeat(n, 1, 1, 1)
+        control = None
+        if self.control is not None:  # the ControlNets take the raw pooled rows and t of this batch
+            pooled = torch.cat([c.pooled.expand(b, -1) for c in conds])  # (n*B, P)
+            control = self.control.for_call(host, (sigma * 1000).float().expand(n * b), pooled)
         if self.table is None:
             context = torch.cat([c.context.expand(b, -1, -1) for c in conds])  # (n*B, L, C)
             pooled = torch.cat([c.pooled.expand(b, -1) for c in conds])  # (n*B, P)
             t = (sigma * 1000).float().expand(n * b)
-            v = self.model(xs, t, pooled, context, skip_layers=skip)  # float32
+            if control is None:
+                v = self.model(xs, t, pooled, context, skip_layers=skip)  # float32
+            else:
+                self.model.check_inputs(xs, t, pooled, context)
+                prepared = replace(self.model.prepare(t, pooled, context), control=control)
+                v = self.model.forward_prepared(xs, prepared, skip_layers=skip)  # float32
         else:
             prepared = PreparedInputs(
                 self._context(conds, b),
                 self.table.rows([(t_key, c.index) for c in conds], repeat=b),
                 self._pos_embed(x),
+                control=control,
             )
             v = self.model.forward_prepared(xs, prepared, skip_layers=skip)  # float32
         denoised = xs.float() - sigma.float() * v
         return list(denoised.chunk(n))
 
     def _denoise(
-        self, x: torch.Tensor, sigma: torch.Tensor, conds: list[_Cond], t_key: float | None
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        conds: list[_Cond],
+        t_key: float | None,
+        host: float | None,
     ) -> list[torch.Tensor]:
         # Batch conditionings whose contexts have the same length; never pad a context (DECISIONS row 5).
         out: list[torch.Tensor | None] = [None] * len(conds)
@@ -193,7 +212,7 @@ class GuidedDenoiser:
             groups.setdefault(tuple(c.context.shape), []).append(i)
         for idx in groups.values():
             group = [conds[i] for i in idx]
-            for i, d in zip(idx, self._velocity(x, sigma, group, t_key=t_key), strict=True):
+            for i, d in zip(idx, self._velocity(x, sigma, group, t_key=t_key, host=host), strict=True):
                 out[i] = d
         return out  # type: ignore[return-value]
 
@@ -210,13 +229,14 @@ class GuidedDenoiser:
         self.calls += 1
         g = self.guidance
         # sigma on the host, for the table and the negative window (free for the schedule's own entries)
-        host = self._host_sigma(sigma) if self.table is not None or self.zero_uncond is not None else None
+        needs_host = self.table is not None or self.zero_uncond is not None or self.control is not None
+        host = self._host_sigma(sigma) if needs_host else None
         entries = self._entries(host)
         t_key = None
         if self.table is not None:
             t_key = timestep_value(host)
             self.table.add((t_key, c.index) for c in entries)  # nothing to do for the schedule's own sigmas
-        d_all = self._denoise(x, sigma, entries, t_key)
+        d_all = self._denoise(x, sigma, entries, t_key, host)
         d_cond = d_all[0]
         if not g.uses_uncond:
             denoised = d_cond
@@ -225,6 +245,6 @@ class GuidedDenoiser:
             d_uncond = d_unconds[0] if len(d_unconds) == 1 else sum(d_unconds) / len(d_unconds)
             denoised = d_uncond + (d_cond - d_uncond) * g.cfg
         if g.slg_active(step_index):
-            d_skip = self._velocity(x, sigma, [self.cond], skip=g.slg_layers, t_key=t_key)[0]
+            d_skip = self._velocity(x, sigma, [self.cond], skip=g.slg_layers, t_key=t_key, host=host)[0]
             denoised = denoised + (d_cond - d_skip) * g.slg_scale
         return denoised
