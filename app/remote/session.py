@@ -91,6 +91,9 @@ class RemoteSession:
         self.poll_every = poll_every  # seconds of WebSocket silence before the server is asked over HTTP
         self.info: ServerInfo | None = None
         self._announced: str | None = None  # the checkpoint ModelLoaded was reported for
+        # After a job that sampled with previews wanted: did the server send any? False: a server that ignores
+        # the per-job preview method (older than the one tested) and was started without --preview-method.
+        self.previews_seen: bool | None = None
 
     def __repr__(self) -> str:
         return f"RemoteSession({self.http.url!r})"
@@ -179,6 +182,7 @@ class _Job:
         self.images: dict[str, RemoteImage] = {}
         self.finished = 0
         self.previews = 0
+        self.stepped = False  # a step was reported (a prompt ComfyUI had cached runs no step)
         self.sigmas: list[float] = []
 
     # ------------------------------------------------------------------------------------------------ plan
@@ -221,6 +225,10 @@ class _Job:
             image = RemoteImage(index, seed, uuid.uuid4().hex, graph, sampler)
             self._queue(image, extra)
         self._follow(req, variant, stem, files)
+        if s.preview != "off" and self.stepped:
+            s.previews_seen = self.previews > 0
+            if not s.previews_seen:
+                log.warning("%s sent no previews (started without --preview-method?): progress only", info.url)
         self.emit(JobFinished(self.finished, time.perf_counter() - started))
 
     def _queue(self, image: RemoteImage, extra: dict) -> None:
@@ -306,6 +314,7 @@ class _Job:
 
     def _step(self, image: RemoteImage, value: int, total: int, preview: Preview | None) -> None:
         now = time.perf_counter()
+        self.stepped = True
         if image.started is None:
             image.started = now
         image.last_step = value

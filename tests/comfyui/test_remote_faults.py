@@ -48,10 +48,12 @@ def session_for(fake, **kwargs):
 
 def test_the_fake_runs_a_normal_job(fake):
     """The baseline the faults below depart from: two images, their steps, server names never used as paths."""
-    events, _ = run_bounded(session_for(fake), request(count=2))
+    session = session_for(fake)
+    events, _ = run_bounded(session, request(count=2))
     assert [type(e).__name__ for e in events if not isinstance(e, StepUpdate)][1:] == [
         "ImageFinished", "ImageFinished", "JobFinished"]  # fmt: skip
     assert [e.step for e in events if isinstance(e, StepUpdate)] == [1, 2, 3, 1, 2, 3]
+    assert session.previews_seen is False  # this server ignores the job's preview method: said, not hidden
 
 
 def test_a_websocket_dropped_mid_job_with_the_server_gone_fails_the_job(fake):
