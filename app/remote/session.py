@@ -228,7 +228,9 @@ class _Job:
         if s.preview != "off" and self.stepped:
             s.previews_seen = self.previews > 0
             if not s.previews_seen:
-                log.warning("%s sent no previews (started without --preview-method?): progress only", info.url)
+                log.warning(
+                    "%s sent no previews (started without --preview-method?): progress only", info.url
+                )
         self.emit(JobFinished(self.finished, time.perf_counter() - started))
 
     def _queue(self, image: RemoteImage, extra: dict) -> None:
