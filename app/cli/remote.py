@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from app.cli.options import request_from_args
-from app.cli.output_folder import remove_stale_temp_files
+from app.cli.output_folder import remove_stale_output_temp_files
 from app.cli.status import EXIT_ERROR, closed_stdout
 from app.inference.api.cancel import CancelToken
 from app.inference.api.errors import FailureKind, InferenceError
@@ -19,7 +19,7 @@ def run_remote(args: argparse.Namespace) -> int:
     from app.cli.generate import _CommandLineJob, _error
     from app.remote.session import RemoteSession
 
-    remove_stale_temp_files(args.out.parent)
+    remove_stale_output_temp_files(args.out.parent)
     try:
         given = [f"--{name.replace('_', '-')}" for name in _LOCAL_ONLY if getattr(args, name, None)]
         if given:
