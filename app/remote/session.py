@@ -102,6 +102,15 @@ class RemoteSession:
     def from_options(cls, options: SessionOptions, url: str = "", **kwargs: Any) -> RemoteSession:
         return cls(url, preview=options.preview, **kwargs)
 
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    @property
+    def loaded_checkpoint(self) -> str | None:
+        """The checkpoint this session's last job used: likely still loaded on the server."""
+        return self._announced
+
     def capabilities(self, refresh: bool = False) -> ServerInfo:
         if self.info is None or refresh:
             self.info = read_capabilities(self.http)
@@ -351,7 +360,7 @@ class _Job:
             raise ProtocolError(f"the server returned a {w}x{h} image for a {req.width}x{req.height} job")
         self.finished += 1
         self.emit(ImageFinished(image.index, image.seed, pixels, None, req, model_name=stem, variant=variant,
-                                noise_device="cpu", comfy_files=files))  # fmt: skip
+                                noise_device="cpu", comfy_files=files, engine=self.s.http.url))  # fmt: skip
 
     def _failed(self, image: RemoteImage, m: Message) -> None:
         image.done = True
