@@ -28,6 +28,7 @@ OPTIONAL = {  # benchmarks that arrive with other parts of the app; run when pre
     "startup": "window start-up and main-thread stalls",
     "gallery": "gallery of 10,000 images",
     "remote": "remote engine on a local ComfyUI: per-image overhead vs the server's time, preview latency",
+    "remote_pool": "a seed run over two local ComfyUI servers vs one",
 }
 
 

@@ -24,6 +24,7 @@ from app.inference.api.events import (
 from app.inference.api.request import GenerationRequest
 from app.inference.api.session import Session, SessionOptions
 from app.metadata.image_file import finished_image_params, write_image
+from app.remote.pool import ServerPool
 from app.remote.session import RemoteSession, remote_factory
 
 pytestmark = pytest.mark.slow
@@ -48,6 +49,10 @@ def test_the_remote_session_keeps_the_protocol():
     assert shape == [(p.name, p.kind, p.default) for p in inspect.signature(Session.run).parameters.values()]
     session = remote_factory("http://127.0.0.1:9")(SessionOptions(preview="off"))
     assert isinstance(session, Session) and session.preview == "off"
+    pool_shape = [(p.name, p.kind, p.default) for p in inspect.signature(ServerPool.run).parameters.values()]
+    assert pool_shape == shape and isinstance(
+        ServerPool(["http://127.0.0.1:9", "http://127.0.0.1:10"]), Session
+    )
 
 
 def test_capabilities_from_the_real_server(remote):
