@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.inference.api.cancel import CancelToken
-from app.inference.api.errors import FailureKind
+from app.inference.api.errors import FailureKind, InvalidRequestError
 from app.inference.api.events import (
     Event,
     ImageCancelled,
@@ -101,7 +101,11 @@ class ServerPool:
         """Run the job over the servers on the calling thread; never raises for a failed job."""
         started = time.perf_counter()
         emit = _serialized(emit)  # servers report from their own threads
-        checkpoint = checkpoint_name(model)
+        try:
+            checkpoint = checkpoint_name(model)
+        except InvalidRequestError as exc:
+            emit(JobFailed(str(exc), FailureKind.REQUEST))
+            return
         servers = [_Server(s, i) for i, s in enumerate(self.sessions)]
         pending = list(range(request.count))  # image indices not yet given to a server (or given back)
         running: dict[int, tuple[_Server, CancelToken]] = {}

@@ -12,6 +12,7 @@ import pytest
 from app.inference.api.errors import FailureKind
 from app.inference.api.events import ImageFailed, ImageFinished, JobFailed, JobFinished, StepUpdate
 from app.inference.api.request import GenerationRequest
+from app.remote.pool import ServerPool
 from app.remote.session import RemoteSession
 from tests.comfyui.fake_server import FakeComfy, png_bytes, ws_frame
 
@@ -170,3 +171,12 @@ def test_something_that_is_not_comfyui(fake):
     fake.body["/system_stats"] = json.dumps({"hello": 1}).encode()
     events, _ = run_bounded(session_for(fake), request())
     assert "does not look like a ComfyUI server" in events[-1].message
+
+
+@pytest.mark.parametrize("model", ["/home/me/models/sd3.5_large.safetensors", "C:\\models\\x.safetensors",
+                                   "../../secret.safetensors", "~/x.safetensors"])  # fmt: skip
+def test_a_local_path_is_never_sent_as_a_checkpoint(fake, model):
+    for session in (session_for(fake), ServerPool([fake.url, fake.url], timeout=2.0)):
+        (event,) = list(session.run(model, request()))
+        assert event.kind == FailureKind.REQUEST and "is a path on this machine" in event.message
+    assert ("POST", "/prompt") not in fake.requests
