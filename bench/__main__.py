@@ -29,6 +29,8 @@ OPTIONAL = {  # benchmarks that arrive with other parts of the app; run when pre
     "startup": "window start-up and main-thread stalls",
     "gallery": "gallery of 10,000 images",
     "controlnet": "ControlNet step overhead at Large width, plan sizes, 1024² preprocessing",
+    "remote": "remote engine on a local ComfyUI: per-image overhead vs the server's time, preview latency",
+    "remote_pool": "a seed run over two local ComfyUI servers vs one",
 }
 
 

@@ -133,8 +133,8 @@ JOB_OPTIONS: tuple[Option, ...] = (
     Option("vae", FilePath(), "VAE file (single-file or diffusers layout)"),
     Option("memory_plan", Text(), "where the networks live and in which precision (default: the first that fits)",
            choices=("auto", *PLAN_NAMES), default="auto"),
-    Option("engine", Text(), "run on this ComfyUI server instead (--model: a checkpoint name it lists)",
-           metavar="URL"),
+    Option("engine", Text(), "run on this ComfyUI server instead, or spread over several (URL,URL,...); --model is "
+           "then a checkpoint name the server lists", metavar="URL"),
     Option("engine_partial_encoders", None, "with --engine: accept a server without CLIP-G (the image's graph "
            "says what ran)"),
 )  # fmt: skip

@@ -1,5 +1,6 @@
-"""`sd35-studio generate --engine URL`: the same job, run by a ComfyUI server (app.remote.RemoteSession), written
-by the same writer as a local one. `--model` is then a checkpoint name as the server lists it."""
+"""`sd35-studio generate --engine URL[,URL...]`: the same job, run by a ComfyUI server (app.remote.RemoteSession)
+or spread over several (app.remote.pool.ServerPool), written by the same writer as a local one. `--model` is then
+a checkpoint name as the servers list it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 import sys
 
 from app.cli.options import request_from_args
-from app.cli.output_folder import remove_stale_temp_files
+from app.cli.output_folder import remove_stale_output_temp_files
 from app.cli.status import EXIT_ERROR, closed_stdout
 from app.inference.api.cancel import CancelToken
 from app.inference.api.errors import FailureKind, InferenceError
@@ -17,9 +18,10 @@ _LOCAL_ONLY = ("clip_l", "clip_g", "t5", "vae")  # files on this machine: a serv
 
 def run_remote(args: argparse.Namespace) -> int:
     from app.cli.generate import _CommandLineJob, _error
+    from app.remote.pool import ServerPool
     from app.remote.session import RemoteSession
 
-    remove_stale_temp_files(args.out.parent)
+    remove_stale_output_temp_files(args.out.parent)
     try:
         given = [f"--{name.replace('_', '-')}" for name in _LOCAL_ONLY if getattr(args, name, None)]
         if given:
@@ -27,9 +29,11 @@ def run_remote(args: argparse.Namespace) -> int:
         if args.save_latent:
             raise ValueError("--save-latent needs the local engine: a ComfyUI server returns only the image")
         request = request_from_args(args)
-        session = RemoteSession(
-            args.engine, preview="off", partial_text_encoders=args.engine_partial_encoders
-        )
+        urls = [u.strip() for u in args.engine.split(",") if u.strip()]
+        if not urls:
+            raise ValueError("--engine needs a server address, e.g. http://127.0.0.1:8188")
+        options = {"preview": "off", "partial_text_encoders": args.engine_partial_encoders}
+        session = ServerPool(urls, **options) if len(urls) > 1 else RemoteSession(urls[0], **options)
     except (InferenceError, ValueError) as exc:
         return _error(str(exc))
     cancel = CancelToken()

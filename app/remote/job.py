@@ -23,8 +23,21 @@ UPLOAD_SUBFOLDER = "sd35-studio"
 
 
 def checkpoint_name(model: object) -> str:
-    """The server's checkpoint name as its loader lists it (`sub/name.safetensors`), from a str or Path."""
-    return str(model).replace("\\", "/").strip("/")
+    """The server's checkpoint name as its loader lists it (`sub/name.safetensors`), from a str or Path.
+
+    A local path is refused, never sent: a server names its files relative to its own models/checkpoints."""
+    text = str(model).replace("\\", "/")
+    if (
+        text.startswith(("/", "~"))
+        or re.match(r"^[A-Za-z]:", text)
+        or ".." in text.split("/")
+        or not text.strip()
+    ):
+        raise InvalidRequestError(
+            f"{text!r} is a path on this machine; a ComfyUI server takes a checkpoint name it lists "
+            "(sd35-studio engines test URL shows them)"
+        )
+    return text
 
 
 def model_stem(checkpoint: str) -> str:

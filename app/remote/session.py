@@ -91,6 +91,9 @@ class RemoteSession:
         self.poll_every = poll_every  # seconds of WebSocket silence before the server is asked over HTTP
         self.info: ServerInfo | None = None
         self._announced: str | None = None  # the checkpoint ModelLoaded was reported for
+        # After a job that sampled with previews wanted: did the server send any? False: a server that ignores
+        # the per-job preview method (older than the one tested) and was started without --preview-method.
+        self.previews_seen: bool | None = None
 
     def __repr__(self) -> str:
         return f"RemoteSession({self.http.url!r})"
@@ -98,6 +101,15 @@ class RemoteSession:
     @classmethod
     def from_options(cls, options: SessionOptions, url: str = "", **kwargs: Any) -> RemoteSession:
         return cls(url, preview=options.preview, **kwargs)
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    @property
+    def loaded_checkpoint(self) -> str | None:
+        """The checkpoint this session's last job used: likely still loaded on the server."""
+        return self._announced
 
     def capabilities(self, refresh: bool = False) -> ServerInfo:
         if self.info is None or refresh:
@@ -179,6 +191,7 @@ class _Job:
         self.images: dict[str, RemoteImage] = {}
         self.finished = 0
         self.previews = 0
+        self.stepped = False  # a step was reported (a prompt ComfyUI had cached runs no step)
         self.sigmas: list[float] = []
 
     # ------------------------------------------------------------------------------------------------ plan
@@ -221,6 +234,12 @@ class _Job:
             image = RemoteImage(index, seed, uuid.uuid4().hex, graph, sampler)
             self._queue(image, extra)
         self._follow(req, variant, stem, files)
+        if s.preview != "off" and self.stepped:
+            s.previews_seen = self.previews > 0
+            if not s.previews_seen:
+                log.warning(
+                    "%s sent no previews (started without --preview-method?): progress only", info.url
+                )
         self.emit(JobFinished(self.finished, time.perf_counter() - started))
 
     def _queue(self, image: RemoteImage, extra: dict) -> None:
@@ -306,6 +325,7 @@ class _Job:
 
     def _step(self, image: RemoteImage, value: int, total: int, preview: Preview | None) -> None:
         now = time.perf_counter()
+        self.stepped = True
         if image.started is None:
             image.started = now
         image.last_step = value
@@ -340,7 +360,7 @@ class _Job:
             raise ProtocolError(f"the server returned a {w}x{h} image for a {req.width}x{req.height} job")
         self.finished += 1
         self.emit(ImageFinished(image.index, image.seed, pixels, None, req, model_name=stem, variant=variant,
-                                noise_device="cpu", comfy_files=files))  # fmt: skip
+                                noise_device="cpu", comfy_files=files, engine=self.s.http.url))  # fmt: skip
 
     def _failed(self, image: RemoteImage, m: Message) -> None:
         image.done = True

@@ -12,7 +12,8 @@ reason: a silently skipped server would hide every remote-engine test. `.ci/run`
 
 Validation without executing forever: POST /prompt validates and, if valid, queues. With EMPTY model files the
 queued job dies at once in its loader ("header too small"), so `validate_graph` waits for the job to leave the
-queue (it shows up in /history) and returns only the validation's `node_errors`.
+queue (it shows up in /history) and returns only the validation's `node_errors`. Files placed by a test are
+removed after it (autouse fixture), so tests sharing the session's server do not see each other's empty files.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class ComfyServer:
     basedir: Path
     pid: int
     python: str
-    _placed: set[Path] = field(default_factory=set)
+    placed: list[Path] = field(default_factory=list)  # empty files and images of the current test
 
     @property
     def comfy(self) -> Path:
@@ -97,8 +98,15 @@ class ComfyServer:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
                 path.write_bytes(b"")
+                self.placed.append(path)
             out.append(path)
         return out
+
+    def remove_placed(self) -> None:
+        """Remove what place_models/place_input made (after each test: the `comfyui_placed_files_removed`
+        fixture), so one test's empty clip_l.safetensors never stands in for another test's real encoder."""
+        while self.placed:
+            self.placed.pop().unlink(missing_ok=True)
 
     def link_model(self, folder: str, source: Path, name: str | None = None) -> Path:
         """A real model file linked into comfyui/models/<folder> (symlink; ComfyUI follows it)."""
@@ -119,6 +127,7 @@ class ComfyServer:
             path.write_bytes(bytes(image))
         else:
             (image or Image.new("RGB", size, (128, 128, 128))).save(path)
+        self.placed.append(path)
         return path
 
     # ------------------------------------------------------------------ HTTP (stdlib: independent of app.remote)
@@ -226,11 +235,24 @@ def comfyui_server():
     except (RuntimeError, FileNotFoundError) as e:
         shutil.rmtree(basedir, ignore_errors=True)
         pytest.fail(f"the real ComfyUI test server is unavailable: {e}", pytrace=False)
+    _RUNNING.append(server)
     try:
         yield server
     finally:
+        _RUNNING.remove(server)
         server.stop()
         shutil.rmtree(basedir, ignore_errors=True)
+
+
+_RUNNING: list[ComfyServer] = []
+
+
+@pytest.fixture(autouse=True)
+def comfyui_placed_files_removed():
+    """After every test: the files it placed on the session's server are gone (the server lives on)."""
+    yield
+    for server in _RUNNING:
+        server.remove_placed()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import pytest
 from app.inference.api.errors import FailureKind
 from app.inference.api.events import ImageFailed, ImageFinished, JobFailed, JobFinished, StepUpdate
 from app.inference.api.request import GenerationRequest
+from app.remote.pool import ServerPool
 from app.remote.session import RemoteSession
 from tests.comfyui.fake_server import FakeComfy, png_bytes, ws_frame
 
@@ -48,10 +49,12 @@ def session_for(fake, **kwargs):
 
 def test_the_fake_runs_a_normal_job(fake):
     """The baseline the faults below depart from: two images, their steps, server names never used as paths."""
-    events, _ = run_bounded(session_for(fake), request(count=2))
+    session = session_for(fake)
+    events, _ = run_bounded(session, request(count=2))
     assert [type(e).__name__ for e in events if not isinstance(e, StepUpdate)][1:] == [
         "ImageFinished", "ImageFinished", "JobFinished"]  # fmt: skip
     assert [e.step for e in events if isinstance(e, StepUpdate)] == [1, 2, 3, 1, 2, 3]
+    assert session.previews_seen is False  # this server ignores the job's preview method: said, not hidden
 
 
 def test_a_websocket_dropped_mid_job_with_the_server_gone_fails_the_job(fake):
@@ -168,3 +171,12 @@ def test_something_that_is_not_comfyui(fake):
     fake.body["/system_stats"] = json.dumps({"hello": 1}).encode()
     events, _ = run_bounded(session_for(fake), request())
     assert "does not look like a ComfyUI server" in events[-1].message
+
+
+@pytest.mark.parametrize("model", ["/home/me/models/sd3.5_large.safetensors", "C:\\models\\x.safetensors",
+                                   "../../secret.safetensors", "~/x.safetensors"])  # fmt: skip
+def test_a_local_path_is_never_sent_as_a_checkpoint(fake, model):
+    for session in (session_for(fake), ServerPool([fake.url, fake.url], timeout=2.0)):
+        (event,) = list(session.run(model, request()))
+        assert event.kind == FailureKind.REQUEST and "is a path on this machine" in event.message
+    assert ("POST", "/prompt") not in fake.requests

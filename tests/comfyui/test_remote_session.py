@@ -24,6 +24,7 @@ from app.inference.api.events import (
 from app.inference.api.request import GenerationRequest
 from app.inference.api.session import Session, SessionOptions
 from app.metadata.image_file import finished_image_params, write_image
+from app.remote.pool import ServerPool
 from app.remote.session import RemoteSession, remote_factory
 
 pytestmark = pytest.mark.slow
@@ -48,6 +49,10 @@ def test_the_remote_session_keeps_the_protocol():
     assert shape == [(p.name, p.kind, p.default) for p in inspect.signature(Session.run).parameters.values()]
     session = remote_factory("http://127.0.0.1:9")(SessionOptions(preview="off"))
     assert isinstance(session, Session) and session.preview == "off"
+    pool_shape = [(p.name, p.kind, p.default) for p in inspect.signature(ServerPool.run).parameters.values()]
+    assert pool_shape == shape and isinstance(
+        ServerPool(["http://127.0.0.1:9", "http://127.0.0.1:10"]), Session
+    )
 
 
 def test_capabilities_from_the_real_server(remote):
@@ -116,7 +121,30 @@ def test_previews_off_sends_none(remote):
         session.close()
     steps = [e for e in events if isinstance(e, StepUpdate)]
     assert len(steps) == 2 and all(e.preview is None for e in steps)
-    assert isinstance(events[-1], JobFinished)
+    assert isinstance(events[-1], JobFinished) and session.previews_seen is None
+
+
+def test_a_server_started_without_previews_sends_them_when_a_job_asks(comfyui_tiny, tmp_path, capsys):
+    """ComfyUI 0.8 takes a preview method per prompt (extra_data.preview_method): `engines test` says previews are
+    off by default, and a job still gets them; the session records whether any came."""
+    from app.cli.main import main
+    from tests.comfyui.server import TINY_CLIP_L, start_server
+
+    _, checkpoint, _ = comfyui_tiny
+    server = start_server(tmp_path / "no-previews", "--preview-method", "none")
+    try:
+        for folder, name in (("checkpoints", checkpoint), ("clip", TINY_CLIP_L)):
+            server.link_model(folder, (comfyui_tiny[0].comfy / "models" / folder / name).resolve())
+        assert main(["engines", "test", server.url]) == 0
+        assert "previews: off by default (started without --preview-method); SD3.5 Studio asks for them with " \
+               "each job" in capsys.readouterr().out  # fmt: skip
+        session = RemoteSession(server.url, preview="linear", partial_text_encoders=True)
+        events = list(session.run(checkpoint, tiny_request(seed=31)))
+        session.close()
+    finally:
+        server.stop()
+    previews = [e.preview for e in events if isinstance(e, StepUpdate)]
+    assert len(previews) == 2 and all(p is not None for p in previews) and session.previews_seen is True
 
 
 def test_cancel_an_image_and_then_the_job_on_the_server(remote):

@@ -69,9 +69,9 @@ class ImageFinished:
     fp8: bool = False  # the diffusion model ran from fp8-stored weights
     noise_device: str = "cpu"  # where the start noise was drawn (ours always on the CPU, as ComfyUI)
     model_hash: str | None = None  # when the engine knows it (a remote engine may); else the gallery adds it
-    comfy_files: Any = (
-        None  # a remote engine: the ComfyFiles its graph named (the PNG's `prompt` chunk = what ran)
-    )
+    # A remote engine: the ComfyFiles its graph named (so the PNG's `prompt` chunk is what ran), and its URL.
+    comfy_files: Any = None
+    engine: str = ""  # which server made the image; "" for this machine
     source_sha256: str | None = None  # SHA-256 of the init image file (img2img, inpaint, outpaint)
     mask_alpha: bool = False  # the mask was read from its transparency (1 - alpha), not its grey values
     mask_soft: bool = False  # the mask had values between 0 and 1: sampled with differential diffusion
