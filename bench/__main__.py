@@ -27,6 +27,7 @@ OPTIONAL = {  # benchmarks that arrive with other parts of the app; run when pre
     "load_formats": "loading every file format and precision: time and peak RSS",
     "startup": "window start-up and main-thread stalls",
     "gallery": "gallery of 10,000 images",
+    "lora": "LoRA apply/switch at Medium widths, fp8 side-branch overhead, header scan of 500 LoRAs",
 }
 
 

@@ -133,7 +133,7 @@ def read_entry(path: Path) -> LoraEntry | None:
             path, size, error=f"{path.name}: pickle-based file, refused (could run code when opened)"
         )
     try:
-        lf = read_lora_file(path)
+        lf = read_lora_file(path, quick=True)
     except InferenceError as exc:
         return LoraEntry(path, size, error=str(exc))
     if not lf.layers and lf.kind == "LoRA":
