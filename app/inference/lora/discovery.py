@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.inference.api.errors import InferenceError
+from app.inference.api.lora import LoraSpec, split_prompt_loras
 from app.inference.checkpoints.scanning import hf_hub_cache
 from app.inference.checkpoints.weights import PICKLE_SUFFIXES
 from app.inference.lora.formats import SUPPORTED_EXTENSION, Architecture, read_lora_file, refusal
@@ -218,3 +219,18 @@ def find_lora(name: str, scan: LoraScan) -> LoraEntry | None:
         if entry.name.lower() == lowered:
             return entry
     return next((e for e in scan.entries if e.title.lower() == lowered), None)
+
+
+def loras_from_prompt(prompt: str, scan: LoraScan) -> tuple[str, tuple[LoraSpec, ...], tuple[str, ...]]:
+    """A1111's `<lora:name:s[:te]>` tags of a prompt as LoRA specs, names looked up in a scan: (the prompt
+    without its tags, the specs found, a sentence per name not found). A tag whose strength is not a number
+    raises InvalidRequestError."""
+    text, tags = split_prompt_loras(prompt)
+    specs, missing = [], []
+    for tag in tags:
+        entry = find_lora(tag.name, scan)
+        if entry is None or entry.error:
+            missing.append(f"<lora:{tag.name}> names no LoRA file in the LoRA folders; it is left out")
+            continue
+        specs.append(LoraSpec(entry.path, tag.strength, tag.te_strength))
+    return text, tuple(specs), tuple(missing)

@@ -242,8 +242,17 @@ def test_fp8_weights_get_a_side_branch_equal_to_the_merge(tmp_path):
     for key, value in fp8_model.state_dict().items():  # stored fp8 weights untouched
         if value.dtype in FP8_DTYPES:
             assert torch.equal(value.view(torch.uint8), stored[key].view(torch.uint8))
+    # the per-job adaLN table calls the fp8 adaLN layers too: their side branches are in it
+    pooled = [torch.randn(1, fp8_model.cfg.adm_in_channels)]
+    key = [(timestep_value(0.4), 0)]
+    rows = ModulationTable(fp8_model, pooled).rows(key).values
+    expected_rows = (
+        ModulationTable(build(merged_mmdit_state(dense_state, [(lora, 0.9)])), pooled).rows(key).values
+    )
+    assert rel(rows, expected_rows) < 1e-5
     patcher.remove()
     assert torch.equal(forward(fp8_model), forward(build(dense_state)))
+    assert rel(ModulationTable(fp8_model, pooled).rows(key).values, expected_rows) > 1e-3
 
 
 @pytest.mark.parametrize("variant", ["large", "medium"])
