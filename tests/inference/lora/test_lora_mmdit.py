@@ -276,3 +276,19 @@ def test_peft_lora_matches_diffusers_with_the_lora_fused(variant, tmp_path):
     got = forward(ours)
     assert rel(got, expected) < 1e-4
     assert rel(got, forward(build(state))) > 1e-3
+
+
+def test_without_room_for_originals_dense_layers_get_side_branches(tmp_path):
+    state = tiny_mmdit_state("medium", seed=4, dtype=torch.float32)
+    shapes = mmdit_shapes(state)
+    lora = write_lora(tmp_path / "k.safetensors", "kohya", shapes, variant="medium", depth=DEPTH["medium"])
+    model = build(state)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    targets = TargetSet.of(model)
+    patcher = LoraPatcher()
+    patcher.apply([Weighted(load_lora(lora.path, targets), 0.6, 0.6)], targets, keep_budget=0)
+    assert patcher.merged == 0 and patcher.side_branches > 0
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing merged, nothing kept
+    assert rel(forward(model), forward(build(merged_mmdit_state(state, [(lora, 0.6)])))) < 1e-5
+    patcher.remove()
+    assert torch.equal(forward(model), forward(build(state)))
