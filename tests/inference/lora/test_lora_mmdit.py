@@ -288,7 +288,9 @@ def test_without_room_for_originals_dense_layers_get_side_branches(tmp_path):
     patcher = LoraPatcher()
     patcher.apply([Weighted(load_lora(lora.path, targets), 0.6, 0.6)], targets, keep_budget=0)
     assert patcher.merged == 0 and patcher.side_branches > 0
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing merged, nothing kept
+    assert all(
+        torch.equal(v, before[k]) for k, v in model.state_dict().items()
+    )  # nothing merged, nothing kept
     assert rel(forward(model), forward(build(merged_mmdit_state(state, [(lora, 0.6)])))) < 1e-5
     patcher.remove()
     assert torch.equal(forward(model), forward(build(state)))
