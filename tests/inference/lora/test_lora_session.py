@@ -137,5 +137,5 @@ def test_keys_not_applied_are_reported_with_the_image(snapshot, loras):
     t5_keys = sum(1 for k in kohya.keys if k.startswith("lora_te3_"))
     (warning,) = [w for w in image.request.warnings if w.startswith("LoRA style:")]
     assert warning.startswith(
-        f"LoRA style: {t5_keys} of {len(kohya.keys)} keys not applied: {t5_keys} T5-XXL is not loaded"
+        f"LoRA style: {t5_keys} of {len(kohya.keys)} keys not applied: {t5_keys} for T5-XXL, which is not loaded"
     )
