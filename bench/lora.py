@@ -189,15 +189,21 @@ def main(argv=None) -> dict:
     p.add_argument("--side-depth", type=int, default=2, help="joint blocks for the side-branch forward")
     p.add_argument("--files", type=int, default=500)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--parts", default="apply,side_branch,scan", help="which measurements, comma-separated")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is steadier on a "
+                   "machine that other processes load")  # fmt: skip
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        result = {
-            "apply": bench_apply(args.depth, args.reps, tmp),
-            "side_branch": bench_side_branch(args.side_depth, args.reps, tmp),
-            "scan": bench_scan(args.files, tmp),
-            "threads": torch.get_num_threads(),
+        parts = {
+            "apply": lambda: bench_apply(args.depth, args.reps, tmp),
+            "side_branch": lambda: bench_side_branch(args.side_depth, args.reps, tmp),
+            "scan": lambda: bench_scan(args.files, tmp),
         }
+        result: dict = {name: parts[name]() for name in args.parts.split(",")}
+        result["threads"] = torch.get_num_threads()
     for part, values in result.items():
         print(f"   {part}: {values}")
     write_result("lora", result)

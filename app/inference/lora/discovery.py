@@ -23,7 +23,7 @@ from app.inference.api.errors import InferenceError
 from app.inference.api.lora import LoraSpec, split_prompt_loras
 from app.inference.checkpoints.scanning import hf_hub_cache
 from app.inference.checkpoints.weights import PICKLE_SUFFIXES
-from app.inference.lora.formats import SUPPORTED_EXTENSION, Architecture, read_lora_file, refusal
+from app.inference.lora.formats import SUPPORTED_EXTENSION, Architecture, refusal, summarize_lora_file
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +134,10 @@ def read_entry(path: Path) -> LoraEntry | None:
             path, size, error=f"{path.name}: pickle-based file, refused (could run code when opened)"
         )
     try:
-        lf = read_lora_file(path, quick=True)
+        lf = summarize_lora_file(path)
     except InferenceError as exc:
         return LoraEntry(path, size, error=str(exc))
-    if not lf.layers and lf.kind == "LoRA":
+    if not lf.is_lora and lf.kind == "LoRA":
         return None
     meta = lf.metadata
     title = (
@@ -145,7 +145,6 @@ def read_entry(path: Path) -> LoraEntry | None:
         or meta.get("ss_output_name")
         or path.name.removesuffix(SUPPORTED_EXTENSION)
     )
-    ranks = [lf.shape(layer.keys["down"])[0] for layer in lf.layers if "down" in layer.keys]
     fits: dict[str, str | None] = {}
     for variant, (hidden, label) in VARIANT_WIDTHS.items():
         reason = refusal(lf.architecture, hidden, label, path)
@@ -153,8 +152,8 @@ def read_entry(path: Path) -> LoraEntry | None:
             reason = f"{path.name} is a {lf.kind} adapter; only plain LoRA files are supported"
         fits[variant] = reason
     return LoraEntry(
-        path, size, title, lf.architecture, lf.kind, max(ranks) if ranks else None,
-        tuple(sorted({layer.network for layer in lf.layers})), trigger_words(meta), preview_of(path), None, fits,
+        path, size, title, lf.architecture, lf.kind, lf.rank, lf.networks, trigger_words(meta), preview_of(path),
+        None, fits,
     )  # fmt: skip
 
 

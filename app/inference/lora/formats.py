@@ -117,7 +117,7 @@ class LoraFile:
     unknown: list[str]  # tensor keys that are no LoRA factor of a known convention
     architecture: Architecture
     kind: str = "LoRA"  # or "LoHa", "LoKr", "DoRA", ... (refused by `require_plain_lora`)
-    header: SafetensorsHeader | None = None  # the checked header (None from a discovery scan's quick read)
+    header: SafetensorsHeader | None = None  # the checked header (tensors are read through it)
 
     @property
     def num_keys(self) -> int:
@@ -189,18 +189,12 @@ def _quick_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str
         return {k: v.shape for k, v in header.tensors.items()}, header.metadata
 
 
-def read_lora_file(path: str | Path, *, quick: bool = False) -> LoraFile:
+def read_lora_file(path: str | Path) -> LoraFile:
     """Parse a LoRA file's header (no tensor data): its layers, other keys and architecture. A pickle file
-    (`.ckpt`, `.pt`, ...) is refused by `read_header` without being opened as a pickle. `quick`: read only the
-    JSON header (discovery; the loader checks the file in full)."""
-    path = Path(path)
-    header = None
-    if quick:
-        shapes, metadata = _quick_header(path)
-    else:
-        header = read_header(path)
-        path = Path(header.path)
-        shapes, metadata = {k: v.shape for k, v in header.tensors.items()}, header.metadata
+    (`.ckpt`, `.pt`, ...) is refused by `read_header` without being opened as a pickle."""
+    header = read_header(path)
+    path = Path(header.path)
+    shapes, metadata = {k: v.shape for k, v in header.tensors.items()}, header.metadata
     kind = _other_kind("\n".join(shapes)) or "LoRA"
     layers: dict[str, LoraLayer] = {}
     where_of: dict[str, tuple[Network, str, bool] | None] = {}
@@ -225,6 +219,33 @@ def read_lora_file(path: str | Path, *, quick: bool = False) -> LoraFile:
         layer.keys[role] = key
     arch = identify_architecture(shapes, metadata)
     return LoraFile(path, shapes, metadata, list(layers.values()), unknown, arch, kind, header)
+
+
+@dataclass(frozen=True, slots=True)
+class LoraSummary:
+    """What a listing shows of a LoRA file, from its JSON header with string tests only (no per-layer work)."""
+
+    metadata: dict[str, str]
+    architecture: Architecture
+    kind: str
+    networks: tuple[Network, ...]
+    rank: int | None
+    is_lora: bool  # False: a safetensors file of another kind (a model checkpoint, an embedding, ...)
+
+
+def summarize_lora_file(path: str | Path) -> LoraSummary:
+    """The summary of a LoRA file for discovery; raises ModelFileError like `read_header` for a bad file."""
+    shapes, metadata = _quick_header(Path(path))
+    text = " " + " ".join(shapes) + " "  # " name " finds a whole key, " prefix" a key's start
+    kind = _other_kind(text) or "LoRA"
+    is_lora = any(suffix + " " in text for suffix, role in _SUFFIXES if role == "down")
+    networks = {network for prefix, network, _ in _PREFIXES if " " + prefix in text}
+    rank = next(
+        (shape[0] for key, shape in shapes.items() if shape and (p := split_key(key)) and p[1] == "down"),
+        None,
+    )
+    arch = identify_architecture(shapes, metadata)
+    return LoraSummary(metadata, arch, kind, tuple(sorted(networks or {"mmdit"})), rank, is_lora)
 
 
 # ----------------------------------------------------------------------------------------------------
