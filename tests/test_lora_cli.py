@@ -114,3 +114,17 @@ def test_generate_refuses_a_flux_lora_in_one_line(tiny, lora_folder, tmp_path, c
     assert "Traceback" not in err
     assert "fluxy.safetensors is a LoRA for FLUX.1" in err.strip().splitlines()[-1]
     assert not (tmp_path / "o.png").exists()
+
+
+def test_prompt_tags_become_loras_found_by_name(lora_folder):
+    from app.inference.lora.discovery import loras_from_prompt
+
+    scan = scan_loras([lora_folder], defaults=False)
+    text, specs, missing = loras_from_prompt(
+        "ink mountains <lora:ink:0.6>, <lora:Clay:1:0> <lora:nowhere>", scan
+    )
+    assert text == "ink mountains,"
+    clay = lora_folder / "medium" / "clay.safetensors"
+    assert [(s.path, s.strength, s.te_strength) for s in specs] == [
+        (lora_folder / "ink.safetensors", 0.6, None), (clay, 1.0, 0.0)]  # fmt: skip
+    assert missing == ("<lora:nowhere> names no LoRA file in the LoRA folders; it is left out",)

@@ -30,6 +30,7 @@ from app.inference.lora.loading import LoadedLora, LowRank, TargetSet
 log = logging.getLogger(__name__)
 
 TEXT_NETWORKS = ("clip_l", "clip_g", "t5")
+_MERGE_ROWS = 1024  # rows of a 16-bit weight merged per float32 block (~6 MB at Medium widths)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,27 @@ class SideBranch:
         if key not in self._cast:
             self._cast[key] = (self.down.to(x.device, x.dtype), self.up.to(x.device, x.dtype))
         down, up = self._cast[key]
-        return output + F.linear(F.linear(x, down), up)  # (…, in) -> (…, R) -> (…, out)
+        h = F.linear(x, down).reshape(-1, down.shape[0])  # (…, in) -> (N, R)
+        out = output.view(-1, output.shape[-1])  # (N, out): a fresh tensor of this call, added to in place
+        out.addmm_(h, up.t())
+        return output
+
+
+def _merge(
+    weight: torch.Tensor, down: torch.Tensor, up: torch.Tensor, original: torch.Tensor | None
+) -> torch.Tensor:
+    """`weight ← round(float32(W₀) + up @ down)` in place, W₀ = `original` when given (a copy kept from an
+    earlier merge), else the weight itself, copied to host memory first. Returns W₀ (for the undo)."""
+    if original is None:
+        original = weight.detach().to("cpu", copy=True)
+    w = weight.data.view(weight.shape[0], -1)  # (out, in) or a conv's (out, in·kh·kw)
+    source = original.view(weight.shape[0], -1)
+    up, down = up.to(w.device), down.to(w.device)
+    for start in range(0, w.shape[0], _MERGE_ROWS):  # row blocks: float32 for one block at a time
+        rows = slice(start, start + _MERGE_ROWS)
+        block = source[rows].to(w.device, torch.float32, copy=True).addmm_(up[rows], down)
+        w[rows].copy_(block)  # rounded once to the weight's dtype
+    return original
 
 
 def is_fp8(module: nn.Module) -> bool:
@@ -112,8 +133,13 @@ class LoraPatcher:
     ) -> None:
         """Make `loras` (possibly none) the set in `targets`' networks. `keep_budget`: host bytes the originals
         of merged weights may take; Linear layers beyond it get a side branch instead (no copy kept)."""
-        self.remove()  # into the networks it was applied to (harmless where those were replaced since)
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+        if self.targets is not targets:
+            self.remove()  # into the networks it was applied to (harmless where those were replaced since)
         self.targets = targets
+        previous, self._originals = self._originals, {}  # W₀ of what the last set merged
         updates = combined_updates(loras, targets)
         kept = 0
         with torch.inference_mode():
@@ -122,21 +148,20 @@ class LoraPatcher:
                 size = module.weight.numel() * module.weight.element_size()
                 over = keep_budget is not None and kept + size > keep_budget and module.weight.ndim == 2
                 if is_fp8(module) or over:
+                    original = previous.pop((network, name), None)
+                    if original is not None:
+                        module.weight.data.copy_(original)
                     self._hooks.append(module.register_forward_hook(SideBranch(down, up)))
-                else:
-                    self._merge(network, name, module.weight, down, up)
+                else:  # merged again from the kept W₀ when the last set touched it too: no restore pass
+                    original = previous.pop((network, name), None)
+                    self._originals[(network, name)] = _merge(module.weight, down, up, original)
                     kept += size
+            for (network, name), original in previous.items():  # touched before, not now
+                targets.modules[network].get_submodule(name).weight.data.copy_(original)  # type: ignore[index]
         self.key = key
         self.merged, self.side_branches = len(self._originals), len(self._hooks)
         if updates:
             log.info("LoRA: %d layers merged, %d with a side branch", self.merged, self.side_branches)
-
-    def _merge(
-        self, network: str, name: str, weight: torch.Tensor, down: torch.Tensor, up: torch.Tensor
-    ) -> None:
-        self._originals[(network, name)] = weight.detach().to("cpu", copy=True)
-        delta = (up.to(weight.device) @ down.to(weight.device)).view(weight.shape)  # (out, in[, kh, kw])
-        weight.data.copy_((weight.data.float() + delta).to(weight.dtype))
 
     def remove(self) -> None:
         """Take the current set out: merged weights get their originals back (bit-exact), hooks go."""

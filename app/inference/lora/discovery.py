@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from app.inference.api.errors import InferenceError
+from app.inference.api.lora import LoraSpec, split_prompt_loras
 from app.inference.checkpoints.scanning import hf_hub_cache
 from app.inference.checkpoints.weights import PICKLE_SUFFIXES
-from app.inference.lora.formats import SUPPORTED_EXTENSION, Architecture, read_lora_file, refusal
+from app.inference.lora.formats import SUPPORTED_EXTENSION, Architecture, refusal, summarize_lora_file
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,10 @@ def read_entry(path: Path) -> LoraEntry | None:
             path, size, error=f"{path.name}: pickle-based file, refused (could run code when opened)"
         )
     try:
-        lf = read_lora_file(path)
+        lf = summarize_lora_file(path)
     except InferenceError as exc:
         return LoraEntry(path, size, error=str(exc))
-    if not lf.layers and lf.kind == "LoRA":
+    if not lf.is_lora and lf.kind == "LoRA":
         return None
     meta = lf.metadata
     title = (
@@ -144,7 +145,6 @@ def read_entry(path: Path) -> LoraEntry | None:
         or meta.get("ss_output_name")
         or path.name.removesuffix(SUPPORTED_EXTENSION)
     )
-    ranks = [lf.shape(layer.keys["down"])[0] for layer in lf.layers if "down" in layer.keys]
     fits: dict[str, str | None] = {}
     for variant, (hidden, label) in VARIANT_WIDTHS.items():
         reason = refusal(lf.architecture, hidden, label, path)
@@ -152,8 +152,8 @@ def read_entry(path: Path) -> LoraEntry | None:
             reason = f"{path.name} is a {lf.kind} adapter; only plain LoRA files are supported"
         fits[variant] = reason
     return LoraEntry(
-        path, size, title, lf.architecture, lf.kind, max(ranks) if ranks else None,
-        tuple(sorted({layer.network for layer in lf.layers})), trigger_words(meta), preview_of(path), None, fits,
+        path, size, title, lf.architecture, lf.kind, lf.rank, lf.networks, trigger_words(meta), preview_of(path),
+        None, fits,
     )  # fmt: skip
 
 
@@ -218,3 +218,18 @@ def find_lora(name: str, scan: LoraScan) -> LoraEntry | None:
         if entry.name.lower() == lowered:
             return entry
     return next((e for e in scan.entries if e.title.lower() == lowered), None)
+
+
+def loras_from_prompt(prompt: str, scan: LoraScan) -> tuple[str, tuple[LoraSpec, ...], tuple[str, ...]]:
+    """A1111's `<lora:name:s[:te]>` tags of a prompt as LoRA specs, names looked up in a scan: (the prompt
+    without its tags, the specs found, a sentence per name not found). A tag whose strength is not a number
+    raises InvalidRequestError."""
+    text, tags = split_prompt_loras(prompt)
+    specs, missing = [], []
+    for tag in tags:
+        entry = find_lora(tag.name, scan)
+        if entry is None or entry.error:
+            missing.append(f"<lora:{tag.name}> names no LoRA file in the LoRA folders; it is left out")
+            continue
+        specs.append(LoraSpec(entry.path, tag.strength, tag.te_strength))
+    return text, tuple(specs), tuple(missing)

@@ -94,7 +94,7 @@ class LoadedLora:
         return any(u.target.network == network for u in self.updates)
 
     def report(self) -> str | None:
-        """ "12 of 480 keys not applied: 8 T5-XXL is not loaded, 4 no such layer (e.g. …)", or None."""
+        """`LoRA x: 12 of 480 keys not applied: 8 for T5-XXL, which is not loaded (e.g. …); …`, or None."""
         if not self.not_applied:
             return None
         reasons = Counter(self.not_applied.values())
@@ -143,20 +143,18 @@ def load_lora(path: str | Path, targets: TargetSet) -> LoadedLora:
     refused = refusal(lf.architecture, targets.hidden, targets.label, lf.path)
     if refused:
         raise UnsupportedModelError(refused)
-    not_applied = {k: "unknown keys" for k in lf.unknown}
+    not_applied = {k: "that are not LoRA weights of a known convention" for k in lf.unknown}
     placed: list[tuple[LoraLayer, Target]] = []
     for layer in lf.layers:
         if "down" not in layer.keys or "up" not in layer.keys:
-            not_applied.update(
-                {k: "incomplete layers (a down or up matrix is missing)" for k in layer.keys.values()}
-            )
+            not_applied.update({k: "of layers missing their down or up matrix" for k in layer.keys.values()})
             continue
         target = resolve(layer, targets.tables)
         if target is None:
             reason = (
-                f"{NETWORK_LABELS[layer.network]} is not loaded"
+                f"for {NETWORK_LABELS[layer.network]}, which is not loaded"
                 if layer.network not in targets.tables
-                else f"no such layer in {NETWORK_LABELS[layer.network]}"
+                else f"for layers {NETWORK_LABELS[layer.network]} does not have"
             )
             not_applied.update({k: reason for k in layer.keys.values()})
             continue
@@ -168,7 +166,7 @@ def load_lora(path: str | Path, targets: TargetSet) -> LoadedLora:
         down, up = tensors[layer.keys["down"]], tensors[layer.keys["up"]]
         problem = _check_shapes(down, up, target, targets.weight(target))
         if problem:
-            not_applied.update({k: "layers of another size" for k in layer.keys.values()})
+            not_applied.update({k: "of layers of another size" for k in layer.keys.values()})
             log.info("%s: %s not applied: %s", name, layer.name, problem)
             continue
         up = up.reshape(up.shape[0], -1)  # conv up (out, r, 1, 1) -> (out, r)

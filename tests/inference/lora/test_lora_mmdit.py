@@ -164,7 +164,8 @@ def test_unmapped_keys_are_counted(tmp_path):
     _, (loaded,) = apply(model, [(lora, 1.0)])
     assert len(loaded.not_applied) == 4
     total = len(lora.keys)
-    assert loaded.report().startswith(f"LoRA x: 4 of {total} keys not applied: 3 no such layer in")
+    expected = f"LoRA x: 4 of {total} keys not applied: 3 for layers the diffusion model does not have (e.g."
+    assert loaded.report().startswith(expected)
 
 
 def test_other_architectures_are_refused_by_name(tmp_path):
@@ -242,8 +243,17 @@ def test_fp8_weights_get_a_side_branch_equal_to_the_merge(tmp_path):
     for key, value in fp8_model.state_dict().items():  # stored fp8 weights untouched
         if value.dtype in FP8_DTYPES:
             assert torch.equal(value.view(torch.uint8), stored[key].view(torch.uint8))
+    # the per-job adaLN table calls the fp8 adaLN layers too: their side branches are in it
+    pooled = [torch.randn(1, fp8_model.cfg.adm_in_channels)]
+    key = [(timestep_value(0.4), 0)]
+    rows = ModulationTable(fp8_model, pooled).rows(key).values
+    expected_rows = (
+        ModulationTable(build(merged_mmdit_state(dense_state, [(lora, 0.9)])), pooled).rows(key).values
+    )
+    assert rel(rows, expected_rows) < 1e-5
     patcher.remove()
     assert torch.equal(forward(fp8_model), forward(build(dense_state)))
+    assert rel(ModulationTable(fp8_model, pooled).rows(key).values, expected_rows) > 1e-3
 
 
 @pytest.mark.parametrize("variant", ["large", "medium"])
@@ -267,3 +277,21 @@ def test_peft_lora_matches_diffusers_with_the_lora_fused(variant, tmp_path):
     got = forward(ours)
     assert rel(got, expected) < 1e-4
     assert rel(got, forward(build(state))) > 1e-3
+
+
+def test_without_room_for_originals_dense_layers_get_side_branches(tmp_path):
+    state = tiny_mmdit_state("medium", seed=4, dtype=torch.float32)
+    shapes = mmdit_shapes(state)
+    lora = write_lora(tmp_path / "k.safetensors", "kohya", shapes, variant="medium", depth=DEPTH["medium"])
+    model = build(state)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    targets = TargetSet.of(model)
+    patcher = LoraPatcher()
+    patcher.apply([Weighted(load_lora(lora.path, targets), 0.6, 0.6)], targets, keep_budget=0)
+    assert patcher.merged == 0 and patcher.side_branches > 0
+    assert all(
+        torch.equal(v, before[k]) for k, v in model.state_dict().items()
+    )  # nothing merged, nothing kept
+    assert rel(forward(model), forward(build(merged_mmdit_state(state, [(lora, 0.6)])))) < 1e-5
+    patcher.remove()
+    assert torch.equal(forward(model), forward(build(state)))

@@ -128,3 +128,14 @@ def test_a_bad_lora_fails_the_job_with_a_sentence_and_keeps_the_set(snapshot, lo
         (failed,) = [e for e in session.run(model, req) if isinstance(e, JobFailed)]
         assert words in failed.message
     assert torch.equal(latent(session, model, [LoraSpec(kohya.path, 1.0)]).latent, first)
+
+
+def test_keys_not_applied_are_reported_with_the_image(snapshot, loras):
+    kohya, _ = loras  # it adapts T5 too: with T5 off those keys cannot apply
+    session = GenerationSession(device="cpu", dtype="float32", preview="off")
+    image = latent(session, locate_model_set(snapshot), [LoraSpec(kohya.path, 1.0)], use_t5=False)
+    t5_keys = sum(1 for k in kohya.keys if k.startswith("lora_te3_"))
+    (warning,) = [w for w in image.request.warnings if w.startswith("LoRA style:")]
+    assert warning.startswith(
+        f"LoRA style: {t5_keys} of {len(kohya.keys)} keys not applied: {t5_keys} for T5-XXL, which is not loaded"
+    )
