@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from app.cli.options import request_from_args
-from app.cli.output_folder import remove_stale_temp_files
+from app.cli.output_folder import remove_stale_output_temp_files
 from app.cli.status import EXIT_ERROR, closed_stdout
 from app.inference.api.cancel import CancelToken
 from app.inference.api.errors import FailureKind, InferenceError
@@ -154,7 +154,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from app.inference.pipeline.refine import load_source, sized_for_source
     from app.inference.pipeline.session import GenerationSession
 
-    remove_stale_temp_files(args.out.parent)
+    remove_stale_output_temp_files(args.out.parent)
     try:
         overrides = {part: getattr(args, part, None) for part in ("clip_l", "clip_g", "t5", "vae")}
         model_set = locate_model_set(args.model, args.variant, **overrides)

@@ -11,7 +11,6 @@ import datetime as dt
 import logging
 import sqlite3
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -45,23 +44,6 @@ def save_finished_image(
     folder = output.folder(dt.date.fromtimestamp(when))
     path = write_image(_NAMER.path_for(folder, params.seed), pixels, params, files)
     return db.add_image(path, params, created=when, job_id=job_id)
-
-
-def remove_stale_temp_files(folder: Path) -> int:
-    """Delete the temporary files of saves that a crash interrupted (never a finished image). Call it when no
-    save is in flight, e.g. at start-up on a worker thread."""
-    removed = 0
-    if not Path(folder).is_dir():
-        return 0
-    for tmp in Path(folder).rglob(".*.png.tmp"):
-        try:
-            tmp.unlink()
-            removed += 1
-        except OSError as exc:
-            log.warning("cannot remove %s: %s", tmp, exc)
-    if removed:
-        log.info("removed %d unfinished save(s) from %s", removed, folder)
-    return removed
 
 
 def save_step_frames(db: GalleryDB, image_id: int, frames: StepFrames) -> int:

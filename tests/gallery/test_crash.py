@@ -13,8 +13,8 @@ from PIL import Image
 
 from app.gallery.db import GalleryDB
 from app.gallery.filters import GalleryFilter
-from app.gallery.store import remove_stale_temp_files
 from app.metadata.recall import read_metadata
+from app.metadata.unfinished_saves import remove_stale_temp_files
 
 CHILD = textwrap.dedent("""
     import os, sys, time

@@ -18,9 +18,10 @@ from app.gallery.db import GalleryDB, ImageRecord
 from app.gallery.export import DEFAULT_QUALITY, ExportReport, export_images
 from app.gallery.importer import ImportReport, import_folder
 from app.gallery.model_files import ModelHasher
-from app.gallery.store import remove_stale_temp_files, save_finished_image
+from app.gallery.store import save_finished_image
 from app.metadata.file_names import OutputTarget
 from app.metadata.params import ImageParams
+from app.metadata.unfinished_saves import remove_stale_temp_files
 from app.ui.gallery.metadata import LoadedModel
 from app.ui.gallery.tasks import run_task
 from app.ui.gallery.trash import TrashUndo
