@@ -200,3 +200,14 @@ def test_hires_step_events_count_both_passes(session, model_set):
     steps = [e for e in session.run(model_set, request) if isinstance(e, StepUpdate)]
     assert [e.step for e in steps] == [1, 2, 3, 4, 5] and {e.steps for e in steps} == {5}  # 3 + int(4 * 0.5)
     assert steps[-1].eta == 0 and steps[0].eta > 0
+
+
+def test_a_masked_job_samples_at_the_init_images_size_and_says_so_when_asked_otherwise(files):
+    from app.inference.pipeline.refine import sized_for_source
+
+    sized = sized_for_source(req(files, mask_image=files["mask"], width=512, height=512))
+    assert (sized.width, sized.height) == (W, H)
+    assert sized.warnings == ("inpainting keeps the init image's size: sampling at 32x48, not 512x512",)
+    assert sized_for_source(req(files, mask_image=files["mask"])).warnings == ()
+    plain = req(files, width=512, height=512)
+    assert sized_for_source(plain) is plain  # plain img2img resizes the init image to the request's size
