@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.inference.api.events import ImageFinished, JobFailed, JobFinished
+from app.inference.api.events import ImageFinished, JobFailed, JobFinished, StepUpdate
 from app.inference.api.request import GenerationRequest
 from app.inference.checkpoints.model_set import locate_model_set
 from app.inference.networks.vae import process_out, tensor_to_uint8
@@ -192,3 +192,22 @@ def test_refine_fields_are_validated(session, model_set, files):
 def test_hires_after_an_outpaint_scales_the_composited_image(session, model_set, files):
     (image,) = finished(session, model_set, req(files, outpaint=(8, 0, 0, 0), hires_scale=2.0, hires_steps=2))
     assert image.pixels.shape == (2 * H, 2 * (W + 8), 3)  # the 40×48 result, not the 48×48 sampled canvas
+
+
+def test_hires_step_events_count_both_passes(session, model_set):
+    request = GenerationRequest(prompt="a lighthouse", steps=3, seed=2, width=W, height=H, hires_scale=1.5,
+                                hires_denoise=0.5, hires_steps=4)  # fmt: skip
+    steps = [e for e in session.run(model_set, request) if isinstance(e, StepUpdate)]
+    assert [e.step for e in steps] == [1, 2, 3, 4, 5] and {e.steps for e in steps} == {5}  # 3 + int(4 * 0.5)
+    assert steps[-1].eta == 0 and steps[0].eta > 0
+
+
+def test_a_masked_job_samples_at_the_init_images_size_and_says_so_when_asked_otherwise(files):
+    from app.inference.pipeline.refine import sized_for_source
+
+    sized = sized_for_source(req(files, mask_image=files["mask"], width=512, height=512))
+    assert (sized.width, sized.height) == (W, H)
+    assert sized.warnings == ("inpainting keeps the init image's size: sampling at 32x48, not 512x512",)
+    assert sized_for_source(req(files, mask_image=files["mask"])).warnings == ()
+    plain = req(files, width=512, height=512)
+    assert sized_for_source(plain) is plain  # plain img2img resizes the init image to the request's size

@@ -51,8 +51,9 @@ class GenerationRequest:
     text_mode: str = "full"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     loras: tuple[LoraSpec, ...] = ()  # applied in this order; strengths checked by `resolved`
-    # Refine (img2img with a mask, outpainting, hires fix): SD35_ADDONS.md section 3.
-    mask_image: Path | None = None  # grey (white = regenerate) or alpha PNG of the init image's size
+    # Refine (img2img with a mask, outpainting, hires fix): SD35_ADDONS.md section 3. A mask has the init image's
+    # size; a grey one regenerates where it is white, one with transparency where it is transparent (1 - alpha).
+    mask_image: Path | None = None
     mask_grow: int = 6  # px the mask grows before sampling (ComfyUI's GrowMask default)
     mask_blur: int = 8  # px of feather on the final pixel composite
     outpaint: tuple[int, int, int, int] = (0, 0, 0, 0)  # px added (left, top, right, bottom)

@@ -35,6 +35,8 @@ class Sampling:
     precision: str  # how the networks compute, in words (e.g. "bfloat16"), for the NaN advice
     mask: torch.Tensor | None = None  # (1, 1, h, w) in [0, 1], 1 = regenerate: masked sampling (masked.py)
     threshold: DifferentialThreshold | None = None  # a soft mask's differential-diffusion rule
+    step_offset: int = 0  # steps of the image's earlier passes (a hires job's first pass)
+    total_steps: int | None = None  # steps of all the image's passes, as its events count them (None: steps)
 
     @property
     def steps(self) -> int:
@@ -201,9 +203,15 @@ class BatchRunner:
             self._drop_non_finite()
         elapsed, rate, eta = self.clock.progress(i + 1)
         sigma = self.sigmas_host[i]
+        s = self.sampling
+        total = s.total_steps or s.steps
+        if eta is not None and rate > 0:  # the passes still to come, at this pass's rate
+            eta += (total - s.step_offset - s.steps) / rate
         for row, index, seed in self.batch.live():
             preview = None if images is None else images[row]
-            self.emit(StepUpdate(index, seed, i + 1, self.sampling.steps, sigma, elapsed, rate, eta, preview))
+            self.emit(
+                StepUpdate(index, seed, s.step_offset + i + 1, total, sigma, elapsed, rate, eta, preview)
+            )
         self.clock.resume()
 
     # ------------------------------------------------------------------------------------------ leaving

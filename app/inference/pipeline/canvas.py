@@ -54,14 +54,14 @@ def check_mask(mask: torch.Tensor, image_size: tuple[int, int], name: str, outpa
 
 
 def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Grey dilation by `pixels` steps of the 3×3 cross (ComfyUI `GrowMask`, tapered corners): (H, W) -> (H, W)."""
-    m = mask
+    """Grey dilation by `pixels` steps of the 3×3 cross (ComfyUI `GrowMask`, tapered corners): (H, W) -> (H, W).
+    One step is the larger of a vertical and a horizontal 3-px max (max-pooling, zero outside the image)."""
+    m = mask[None, None]  # (1, 1, H, W)
     for _ in range(pixels):
-        padded = F.pad(m[None, None], (1, 1, 1, 1), mode="constant", value=0.0)[0, 0]  # (H+2, W+2)
-        m = torch.stack(
-            (m, padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:])  # centre, 4 sides
-        ).amax(dim=0)
-    return m
+        vertical = F.max_pool2d(m, (3, 1), stride=1, padding=(1, 0))
+        horizontal = F.max_pool2d(m, (1, 3), stride=1, padding=(0, 1))
+        m = torch.maximum(vertical, horizontal)
+    return m[0, 0].clamp(min=0.0) if pixels else mask.clone()
 
 
 def feather(mask: torch.Tensor, radius: int) -> torch.Tensor:

@@ -34,9 +34,10 @@ class HiresJob:
 
     @classmethod
     def prepare(
-        cls, session: Any, req: GenerationRequest, guidance: GuidanceConfig, prompts: Any
+        cls, session: Any, req: GenerationRequest, guidance: GuidanceConfig, prompts: Any, first_steps: int
     ) -> HiresJob:
-        """`session` is the GenerationSession running the job (its engine, precision and options)."""
+        """`session` is the GenerationSession running the job (its engine, precision and options);
+        `first_steps` the first pass's: the second pass's step events continue from there."""
         hires = HiresPass.of(req)
         engine = session.engine
         engine.prepare_mmdit()
@@ -45,9 +46,11 @@ class HiresJob:
         )
         w, h = hires.size_for(req.width, req.height)  # a masked job's output may be a few px smaller: see run
         shape = (1, engine.mmdit.cfg.in_channels, h // 8, w // 8)
+        steps = len(hires.sigmas) - 1
         sampling = Sampling(
-            denoiser, hires.sigmas, req.sampler, shape, None, engine.device, session._precision()
-        )
+            denoiser, hires.sigmas, req.sampler, shape, None, engine.device, session._precision(),
+            step_offset=first_steps, total_steps=first_steps + steps,
+        )  # fmt: skip
         return cls(hires, sampling, session.encode_pixels, session.preview_every)
 
     def run(

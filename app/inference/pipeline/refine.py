@@ -62,7 +62,13 @@ def sized_for_source(request: GenerationRequest) -> GenerationRequest:
     if not request.inpaints or request.init_image is None:
         return request
     width, height = Canvas.around(image_size_of(request.init_image), request.outpaint).size
-    return replace(request, width=width, height=height)
+    warnings = request.warnings
+    asked = (request.width or width, request.height or height)
+    if asked != (width, height):
+        warnings += (
+            f"inpainting keeps the init image's size: sampling at {width}x{height}, not {asked[0]}x{asked[1]}",
+        )
+    return replace(request, width=width, height=height, warnings=warnings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,7 +170,13 @@ class GenerationSession:
             source = load_source(req) if req.inpaints else None  # a masked job's init image and mask
             prompts = self._encode_prompts(req, guidance, cancel, report)
             sampling = self._prepare_guidance(req, guidance, prompts, source)
-            hires = HiresJob.prepare(self, req, guidance, prompts) if req.hires else None
+            hires = (
+                HiresJob.prepare(self, req, guidance, prompts, first_steps=sampling.steps)
+                if req.hires
+                else None
+            )
+            if hires is not None:  # an image's events count the steps of both passes
+                sampling = replace(sampling, total_steps=hires.sampling.total_steps)
             preview = self._preview_decoder(model_set)
             job = _JobFacts.of(req, model_set, source)
             for batch in self._batches(req):

@@ -38,19 +38,21 @@ def is_soft(mask: torch.Tensor) -> bool:
 class DifferentialThreshold:
     """τ per step of a run over `sigmas` (ComfyUI `DifferentialDiffusion`, strength 1). For a flow model the
     timestep is 1000·σ, so τ = (σ − σ_to) / (σ_from − σ_to) with σ_from the run's first σ and σ_to the larger
-    of the model's smallest σ and the run's last one."""
+    of the model's smallest σ and the run's last one. The thresholds of the run's steps are computed once on
+    the host, so a step reads its own without waiting for the device."""
 
     def __init__(self, sigmas: torch.Tensor, shift: float) -> None:
         sigma_min = float(sigma_table(shift)[0])
         self.sigma_from = float(sigmas[0])
         self.sigma_to = max(sigma_min, float(sigmas[-1]))
+        self.per_step = [self(s) for s in sigmas[:-1].tolist()]  # τ of step i
 
     def __call__(self, sigma: float) -> float:
         return (sigma - self.sigma_to) / (self.sigma_from - self.sigma_to)
 
-    def mask(self, soft: torch.Tensor, sigma: float) -> torch.Tensor:
-        """The binary effective mask at `sigma`: 1 where the soft mask reaches the threshold."""
-        return (soft >= self(sigma)).to(soft.dtype)
+    def mask(self, soft: torch.Tensor, step: int) -> torch.Tensor:
+        """The binary effective mask of step `step`: 1 where the soft mask reaches the threshold."""
+        return (soft >= self.per_step[step]).to(soft.dtype)
 
 
 class MaskedDenoiser:
@@ -75,15 +77,15 @@ class MaskedDenoiser:
         self._fixed = None if threshold is not None else (self.mask, 1.0 - self.mask)
         self.masks_used: list[torch.Tensor] | None = None  # set to [] to record each step's mask (tests)
 
-    def step_mask(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(m, 1 − m) effective at `sigma`, each (1, 1, h, w)."""
+    def step_mask(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m, 1 − m) effective at step `i`, each (1, 1, h, w)."""
         if self._fixed is not None:
             return self._fixed
-        m = self.threshold.mask(self.mask, float(sigma))
+        m = self.threshold.mask(self.mask, i)
         return m, 1.0 - m
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, i: int) -> torch.Tensor:
-        m, keep = self.step_mask(sigma)
+        m, keep = self.step_mask(i)
         if self.masks_used is not None:
             self.masks_used.append(m.cpu())
         s = sigma.to(x.device, x.dtype)
