@@ -116,4 +116,4 @@ def test_a_file_the_model_cannot_take_is_one_line(tiny, tmp_path, what):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert ("not a ControlNet" if what == "foreign" else "SD3.5 Medium") in lines[0]
+    assert ("not an SD3.5 ControlNet" if what == "foreign" else "SD3.5 Medium") in lines[0]

@@ -96,7 +96,7 @@ def test_window_acts_on_the_right_steps(session, files, monkeypatch):
         ("sd3_medium", "SD3-Medium ControlNet"),
         ("wrong_shape", "wrong shape"),
         ("narrow", "was made for another model"),
-        ("not_controlnet", "not a ControlNet"),
+        ("not_controlnet", "not an SD3.5 ControlNet"),
         ("bad_image", "cannot read the control image"),
     ],
 )

@@ -65,7 +65,7 @@ def inspect_controlnet(path: Path, head_dim: int = DEFAULT_HEAD_DIM) -> ControlN
     source = str(header.path)
     prefix = _prefix(header)
     if prefix is None:
-        raise UnsupportedModelError(f"{source} is not a ControlNet (no controlnet_blocks found)")
+        raise UnsupportedModelError(f"{source} is not an SD3.5 ControlNet (no controlnet_blocks found)")
     shapes = {
         k[len(prefix) :]: v.shape
         for k, v in header.tensors.items()
