@@ -172,6 +172,6 @@ def test_adding_a_controlnet_reloads_only_when_the_plan_cannot_hold_it(files):
     sizes, machine = engine._fit
     engine._fit = (sizes, replace(machine, ram_free=engine.plan.ram_bytes + 1))  # a machine with no room left
     assert not engine.is_loaded(files["large"], True)  # the ControlNet added since loading does not fit it
-    engine.controlnet_sizes = (0, 0, 0)
+    engine.controlnet_sizes = {}
     assert engine.is_loaded(files["large"], True)  # without it, the loaded plan is still the one to use
     assert isinstance(machine, Machine)

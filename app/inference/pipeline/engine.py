@@ -50,8 +50,8 @@ class Engine:
         self._streamer: BlockStreamer | None = None
         self._adaln: BlockStreamer | None = None  # the adaLN layers, when the plan keeps them in host memory
         self._plan_request: tuple[str, str] | None = None  # (memory_plan, dtype) the loaded plan came from
-        # The next job's ControlNets (params, fp8 params, block params): the plan counts them (control/job.py)
-        self.controlnet_sizes: tuple[int, int, int] = (0, 0, 0)
+        # The next job's ControlNets as ComponentSizes fields (controlnet_*): the plan counts them (control/job.py)
+        self.controlnet_sizes: dict[str, int | bool] = {}
         self._fit: tuple | None = None  # (component sizes, machine) the loaded plan was chosen for
 
     def load(
@@ -152,13 +152,8 @@ class Engine:
         return with_cn == sizes or plan_for(self.plan.name, with_cn, machine, self.plan.compute_dtype).fits
 
     def _with_controlnets(self, sizes: ComponentSizes) -> ComponentSizes:
-        params, fp8_params, block_params = self.controlnet_sizes
-        return replace(
-            sizes,
-            controlnet_params=params,
-            controlnet_fp8_params=fp8_params,
-            controlnet_block_params=block_params,
-        )
+        none = {"controlnet_params": 0, "controlnet_fp8_params": 0, "controlnet_block_params": 0}
+        return replace(sizes, **{**none, "controlnet_file_fp8": False, **self.controlnet_sizes})
 
     def prepare_mmdit(self) -> None:
         """Put the MMDiT where it computes now (offload plans otherwise move it at its first forward), so a
