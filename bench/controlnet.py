@@ -90,9 +90,8 @@ def plan_sizes() -> dict:
     with torch.device("meta"):
         model = ControlNet(cfg)
     params = sum(p.numel() for p in model.parameters())
-    fp8 = sum(
-        m.weight.numel() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and controlnet_fp8_eligible(n)
-    )  # fmt: skip
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    fp8 = sum(m.weight.numel() for n, m in linears if controlnet_fp8_eligible(n))
     block = sum(
         p.numel()
         for p in [*model.transformer_blocks[0].parameters(), *model.controlnet_blocks[0].parameters()]
@@ -149,7 +148,8 @@ def main(argv=None) -> dict:
     )
     sizes = plan_sizes()
     print(
-        f"full-size ControlNet: {sizes['params']:,} params, {sizes['bf16_gb']:.2f} GB bf16, {sizes['fp32_gb']:.2f} GB fp32"
+        f"full-size ControlNet: {sizes['params']:,} params, {sizes['bf16_gb']:.2f} GB bf16, "
+        f"{sizes['fp32_gb']:.2f} GB fp32"
     )
     for name, r in sizes["plans"].items():
         print(

@@ -2,6 +2,8 @@
 the image, and bad input (missing or foreign files, a Medium model, unreadable images, options without
 --controlnet, counts that do not match) is one line and exit 1."""
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +16,8 @@ from PIL import Image
 from app.cli.main import build_parser, main
 from app.cli.options import request_from_args
 from app.inference.api.control import ControlPreprocess, ControlSpec
+from app.metadata.png_info import STUDIO_KEY
+from app.metadata.png_text import read_png_chunks
 from tests.factory.controlnet_model import write_controlnet
 from tests.factory.snapshot import write_snapshot
 
@@ -100,6 +104,16 @@ def test_generate_with_two_controlnets(tiny, tmp_path):
     assert out.is_file()
     with Image.open(out) as im:
         assert im.size == (32, 32)
+    chunks = read_png_chunks(out).chunks
+    recorded = json.loads(chunks[STUDIO_KEY])["controlnets"]
+    assert [(Path(c["file"]), c["strength"], c["preprocess"]["kind"]) for c in recorded] == [
+        (tiny["canny"], 0.8, "none"),
+        (tiny["blur"], 0.8, "blur"),  # given once: for every ControlNet
+    ]
+    assert recorded[0]["sha256"] == hashlib.sha256(tiny["canny"].read_bytes()).hexdigest()
+    assert recorded[1]["image_sha256"] == hashlib.sha256(tiny["image"].read_bytes()).hexdigest()
+    assert 'ControlNet 1: "Module: blur_gaussian' in chunks["parameters"]
+    assert "ControlNetApplyAdvanced" in chunks["prompt"] and "ControlNetLoader" in chunks["prompt"]
 
 
 @pytest.mark.parametrize("what", ["foreign", "medium"])
@@ -116,4 +130,4 @@ def test_a_file_the_model_cannot_take_is_one_line(tiny, tmp_path, what):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert ("not a ControlNet" if what == "foreign" else "SD3.5 Medium") in lines[0]
+    assert ("not an SD3.5 ControlNet" if what == "foreign" else "SD3.5 Medium") in lines[0]

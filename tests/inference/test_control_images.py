@@ -10,7 +10,12 @@ from PIL import Image
 from app.inference.api.control import ControlPreprocess
 from app.inference.api.errors import InvalidRequestError
 from app.inference.checkpoints.vae_loading import load_vae
-from app.inference.control.encoding import control_map, encode_control_image, encoder_input
+from app.inference.control.encoding import (
+    control_map,
+    control_map_pixels,
+    encode_control_image,
+    encoder_input,
+)
 from app.inference.control.preprocess import canny, depth_map, gaussian_blur
 from tests.factory.diffusers_oracle import diffusers_vae
 from tests.factory.vae_model import write_tiny_vae
@@ -139,3 +144,9 @@ def test_preprocess_runs_on_the_resized_image(png):
     plain = control_map(png, SIZE, ControlPreprocess("none"))
     assert blurred.shape == plain.shape and not torch.allclose(blurred, plain)
     assert (blurred.diff(dim=-1).abs().mean() < plain.diff(dim=-1).abs().mean()).item()
+
+
+def test_map_preview_pixels(png):
+    pixels = control_map_pixels(png, SIZE, ControlPreprocess("canny", canny_low=50, canny_high=150))
+    assert pixels.shape == (32, 48, 3) and pixels.dtype.name == "uint8"
+    assert set(np.unique(pixels).tolist()) == {0, 255}  # white edges on black

@@ -96,7 +96,7 @@ def test_window_acts_on_the_right_steps(session, files, monkeypatch):
         ("sd3_medium", "SD3-Medium ControlNet"),
         ("wrong_shape", "wrong shape"),
         ("narrow", "was made for another model"),
-        ("not_controlnet", "not a ControlNet"),
+        ("not_controlnet", "not an SD3.5 ControlNet"),
         ("bad_image", "cannot read the control image"),
     ],
 )
@@ -156,3 +156,22 @@ def test_medium_model_is_refused(tmp_path, files):
 def test_request_values_are_checked(files, kw, message):
     with pytest.raises(InvalidRequestError, match=message):
         _req(files, _spec(files, **kw)).resolved("large")
+
+
+def test_adding_a_controlnet_reloads_only_when_the_plan_cannot_hold_it(files):
+    from dataclasses import replace
+
+    from app.inference.api.events import ModelLoading
+    from app.inference.memory.plan import Machine
+
+    session = GenerationSession(device="cpu", dtype="float32", preview="off")
+    list(session.run(files["large"], _req(files, steps=1)))
+    events = list(session.run(files["large"], _req(files, _spec(files), steps=1)))
+    assert not any(isinstance(e, ModelLoading) for e in events)  # it fits the loaded plan: nothing reloads
+    engine = session.engine
+    sizes, machine = engine._fit
+    engine._fit = (sizes, replace(machine, ram_free=engine.plan.ram_bytes + 1))  # a machine with no room left
+    assert not engine.is_loaded(files["large"], True)  # the ControlNet added since loading does not fit it
+    engine.controlnet_sizes = {}
+    assert engine.is_loaded(files["large"], True)  # without it, the loaded plan is still the one to use
+    assert isinstance(machine, Machine)

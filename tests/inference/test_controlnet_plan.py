@@ -92,3 +92,25 @@ def test_streamed_controlnet_gives_the_same_outputs(tmp_path):
     for u, v in zip(a, b, strict=True):
         assert torch.equal(u, v)
     streamer.detach()
+
+
+def test_an_fp8_file_stays_fp8_in_every_plan(tmp_path):
+    fp8_file = replace(WITH_CN, controlnet_file_fp8=True)
+    machine = cuda(200, ram_gb=200)
+    for name in ("resident", "lean", "offload"):
+        added = plan_for(name, fp8_file, machine, "bfloat16").device_bytes
+        added -= plan_for(name, LARGE, machine, "bfloat16").device_bytes
+        assert added / GB == pytest.approx(2.172, abs=2e-3), name
+    # and the loader keeps its Linear weights in fp8 even where the MMDiT's are 16-bit
+    from app.inference.checkpoints.fp8 import Fp8Linear
+    from app.inference.control.job import ControlNetCache
+    from tests.factory.layouts import to_scaled_fp8
+
+    base = _base(tiny_mmdit_state("large", TinyMMDiTSpec(depth=4), seed=11))
+    state = tiny_controlnet_state(blocks=2, dtype=torch.float32)
+    path = write_controlnet(
+        tmp_path / "cn_fp8.safetensors",
+        to_scaled_fp8(state, lambda k, t: k.startswith("transformer_blocks.") and t.ndim == 2),
+    )
+    model = ControlNetCache().get(path, base, None, torch.device("cpu"))
+    assert isinstance(model.transformer_blocks[0].mlp.fc1, Fp8Linear)

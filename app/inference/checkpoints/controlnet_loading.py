@@ -57,6 +57,7 @@ class ControlNetFile:
     params: int
     fp8_params: int  # of which Linear weights fp8 storage holds in one byte
     block_params: int  # one transformer block with its output Linear (what streaming holds at once)
+    file_fp8: bool = False  # its block weights are stored in fp8 (they stay fp8 in every plan)
 
 
 def inspect_controlnet(path: Path, head_dim: int = DEFAULT_HEAD_DIM) -> ControlNetFile:
@@ -65,7 +66,7 @@ def inspect_controlnet(path: Path, head_dim: int = DEFAULT_HEAD_DIM) -> ControlN
     source = str(header.path)
     prefix = _prefix(header)
     if prefix is None:
-        raise UnsupportedModelError(f"{source} is not a ControlNet (no controlnet_blocks found)")
+        raise UnsupportedModelError(f"{source} is not an SD3.5 ControlNet (no controlnet_blocks found)")
     shapes = {
         k[len(prefix) :]: v.shape
         for k, v in header.tensors.items()
@@ -86,7 +87,12 @@ def inspect_controlnet(path: Path, head_dim: int = DEFAULT_HEAD_DIM) -> ControlN
         int(torch.Size(s).numel()) for k, s in shapes.items() if k.startswith("transformer_blocks.0.")
     )
     head = sum(int(torch.Size(s).numel()) for k, s in shapes.items() if k.startswith("controlnet_blocks.0."))
-    return ControlNetFile(header.path, prefix, cfg, params, fp8_params, block + head)
+    file_fp8 = any(
+        info.dtype.startswith("F8")
+        for k, info in header.tensors.items()
+        if k.startswith(prefix + "transformer_blocks.")
+    )
+    return ControlNetFile(header.path, prefix, cfg, params, fp8_params, block + head, file_fp8)
 
 
 def _prefix(header: SafetensorsHeader) -> str | None:

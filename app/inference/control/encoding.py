@@ -36,6 +36,12 @@ def control_map(path, size: tuple[int, int], preprocess: ControlPreprocess) -> t
     return apply_preprocess(read_control_image(path, size), preprocess)
 
 
+def control_map_pixels(path, size: tuple[int, int], preprocess: ControlPreprocess) -> np.ndarray:
+    """The control map as the window shows it next to the control image: (H, W, 3) uint8."""
+    m = control_map(path, size, preprocess)[0].clamp(0.0, 1.0)  # (3, H, W)
+    return (m * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
 def encoder_input(control: torch.Tensor, control_type: str) -> torch.Tensor:
     """Step 3: the map in [0, 1] -> what the reference feeds the VAE encoder for this ControlNet type."""
     if control_type not in CONTROL_TYPES:

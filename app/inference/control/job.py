@@ -36,6 +36,7 @@ class ControlNetSizes:
     params: int = 0
     fp8_params: int = 0
     block_params: int = 0  # the largest block, what streaming holds on the accelerator
+    file_fp8: bool = False  # any of the files stores its blocks in fp8
 
 
 def inspect_specs(specs: tuple[ControlSpec, ...], head_dim: int) -> list[ControlNetFile]:
@@ -48,14 +49,19 @@ def inspect_specs(specs: tuple[ControlSpec, ...], head_dim: int) -> list[Control
     return files
 
 
-def plan_sizes(specs: tuple[ControlSpec, ...], base: MMDiTConfig) -> tuple[int, int, int]:
-    """What `Engine.controlnet_sizes` takes: (params, fp8 params, block params) of the job's ControlNets.
+def plan_sizes(specs: tuple[ControlSpec, ...], base: MMDiTConfig) -> dict[str, int | bool]:
+    """What `Engine.controlnet_sizes` takes: the job's ControlNets as ComponentSizes fields (empty without).
     Checks, before anything loads, that each file is a ControlNet the base model can take."""
     files = inspect_specs(specs, base.head_dim)
     for file in files:
         check_fits_base(file.config, base, str(file.path))
-    sizes = controlnet_sizes(files)
-    return sizes.params, sizes.fp8_params, sizes.block_params
+    if not files:
+        return {}
+    s = controlnet_sizes(files)
+    return {
+        "controlnet_params": s.params, "controlnet_fp8_params": s.fp8_params,
+        "controlnet_block_params": s.block_params, "controlnet_file_fp8": s.file_fp8,
+    }  # fmt: skip
 
 
 def controlnet_sizes(files: list[ControlNetFile]) -> ControlNetSizes:
@@ -64,6 +70,7 @@ def controlnet_sizes(files: list[ControlNetFile]) -> ControlNetSizes:
         sum(f.params for f in unique),
         sum(f.fp8_params for f in unique),
         max((f.block_params for f in unique), default=0),
+        any(f.file_fp8 for f in unique),
     )
 
 
@@ -75,7 +82,9 @@ class ControlNetCache:
 
     def get(self, path: Path, mmdit: MMDiT, plan: MemoryPlan | None, device: torch.device) -> ControlNet:
         stat = path.stat()
-        fp8 = plan is not None and plan.mmdit_fp8
+        fp8 = (plan is not None and plan.mmdit_fp8) or inspect_controlnet(
+            path
+        ).file_fp8  # an fp8 file stays fp8
         stream = plan is not None and plan.stream_blocks
         key = (path.resolve(), stat.st_mtime_ns, stat.st_size, mmdit.cfg, mmdit.dtype, fp8, stream, device)
         if key not in self._models:

@@ -54,6 +54,7 @@ class ComponentSizes:
     controlnet_params: int = 0  # the job's ControlNets (8.65 GB in bf16 each on Large), 0 without
     controlnet_fp8_params: int = 0  # of which block Linear weights (1 byte each where the MMDiT's are fp8)
     controlnet_block_params: int = 0  # one ControlNet block with its output Linear (what streaming holds)
+    controlnet_file_fp8: bool = False  # a ControlNet file stored in fp8: it stays fp8
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +154,9 @@ def plan_for(name: str, sizes: ComponentSizes, machine: Machine, compute: str) -
     reserve = activation_reserve(sizes)
     t5_on_cpu = stream and use_t5 and t5 + vae + reserve > machine.device_free
     # ControlNets stay on the accelerator, except in the streaming plans (blocks streamed like the MMDiT's)
-    cnet = _storage_bytes(sizes.controlnet_params, sizes.controlnet_fp8_params, mmdit_fp8, b)
-    cnet_block = sizes.controlnet_block_params * (1 if mmdit_fp8 else b)
+    cnet_fp8 = mmdit_fp8 or sizes.controlnet_file_fp8
+    cnet = _storage_bytes(sizes.controlnet_params, sizes.controlnet_fp8_params, cnet_fp8, b)
+    cnet_block = sizes.controlnet_block_params * (1 if cnet_fp8 else b)
     cnet_streamed = (sizes.controlnet_params - sizes.controlnet_fp8_params) * b + 2 * cnet_block
     cnet_device = 0 if not accel else (cnet_streamed if stream and cnet else cnet)
     cnet_ram = cnet if stream or not accel else 0

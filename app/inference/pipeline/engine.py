@@ -23,7 +23,7 @@ from app.inference.memory.offload import (
     stream_adaln,
     stream_mmdit_blocks,
 )
-from app.inference.memory.plan import MemoryPlan, choose_plan, probe_machine
+from app.inference.memory.plan import ComponentSizes, MemoryPlan, choose_plan, plan_for, probe_machine
 from app.inference.networks.mmdit import MMDiT
 from app.inference.networks.modulation import adaln_modules
 from app.inference.networks.vae import VAE
@@ -49,9 +49,10 @@ class Engine:
         self._offloader: ComponentOffloader | None = None
         self._streamer: BlockStreamer | None = None
         self._adaln: BlockStreamer | None = None  # the adaLN layers, when the plan keeps them in host memory
-        self._plan_request: tuple | None = None  # (memory_plan, dtype, ControlNet sizes) of the loaded plan
-        # The next job's ControlNets (params, fp8 params, block params): the plan counts them (control/job.py)
-        self.controlnet_sizes: tuple[int, int, int] = (0, 0, 0)
+        self._plan_request: tuple[str, str] | None = None  # (memory_plan, dtype) the loaded plan came from
+        # The next job's ControlNets as ComponentSizes fields (controlnet_*): the plan counts them (control/job.py)
+        self.controlnet_sizes: dict[str, int | bool] = {}
+        self._fit: tuple | None = None  # (component sizes, machine) the loaded plan was chosen for
 
     def load(
         self,
@@ -63,17 +64,17 @@ class Engine:
     ) -> None:
         """Load the set following `plan` (default: chosen now from free memory; never T5 off unless asked)."""
         key = (model_set, use_t5)
-        request = (self.memory_plan, self.dtype_name, self.controlnet_sizes)
-        if key == self._loaded_key and (plan == self.plan if plan else request == self._plan_request):
+        request = (self.memory_plan, self.dtype_name)
+        if plan is not None and key == self._loaded_key and plan == self.plan:
+            return
+        if plan is None and self.is_loaded(model_set, use_t5):
             return
         model_set.require_text_encoders(use_t5)
+        fit = None
         if plan is None:
             machine = probe_machine(self.device)
-            params, fp8_params, block_params = self.controlnet_sizes
-            sizes = replace(
-                model_set.sizes(use_t5), controlnet_params=params, controlnet_fp8_params=fp8_params,
-                controlnet_block_params=block_params,
-            )  # fmt: skip
+            sizes = self._with_controlnets(model_set.sizes(use_t5))
+            fit = (sizes, machine)
             plan = choose_plan(
                 sizes, machine, plan=self.memory_plan, dtype=self.dtype_name, allow_t5_off=False
             )
@@ -133,14 +134,26 @@ class Engine:
         self.model_set = model_set
         self._loaded_key = key
         self._plan_request = request
+        self._fit = fit
 
     def is_loaded(self, model_set: ModelSet, use_t5: bool) -> bool:
-        """True when `load(model_set, use_t5=...)` would find nothing to do."""
-        return self._loaded_key == (model_set, use_t5) and self._plan_request == (
+        """True when `load(model_set, use_t5=...)` would find nothing to do: the same set and plan request, and
+        the job's ControlNets still fit the loaded plan (on the machine it was chosen for); a ControlNet that
+        does not fit makes the next load choose the plan again."""
+        if self._loaded_key != (model_set, use_t5) or self._plan_request != (
             self.memory_plan,
             self.dtype_name,
-            self.controlnet_sizes,
-        )
+        ):
+            return False
+        if self._fit is None or self.plan is None or self.plan.forced:
+            return True
+        sizes, machine = self._fit
+        with_cn = self._with_controlnets(sizes)
+        return with_cn == sizes or plan_for(self.plan.name, with_cn, machine, self.plan.compute_dtype).fits
+
+    def _with_controlnets(self, sizes: ComponentSizes) -> ComponentSizes:
+        none = {"controlnet_params": 0, "controlnet_fp8_params": 0, "controlnet_block_params": 0}
+        return replace(sizes, **{**none, "controlnet_file_fp8": False, **self.controlnet_sizes})
 
     def prepare_mmdit(self) -> None:
         """Put the MMDiT where it computes now (offload plans otherwise move it at its first forward), so a
