@@ -73,6 +73,7 @@ class GalleryHookup:
         self._fresh_frames: dict[str, StepFrames] = {}  # by image path, until their file is written
         self._closed = False
         self.trashed_listeners: list[Callable[[list[Path]], None]] = []  # told which images went to the trash
+        self.input_listeners: list[Callable[[Path], object]] = []  # "Use as Input Image" on a gallery image
         placeholder = QLabel("Opening the gallery…")
         placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.dock = add_dock(placeholder)
@@ -95,6 +96,7 @@ class GalleryHookup:
             return False
         self.dock.setWidget(self.panel)
         self.panel.image_opened.connect(self._on_panel_image_opened)
+        self.panel.input_requested.connect(self._on_panel_input_requested)
         self.panel.settings_requested.connect(self._on_panel_settings_requested)
         self.panel.seed_requested.connect(self._on_panel_seed_requested)
         self.panel.status_changed.connect(self._notifier.status)
@@ -153,6 +155,10 @@ class GalleryHookup:
             return
         self._shown.show_picture(image, caption=Path(str(path)).name)
         self._offer_step_frames(Path(str(path)), image)
+
+    def _on_panel_input_requested(self, path: object) -> None:
+        for listener in list(self.input_listeners):
+            listener(Path(str(path)))
 
     # -- step frames ---------------------------------------------------------------------------------------
 
