@@ -236,3 +236,46 @@ def test_screenshots_of_each_mode(qtbot, make_window, tmp_path):
         qtbot.wait(50)
         window.grab().save(f"/tmp/refineui-{mode}.png")
         assert window.width() == width  # the window never grows
+
+
+def test_a_pen_paints_with_its_pressure(qtbot, make_window, tmp_path):
+    """A tablet stroke (QTabletEvent) paints a dab scaled by the pen's pressure, without a mouse event."""
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QPointingDevice, QTabletEvent
+
+    window = ready_window(qtbot, make_window)
+    start_inpaint(qtbot, window, tmp_path)
+    window.refine_bar.size_spin.setValue(80)
+    window.refine_bar.hardness_spin.setValue(100)
+
+    def pen(kind, x, y, pressure):
+        pos = QPointF(image_pos(window, x, y))
+        event = QTabletEvent(kind, QPointingDevice.primaryPointingDevice(), pos, window.canvas.mapToGlobal(pos),
+                             pressure, 0.0, 0.0, 0.0, 0.0, 0.0, Qt.KeyboardModifier.NoModifier,
+                             LEFT, LEFT)  # fmt: skip
+        QApplication.sendEvent(window.canvas, event)
+        return event.isAccepted()
+
+    assert pen(QTabletEvent.Type.TabletPress, 60, 60, 0.25)
+    pen(QTabletEvent.Type.TabletRelease, 60, 60, 0.25)
+    assert pen(QTabletEvent.Type.TabletPress, 180, 60, 1.0)
+    pen(QTabletEvent.Type.TabletRelease, 180, 60, 1.0)
+    # A light touch: a 20 px dab (radius 10); full pressure: 80 px (radius 40).
+    assert mask_value(window, 60, 60) == 255 and mask_value(window, 60, 60 + 20) == 0
+    assert mask_value(window, 180, 60 + 30) == 255
+
+
+def test_use_as_input_image_in_the_gallery_menu(qtbot, make_window, tmp_path):
+    from app.ui.gallery.menu import build_context_menu
+
+    window = ready_window(qtbot, make_window)
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    photo = plain_png(tmp_path / "kept.png")
+
+    class Record:
+        path, id = photo, 1
+
+    menu = build_context_menu(window, window.gallery.panel, [Record()])
+    menu.popup(window.mapToGlobal(QPoint(100, 100)))
+    click_menu_entry(qtbot, menu, "Use as Input Image")
+    assert window.state.values.init_image == str(photo) and window.state.values.refine_mode == "img2img"

@@ -37,12 +37,12 @@ class RefineSettings(QWidget):
         self.state = state
         self.binder = FieldBinder(state)
         column = QVBoxLayout(self)
-        column.setContentsMargins(12, 4, 12, 4)
-        column.setSpacing(6)
+        column.setContentsMargins(0, 0, 0, 0)  # nothing shows in Generate mode: no gap either
+        column.setSpacing(0)
 
         self.refine_box = QWidget(self)
         grid = QGridLayout(self.refine_box)
-        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setContentsMargins(12, 8, 12, 6)
         grid.setColumnStretch(1, 1)
         title = QLabel("<b>Refine</b>", self.refine_box)
         grid.addWidget(title, 0, 0, 1, 3)
@@ -82,13 +82,19 @@ class RefineSettings(QWidget):
         self._mask_label = mask_label
         column.addWidget(self.refine_box)
 
-        self.hires_check = QCheckBox("Hires fix: upscale, then refine", self)
+        # The hires fix sits under the form (A1111's place for it): a box of its own the window lays out there.
+        self.hires_box = QWidget()
+        self.hires_box.setObjectName("hiresSettings")
+        hires_column = QVBoxLayout(self.hires_box)
+        hires_column.setContentsMargins(12, 4, 12, 8)
+        hires_column.setSpacing(4)
+        self.hires_check = QCheckBox("Hires fix: upscale, then refine", self.hires_box)
         self.hires_check.setObjectName("hiresCheck")
         self.hires_check.setToolTip(
             "Make the picture, enlarge it (Lanczos), then redraw details at the larger size"
         )
-        column.addWidget(self.hires_check)
-        self.hires_row = QWidget(self)
+        hires_column.addWidget(self.hires_check)
+        self.hires_row = QWidget(self.hires_box)
         hires = QGridLayout(self.hires_row)  # two rows: the settings column stays narrow
         hires.setContentsMargins(18, 0, 0, 0)
         hires.setColumnStretch(1, 1)
@@ -107,7 +113,7 @@ class RefineSettings(QWidget):
             hires.addWidget(QLabel(label, self.hires_row), i // 2, (i % 2) * 2)
             hires.addWidget(spin, i // 2, (i % 2) * 2 + 1)
         self.hires_steps_spin.setMinimum(0)  # 0 shows as "same"
-        column.addWidget(self.hires_row)
+        hires_column.addWidget(self.hires_row)
 
         b = self.binder
         b.spin(self.denoise_spin, "denoise")

@@ -220,12 +220,13 @@ class MainWindow(QMainWindow):
         self.panel = GenerationPanel(self.state, self.styles)
         self.panel.advanced.set_expanded(load_bool(self.settings, "ui/advanced_expanded", False))
         self.refine_settings = RefineSettings(self.state)
-        form = QWidget()  # the form, then the refine numbers and the hires fix
+        form = QWidget()  # the refine numbers (in a refine mode), the form, then the hires fix
         form_column = QVBoxLayout(form)
         form_column.setContentsMargins(0, 0, 0, 0)
         form_column.setSpacing(0)
-        form_column.addWidget(self.panel)
         form_column.addWidget(self.refine_settings)
+        form_column.addWidget(self.panel)
+        form_column.addWidget(self.refine_settings.hires_box)
         form_column.addStretch(1)
         self.settings_scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
