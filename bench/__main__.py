@@ -29,6 +29,7 @@ OPTIONAL = {  # benchmarks that arrive with other parts of the app; run when pre
     "startup": "window start-up and main-thread stalls",
     "gallery": "gallery of 10,000 images",
     "controlnet": "ControlNet step overhead at Large width, plan sizes, 1024² preprocessing",
+    "mask_paint": "mask brush stroke segment on a 2048² input vs the same canvas area without a mask",
 }
 
 

@@ -147,8 +147,7 @@ class CanvasView(QWidget):
         event.accept()
 
     def set_mask_overlay(self, overlay: MaskOverlay | None) -> None:
-        if self.mask_overlay is not None and self.mask_overlay is not overlay:
-            self.mask_overlay.detach()
+        """Show (or stop showing) a mask layer; its owner keeps it and may set it again later."""
         self.mask_overlay = overlay
         self.setCursor(Qt.CursorShape.CrossCursor) if self._painting() else self.unsetCursor()
         self.update()
@@ -160,6 +159,16 @@ class CanvasView(QWidget):
         """The image pixel under a widget position (of the size the picture stands for)."""
         frac = self._image_point_at(pos)
         return QPointF(frac.x() * self._logical.width(), frac.y() * self._logical.height())
+
+    def update_image_area(self, area: QRectF | None) -> None:
+        """Repaint only where image pixels `area` are shown (a brush stroke); None repaints everything."""
+        if area is None or self._logical.isEmpty():
+            self.update()
+            return
+        rect, sx, sy = self._target_rect(), 1 / self._logical.width(), 1 / self._logical.height()
+        shown = QRectF(rect.left() + area.left() * sx * rect.width(), rect.top() + area.top() * sy * rect.height(),
+                       area.width() * sx * rect.width(), area.height() * sy * rect.height())  # fmt: skip
+        self.update(shown.toAlignedRect().adjusted(-2, -2, 2, 2))
 
     def tabletEvent(self, event: QTabletEvent) -> None:
         """A pen paints with its pressure; accepted, so Qt does not also send the mouse events it stands for."""

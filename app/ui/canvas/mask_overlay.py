@@ -21,10 +21,10 @@ MASK_TINT = QColor(255, 60, 90)  # regenerated area: a warm red that reads on mo
 
 
 class MaskOverlay:
-    """Active while the canvas shows the input image in Inpaint mode (`active`); `repaint` asks the canvas to
-    redraw after a change."""
+    """Active while the canvas shows the input image in Inpaint mode (`active`); `repaint(area)` asks the canvas
+    to redraw the image area that changed (None: all of it)."""
 
-    def __init__(self, document: MaskDocument, repaint: Callable[[], None]) -> None:
+    def __init__(self, document: MaskDocument, repaint: Callable[[QRectF | None], None]) -> None:
         self.document = document
         self.active = True
         self.opacity = 0.5
@@ -64,7 +64,7 @@ class MaskOverlay:
         whole = QRect(0, 0, self.document.image.width(), self.document.image.height())
         area = whole if changed is None else changed.toAlignedRect().intersected(whole)
         self._dirty = area if self._dirty is None else self._dirty.united(area)
-        self._repaint()
+        self._repaint(None if changed is None else QRectF(area))
 
     def tint(self) -> QImage:
         """The mask as a tinted ARGB image (brought up to date where it changed)."""

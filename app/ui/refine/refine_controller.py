@@ -116,7 +116,7 @@ class RefineController:
         if self.mask is None or self.mask.size() != image.size():
             self.mask = MaskDocument(image.size())
             self.mask.listeners.append(lambda _area: self._tell())
-            self._set_overlay(MaskOverlay(self.mask, self.canvas.update))
+            self._set_overlay(MaskOverlay(self.mask, self.canvas.update_image_area))
         if not quiet:
             self._follow_input_size(image.size())
         self._tell()
