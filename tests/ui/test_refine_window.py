@@ -296,3 +296,29 @@ def test_use_as_input_image_in_the_gallery_menu(qtbot, make_window, tmp_path):
     menu.popup(window.mapToGlobal(QPoint(100, 100)))
     click_menu_entry(qtbot, menu, "Use as Input Image")
     assert window.state.values.init_image == str(photo) and window.state.values.refine_mode == "img2img"
+
+
+def test_a_refined_image_says_what_it_was_made_from_and_compares_before_after(
+    qtbot, make_window, tmp_path, fake_sessions
+):
+    window = ready_window(qtbot, make_window)
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    source = plain_png(tmp_path / "sketch.png")
+    window.refine.use_file(source)
+    window.state.update(prompt="a painting of a hill")
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
+        qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+
+    result = window.shown.result
+    assert "made from sketch.png" in window.canvas.caption()
+    panel = window.gallery.panel
+    qtbot.waitUntil(lambda: str(result.path) in panel.db.ids_for_paths([result.path]), timeout=10000)
+    (record,) = panel.db.get(list(panel.db.ids_for_paths([result.path]).values()))
+    from app.ui.gallery.list_model import made_from
+
+    assert f"Made from {source}" in made_from(record)
+
+    qtbot.mouseClick(window.refine_bar.compare_button, LEFT)
+    compare = panel.compare
+    assert window.stack.currentWidget() is compare
+    assert [r.path for r in compare.records] == [source, result.path]

@@ -52,7 +52,7 @@ def _tool(text: str, tip: str, parent: QWidget, name: str = "") -> QToolButton:
 class RefineBar(QFrame):
     def __init__(
         self, refine: RefineController, use_shown: Callable[[], None], paste: Callable[[], None],
-        parent: QWidget | None = None,
+        compare: Callable[[], None] | None = None, parent: QWidget | None = None,
     ) -> None:  # fmt: skip
         super().__init__(parent)
         self.setObjectName("refineBar")
@@ -75,15 +75,18 @@ class RefineBar(QFrame):
             self.mode_buttons[mode] = button
             modes.addWidget(button)
             button.clicked.connect(lambda _on, m=mode: refine.set_mode(m))
-        modes.addStretch(1)
+        # The input's name sits next to the modes, where the row has room (elided, never widening the bar).
+        self.input_label = ElidedLabel("No input image", self)
+        self.input_label.setObjectName("hintLabel")
+        self.input_label.setMinimumWidth(40)
+        modes.addSpacing(10)
+        modes.addWidget(self.input_label, 1)
         column.addLayout(modes)
 
         # Row 2: the input image.
         self.input_row = QWidget(self)
         row = QHBoxLayout(self.input_row)
         row.setContentsMargins(0, 0, 0, 0)
-        self.input_label = ElidedLabel("No input image", self.input_row)
-        self.input_label.setObjectName("hintLabel")
         self.open_button = _tool("Open…", "Choose an image file as the input", self.input_row)
         self.paste_button = _tool("Paste", "Use the picture on the clipboard (Ctrl+Shift+V)", self.input_row)
         self.use_shown_button = _tool(
@@ -92,10 +95,20 @@ class RefineBar(QFrame):
         self.show_input_button = _tool(
             "Show input", "Show the input image (and its mask) again", self.input_row
         )
+        self.compare_button = _tool(
+            "Before/after",
+            "Compare the refined picture with its input",
+            self.input_row,
+            "compareSourceButton",
+        )
         row.addWidget(QLabel("Input:", self.input_row))
-        row.addWidget(self.input_label, 1)
-        for button in (self.open_button, self.paste_button, self.use_shown_button, self.show_input_button):
+        for button in (self.open_button, self.paste_button, self.use_shown_button, self.show_input_button,
+                       self.compare_button):  # fmt: skip
             row.addWidget(button)
+        row.addStretch(1)
+        self.compare_button.setVisible(compare is not None)
+        if compare is not None:
+            self.compare_button.clicked.connect(compare)
         column.addWidget(self.input_row)
         self.open_button.clicked.connect(self.open_file)
         self.paste_button.clicked.connect(paste)
@@ -220,6 +233,7 @@ class RefineBar(QFrame):
         mode = self.state.values.refine_mode
         self.mode_buttons[mode].setChecked(True)
         self.input_row.setVisible(mode != "generate")
+        self.input_label.setVisible(mode != "generate")
         self.mask_row.setVisible(mode == "inpaint")
         self.outpaint_row.setVisible(mode == "outpaint")
 

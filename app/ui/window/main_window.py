@@ -201,6 +201,7 @@ class MainWindow(QMainWindow):
             self.refine,
             lambda: use_shown(self.refine, self.shown, self.notifier.status),
             self.paste_input,
+            lambda: self.gallery.compare_with_source(self.shown.result),
             central,
         )
         layout.addWidget(self.refine_bar)
