@@ -1,5 +1,6 @@
 """Dropping an image on the window recalls its settings, wherever it lands (a PNG dropped on the prompt used to
-paste its path); drags that are not one image file keep their usual meaning."""
+paste its path); drags that are not one image file keep their usual meaning. An image with settings asks first
+(reuse them, or refine the picture): these tests choose "Reuse its settings" with a click."""
 
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
@@ -36,6 +37,14 @@ def file_mime(path) -> QMimeData:
     return mime
 
 
+def choose(qtbot, window, text="Reuse its settings"):
+    """Click an entry of the menu a drop of an image with settings opens."""
+    menu = window.drop_choice.menu
+    qtbot.waitUntil(menu.isVisible, timeout=3000)
+    (action,) = [a for a in menu.actions() if a.text() == text]
+    qtbot.mouseClick(menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(action).center())
+
+
 def test_dropping_a_png_on_the_prompt_recalls_its_settings(qtbot, make_window, tmp_path):
     window = make_window()
     wait_until_ready(qtbot, window)
@@ -43,6 +52,7 @@ def test_dropping_a_png_on_the_prompt_recalls_its_settings(qtbot, make_window, t
     png = write_a1111_png(tmp_path / "fox.png", TEXT)
 
     assert drop_on(window.panel.prompt.edit.viewport(), file_mime(png))
+    choose(qtbot, window)
 
     qtbot.waitUntil(
         lambda: window.state.values.prompt == "a red fox in fresh snow, watercolour", timeout=5000
@@ -60,6 +70,7 @@ def test_dropping_a_png_on_the_canvas_recalls_its_settings(qtbot, make_window, t
     png = write_a1111_png(tmp_path / "fox.png", TEXT)
 
     assert drop_on(window.canvas, file_mime(png))
+    choose(qtbot, window)
     qtbot.waitUntil(lambda: window.state.values.seed == 4242, timeout=5000)
 
 

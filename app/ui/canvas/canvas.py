@@ -9,9 +9,19 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPixmap, QWheelEvent
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPixmap,
+    QTabletEvent,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
 
+from app.ui.canvas.mask_overlay import MaskOverlay
 from app.ui.elided_label import ElidedLabel
 
 log = logging.getLogger(__name__)
@@ -43,6 +53,8 @@ class CanvasView(QWidget):
         self._drag_from: QPointF | None = None
         self.placeholder = "Write a prompt and press Generate (Ctrl+Enter)."
         self.frames_painted = 0  # for tests and the stall benchmark
+        # The mask brush (Inpaint mode): while set and active, the left button paints; the middle button pans.
+        self.mask_overlay: MaskOverlay | None = None
 
     # ------------------------------------------------------------------------------------------ content
 
@@ -134,13 +146,61 @@ class CanvasView(QWidget):
             self.set_zoom(self.zoom() * WHEEL_STEP**notches, event.position())
         event.accept()
 
+    def set_mask_overlay(self, overlay: MaskOverlay | None) -> None:
+        """Show (or stop showing) a mask layer; its owner keeps it and may set it again later."""
+        self.mask_overlay = overlay
+        self.setCursor(Qt.CursorShape.CrossCursor) if self._painting() else self.unsetCursor()
+        self.update()
+
+    def _painting(self) -> bool:
+        return self.mask_overlay is not None and self.mask_overlay.active and self._image is not None
+
+    def image_point(self, pos: QPointF) -> QPointF:
+        """The image pixel under a widget position (of the size the picture stands for)."""
+        frac = self._image_point_at(pos)
+        return QPointF(frac.x() * self._logical.width(), frac.y() * self._logical.height())
+
+    def update_image_area(self, area: QRectF | None) -> None:
+        """Repaint only where image pixels `area` are shown (a brush stroke); None repaints everything."""
+        if area is None or self._logical.isEmpty():
+            self.update()
+            return
+        rect, sx, sy = self._target_rect(), 1 / self._logical.width(), 1 / self._logical.height()
+        shown = QRectF(rect.left() + area.left() * sx * rect.width(), rect.top() + area.top() * sy * rect.height(),
+                       area.width() * sx * rect.width(), area.height() * sy * rect.height())  # fmt: skip
+        self.update(shown.toAlignedRect().adjusted(-2, -2, 2, 2))
+
+    def tabletEvent(self, event: QTabletEvent) -> None:
+        """A pen paints with its pressure; accepted, so Qt does not also send the mouse events it stands for."""
+        overlay = self.mask_overlay
+        if overlay is None or not self._painting():
+            event.ignore()
+            return
+        kind, point = event.type(), self.image_point(event.position())
+        if kind == QTabletEvent.Type.TabletPress:
+            overlay.press(point, event.pressure())
+        elif kind == QTabletEvent.Type.TabletMove:
+            overlay.move(point, event.pressure())
+        elif kind == QTabletEvent.Type.TabletRelease:
+            overlay.release()
+        event.accept()
+
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        if event.button() == Qt.MouseButton.LeftButton and self._image is not None:
+        if event.button() == Qt.MouseButton.LeftButton and self._painting():
+            self.mask_overlay.press(self.image_point(event.position()))  # type: ignore[union-attr]
+            event.accept()
+            return
+        pan = Qt.MouseButton.MiddleButton if self._painting() else Qt.MouseButton.LeftButton
+        if event.button() == pan and self._image is not None:
             self._drag_from = event.position()
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self.mask_overlay is not None and self.mask_overlay.is_stroking():
+            self.mask_overlay.move(self.image_point(event.position()))
+            event.accept()
+            return
         if self._drag_from is not None:
             if self._fit:
                 self._fit, self._zoom = False, self._fit_zoom()
@@ -152,11 +212,15 @@ class CanvasView(QWidget):
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self.mask_overlay is not None and self.mask_overlay.is_stroking():
+            self.mask_overlay.release()
         self._drag_from = None
-        self.unsetCursor()
+        self.setCursor(Qt.CursorShape.CrossCursor) if self._painting() else self.unsetCursor()
         super().mouseReleaseEvent(event)
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        if self._painting():
+            return  # a quick second dab is a dab, not a zoom
         self.fit() if not self._fit else self.set_zoom(1.0, event.position())
 
     # ------------------------------------------------------------------------------------------ painting
@@ -177,6 +241,8 @@ class CanvasView(QWidget):
         sharp = not self._is_preview and target.width() >= self._pixmap.width() * SHARP_ZOOM
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, not sharp)
         painter.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
+        if self.mask_overlay is not None and not self._is_preview:
+            self.mask_overlay.paint(painter, target)
         if self._caption:
             painter.setPen(QColor(255, 255, 255, 150 if self._is_preview else 190))
             box = self.rect().adjusted(10, 8, -10, -8)

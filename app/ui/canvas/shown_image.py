@@ -27,7 +27,9 @@ class ShownImage:
         """A finished image with its step frames (the scrubber under the canvas offers them)."""
         self.result = result
         where = result.path.name if result.path is not None else "not saved"
-        self.canvas.set_image(image, caption=f"seed {result.seed} · {where}")
+        source = result.params.request.init_image if result.params is not None else None
+        made_from = f" · made from {source.name}" if source is not None else ""
+        self.canvas.set_image(image, caption=f"seed {result.seed} · {where}{made_from}")
         self.scrubber.show_frames(result.step_frames, image)
         self.show_canvas()
 

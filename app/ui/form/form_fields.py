@@ -9,7 +9,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from app.inference.api.request import MAX_SEED, SAMPLER_NAMES, SCHEDULER_NAMES
+from app.inference.api.request import (
+    MAX_HIRES_SCALE,
+    MAX_MASK_PX,
+    MAX_OUTPAINT_PX,
+    MAX_SEED,
+    SAMPLER_NAMES,
+    SCHEDULER_NAMES,
+)
 from app.inference.memory.plan import PLAN_NAMES
 from app.ui.form.presets import ASPECT_SIZES_1MP, CUSTOM_ASPECT, MIN_SIDE, NO_STYLE, SIZE_MULTIPLE
 
@@ -17,6 +24,8 @@ MAX_IMAGES = 16
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 PREVIEW_DECODERS = ("auto", "taesd", "linear", "off")
+REFINE_MODES = ("generate", "img2img", "inpaint", "outpaint")
+OUTPAINT_FIELDS = ("outpaint_left", "outpaint_top", "outpaint_right", "outpaint_bottom")
 MEMORY_PLANS = ("auto", *(p for p in PLAN_NAMES if p != "no-t5"))  # T5 has its own switch in the form
 
 
@@ -51,6 +60,20 @@ class FormValues:
     memory_plan: str = "auto"
     device: str = "auto"
     precision: str = "auto"
+    # Refine (image to image, inpaint, outpaint, hires fix): app/ui/refine. Sides are px added to the input.
+    refine_mode: str = "generate"
+    init_image: str = ""  # path of the input image; "" = none chosen
+    denoise: float = 0.6
+    mask_grow: int = 6
+    mask_blur: int = 8
+    outpaint_left: int = 0
+    outpaint_top: int = 0
+    outpaint_right: int = 0
+    outpaint_bottom: int = 0
+    hires_enabled: bool = False
+    hires_scale: float = 1.5
+    hires_denoise: float = 0.4
+    hires_steps: int = 0  # 0 = as many as the first pass
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -61,6 +84,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "memory_plan": MEMORY_PLANS,
     "device": DEVICES,
     "precision": PRECISIONS,
+    "refine_mode": REFINE_MODES,
 }
 RANGES: dict[str, tuple[float, float]] = {
     "steps": (1, 150),
@@ -75,6 +99,13 @@ RANGES: dict[str, tuple[float, float]] = {
     "slg_end": (0.0, 1.0),
     "negative_until": (0.0, 1.0),
     "preview_every": (1, 50),
+    "denoise": (0.01, 1.0),
+    "mask_grow": (0, MAX_MASK_PX),
+    "mask_blur": (0, MAX_MASK_PX),
+    **dict.fromkeys(OUTPAINT_FIELDS, (0, MAX_OUTPAINT_PX)),
+    "hires_scale": (1.0, MAX_HIRES_SCALE),
+    "hires_denoise": (0.01, 1.0),
+    "hires_steps": (0, 150),
 }
 # How the notes name each number field (the words of its label in the form).
 LABELS: dict[str, str] = {
@@ -90,6 +121,16 @@ LABELS: dict[str, str] = {
     "slg_end": "Skip-layer end",
     "negative_until": "Negative window",
     "preview_every": "Preview interval",
+    "denoise": "Denoise",
+    "mask_grow": "Mask grow",
+    "mask_blur": "Mask blur",
+    "outpaint_left": "Extend left",
+    "outpaint_top": "Extend top",
+    "outpaint_right": "Extend right",
+    "outpaint_bottom": "Extend bottom",
+    "hires_scale": "Hires scale",
+    "hires_denoise": "Hires denoise",
+    "hires_steps": "Hires steps",
 }
 SIZE_FIELDS = ("width", "height")
 

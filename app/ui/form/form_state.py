@@ -13,11 +13,13 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields, replace
+from pathlib import Path
 
 from app.inference.api.request import MAX_SEED, GenerationRequest
 from app.inference.api.variants import PRESETS, VARIANTS
 from app.ui.form.form_fields import (
     MAX_IMAGES,
+    OUTPAINT_FIELDS,
     FormValues,
     adjustment_note,
     coerce,
@@ -97,6 +99,10 @@ class GenerationFormState:
         self._default_layers = layers_text(
             default_slg_layers(None)
         )  # the skip layers last filled in for the user
+        # Refine: Inpaint mode asks this for the painted mask's PNG at submit time (app.ui.refine sets it; it
+        # raises ValueError with a sentence when nothing is painted). A recalled image's mask file waits here.
+        self.mask_writer: Callable[[], Path] | None = None
+        self.recalled_mask: Path | None = None
 
     # ------------------------------------------------------------------------------------------ changes
 
@@ -268,6 +274,7 @@ class GenerationFormState:
                     out["slg_layers"] = "Skip-layer guidance: name at least one layer, e.g. 7,8,9."
             if not v.slg_start <= v.slg_end:
                 out["slg_end"] = "Skip-layer guidance: the start must not be after the end."
+        out.update(refine_problems(v))
         return out
 
     def reuse_last_seed(self) -> bool:
@@ -297,6 +304,9 @@ class GenerationFormState:
         v = self.values
         seed = (rng or random.Random()).randrange(RANDOM_SEED_LIMIT) if v.random_seed else v.seed
         request = request_from_values(v, styles, seed, slg=self.slg_on, negative=self.negative_active)
+        if v.refine_mode != "generate" or v.hires_enabled:
+            mask = self.mask_writer() if v.refine_mode == "inpaint" and self.mask_writer is not None else None
+            request = replace(request, **refine_request_fields(v, mask))
         if record:
             self.last_seed = request.seed
             if v.random_seed:
@@ -304,8 +314,24 @@ class GenerationFormState:
         return request
 
     def apply_request(self, request: GenerationRequest, seed: int | None = None) -> frozenset[str]:
-        """Fill the form from a request (a recalled image); `seed` None keeps the seed settings."""
-        return self.update(**values_from_request(request, seed, self.max_side))
+        """Fill the form from a request (a recalled image); `seed` None keeps the seed settings. A refine
+        job's input image comes back only while its file exists (else a note says so); its mask file is
+        handed to the mask painter through `recalled_mask`."""
+        values = values_from_request(request, seed, self.max_side)
+        values.update(refine_values_from_request(request))
+        changed = self.update(**values)
+        self.recalled_mask = None
+        missing = request.init_image is not None and not Path(request.init_image).is_file()
+        if missing:
+            self.notes["init_image"] = (
+                f"The input image {Path(request.init_image).name} no longer exists; "
+                "the settings were applied to Generate mode."
+            )
+        elif request.mask_image is not None:
+            self.recalled_mask = Path(request.mask_image)
+        if missing or self.recalled_mask is not None:
+            self._notify(frozenset({"notes", "recalled_mask"}))
+        return changed
 
     # ------------------------------------------------------------------------------------------ persistence
 
@@ -355,6 +381,58 @@ class GenerationFormState:
         if isinstance(data.get("last_seed"), int) and 0 <= data["last_seed"] <= MAX_SEED:
             state.last_seed = data["last_seed"]
         return state
+
+
+def refine_problems(v: FormValues) -> dict[str, str]:
+    """What keeps a refine job from being sent, with a sentence each."""
+    if v.refine_mode == "generate":
+        return {}
+    if not v.init_image:
+        return {"init_image": "Choose an input image first: Open…, paste, drop one on the window, or "
+                              "“Use as input” on a picture."}  # fmt: skip
+    if not Path(v.init_image).is_file():
+        return {"init_image": f"The input image {Path(v.init_image).name} no longer exists; choose another."}
+    if v.refine_mode == "outpaint" and not any(getattr(v, f) for f in OUTPAINT_FIELDS):
+        return {"outpaint_left": "Outpaint: extend at least one side (left, top, right or bottom)."}
+    return {}
+
+
+def refine_request_fields(v: FormValues, mask: Path | None) -> dict[str, object]:
+    """The request fields of the refine mode and the hires fix (sent only when the mode or the fix is on)."""
+    out: dict[str, object] = {}
+    if v.refine_mode != "generate":
+        out.update(
+            init_image=Path(v.init_image), denoise=v.denoise, mask_grow=v.mask_grow, mask_blur=v.mask_blur
+        )
+        if v.refine_mode == "inpaint":
+            out["mask_image"] = mask
+        if v.refine_mode == "outpaint":
+            out["outpaint"] = tuple(getattr(v, f) for f in OUTPAINT_FIELDS)
+    if v.hires_enabled and v.hires_scale > 1.0:
+        out.update(
+            hires_scale=v.hires_scale, hires_denoise=v.hires_denoise, hires_steps=v.hires_steps or None
+        )
+    return out
+
+
+def refine_values_from_request(r: GenerationRequest) -> dict[str, object]:
+    """The inverse of `refine_request_fields`: the mode from what the request carries (a mask → Inpaint,
+    extended sides → Outpaint, an input image alone → Image to image), only while the input image exists."""
+    hires = r.hires_scale is not None and r.hires_scale > 1.0
+    values: dict[str, object] = {"hires_enabled": hires}
+    if hires:
+        values.update(
+            hires_scale=r.hires_scale, hires_denoise=r.hires_denoise, hires_steps=r.hires_steps or 0
+        )
+    if r.init_image is None or not Path(r.init_image).is_file():
+        values["refine_mode"] = "generate"
+        return values
+    sides = tuple(r.outpaint or (0, 0, 0, 0))
+    mode = "inpaint" if r.mask_image is not None else "outpaint" if any(sides) else "img2img"
+    values.update(refine_mode=mode, init_image=str(r.init_image), denoise=r.denoise,
+                  mask_grow=r.mask_grow, mask_blur=r.mask_blur)  # fmt: skip
+    values.update(zip(OUTPAINT_FIELDS, sides, strict=True))
+    return values
 
 
 def request_from_values(

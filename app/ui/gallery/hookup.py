@@ -73,6 +73,7 @@ class GalleryHookup:
         self._fresh_frames: dict[str, StepFrames] = {}  # by image path, until their file is written
         self._closed = False
         self.trashed_listeners: list[Callable[[list[Path]], None]] = []  # told which images went to the trash
+        self.input_listeners: list[Callable[[Path], object]] = []  # "Use as Input Image" on a gallery image
         placeholder = QLabel("Opening the gallery…")
         placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.dock = add_dock(placeholder)
@@ -95,6 +96,7 @@ class GalleryHookup:
             return False
         self.dock.setWidget(self.panel)
         self.panel.image_opened.connect(self._on_panel_image_opened)
+        self.panel.input_requested.connect(self._on_panel_input_requested)
         self.panel.settings_requested.connect(self._on_panel_settings_requested)
         self.panel.seed_requested.connect(self._on_panel_seed_requested)
         self.panel.status_changed.connect(self._notifier.status)
@@ -153,6 +155,10 @@ class GalleryHookup:
             return
         self._shown.show_picture(image, caption=Path(str(path)).name)
         self._offer_step_frames(Path(str(path)), image)
+
+    def _on_panel_input_requested(self, path: object) -> None:
+        for listener in list(self.input_listeners):
+            listener(Path(str(path)))
 
     # -- step frames ---------------------------------------------------------------------------------------
 
@@ -236,6 +242,35 @@ class GalleryHookup:
             return []
         panel.open_compare(records)
         return records
+
+    def compare_with_source(self, result: ImageResult | None) -> bool:
+        """Before / after: a refined image next to its input in the compare view. The input is its gallery
+        record when it has one, else the file as it is (labelled by what the refine changed)."""
+        panel = self.panel
+        source = (
+            result.params.request.init_image if result is not None and result.params is not None else None
+        )
+        if panel is None or result is None or result.path is None or source is None:
+            self._notifier.status("Compare before/after needs a finished, saved refine result on the canvas")
+            return False
+        if not source.is_file():
+            self._notifier.status(f"The input image {source.name} no longer exists")
+            return False
+        from app.gallery.db import ImageRecord
+
+        ids = panel.db.ids_for_paths([result.path, source])
+        after = panel.db.get([ids[str(result.path)]]) if str(result.path) in ids else []
+        if not after:
+            self._notifier.status("The gallery is still indexing this image; try again in a moment")
+            return False
+        before = panel.db.get([ids[str(source)]]) if str(source) in ids else []
+        if not before:  # a file from outside the gallery: the result's settings without the refine
+            params = result.params.updated(
+                init_image=None, mask_image=None, outpaint=(0, 0, 0, 0), denoise=1.0, source_sha256=None
+            )
+            before = [ImageRecord(-1, source, 0.0, None, 0, "input", params)]
+        panel.open_compare([before[0], after[0]])
+        return True
 
     def shutdown(self) -> None:
         self._closed = True

@@ -245,7 +245,9 @@ class GalleryListModel(QAbstractListModel):
             return f"seed {record.params.seed}" if record.params.seed is not None else record.path.stem
         if role == Qt.ItemDataRole.ToolTipRole:
             missing = "\n⚠ The file is missing." if row.image_id in self._missing else ""
-            return f"{record.params.prompt}\n{summary(record.params)}\n{record.path}{missing}"
+            return (
+                f"{record.params.prompt}\n{summary(record.params)}\n{record.path}{made_from(record)}{missing}"
+            )
         return None
 
     def tile(self, row: int) -> tuple[str | None, QPixmap | None, ImageRecord | None, bool]:
@@ -320,3 +322,12 @@ class GalleryListModel(QAbstractListModel):
 
     def supportedDragActions(self) -> Qt.DropAction:
         return Qt.DropAction.CopyAction
+
+
+def made_from(record: ImageRecord) -> str:
+    """ "Made from …" for a refined image: its input's file and the SHA-256 its metadata recorded."""
+    source = record.params.request.init_image
+    if source is None:
+        return ""
+    digest = record.params.source_sha256
+    return f"\nMade from {source}" + (f" (SHA-256 {digest[:12]}…)" if digest else "")

@@ -53,6 +53,7 @@ __all__ = ["GalleryPanel", "default_data_dir", "default_output_dir"]  # the fold
 
 class GalleryPanel(QWidget):
     image_opened = Signal(object)  # Path: open this image in the canvas
+    input_requested = Signal(object)  # Path: refine this image (it becomes the input image)
     settings_requested = Signal(object)  # SettingsRecall: fill the controls with these settings
     seed_requested = Signal(object)  # SettingsRecall: reuse only its seed (`.seed`)
     image_saved = Signal(object)  # ImageRecord of a finished image, once its file and record exist
@@ -195,6 +196,9 @@ class GalleryPanel(QWidget):
 
     def open_in_canvas(self, record: ImageRecord) -> None:
         self.image_opened.emit(record.path)
+
+    def use_as_input(self, record: ImageRecord) -> None:
+        self.input_requested.emit(record.path)
 
     def show_status(self, text: str) -> None:
         self.status_changed.emit(text)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QImage, QPaintEvent
+from PySide6.QtGui import QCloseEvent, QImage, QKeySequence, QPaintEvent, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
@@ -45,6 +45,10 @@ from app.ui.generation.job_factory import JobFactory
 from app.ui.generation.jobs import ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
 from app.ui.generation.output_folder import OutputFolder
 from app.ui.generation.worker import EngineBackend, load_engine_backend
+from app.ui.refine.image_sources import DropChoice, paste_input, use_shown
+from app.ui.refine.refine_bar import RefineBar
+from app.ui.refine.refine_controller import RefineController
+from app.ui.refine.refine_settings import RefineSettings
 from app.ui.tools.context import ToolContext
 from app.ui.tools.seed_compare import SeedComparePage
 from app.ui.window.banner import MessageBanner
@@ -63,6 +67,7 @@ from app.ui.window.settings_store import (
     load_json,
     open_settings,
     save_json,
+    user_data_folder,
     user_style_presets_file,
 )
 from app.ui.window.side_panels import QueuePanel, RecentStrip
@@ -151,8 +156,11 @@ class MainWindow(QMainWindow):
             self.controller, self.picker, self.state, self.shown, self.notifier, output_root=self.output.root,
         )  # fmt: skip
         self.gallery.trashed_listeners.append(self.recent.remove_paths)
-        # A PNG dropped anywhere on the window (the prompt editors included) recalls its settings.
-        self.image_drops = ImageDropFilter(self.gallery.recall_dropped_file, self)
+        # An image dropped anywhere on the window (the prompt editors included) asks: reuse its settings, or
+        # refine it (one without settings becomes the input image at once).
+        self.drop_choice = DropChoice(self, self.refine, self.gallery.recall_dropped_file)
+        self.gallery.input_listeners.append(self.refine.use_file)
+        self.image_drops = ImageDropFilter(self.drop_choice.dropped, self)
         self.image_drops.watch([self, self.panel.prompt.edit, self.panel.negative.edit])
         self.tools = ToolContext(self.controller, self.jobs, self.io_executor, self.notifier, self.shown)
         self.seed_compare = SeedComparePage(self.tools, self.gallery)
@@ -186,6 +194,19 @@ class MainWindow(QMainWindow):
         layout.addLayout(banner_box)
         self.stack = QStackedWidget(central)
         self.canvas = CanvasView(self.stack)
+        self.refine = RefineController(
+            self.state, self.canvas, user_data_folder, lambda text: self.notifier.status(text)
+        )
+        self.refine_bar = RefineBar(
+            self.refine,
+            lambda: use_shown(self.refine, self.shown, self.notifier.status),
+            self.paste_input,
+            lambda: self.gallery.compare_with_source(self.shown.result),
+            central,
+        )
+        layout.addWidget(self.refine_bar)
+        self.paste_shortcut = QShortcut(QKeySequence("Ctrl+Shift+V"), self)
+        self.paste_shortcut.activated.connect(self.paste_input)
         self.first_run = FirstRunPanel(self.validate_path, self.stack)
         self.stack.addWidget(self.canvas)
         self.stack.addWidget(self.first_run)
@@ -199,9 +220,18 @@ class MainWindow(QMainWindow):
     def _build_docks(self) -> None:
         self.panel = GenerationPanel(self.state, self.styles)
         self.panel.advanced.set_expanded(load_bool(self.settings, "ui/advanced_expanded", False))
+        self.refine_settings = RefineSettings(self.state)
+        form = QWidget()  # the refine numbers (in a refine mode), the form, then the hires fix
+        form_column = QVBoxLayout(form)
+        form_column.setContentsMargins(0, 0, 0, 0)
+        form_column.setSpacing(0)
+        form_column.addWidget(self.refine_settings)
+        form_column.addWidget(self.panel)
+        form_column.addWidget(self.refine_settings.hires_box)
+        form_column.addStretch(1)
         self.settings_scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
-        scroll.setWidget(self.panel)
+        scroll.setWidget(form)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         settings_box = QWidget()
         box = QVBoxLayout(settings_box)
@@ -357,6 +387,11 @@ class MainWindow(QMainWindow):
         job = self.controller.current_job
         if info.preview is not None and job is not None:
             size = QSize(job.request.width, job.request.height)
+            if job.request.init_image is not None and not info.preview.isNull():
+                # A refine job's canvas is the input's size (plus outpainting): keep the preview's own shape.
+                size = QSize(
+                    job.request.width, round(job.request.width * info.preview.height() / info.preview.width())
+                )
             self.canvas.set_image(info.preview, preview=True, logical_size=size)
         self.progress.show_step(info.step, info.steps, info.its, info.eta, info.image_index + 1, info.images)
 
@@ -400,6 +435,10 @@ class MainWindow(QMainWindow):
             from app.ui.gallery.actions import reveal_in_file_manager
 
             reveal_in_file_manager(self._last_saved)
+
+    def paste_input(self) -> None:
+        """Ctrl+Shift+V: the clipboard's picture becomes the input image."""
+        paste_input(self.refine, self.notifier.status)
 
     def show_result(self, result: ImageResult, image: QImage) -> None:
         self.shown.show_result(result, image)
@@ -497,6 +536,9 @@ class MainWindow(QMainWindow):
             self.closed_cleanly = self.controller.shutdown(self._shutdown_timeout_s)
             self.io_executor.shutdown(wait=False, cancel_futures=True)
             self.panel.detach()
+            self.refine_bar.detach()
+            self.refine_settings.detach()
+            self.refine.close()
             self.gallery.shutdown()
             if self._on_state_changed in self.state.listeners:
                 self.state.listeners.remove(self._on_state_changed)
