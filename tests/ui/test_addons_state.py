@@ -84,7 +84,13 @@ def test_sets_persist_and_recall_restores_them():
     assert back.loras == state.loras and back.controlnets == (spec,)
     seen = []
     back.listeners.append(seen.append)
-    back.apply_request(GenerationRequest(prompt="y", loras=(LoraSpec(CLAY.path, 0.3),)))
+    back.set_lora_catalog(LoraCatalog((INK, CLAY), scanned=True))
+    # recalled from another machine: clay is found here by name, gone.safetensors is left out (recall warns)
+    recalled = (
+        LoraSpec(Path("/other/clay.safetensors"), 0.3),
+        LoraSpec(Path("/other/gone.safetensors"), 1.0),
+    )
+    back.apply_request(GenerationRequest(prompt="y", loras=recalled))
     assert back.loras == (LoraSpec(CLAY.path, 0.3),) and back.controlnets == ()
     assert any("loras" in c for c in seen) and any("controlnets" in c for c in seen)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app.inference.api.control import ControlSpec
@@ -202,6 +202,20 @@ def controlnet_problems(controlnets: tuple[ControlSpec, ...], variant: str) -> d
         except InvalidRequestError as exc:
             return {"controlnets": f"ControlNet: {exc}."}
     return {}
+
+
+def recalled_loras(loras: tuple[LoraSpec, ...], catalog: LoraCatalog) -> tuple[LoraSpec, ...]:
+    """A recalled image's LoRAs that exist here: its path, else the discovered LoRA of the same name. Missing
+    ones are left out (recall's warnings say so), so Generate does not fail on a file that is not there."""
+    out = []
+    for spec in loras:
+        if spec.path.is_file():
+            out.append(spec)
+        elif (entry := catalog.find(spec.name)) is not None:
+            out.append(replace(spec, path=entry.path))
+        else:
+            log.info("recalled LoRA %s is not here; left out", spec.path)
+    return tuple(out)
 
 
 def lora_from_dict(data: object) -> LoraSpec | None:

@@ -19,7 +19,14 @@ from app.inference.api.lora import LoraSpec
 from app.inference.api.request import MAX_SEED, GenerationRequest
 from app.inference.api.variants import PRESETS, VARIANTS
 from app.metadata.controlnet_meta import controlnet_to_dict, controlnets_from_json
-from app.ui.form.addons import LoraCatalog, controlnet_problems, lora_from_dict, lora_problems, prompt_loras
+from app.ui.form.addons import (
+    LoraCatalog,
+    controlnet_problems,
+    lora_from_dict,
+    lora_problems,
+    prompt_loras,
+    recalled_loras,
+)
 from app.ui.form.form_fields import (
     MAX_IMAGES,
     FormValues,
@@ -236,9 +243,16 @@ class GenerationFormState:
             self.loras = tuple(loras)
             self._notify(frozenset({"loras"}))
 
-    def set_controlnets(self, controlnets: tuple[ControlSpec, ...]) -> None:
-        if tuple(controlnets) != self.controlnets:
-            self.controlnets = tuple(controlnets)
+    def set_controlnets(self, controlnets: tuple[ControlSpec, ...], incomplete: str = "") -> None:
+        """`incomplete`: why a ControlNet switched on in the form cannot be sent yet (no file or image chosen);
+        it blocks Generate like a field that shows no value."""
+        changed = tuple(controlnets) != self.controlnets or self.invalid.get("controlnets", "") != incomplete
+        self.controlnets = tuple(controlnets)
+        if incomplete:
+            self.invalid["controlnets"] = incomplete
+        else:
+            self.invalid.pop("controlnets", None)
+        if changed:
             self._notify(frozenset({"controlnets"}))
 
     def set_lora_catalog(self, catalog: LoraCatalog) -> None:
@@ -340,7 +354,7 @@ class GenerationFormState:
 
     def apply_request(self, request: GenerationRequest, seed: int | None = None) -> frozenset[str]:
         """Fill the form from a request (a recalled image); `seed` None keeps the seed settings."""
-        self.set_loras(request.loras)
+        self.set_loras(recalled_loras(request.loras, self.lora_catalog))
         self.set_controlnets(request.controlnets)
         return self.update(**values_from_request(request, seed, self.max_side))
 
