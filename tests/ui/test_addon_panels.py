@@ -11,7 +11,9 @@ from app.inference.api.lora import LoraSpec
 from app.ui.window.settings_store import open_settings, save_json
 from tests.factory.controlnet_model import write_controlnet
 from tests.factory.snapshot import write_snapshot
+from tests.gallery.helpers import write_a1111_png
 from tests.ui.conftest import wait_until_ready
+from tests.ui.test_image_drop import drop_on, file_mime
 
 
 def _lora(path, width, metadata):
@@ -67,6 +69,7 @@ def test_add_lora_from_the_panel_set_its_strength_and_generate(
 ):
     window = make_window()
     panel = _ready_with_loras(qtbot, window)
+    size = window.size()
     window.state.update(steps=2, width=64, height=64)
     clay = _item(panel, "Clay")
     assert "Medium" in clay.text() and not clay.icon().isNull()  # badge and preview thumbnail
@@ -89,6 +92,7 @@ def test_add_lora_from_the_panel_set_its_strength_and_generate(
     qtbot.keyClicks(window.panel.prompt.edit, ", a clay fox")
     qtbot.wait(50)  # posted layout requests
     window.grab().save("/tmp/addonui-lora-panel.png")
+    assert window.size() == size and window.panel.width() <= window.settings_scroll.viewport().width()
 
     _generate(qtbot, window)
     request = fake_sessions.instances[0].runs[-1][1]
@@ -201,4 +205,43 @@ def test_controlnet_on_medium_is_refused_inline(qtbot, make_window, tmp_path, fa
     qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     qtbot.wait(200)
     assert not fake_sessions.instances or not fake_sessions.instances[0].runs
+    _settle(qtbot, window)
+
+
+def test_recall_restores_the_loras_found_here_and_warns_about_the_others(qtbot, make_window, lora_folder):
+    window = make_window()
+    _ready_with_loras(qtbot, window)
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    text = (
+        "a red fox <lora:clay:0.6> <lora:gone:0.3>, snow\nSteps: 23, Sampler: Euler, CFG scale: 3.5, Seed: 4242, "
+        'Size: 256x256, Model: sd3.5_medium, Lora hashes: "clay: 0123456789ab, gone: 111111111111"'
+    )
+    png = write_a1111_png(tmp_png := lora_folder.parent / "fox.png", text)
+    assert png == tmp_png and drop_on(window.canvas, file_mime(png))
+    qtbot.waitUntil(lambda: window.state.values.seed == 4242, timeout=5000)
+    assert window.state.values.prompt == "a red fox, snow"
+    assert window.state.loras == (LoraSpec(lora_folder / "clay.safetensors", 0.6),)
+    assert [r.spec.strength for r in window.panel.loras.rows] == [0.6]
+    message = window.statusBar().currentMessage()
+    assert "LoRA gone is not on this machine" in message
+    assert "LoRA clay: the file here" in message and "not the one the image was made with" in message
+    _settle(qtbot, window)
+
+
+def test_control_image_dropped_on_the_section_and_tags_not_counted(qtbot, make_window, tmp_path):
+    window = make_window()
+    wait_until_ready(qtbot, window)
+    section = window.panel.controlnet
+    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    image = tmp_path / "sketch.png"
+    Image.new("RGB", (48, 32), "white").save(image)
+    assert drop_on(section, file_mime(image))
+    assert section.image == image and section.enabled_check.isChecked()
+    assert "choose a ControlNet file" in window.state.problems()["controlnets"]
+    assert not section.source_view.pixmap().isNull()
+
+    counted = []
+    window.token_counter.request = lambda key, text: counted.append((key, text))
+    qtbot.keyClicks(window.panel.prompt.edit, "fox <lora:clay:0.5>")
+    assert counted[-1][0] == "prompt" and "<lora" not in counted[-1][1] and counted[-1][1].strip() == "fox"
     _settle(qtbot, window)

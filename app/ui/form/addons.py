@@ -208,7 +208,10 @@ def recalled_loras(loras: tuple[LoraSpec, ...], catalog: LoraCatalog) -> tuple[L
     """A recalled image's LoRAs that exist here: its path, else the discovered LoRA of the same name. Missing
     ones are left out (recall's warnings say so), so Generate does not fail on a file that is not there."""
     out = []
-    for spec in loras:
+    for recalled in loras:
+        spec = replace(
+            recalled, sha256=None, short_hash=None
+        )  # the image's hashes: the engine hashes the file here
         if spec.path.is_file():
             out.append(spec)
         elif (entry := catalog.find(spec.name)) is not None:

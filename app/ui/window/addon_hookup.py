@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QFileDialog, QWidget
@@ -50,6 +50,8 @@ def lora_scan(folders: list[Path], defaults: bool) -> tuple[LoraCatalog, dict[Pa
 
 def control_map_image(image: Path, size: tuple[int, int], preprocess: ControlPreprocess) -> QImage:
     """On the I/O thread: the map the ControlNet is shown, at the generation size, as a QImage."""
+    import numpy as np  # numpy and torch are not imported before the window has painted
+
     from app.inference.control.encoding import control_map  # torch: never on the UI thread
 
     pixels = control_map(image, size, preprocess.validated())  # (1, 3, H, W) in [0, 1]
@@ -71,8 +73,10 @@ class AddonHookup(QObject):
         notifier: Notifier,
         *,
         search_defaults: bool = True,
+        share_lora_folders: Callable[[tuple[Path, ...]], None] = lambda _folders: None,
     ) -> None:
         super().__init__(parent)
+        self.share_lora_folders = share_lora_folders  # recall looks for an image's LoRAs there by name
         self._parent, self._panel, self._state, self._executor = parent, panel, state, executor
         self._settings, self._shown, self._notifier = settings, shown, notifier
         self._defaults = search_defaults
@@ -122,6 +126,8 @@ class AddonHookup(QObject):
             return
         self._panel.loras.thumbnails = thumbs
         self._state.set_lora_catalog(catalog)
+        folders = dict.fromkeys([*self.lora_folders(), *(e.path.parent for e in catalog.entries)])
+        self.share_lora_folders(tuple(folders))
         controlnets = await loop.run_in_executor(
             self._executor, discover_controlnets, self.controlnet_folders(), self._defaults
         )

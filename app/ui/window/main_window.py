@@ -145,7 +145,7 @@ class MainWindow(QMainWindow):
         self.stale_messages = StaleMessages(self.banner, self.canvas, self.picker, self.state)
         self.addons = AddonHookup(
             self, self.panel, self.state, self.io_executor, self.settings, self.shown, self.notifier,
-            search_defaults=self._search_defaults,
+            search_defaults=self._search_defaults, share_lora_folders=self._share_lora_folders,
         )  # fmt: skip
         self.token_counter = self.selection.token_counter
 
@@ -340,6 +340,11 @@ class MainWindow(QMainWindow):
         self.controller.prepare_engine(self.state.values.device)
         self.commands.generate.models_read()  # a Generate pressed while reading starts now
         self.models_discovered.emit()
+
+    def _share_lora_folders(self, folders: tuple[Path, ...]) -> None:
+        """The LoRA scan's folders for recall (the gallery opens at start-up, before the scan ends)."""
+        if self.gallery.panel is not None:
+            self.gallery.panel.loaded.lora_folders = folders
 
     async def validate_path(self, path: Path) -> ModelSetInfo:
         return await asyncio.get_running_loop().run_in_executor(self.io_executor, inspect_path, path)
