@@ -91,6 +91,8 @@ def test_add_lora_from_the_panel_set_its_strength_and_generate(
     assert window.panel.prompt.text() == "claymation, soft light"
     qtbot.keyClicks(window.panel.prompt.edit, ", a clay fox")
     qtbot.wait(50)  # posted layout requests
+    window.settings_scroll.ensureWidgetVisible(row)
+    qtbot.wait(20)
     window.grab().save("/tmp/addonui-lora-panel.png")
     assert window.size() == size and window.panel.width() <= window.settings_scroll.viewport().width()
 
@@ -173,6 +175,8 @@ def test_controlnet_file_image_strength_and_map(qtbot, make_window, large_model,
     window.grab().save("/tmp/addonui-controlnet.png")
     assert window.panel.width() <= window.settings_scroll.viewport().width()  # nothing clipped on the right
 
+    offered = (window.state.values.sampler, window.state.values.steps, window.state.values.cfg)
+    assert offered == ("dpmpp_2m", 2, 3.5)  # choosing a ControlNet changed nothing by itself
     qtbot.mouseClick(section.recommended_button, Qt.MouseButton.LeftButton)
     assert (window.state.values.sampler, window.state.values.steps, window.state.values.cfg) == (
         "euler",
@@ -185,6 +189,9 @@ def test_controlnet_file_image_strength_and_map(qtbot, make_window, large_model,
     (spec,) = fake_sessions.instances[0].runs[-1][1].controlnets
     assert (spec.file, spec.image, spec.strength, spec.start, spec.end) == (cn, image, 0.7, 0.0, 1.0)
     assert (spec.control_type, spec.preprocess.kind) == ("canny", "canny")
+
+    qtbot.mouseClick(section.canvas_button, Qt.MouseButton.LeftButton)  # the finished image as control image
+    assert section.image == window.shown_result.path and section.image.is_file()
     _settle(qtbot, window)
 
 

@@ -75,6 +75,7 @@ class ControlNetSection(CollapsibleSection):
         self.image: Path | None = None
         self._known: tuple[ControlNetInfo, ...] = ()
         self._showing = False
+        self._map_key: tuple | None = None  # what the shown (or coming) map was made from
         self.setAcceptDrops(True)
         grid = QGridLayout(self.content)
         grid.setContentsMargins(14, 2, 0, 2)
@@ -363,13 +364,19 @@ class ControlNetSection(CollapsibleSection):
                 ),
             )  # fmt: skip
         self.state.set_controlnets(specs, missing)
-        if image is not None:
-            self.map_wanted.emit(
-                image, (self.state.values.width, self.state.values.height), self.preprocess()
-            )
-        else:
-            self.show_map(None)
+        self._want_map()
         self._show_note()
+
+    def _want_map(self) -> None:
+        """Ask for the map when what it depends on changed (not for a strength or range change)."""
+        key = (self.image, (self.state.values.width, self.state.values.height), self.preprocess())
+        if key == self._map_key:
+            return
+        self._map_key = key
+        if self.image is None:
+            self.show_map(None)
+        else:
+            self.map_wanted.emit(*key)
 
     def _show_from_state(self) -> None:
         """Fill the fields from the state's first ControlNet (restored settings, recall)."""
@@ -412,10 +419,8 @@ class ControlNetSection(CollapsibleSection):
                 self._showing = False
         if changed & {"variant", "controlnets", "notes"}:
             self._show_note()
-        if changed & {"width", "height"} and self.image is not None:
-            self.map_wanted.emit(
-                self.image, (self.state.values.width, self.state.values.height), self.preprocess()
-            )
+        if changed & {"width", "height"}:
+            self._want_map()
 
     def _show_note(self) -> None:
         note = self.state.problems().get("controlnets", "")

@@ -34,6 +34,7 @@ from app.ui.form.form_widgets import CollapsibleSection, float_spin
 log = logging.getLogger(__name__)
 
 THUMB = 40  # px of the list's preview thumbnails
+LIST_ROWS = 4  # entries the list shows before it scrolls
 SLIDER_SCALE = 100  # slider units per strength unit (0.01 steps)
 SLIDER_RANGE = 2.0  # the slider covers -2 … 2; the spin box takes any strength the engine accepts
 
@@ -159,8 +160,7 @@ class LoraPanel(CollapsibleSection):
         self.list.setUniformItemSizes(True)
         self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.list.setMinimumHeight(3 * (THUMB + 6))
-        self.list.setMaximumHeight(5 * (THUMB + 6))
+        self.list.setFixedHeight(2 * (THUMB + 6))  # then sized to what it lists (show_catalog)
         self.list.setAccessibleName("Discovered LoRAs")
         layout.addWidget(self.list)
         self.status = QLabel("Looking for LoRA files…", self.content)
@@ -222,6 +222,10 @@ class LoraPanel(CollapsibleSection):
             self.list.addItem(item)
             if selected is not None and info.path == selected and not reason:
                 self.list.setCurrentItem(item)
+        # as tall as its entries, up to LIST_ROWS of them (the dock is shared with every other setting)
+        row = self.list.sizeHintForRow(0) if self.list.count() else THUMB + 6
+        shown = min(max(self.list.count(), 1), LIST_ROWS)
+        self.list.setFixedHeight(shown * max(row, THUMB + 6) + 2 * self.list.frameWidth() + 2)
         if not catalog.scanned:
             self.status.setText("Looking for LoRA files…")
         elif not catalog.entries:
