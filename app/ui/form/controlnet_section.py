@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -25,42 +25,22 @@ from PySide6.QtWidgets import (
 )
 
 from app.inference.api.control import (
-    DEFAULT_BLUR_RADIUS,
-    DEFAULT_CANNY_HIGH,
-    DEFAULT_CANNY_LOW,
     ControlPreprocess,
     ControlSpec,
 )
 from app.ui.elided_label import ElidedLabel
 from app.ui.form.addons import CONTROLNET_RECOMMENDED, CONTROLNET_VARIANTS, ControlNetInfo
+from app.ui.form.control_widgets import PreprocessFields, dropped_image, fit, thumb_label
 from app.ui.form.form_state import GenerationFormState
 from app.ui.form.form_widgets import CollapsibleSection, float_spin
 
 log = logging.getLogger(__name__)
 
-PREVIEW_SIDE = 120  # px of the control image and map thumbnails
 BROWSE = "__browse__"
-PREPROCESS_LABELS = {
-    "none": "None (already a map)",
-    "blur": "Blur",
-    "canny": "Canny edges",
-    "depth": "Depth map",
-}
 NO_IMAGE = "No control image — open one or drop it here"
 MEDIUM_NOTE = (
     "ControlNets are for SD3.5 Large: the selected model is SD3.5 Medium, which has no official ControlNet."
 )
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def _thumb_label(parent: QWidget, text: str) -> QLabel:
-    label = QLabel(text, parent)
-    label.setFixedSize(PREVIEW_SIDE, PREVIEW_SIDE)
-    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-    label.setWordWrap(True)
-    label.setObjectName("hintLabel")
-    label.setStyleSheet("border: 1px solid rgba(128,128,128,0.4);")
-    return label
 
 
 class ControlNetSection(CollapsibleSection):
@@ -108,39 +88,17 @@ class ControlNetSection(CollapsibleSection):
         grid.addWidget(QLabel("Image", self.content), 2, 0)
         grid.addLayout(image_row, 2, 1)
 
-        pre_row = QHBoxLayout()
-        pre_row.setSpacing(4)
-        self.preprocess_combo = QComboBox(self.content)
-        for key, label in PREPROCESS_LABELS.items():
-            self.preprocess_combo.addItem(label, key)
-        self.preprocess_combo.setToolTip("How the control image becomes the map the ControlNet sees")
-        self.blur_spin = float_spin(
-            self.content, 1.0, 1, "Blur radius (Gaussian sigma, px at the generation size)"
-        )
-        self.blur_spin.setRange(0.5, 256)
-        self.blur_spin.setValue(DEFAULT_BLUR_RADIUS)
-        self.blur_spin.setPrefix("r ")
-        self.low_spin = float_spin(self.content, 10, 0, "Canny low threshold")
-        self.low_spin.setRange(0, 2040)
-        self.low_spin.setValue(DEFAULT_CANNY_LOW)
-        self.low_spin.setPrefix("low ")
-        self.high_spin = float_spin(self.content, 10, 0, "Canny high threshold")
-        self.high_spin.setRange(0, 2040)
-        self.high_spin.setValue(DEFAULT_CANNY_HIGH)
-        self.high_spin.setPrefix("high ")
-        self.invert_check = QCheckBox("Invert", self.content)
-        self.invert_check.setToolTip("Flip near and far (for depth maps of the opposite convention)")
-        for widget in (self.blur_spin, self.low_spin, self.high_spin, self.invert_check):
-            pre_row.addWidget(widget, 1)
-        # the preprocessor's settings get a row of their own: the dock is narrow
+        self.pre = PreprocessFields(self.content)
+        self.preprocess_combo, self.invert_check = self.pre.combo, self.pre.invert_check
+        self.blur_spin, self.low_spin, self.high_spin = self.pre.spins
         grid.addWidget(QLabel("Preprocess", self.content), 3, 0)
         grid.addWidget(self.preprocess_combo, 3, 1)
-        grid.addLayout(pre_row, 4, 1)
+        grid.addLayout(self.pre.row, 4, 1)
 
         previews = QHBoxLayout()
         previews.setSpacing(8)
-        self.source_view = _thumb_label(self.content, "control image")
-        self.map_view = _thumb_label(self.content, "map")
+        self.source_view = thumb_label(self.content, "control image")
+        self.map_view = thumb_label(self.content, "map")
         self.map_view.setAccessibleName("Preprocessed control map")
         previews.addWidget(self.source_view)
         previews.addWidget(self.map_view)
@@ -276,7 +234,7 @@ class ControlNetSection(CollapsibleSection):
             self.source_view.setText("cannot read the image" if self.image else "control image")
             self.source_view.setPixmap(QPixmap())
         else:
-            self.source_view.setPixmap(QPixmap.fromImage(_fit(source)))
+            self.source_view.setPixmap(QPixmap.fromImage(fit(source)))
         if self.image is not None:
             self.enabled_check.setChecked(True)
         self._changed()
@@ -288,15 +246,15 @@ class ControlNetSection(CollapsibleSection):
             self.map_view.setText(error or "map")
             self.map_view.setToolTip(error)
             return
-        self.map_view.setPixmap(QPixmap.fromImage(_fit(image)))
+        self.map_view.setPixmap(QPixmap.fromImage(fit(image)))
         self.map_view.setToolTip("What the ControlNet is shown (after preprocessing)")
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _dropped_image(event) is not None:
+        if dropped_image(event) is not None:
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        path = _dropped_image(event)
+        path = dropped_image(event)
         if path is not None:
             event.acceptProposedAction()
             self.set_expanded(True)
@@ -310,13 +268,7 @@ class ControlNetSection(CollapsibleSection):
     # ------------------------------------------------------------------------------------------ state
 
     def preprocess(self) -> ControlPreprocess:
-        return ControlPreprocess(
-            str(self.preprocess_combo.currentData()),
-            self.blur_spin.value(),
-            self.low_spin.value(),
-            self.high_spin.value(),
-            self.invert_check.isChecked(),
-        )
+        return self.pre.value()
 
     def commit(self) -> None:
         for spin in (
@@ -341,11 +293,7 @@ class ControlNetSection(CollapsibleSection):
     def _changed(self) -> None:
         if self._showing:
             return
-        kind = self.preprocess_combo.currentData()
-        self.blur_spin.setVisible(kind == "blur")
-        self.low_spin.setVisible(kind == "canny")
-        self.high_spin.setVisible(kind == "canny")
-        self.invert_check.setVisible(kind == "depth")
+        self.pre.update_visible()
         on = self.enabled_check.isChecked()
         file, image = self.file(), self.image
         missing = ""
@@ -392,14 +340,8 @@ class ControlNetSection(CollapsibleSection):
             self.image_label.setText(str(spec.image))
             source = QImage(str(spec.image))
             if not source.isNull():
-                self.source_view.setPixmap(QPixmap.fromImage(_fit(source)))
-            self.preprocess_combo.setCurrentIndex(
-                max(0, self.preprocess_combo.findData(spec.preprocess.kind))
-            )
-            self.blur_spin.setValue(spec.preprocess.blur_radius)
-            self.low_spin.setValue(spec.preprocess.canny_low)
-            self.high_spin.setValue(spec.preprocess.canny_high)
-            self.invert_check.setChecked(spec.preprocess.invert)
+                self.source_view.setPixmap(QPixmap.fromImage(fit(source)))
+            self.pre.show(spec.preprocess)
             self.strength_spin.setValue(spec.strength)
             self.strength_slider.setValue(round(min(spec.strength, 2.0) * 100))
             self.start_spin.setValue(spec.start)
@@ -436,17 +378,3 @@ class ControlNetSection(CollapsibleSection):
             self.state.listeners.remove(self._on_state_changed)
         if self.commit in self.state.edit_flushers:
             self.state.edit_flushers.remove(self.commit)
-
-
-def _fit(image: QImage) -> QImage:
-    return image.scaled(QSize(PREVIEW_SIDE - 2, PREVIEW_SIDE - 2), Qt.AspectRatioMode.KeepAspectRatio,
-                        Qt.TransformationMode.SmoothTransformation)  # fmt: skip
-
-
-def _dropped_image(event: QDragEnterEvent | QDropEvent) -> Path | None:
-    mime = event.mimeData()
-    for url in mime.urls() if mime.hasUrls() else []:
-        path = Path(url.toLocalFile())
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            return path
-    return None
