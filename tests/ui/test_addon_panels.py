@@ -65,7 +65,7 @@ def _generate(qtbot, window):
 
 
 def test_add_lora_from_the_panel_set_its_strength_and_generate(
-    qtbot, make_window, lora_folder, fake_sessions
+    qtbot, make_window, lora_folder, fake_sessions, tmp_path
 ):
     window = make_window()
     panel = _ready_with_loras(qtbot, window)
@@ -102,6 +102,9 @@ def test_add_lora_from_the_panel_set_its_strength_and_generate(
     assert [(s.path, s.strength, s.te_strength) for s in request.loras] == [
         (lora_folder / "clay.safetensors", -0.35, None)]  # fmt: skip
     assert row.slider.value() == -35
+    (png,) = (tmp_path / "out").glob("*.png")  # the image's A1111 text names the LoRA as A1111 writes it
+    with Image.open(png) as im:
+        assert im.text["parameters"].startswith("claymation, soft light, a clay fox <lora:clay:-0.35>\n")
 
     qtbot.mouseClick(row.remove, Qt.MouseButton.LeftButton)
     assert window.state.loras == () and panel.rows == []

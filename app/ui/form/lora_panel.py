@@ -6,6 +6,7 @@ wanted, a separate text-encoder strength), insert trigger words. Thin: the set l
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,7 +130,9 @@ class LoraPanel(CollapsibleSection):
     folders_requested = Signal()  # "Folders…": the window asks for a LoRA folder and rescans
     rescan_requested = Signal()
 
-    def __init__(self, state: GenerationFormState, insert_text, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, state: GenerationFormState, insert_text: Callable[[str], None], parent: QWidget | None = None
+    ) -> None:
         super().__init__("LoRAs", parent)
         self.state = state
         self._insert_text = insert_text  # puts text at the prompt's cursor
