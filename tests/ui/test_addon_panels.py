@@ -255,3 +255,16 @@ def test_control_image_dropped_on_the_section_and_tags_not_counted(qtbot, make_w
     qtbot.keyClicks(window.panel.prompt.edit, "fox <lora:clay:0.5>")
     assert counted[-1][0] == "prompt" and "<lora" not in counted[-1][1] and counted[-1][1].strip() == "fox"
     _settle(qtbot, window)
+
+
+def test_a_failing_folder_scan_is_said_and_leaves_the_panel_usable(qtbot, make_window, monkeypatch):
+    def broken(folders, defaults):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr("app.ui.window.addon_hookup.lora_scan", broken)
+    window = make_window()
+    wait_until_ready(qtbot, window)
+    qtbot.waitUntil(lambda: window.state.lora_catalog.scanned, timeout=15000)
+    assert "disk went away" in window.statusBar().currentMessage()
+    assert "No LoRA files found" in window.panel.loras.status.text()
+    _settle(qtbot, window)

@@ -118,6 +118,17 @@ class AddonHookup(QObject):
         self._spawn(self._scan())
 
     async def _scan(self) -> None:
+        try:
+            await self._scan_folders()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a scan reports unreadable files itself; this is the unexpected rest
+            log.exception("LoRA / ControlNet scan failed")
+            if not self._closed:
+                self._state.set_lora_catalog(LoraCatalog(scanned=True))
+                self._notifier.status(f"Could not look through the LoRA and ControlNet folders: {exc}")
+
+    async def _scan_folders(self) -> None:
         loop = asyncio.get_running_loop()
         catalog, thumbs = await loop.run_in_executor(
             self._executor, lora_scan, self.lora_folders(), self._defaults
