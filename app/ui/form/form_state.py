@@ -15,8 +15,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
+from app.inference.api.control import ControlSpec
+from app.inference.api.lora import LoraSpec
 from app.inference.api.request import MAX_SEED, GenerationRequest
 from app.inference.api.variants import PRESETS, VARIANTS
+from app.metadata.controlnet_meta import controlnet_to_dict, controlnets_from_json
+from app.ui.form.addons import (
+    LoraCatalog,
+    controlnet_problems,
+    lora_from_dict,
+    lora_problems,
+    prompt_loras,
+    recalled_loras,
+)
 from app.ui.form.form_fields import (
     MAX_IMAGES,
     OUTPAINT_FIELDS,
@@ -103,6 +114,11 @@ class GenerationFormState:
         # raises ValueError with a sentence when nothing is painted). A recalled image's mask file waits here.
         self.mask_writer: Callable[[], Path] | None = None
         self.recalled_mask: Path | None = None
+        # LoRAs and ControlNets (app/ui/form/addons.py): ordered sets, so outside the one-value FormValues.
+        # Changes notify "loras" / "controlnets" / "lora_catalog" like a field.
+        self.loras: tuple[LoraSpec, ...] = ()  # the LoRA panel's list (prompt tags are added at request time)
+        self.controlnets: tuple[ControlSpec, ...] = ()
+        self.lora_catalog = LoraCatalog()  # discovered LoRAs: `<lora:name>` tags resolve against it
 
     # ------------------------------------------------------------------------------------------ changes
 
@@ -226,6 +242,36 @@ class GenerationFormState:
             self._notify(frozenset({"notes"}))
         return changed
 
+    # ------------------------------------------------------------------------------------------ LoRAs, ControlNets
+
+    def set_loras(self, loras: tuple[LoraSpec, ...]) -> None:
+        if tuple(loras) != self.loras:
+            self.loras = tuple(loras)
+            self._notify(frozenset({"loras"}))
+
+    def set_controlnets(self, controlnets: tuple[ControlSpec, ...], incomplete: str = "") -> None:
+        """`incomplete`: why a ControlNet switched on in the form cannot be sent yet (no file or image chosen);
+        it blocks Generate like a field that shows no value."""
+        changed = tuple(controlnets) != self.controlnets or self.invalid.get("controlnets", "") != incomplete
+        self.controlnets = tuple(controlnets)
+        if incomplete:
+            self.invalid["controlnets"] = incomplete
+        else:
+            self.invalid.pop("controlnets", None)
+        if changed:
+            self._notify(frozenset({"controlnets"}))
+
+    def set_lora_catalog(self, catalog: LoraCatalog) -> None:
+        self.lora_catalog = catalog
+        self._notify(frozenset({"lora_catalog"}))
+
+    def addon_problems(self) -> dict[str, str]:
+        """Why the LoRA set or the ControlNets cannot be sent with the selected model ({} when they can)."""
+        return {
+            **lora_problems(self.values.prompt, self.loras, self.lora_catalog, self.variant),
+            **controlnet_problems(self.controlnets, self.variant),
+        }
+
     def _notify(self, changed: frozenset[str]) -> None:
         for listener in list(self.listeners):
             listener(changed)
@@ -275,6 +321,7 @@ class GenerationFormState:
             if not v.slg_start <= v.slg_end:
                 out["slg_end"] = "Skip-layer guidance: the start must not be after the end."
         out.update(refine_problems(v))
+        out.update(self.addon_problems())
         return out
 
     def reuse_last_seed(self) -> bool:
@@ -301,9 +348,11 @@ class GenerationFormState:
         problems = self.problems()
         if problems:
             raise ValueError(next(iter(problems.values())))
-        v = self.values
+        prompt, loras = prompt_loras(self.values.prompt, self.loras, self.lora_catalog)
+        v = replace(self.values, prompt=prompt)  # `<lora:…>` tags go to `loras`, not to the text encoders
         seed = (rng or random.Random()).randrange(RANDOM_SEED_LIMIT) if v.random_seed else v.seed
         request = request_from_values(v, styles, seed, slg=self.slg_on, negative=self.negative_active)
+        request = replace(request, loras=loras, controlnets=self.controlnets)
         if v.refine_mode != "generate" or v.hires_enabled:
             mask = self.mask_writer() if v.refine_mode == "inpaint" and self.mask_writer is not None else None
             request = replace(request, **refine_request_fields(v, mask))
@@ -317,6 +366,8 @@ class GenerationFormState:
         """Fill the form from a request (a recalled image); `seed` None keeps the seed settings. A refine
         job's input image comes back only while its file exists (else a note says so); its mask file is
         handed to the mask painter through `recalled_mask`."""
+        self.set_loras(recalled_loras(request.loras, self.lora_catalog))
+        self.set_controlnets(request.controlnets)
         values = values_from_request(request, seed, self.max_side)
         values.update(refine_values_from_request(request))
         changed = self.update(**values)
@@ -344,6 +395,8 @@ class GenerationFormState:
             "depth": self.depth,
             "pins": sorted(self.pins),
             "last_seed": self.last_seed,
+            "loras": [lora.to_dict() for lora in self.loras],
+            "controlnets": [controlnet_to_dict(c) for c in self.controlnets],
         }
 
     @classmethod
@@ -380,6 +433,12 @@ class GenerationFormState:
         )
         if isinstance(data.get("last_seed"), int) and 0 <= data["last_seed"] <= MAX_SEED:
             state.last_seed = data["last_seed"]
+        if isinstance(data.get("loras"), list):
+            state.loras = tuple(s for s in map(lora_from_dict, data["loras"]) if s is not None)
+        try:
+            state.controlnets = controlnets_from_json(data.get("controlnets", []))
+        except ValueError as exc:
+            log.warning("dropping saved ControlNets: %s", exc)
         return state
 
 

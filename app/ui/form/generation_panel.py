@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from app.inference.api.variants import PRESETS
 from app.ui.form.advanced_panel import AdvancedPanel
+from app.ui.form.controlnet_section import ControlNetSection
 from app.ui.form.form_state import GenerationFormState
 from app.ui.form.form_widgets import (
     FieldBinder,
@@ -31,6 +32,7 @@ from app.ui.form.form_widgets import (
     float_spin,
     int_spin,
 )
+from app.ui.form.lora_panel import LoraPanel
 from app.ui.form.presets import ASPECT_SIZES_1MP, CUSTOM_ASPECT, PROMPT_SLOT, StylePreset
 from app.ui.form.prompt_editor import PromptEditor
 from app.ui.window.theme import icon
@@ -108,6 +110,8 @@ class GenerationPanel(QWidget):
         self.negative.text_changed.connect(lambda text: self.binder.write(negative=text))
         self.binder.custom("prompt", lambda v: self.prompt.set_text(str(v)))
         self.binder.custom("negative", lambda v: self.negative.set_text(str(v)))
+        self.loras = LoraPanel(state, self.insert_in_prompt, self)
+        layout.addWidget(self.loras)
 
         # Style
         style_row = QHBoxLayout()
@@ -129,6 +133,8 @@ class GenerationPanel(QWidget):
         self.binder.combo(self.style_combo, "style")
 
         layout.addLayout(self._build_parameters())
+        self.controlnet = ControlNetSection(state, self)
+        layout.addWidget(self.controlnet)
         self.advanced = AdvancedPanel(state, self.binder, self.pins, self)
         layout.addWidget(self.advanced)
         # Problems in the Advanced section stay visible while it is folded: Generate would refuse them.
@@ -297,8 +303,18 @@ class GenerationPanel(QWidget):
             self.state.update(style=styles[0].id)
         self._update_style_hint()
 
+    def insert_in_prompt(self, text: str) -> None:
+        """Text (a LoRA's trigger words) at the prompt's cursor, separated from what is around it by commas."""
+        cursor = self.prompt.edit.textCursor()
+        before = self.prompt.text()[: cursor.position()].rstrip()
+        lead = ", " if before and not before.endswith(",") else (" " if before else "")
+        cursor.insertText(lead + text)
+        self.prompt.edit.setTextCursor(cursor)
+
     def detach(self) -> None:
         self.binder.detach()
+        self.loras.detach()
+        self.controlnet.detach()
         for listener in (self._on_state_changed, self.advanced._on_state_changed):
             if listener in self.state.listeners:
                 self.state.listeners.remove(listener)

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextDocument
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
-from app.ui.form.prompt_syntax import Span, SpanKind, scan_weight_syntax
+from app.ui.form.prompt_syntax import Span, SpanKind, lora_tag_spans, scan_weight_syntax
 from app.ui.form.token_counter import TokenCountView
 from app.ui.window.theme import ACCENT, COOL, ERROR, WARM
 
@@ -26,6 +26,11 @@ class WeightSyntaxHighlighter(QSyntaxHighlighter):
         self._paren = _format(ACCENT, bold=True)
         self._weight = _format(QColor("#8fd18f"))
         self._escape = _format(QColor("#8a8d95"))
+        self._lora = _format(QColor("#c792ea"), bold=True)
+        self._lora.setBackground(QColor(199, 146, 234, 40))
+        self._lora.setToolTip(
+            "A LoRA tag: adds this LoRA at this strength; the tag itself is not sent as text."
+        )
         self._unbalanced = _format(ERROR, bold=True)
         self._unbalanced.setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
         self._unbalanced.setUnderlineColor(ERROR)
@@ -36,7 +41,8 @@ class WeightSyntaxHighlighter(QSyntaxHighlighter):
     def spans(self) -> list[Span]:
         text = self.document().toPlainText()
         if text != self._text:
-            self._spans, self._text = scan_weight_syntax(text), text
+            # LoRA tags last: their colour wins over a weight group around them
+            self._spans, self._text = scan_weight_syntax(text) + lora_tag_spans(text), text
         return self._spans
 
     def highlightBlock(self, text: str) -> None:
@@ -58,6 +64,8 @@ class WeightSyntaxHighlighter(QSyntaxHighlighter):
             return self._escape
         if span.kind is SpanKind.UNBALANCED:
             return self._unbalanced
+        if span.kind is SpanKind.LORA:
+            return self._lora
         if span.weight > 1.0:
             return _format(WARM, bold=span.weight >= 1.3)
         if span.weight < 1.0:

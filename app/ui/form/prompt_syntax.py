@@ -9,6 +9,7 @@ so the editor can mark them (the engine reads them literally, which is rarely wh
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -23,6 +24,7 @@ class SpanKind(Enum):
     TEXT = "text"  # text inside a group (weight != 1)
     ESCAPE = "escape"  # "\(" or "\)"
     UNBALANCED = "unbalanced"  # a parenthesis without a partner
+    LORA = "lora"  # an A1111 `<lora:name:0.8>` tag: it adds a LoRA and is taken out of the text
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +116,17 @@ def _raw_offset(text: str, begin: int, unescaped_offset: int) -> int:
         i += 2 if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "()" else 1
         seen += 1
     return i
+
+
+# A1111's LoRA tags as `app.inference.api.lora` reads them (any text between the colons: a bad strength is still
+# marked as a tag, and the form says what is wrong with it).
+_LORA_TAG = re.compile(r"<(?:lora|lyco):[^<>]*>", re.IGNORECASE)
+
+
+def lora_tag_spans(text: str) -> list[Span]:
+    return [Span(m.start(), m.end() - m.start(), SpanKind.LORA) for m in _LORA_TAG.finditer(text)]
+
+
+def without_lora_tags(text: str) -> str:
+    """The text the encoders see, for the token counter: the tags removed."""
+    return _LORA_TAG.sub(" ", text)

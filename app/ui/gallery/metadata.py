@@ -28,6 +28,9 @@ class LoadedModel:
         self.checkpoint: Path | None = None
         self.variant: str | None = None
         self.t5_available = True
+        self.lora_folders: tuple[
+            Path, ...
+        ] = ()  # where recall looks for an image's LoRAs by name (the LoRA scan's)
 
     def set(self, checkpoint: Path | None, variant: str | None, t5_available: bool) -> None:
         with self._lock:
@@ -54,7 +57,7 @@ class LoadedModel:
         info = self._info(wait=False)
         name = self.checkpoint.stem if self.checkpoint is not None else None
         hash_, fp8 = (info.short_hash, info.fp8) if info else (None, False)
-        return CurrentSetup(name, hash_, self.variant, fp8, self.t5_available)
+        return CurrentSetup(name, hash_, self.variant, fp8, self.t5_available, self.lora_folders)
 
     def image_params(self, request: GenerationRequest, seed: int) -> ImageParams:
         """The full metadata of one finished image of `request` (resolved) made with the loaded model."""

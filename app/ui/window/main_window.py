@@ -51,6 +51,7 @@ from app.ui.refine.refine_controller import RefineController
 from app.ui.refine.refine_settings import RefineSettings
 from app.ui.tools.context import ToolContext
 from app.ui.tools.seed_compare import SeedComparePage
+from app.ui.window.addon_hookup import AddonHookup
 from app.ui.window.banner import MessageBanner
 from app.ui.window.edit_menu import EditCommands, StylePresetsFile
 from app.ui.window.file_drop import ImageDropFilter
@@ -147,6 +148,10 @@ class MainWindow(QMainWindow):
         )  # fmt: skip
         self.selection = ModelSelection(self, self.picker, self.state, self.panel, self._update_buttons)
         self.stale_messages = StaleMessages(self.banner, self.canvas, self.picker, self.state)
+        self.addons = AddonHookup(
+            self, self.panel, self.state, self.io_executor, self.settings, self.shown, self.notifier,
+            search_defaults=self._search_defaults, share_lora_folders=self._share_lora_folders,
+        )  # fmt: skip
         self.token_counter = self.selection.token_counter
 
     def _build_tools(self) -> None:
@@ -361,9 +366,15 @@ class MainWindow(QMainWindow):
             if given is not None:
                 self.first_run.set_path(given.path, f"✗ {given.problem()}")
             self.stack.setCurrentWidget(self.first_run)
+        self.addons.scan()  # LoRAs and ControlNets: after the models, on the same I/O thread
         self.controller.prepare_engine(self.state.values.device)
         self.commands.generate.models_read()  # a Generate pressed while reading starts now
         self.models_discovered.emit()
+
+    def _share_lora_folders(self, folders: tuple[Path, ...]) -> None:
+        """The LoRA scan's folders for recall (the gallery opens at start-up, before the scan ends)."""
+        if self.gallery.panel is not None:
+            self.gallery.panel.loaded.lora_folders = folders
 
     async def validate_path(self, path: Path) -> ModelSetInfo:
         return await asyncio.get_running_loop().run_in_executor(self.io_executor, inspect_path, path)
@@ -529,6 +540,7 @@ class MainWindow(QMainWindow):
             self.save_settings()
             self.selection.close()
             self.stale_messages.close()
+            self.addons.close()
             self.models.close()
             self.first_run.close_tasks()
             if self._startup_task is not None:

@@ -12,6 +12,7 @@ from app.ui.form.form_state import GenerationFormState
 from app.ui.form.generation_panel import GenerationPanel
 from app.ui.form.model_library import ModelSetInfo
 from app.ui.form.model_picker import ModelPickerController
+from app.ui.form.prompt_syntax import without_lora_tags
 from app.ui.form.token_counter import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,13 @@ class ModelSelection:
         self._picker, self._state, self._panel, self._on_changed = picker, state, panel, on_changed
         self.token_counter = TokenCounter(parent)
         self.token_counter.counted.connect(self._on_token_counter_counted)
-        panel.prompt.text_changed.connect(lambda text: self.token_counter.request("prompt", text))
-        panel.negative.text_changed.connect(lambda text: self.token_counter.request("negative", text))
+        # `<lora:…>` tags are taken out of the prompt before encoding: they count no tokens
+        panel.prompt.text_changed.connect(
+            lambda text: self.token_counter.request("prompt", without_lora_tags(text))
+        )
+        panel.negative.text_changed.connect(
+            lambda text: self.token_counter.request("negative", without_lora_tags(text))
+        )
         picker.selection_changed.connect(self.on_picker_selection_changed)
 
     def on_picker_selection_changed(self, info: ModelSetInfo | None, hint: str) -> None:
@@ -51,7 +57,7 @@ class ModelSelection:
         )
         self.token_counter.set_source(folder, self._state.values.use_t5)
         for key, editor in (("prompt", self._panel.prompt), ("negative", self._panel.negative)):
-            self.token_counter.request(key, editor.text())
+            self.token_counter.request(key, without_lora_tags(editor.text()))
 
     def close(self) -> None:
         self.token_counter.close()

@@ -1,0 +1,196 @@
+"""The window's side of the LoRA panel and the ControlNet section: folder scans and the control-map preview run on
+the I/O thread (headers and preprocessing use torch; the UI thread never imports it), the LoRA folder setting,
+and the canvas image as a control image."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+from app.inference.api.control import ControlPreprocess
+from app.ui.canvas.shown_image import ShownImage
+from app.ui.form.addons import LoraCatalog, discover_controlnets, discover_loras
+from app.ui.form.form_state import GenerationFormState
+from app.ui.form.generation_panel import GenerationPanel
+from app.ui.form.lora_panel import THUMB
+from app.ui.notify import Notifier
+from app.ui.window.settings_store import load_json, save_json
+
+log = logging.getLogger(__name__)
+
+LORA_FOLDERS_KEY = "loras/folders"
+CONTROLNET_FOLDERS_KEY = "controlnets/folders"
+MAP_DEBOUNCE_MS = 150
+
+
+def lora_scan(folders: list[Path], defaults: bool) -> tuple[LoraCatalog, dict[Path, QImage]]:
+    """On the I/O thread: the scan and the list's thumbnails (QImage may be made off the UI thread)."""
+    catalog = discover_loras(folders, defaults)
+    thumbs = {}
+    for info in catalog.entries:
+        if info.preview is not None:
+            image = QImage(str(info.preview))
+            if not image.isNull():
+                thumbs[info.path] = image.scaled(
+                    THUMB,
+                    THUMB,
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+    return catalog, thumbs
+
+
+def control_map_image(image: Path, size: tuple[int, int], preprocess: ControlPreprocess) -> QImage:
+    """On the I/O thread: the map the ControlNet is shown, at the generation size, as a QImage."""
+    import numpy as np  # numpy and torch are not imported before the window has painted
+
+    from app.inference.control.encoding import control_map  # torch: never on the UI thread
+
+    pixels = control_map(image, size, preprocess.validated())  # (1, 3, H, W) in [0, 1]
+    array = (pixels[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).contiguous().numpy()
+    array = np.ascontiguousarray(array)
+    h, w, _ = array.shape
+    return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()  # own the pixels
+
+
+class AddonHookup(QObject):
+    def __init__(
+        self,
+        parent: QWidget,
+        panel: GenerationPanel,
+        state: GenerationFormState,
+        executor: Executor,
+        settings: QSettings,
+        shown: ShownImage,
+        notifier: Notifier,
+        *,
+        search_defaults: bool = True,
+        share_lora_folders: Callable[[tuple[Path, ...]], None] = lambda _folders: None,
+    ) -> None:
+        super().__init__(parent)
+        self.share_lora_folders = share_lora_folders  # recall looks for an image's LoRAs there by name
+        self._parent, self._panel, self._state, self._executor = parent, panel, state, executor
+        self._settings, self._shown, self._notifier = settings, shown, notifier
+        self._defaults = search_defaults
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._map_request: tuple[Path, tuple[int, int], ControlPreprocess] | None = None
+        self._map_serial = 0
+        self.map_timer = QTimer(self)
+        self.map_timer.setSingleShot(True)
+        self.map_timer.setInterval(MAP_DEBOUNCE_MS)
+        self.map_timer.timeout.connect(lambda: self._spawn(self._compute_map()))
+        panel.loras.folders_requested.connect(self.add_lora_folder)
+        panel.loras.rescan_requested.connect(self.scan)
+        panel.controlnet.map_wanted.connect(self._on_map_wanted)
+        panel.controlnet.canvas_image_requested.connect(self.use_canvas_image)
+
+    def lora_folders(self) -> list[Path]:
+        return self._folders(LORA_FOLDERS_KEY)
+
+    def controlnet_folders(self) -> list[Path]:
+        return self._folders(CONTROLNET_FOLDERS_KEY)
+
+    def _folders(self, key: str) -> list[Path]:
+        saved = load_json(self._settings, key, [])
+        return [Path(p) for p in saved if isinstance(p, str)] if isinstance(saved, list) else []
+
+    def add_lora_folder(self, folder: Path | None = None) -> None:
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(self._parent, "Choose a folder of LoRA files")
+            if not chosen:
+                return
+            folder = Path(chosen)
+        folders = [str(folder), *(str(p) for p in self.lora_folders() if p != folder)]
+        save_json(self._settings, LORA_FOLDERS_KEY, folders[:20])
+        self.scan()
+
+    def scan(self) -> None:
+        """Look for LoRAs and ControlNets (again): headers only, on the I/O thread."""
+        self._spawn(self._scan())
+
+    async def _scan(self) -> None:
+        try:
+            await self._scan_folders()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a scan reports unreadable files itself; this is the unexpected rest
+            log.exception("LoRA / ControlNet scan failed")
+            if not self._closed:
+                self._state.set_lora_catalog(LoraCatalog(scanned=True))
+                self._notifier.status(f"Could not look through the LoRA and ControlNet folders: {exc}")
+
+    async def _scan_folders(self) -> None:
+        loop = asyncio.get_running_loop()
+        catalog, thumbs = await loop.run_in_executor(
+            self._executor, lora_scan, self.lora_folders(), self._defaults
+        )
+        if self._closed:
+            return
+        self._panel.loras.thumbnails = thumbs
+        self._state.set_lora_catalog(catalog)
+        folders = dict.fromkeys([*self.lora_folders(), *(e.path.parent for e in catalog.entries)])
+        self.share_lora_folders(tuple(folders))
+        controlnets = await loop.run_in_executor(
+            self._executor, discover_controlnets, self.controlnet_folders(), self._defaults
+        )
+        if not self._closed:
+            self._panel.controlnet.set_files(controlnets)
+
+    def _on_map_wanted(self, image: Path, size: tuple[int, int], preprocess: ControlPreprocess) -> None:
+        self._map_request = (image, size, preprocess)
+        self.map_timer.start()
+
+    async def _compute_map(self) -> None:
+        if self._map_request is None:
+            return
+        self._map_serial += 1
+        serial, (image, size, preprocess) = self._map_serial, self._map_request
+        loop = asyncio.get_running_loop()
+        try:
+            qimage = await loop.run_in_executor(self._executor, control_map_image, image, size, preprocess)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an unreadable image or a bad threshold: said on the map, never a traceback
+            if not self._closed and serial == self._map_serial:
+                self._panel.controlnet.show_map(None, str(exc))
+            return
+        if not self._closed and serial == self._map_serial:
+            self._panel.controlnet.show_map(qimage)
+
+    def use_canvas_image(self) -> None:
+        result = self._shown.result
+        if result is not None and result.path is not None and Path(result.path).is_file():
+            self._panel.controlnet.set_image(Path(result.path))
+            return
+        image = self._shown.image()
+        if image is None or image.isNull():
+            self._notifier.info("Nothing on the canvas yet: generate or open an image first.")
+            return
+        path = Path(tempfile.mkstemp(prefix="sd35-control-", suffix=".png")[1])
+        if not image.save(str(path)):
+            self._notifier.error(f"Could not write the canvas image to {path}.")
+            return
+        self._panel.controlnet.set_image(path)
+
+    def _spawn(self, coro) -> None:
+        if self._closed:
+            coro.close()
+            return
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        self._closed = True
+        self.map_timer.stop()
+        for task in list(self._tasks):
+            task.cancel()
