@@ -13,6 +13,7 @@ WebSocket is reopened once; if the server stays away the job ends with JobFailed
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -39,6 +40,14 @@ from app.inference.api.events import (
 from app.inference.api.request import GenerationRequest
 from app.inference.api.session import SessionFactory, SessionOptions
 from app.metadata.comfy_graph import ComfyFiles
+from app.remote.answers import (
+    MAX_ERROR_TEXT,
+    history_error,
+    output_images,
+    preview_pixels,
+    queued_ids,
+    rejection,
+)
 from app.remote.capabilities import ServerInfo, read_capabilities
 from app.remote.errors import ProtocolError, RemoteError, ServerMissing, ServerRejected, ServerUnreachable
 from app.remote.http import ComfyHttp, websocket_url
@@ -54,7 +63,7 @@ from app.remote.job import (
     step_sigmas,
     variant_of,
 )
-from app.remote.limits import MAX_PREVIEW_SIDE, decode_image
+from app.remote.limits import decode_image
 from app.remote.messages import Message, Preview
 from app.remote.ws import ComfySocket
 
@@ -62,7 +71,6 @@ log = logging.getLogger(__name__)
 
 _PREVIEW_METHODS = {"auto": "auto", "taesd": "taesd", "linear": "latent2rgb", "off": "none"}
 _RECEIVE = 0.25  # seconds per WebSocket wait: how fast a cancel is seen
-_MAX_ERROR_TEXT = 300
 _STOP_WAIT = 10.0  # seconds a cancel waits for the server to confirm that the running prompt stopped
 
 
@@ -212,9 +220,8 @@ class _Job:
         files = server_files(info, checkpoint, s.partial_text_encoders)
         if req.init_image is not None:
             name, data = init_image_upload(Path(req.init_image), req.width, req.height)
-            files = ComfyFiles(
-                **{**_fields(files), "init_image": s.http.upload_image(name, data, UPLOAD_SUBFOLDER)}
-            )
+            name = s.http.upload_image(name, data, UPLOAD_SUBFOLDER)
+            files = dataclasses.replace(files, init_image=name)
         stem = model_stem(checkpoint)
         if s._announced != checkpoint:
             device = info.devices[0].name if info.devices else "unknown device"
@@ -247,7 +254,7 @@ class _Job:
                 "extra_data": dict(extra)}  # fmt: skip
         status, answer = self.s.http.post_json("/prompt", body, "the job")
         if status != 200:
-            raise ServerRejected(f"the server refused the job: {_rejection(answer)}", status, answer)
+            raise ServerRejected(f"the server refused the job: {rejection(answer)}", status, answer)
         server_id = answer.get("prompt_id") if isinstance(answer, dict) else None
         if isinstance(server_id, str) and server_id != image.prompt_id:  # an older server ignores ours
             image.prompt_id = server_id
@@ -334,7 +341,9 @@ class _Job:
         eta = (total - value) / its if its > 0 else None
         sigma = self.sigmas[value - 1] if value <= len(self.sigmas) else float("nan")
         self.emit(
-            StepUpdate(image.index, image.seed, value, total, sigma, elapsed, its, eta, _pixels(preview))
+            StepUpdate(
+                image.index, image.seed, value, total, sigma, elapsed, its, eta, preview_pixels(preview)
+            )
         )
 
     def _fetch(self, image: RemoteImage, req, variant: str, stem: str, files: ComfyFiles) -> None:
@@ -346,11 +355,11 @@ class _Job:
 
     def _finish_from(self, image: RemoteImage, entry: dict, req, variant: str, stem: str, files: ComfyFiles):
         image.done = True
-        refs = _output_images(entry)
+        refs = output_images(entry)
         if not refs:
             status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
             if status.get("status_str") == "error":
-                self.emit(ImageFailed(image.index, image.seed, _history_error(status), FailureKind.INTERNAL))
+                self.emit(ImageFailed(image.index, image.seed, history_error(status), FailureKind.INTERNAL))
                 return
             raise ProtocolError(f"the server reports no image for prompt {image.prompt_id}")
         query = urllib.parse.urlencode(refs[0])
@@ -364,7 +373,7 @@ class _Job:
 
     def _failed(self, image: RemoteImage, m: Message) -> None:
         image.done = True
-        text = (m.get("exception_message") or "unknown error").strip()[:_MAX_ERROR_TEXT]
+        text = (m.get("exception_message") or "unknown error").strip()[:MAX_ERROR_TEXT]
         node = m.get("node_type") or "a node"
         kind = FailureKind.MEMORY if "out of memory" in text.lower() else FailureKind.INTERNAL
         if node.endswith("Loader") or node.endswith("LoaderSimple"):
@@ -379,7 +388,7 @@ class _Job:
     def _poll(self, req, variant: str, stem: str, files: ComfyFiles) -> None:
         """The socket was silent (or dropped): is the server there, and are our prompts still queued or done?"""
         queue_state = self.s.http.get_json("/queue", "queue")
-        alive = _queued_ids(queue_state)
+        alive = queued_ids(queue_state)
         for image in list(self.images.values()):
             if image.done or image.prompt_id in alive:
                 continue
@@ -425,82 +434,3 @@ class _Job:
                     running.remove(m.get("prompt_id"))
         except RemoteError as exc:
             log.info("could not remove the job's prompts from %s: %s", self.s.http.url, exc)
-
-
-# ---------------------------------------------------------------------------------------------------- helpers
-def _fields(files: ComfyFiles) -> dict:
-    return {name: getattr(files, name) for name in ComfyFiles.__dataclass_fields__}
-
-
-def _pixels(preview: Preview | None):
-    if preview is None:
-        return None
-    try:
-        pixels = decode_image(preview.image, "preview", max_side=MAX_PREVIEW_SIDE)
-    except ProtocolError as exc:  # a bad preview costs the preview, never the image
-        log.info("preview dropped: %s", exc)
-        return None
-    if max(pixels.shape[:2]) > 512:  # the StepUpdate contract: long side <= 512
-        from PIL import Image
-
-        im = Image.fromarray(pixels)
-        im.thumbnail((512, 512))
-        import numpy as np
-
-        pixels = np.asarray(im)
-    return pixels
-
-
-def _output_images(entry: dict) -> list[dict[str, str]]:
-    """[{filename, subfolder, type}] of the entry's outputs, strings only (they become /view query values)."""
-    outputs = entry.get("outputs") if isinstance(entry.get("outputs"), dict) else {}
-    refs = []
-    for output in outputs.values():
-        images = output.get("images") if isinstance(output, dict) else None
-        for ref in images if isinstance(images, list) else []:
-            if isinstance(ref, dict) and isinstance(ref.get("filename"), str):
-                refs.append(
-                    {k: ref[k] for k in ("filename", "subfolder", "type") if isinstance(ref.get(k), str)}
-                )
-    return refs
-
-
-def _queued_ids(state: object) -> set[str]:
-    """Prompt ids in /queue's queue_running and queue_pending ([number, prompt_id, ...] entries)."""
-    ids: set[str] = set()
-    if isinstance(state, dict):
-        for key in ("queue_running", "queue_pending"):
-            for item in state.get(key) if isinstance(state.get(key), list) else []:
-                if isinstance(item, list) and len(item) > 1 and isinstance(item[1], str):
-                    ids.add(item[1])
-    return ids
-
-
-def _history_error(status: dict) -> str:
-    for entry in status.get("messages") if isinstance(status.get("messages"), list) else []:
-        if (
-            isinstance(entry, list)
-            and len(entry) == 2
-            and entry[0] == "execution_error"
-            and isinstance(entry[1], dict)
-        ):
-            text = entry[1].get("exception_message")
-            if isinstance(text, str):
-                return f"the server failed: {text.strip()[:_MAX_ERROR_TEXT]}"
-    return "the server failed to make this image"
-
-
-def _rejection(answer: object) -> str:
-    """One line from /prompt's 400 answer: the first node error, else the prompt error."""
-    if isinstance(answer, dict):
-        node_errors = answer.get("node_errors")
-        if isinstance(node_errors, dict):
-            for node_id, entry in node_errors.items():
-                errors = entry.get("errors") if isinstance(entry, dict) else None
-                if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-                    e = errors[0]
-                    return f"node {node_id}: {e.get('message', '')}: {e.get('details', '')}"[:_MAX_ERROR_TEXT]
-        error = answer.get("error")
-        if isinstance(error, dict):
-            return f"{error.get('message', '')} {error.get('details', '')}".strip()[:_MAX_ERROR_TEXT]
-    return "it gave no reason"
