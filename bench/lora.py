@@ -202,10 +202,10 @@ def main(argv=None) -> dict:
             "side_branch": lambda: bench_side_branch(args.side_depth, args.reps, tmp),
             "scan": lambda: bench_scan(args.files, tmp),
         }
-        result: dict = {name: parts[name]() for name in args.parts.split(",")}
-        result["threads"] = torch.get_num_threads()
-    for part, values in result.items():
-        print(f"   {part}: {values}")
+        result: dict = {"threads": torch.get_num_threads()}
+        for name in args.parts.split(","):
+            result[name] = parts[name]()
+            print(f"   {name}: {result[name]}", flush=True)
     write_result("lora", result)
     return result
 
