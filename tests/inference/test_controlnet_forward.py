@@ -285,3 +285,20 @@ def test_full_size_structure_on_meta():
     assert params * 2 == pytest.approx(4.31e9, rel=1e-3)
     blocks = sum(p.numel() for p in model.transformer_blocks.parameters())
     assert blocks == 19 * (18 * 2432**2 + 15 * 2432)
+
+
+def test_an_unused_position_table_in_the_file_is_ignored_but_other_extras_are_refused(tmp_path, base):
+    from app.inference.api.errors import CheckpointMismatchError
+
+    state = tiny_controlnet_state(blocks=2, seed=4)
+    plain = load_controlnet(write_controlnet(tmp_path / "a.safetensors", state), base=base.cfg,
+                            dtype=torch.float32, device="cpu")  # fmt: skip
+    extra = dict(state, **{"pos_embed.pos_embed": torch.zeros(1, 256, 64, dtype=torch.float16)})
+    with_table = load_controlnet(write_controlnet(tmp_path / "b.safetensors", extra), base=base.cfg,
+                                 dtype=torch.float32, device="cpu")  # fmt: skip
+    for (k, a), b in zip(plain.state_dict().items(), with_table.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    odd = dict(state, **{"context_embedder.weight": torch.zeros(64, 256, dtype=torch.float16)})
+    with pytest.raises(CheckpointMismatchError, match="unexpected"):
+        load_controlnet(write_controlnet(tmp_path / "c.safetensors", odd), base=base.cfg, dtype=torch.float32,
+                        device="cpu")  # fmt: skip

@@ -36,6 +36,9 @@ from app.inference.networks.mmdit_config import DEFAULT_HEAD_DIM, MMDiTConfig
 log = logging.getLogger(__name__)
 
 _MARKER_KEY = "controlnet_blocks.0.weight"
+# Stored by some exports, never used by the Large ControlNet (it takes the base model's position table); the
+# reference's loader skips it and ComfyUI loads non-strictly. Everything else must match exactly.
+UNUSED_KEYS = frozenset({"pos_embed.pos_embed"})
 _SCALAR_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -75,7 +78,8 @@ def inspect_controlnet(path: Path, head_dim: int = DEFAULT_HEAD_DIM) -> ControlN
         and k != prefix + "scaled_fp8"
     }
     control_type = _read_scalar(header, prefix + CONTROL_TYPE_KEY)
-    shapes.pop(CONTROL_TYPE_KEY, None)
+    for key in (CONTROL_TYPE_KEY, *UNUSED_KEYS):
+        shapes.pop(key, None)
     cfg = controlnet_config_from_shapes(shapes, control_type, source, head_dim)
     params = sum(int(torch.Size(s).numel()) for s in shapes.values())
     fp8_params = sum(
@@ -140,7 +144,11 @@ def load_controlnet(
     keep = weight_keys(controlnet_fp8_eligible) if fp8 else None
     reader = Fp8Reader(scales, dtype, keep)
     state = load_tensors(
-        file.path, file.prefix, convert=reader, header=header, skip=lambda k: k == CONTROL_TYPE_KEY
+        file.path,
+        file.prefix,
+        convert=reader,
+        header=header,
+        skip=lambda k: k == CONTROL_TYPE_KEY or k in UNUSED_KEYS,
     )
     with torch.device("meta"):
         model = ControlNet(file.config)
