@@ -13,7 +13,7 @@ from tests.factory.controlnet_model import write_controlnet
 from tests.factory.snapshot import write_snapshot
 from tests.gallery.helpers import write_a1111_png
 from tests.ui.conftest import wait_until_ready
-from tests.ui.test_image_drop import drop_on, file_mime
+from tests.ui.test_image_drop import choose, drop_on, file_mime
 
 
 def _lora(path, width, metadata):
@@ -228,6 +228,7 @@ def test_recall_restores_the_loras_found_here_and_warns_about_the_others(qtbot, 
     )
     png = write_a1111_png(tmp_png := lora_folder.parent / "fox.png", text)
     assert png == tmp_png and drop_on(window.canvas, file_mime(png))
+    choose(qtbot, window, "Reuse its settings")  # the drop asks: reuse the settings or use as input
     qtbot.waitUntil(lambda: window.state.values.seed == 4242, timeout=5000)
     assert window.state.values.prompt == "a red fox, snow"
     assert window.state.loras == (LoraSpec(lora_folder / "clay.safetensors", 0.6),)
