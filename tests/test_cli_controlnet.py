@@ -53,6 +53,18 @@ def test_options_become_control_specs(tiny):
         ControlSpec(tiny["blur"], tiny["image"], 0.4, 0.1, 0.9, None, ControlPreprocess("blur", **shared)),
     )
     assert request_from_args(_args()).controlnets == ()
+    depth = request_from_args(
+        _args("--controlnet", canny, "--control-image", image, "--control-type", "depth", "--control-preprocess",
+              "depth", "--invert-depth")
+    )  # fmt: skip
+    assert depth.controlnets == (
+        ControlSpec(
+            tiny["canny"],
+            tiny["image"],
+            control_type="depth",
+            preprocess=ControlPreprocess("depth", invert=True),
+        ),
+    )
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from app.inference.api.events import (
 )
 from app.inference.checkpoints.model_set import locate_model_set
 from app.inference.memory.plan import MemoryPlan, choose_plan, probe_machine
+from app.metadata.controlnet_meta import prefetch_hashes
 from app.metadata.file_names import batch_path
 from app.metadata.image_file import finished_image_params, write_image
 
@@ -175,6 +176,7 @@ def run_generate(args: argparse.Namespace) -> int:
         resolved = sized_for_source(request).resolved(model_set.variant, model_set.mmdit_config)  # fail fast
         if resolved.inpaints:
             load_source(resolved)  # a mask of another size, an all-black one: said before loading anything
+        prefetch_hashes(request.controlnets)  # for the metadata, while the job runs
         model_set.require_text_encoders(request.use_t5)
         session = GenerationSession(device=args.device, dtype=args.dtype, preview="off")
         plan = choose_plan(

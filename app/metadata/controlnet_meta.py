@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,31 +23,57 @@ from app.inference.api.control import CONTROL_TYPES, PREPROCESSORS, ControlPrepr
 log = logging.getLogger(__name__)
 
 _CHUNK = 4 << 20
-_hash_cache: dict[tuple[str, int, int], str] = {}
+_hashes: dict[tuple[str, int, int], Future[str | None]] = {}  # by (path, size, mtime), computed once
 _hash_lock = threading.Lock()
 
 
-def file_sha256(path: Path) -> str | None:
-    """Hex SHA-256 of a file, cached by (path, size, mtime); None when it cannot be read."""
+def _hash_file(path: Path, size: int) -> str | None:
+    if size > 1e9:
+        log.info("hashing %s (%.1f GB) for the image metadata", path.name, size / 1e9)
+    digest = hashlib.sha256()
     try:
-        path = Path(path).resolve()
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        with _hash_lock:
-            if key in _hash_cache:
-                return _hash_cache[key]
-        if stat.st_size > 1e9:
-            log.info("hashing %s (%.1f GB) for the image metadata", path.name, stat.st_size / 1e9)
-        digest = hashlib.sha256()
         with path.open("rb") as f:
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
         log.info("cannot hash %s: %s", path, exc)
         return None
+    return digest.hexdigest()
+
+
+def _hash_future(path: Path) -> Future[str | None] | None:
+    try:
+        path = Path(path).resolve()
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
     with _hash_lock:
-        _hash_cache[key] = digest.hexdigest()
-    return _hash_cache[key]
+        if key in _hashes:
+            return _hashes[key]
+        future: Future[str | None] = Future()
+        _hashes[key] = future
+
+    def work() -> None:
+        future.set_result(_hash_file(path, stat.st_size))
+
+    # a daemon thread: a run that ends early is never kept waiting for a hash nobody needs any more
+    threading.Thread(target=work, name="controlnet-hash", daemon=True).start()
+    return future
+
+
+def prefetch_hashes(specs: tuple[ControlSpec, ...]) -> None:
+    """Start hashing the job's ControlNet files and control images in the background (an 8.65 GB file takes
+    tens of seconds), so that saving the first image does not wait for it."""
+    for s in specs:
+        _hash_future(s.file)
+        _hash_future(s.image)
+
+
+def file_sha256(path: Path) -> str | None:
+    """Hex SHA-256 of a file, computed once per (path, size, mtime); None when it cannot be read."""
+    future = _hash_future(path)
+    return None if future is None else future.result()
 
 
 def with_hashes(specs: tuple[ControlSpec, ...]) -> tuple[ControlSpec, ...]:

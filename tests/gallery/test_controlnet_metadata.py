@@ -187,3 +187,20 @@ def test_without_controlnets_nothing_changes(files):
     prompt_text, workflow_text = comfy_chunks(p, ComfyFiles(checkpoint="sd3.5_large.safetensors"))
     assert "ControlNet" not in prompt_text and '"Note"' not in workflow_text
     assert "controlnets" not in json.loads(p.to_json())
+
+
+def test_hashes_are_computed_once_in_the_background(files, monkeypatch):
+    import app.metadata.controlnet_meta as meta
+
+    cnet, depth, image = files
+    calls = []
+    original = meta._hash_file
+    monkeypatch.setattr(
+        meta, "_hash_file", lambda path, size: calls.append(path.name) or original(path, size)
+    )
+    specs = (ControlSpec(cnet, image), ControlSpec(depth, image), ControlSpec(cnet.parent / "gone.st", image))
+    meta.prefetch_hashes(specs)  # a missing file is simply not hashed
+    assert meta.file_sha256(cnet) == _sha(cnet) and meta.file_sha256(image) == _sha(image)
+    assert meta.file_sha256(depth) == _sha(depth)
+    assert sorted(calls) == sorted([cnet.name, depth.name, image.name])  # each file once, however often asked
+    assert meta.file_sha256(cnet.parent / "gone.st") is None

@@ -302,3 +302,38 @@ def test_an_unused_position_table_in_the_file_is_ignored_but_other_extras_are_re
     with pytest.raises(CheckpointMismatchError, match="unexpected"):
         load_controlnet(write_controlnet(tmp_path / "c.safetensors", odd), base=base.cfg, dtype=torch.float32,
                         device="cpu")  # fmt: skip
+
+
+def test_full_size_forward_on_meta_adds_each_output_after_two_joint_blocks():
+    """Large (38 joint blocks) with the official 19-block ControlNet at 1024² on the meta device: shapes all the
+    way through, and output j // 2 added after every joint block j, the last (pre-only) one included."""
+    from bench.common import large_width_config
+
+    with torch.device("meta"):
+        base = MMDiT(large_width_config(depth=38))
+        cnet = ControlNet(ControlNetConfig(19, 2432, 38, 2, 16, 2048, 4 * 2432, "canny"))
+        x, y, ctx = torch.empty(2, 16, 128, 128), torch.empty(2, 2048), torch.empty(2, 333, 4096)
+        t = torch.full((2,), 800.0)
+        stack = ControlStack(
+            [ControlUnit.of(cnet, cnet.embed_hint(torch.empty(1, 16, 128, 128)), 1.0, 0, 1, 3.0, 38)]
+        )
+        used = []
+        run = stack.for_call(0.8, t, y)
+
+        def spy(tokens):
+            residuals = run(tokens)
+            assert len(residuals.outputs[0][0]) == 19
+            assert all(o.shape == (2, 4096, 2432) for o in residuals.outputs[0][0])
+            original = residuals.after_block
+
+            def after_block(j):
+                used.append(j)
+                return original(j)
+
+            residuals.after_block = after_block
+            return residuals
+
+        out = base.forward_prepared(x, dataclasses.replace(base.prepare(t, y, ctx), control=spy))
+    assert out.shape == (2, 16, 128, 128)
+    assert used == list(range(38))
+    assert stack.units[0].interval == 2
