@@ -160,6 +160,7 @@ class MainWindow(QMainWindow):
         # refine it (one without settings becomes the input image at once).
         self.drop_choice = DropChoice(self, self.refine, self.gallery.recall_dropped_file)
         self.gallery.input_listeners.append(self.refine.use_file)
+        self.gallery.upscale_listeners.append(self.refine.prepare_upscale)
         self.image_drops = ImageDropFilter(self.drop_choice.dropped, self)
         self.image_drops.watch([self, self.panel.prompt.edit, self.panel.negative.edit])
         self.tools = ToolContext(self.controller, self.jobs, self.io_executor, self.notifier, self.shown)
