@@ -49,6 +49,8 @@ class RefineController:
         self.overlay: MaskOverlay | None = None
         self._shown: QImage | None = None  # the picture this object put on the canvas
         self.listeners: list[Callable[[], None]] = []  # told when the input or the mask's undo state changes
+        # Back in Generate mode the input leaves the canvas: the window puts its last result back (or nothing).
+        self.show_last_result: Callable[[], None] = lambda: canvas.set_image(None)
         state.mask_writer = self.write_mask
         state.listeners.append(self._on_state_changed)
         canvas.image_changed.connect(self._on_canvas_image_changed)
@@ -230,8 +232,10 @@ class RefineController:
         shown_changes = {"init_image", "refine_mode", *OUTPAINT_FIELDS}
         if changed & shown_changes:
             if v.refine_mode == "generate":
-                if self.shows_input() or self.canvas.mask_overlay is not None:
+                if self.canvas.mask_overlay is not None:
                     self.canvas.set_mask_overlay(None)
+                if self.shows_input():
+                    self.show_last_result()
             elif self.input is not None:
                 self.show_input()
             self._tell()

@@ -161,6 +161,7 @@ class MainWindow(QMainWindow):
         self.drop_choice = DropChoice(self, self.refine, self.gallery.recall_dropped_file)
         self.gallery.input_listeners.append(self.refine.use_file)
         self.gallery.upscale_listeners.append(self.refine.prepare_upscale)
+        self.refine.show_last_result = self._show_last_result
         self.image_drops = ImageDropFilter(self.drop_choice.dropped, self)
         self.image_drops.watch([self, self.panel.prompt.edit, self.panel.negative.edit])
         self.tools = ToolContext(self.controller, self.jobs, self.io_executor, self.notifier, self.shown)
@@ -436,6 +437,13 @@ class MainWindow(QMainWindow):
             from app.ui.gallery.actions import reveal_in_file_manager
 
             reveal_in_file_manager(self._last_saved)
+
+    def _show_last_result(self) -> None:
+        result = self.shown.result
+        if result is not None:
+            self.shown.show_result(result, result.image)
+        else:
+            self.canvas.set_image(None)
 
     def paste_input(self) -> None:
         """Ctrl+Shift+V: the clipboard's picture becomes the input image."""
