@@ -343,3 +343,30 @@ def test_upscale_in_the_gallery_menu_prepares_a_larger_image_to_image_job(qtbot,
     assert (v.prompt, v.steps) == ("a fox at dusk", 9)  # its own settings
     assert (v.refine_mode, v.init_image, v.denoise) == ("img2img", str(photo), 0.35)
     assert (v.width, v.height) == (384, 192)
+
+
+def test_use_shown_takes_the_finished_image_on_the_canvas_as_input(qtbot, make_window, fake_sessions):
+    window = ready_window(qtbot, make_window)
+    window.state.update(prompt="a hill", width=128, height=64)
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
+        qtbot.mouseClick(window.generate_button, LEFT)
+    result = window.shown.result
+    qtbot.mouseClick(window.refine_bar.mode_buttons["img2img"], LEFT)
+    qtbot.mouseClick(window.refine_bar.use_shown_button, LEFT)
+    assert window.state.values.init_image == str(result.path)
+    assert window.refine.shows_input() and window.canvas.image().size().width() == 128
+
+
+def test_the_refine_mode_and_input_come_back_after_a_restart(qtbot, make_window, tmp_path):
+    window = ready_window(qtbot, make_window)
+    photo = plain_png(tmp_path / "photo.png")
+    window.refine.use_file(photo)
+    qtbot.mouseClick(window.refine_bar.mode_buttons["inpaint"], LEFT)
+    window.close()
+
+    again = make_window()
+    wait_until_ready(qtbot, again)
+    assert (
+        again.state.values.refine_mode == "inpaint" and again.refine_bar.mode_buttons["inpaint"].isChecked()
+    )
+    assert again.refine.shows_input() and again.canvas.mask_overlay.active

@@ -54,8 +54,10 @@ class RefineController:
         state.mask_writer = self.write_mask
         state.listeners.append(self._on_state_changed)
         canvas.image_changed.connect(self._on_canvas_image_changed)
-        if state.values.init_image:
+        if state.values.init_image:  # restored from the last session: back on the canvas in a refine mode
             self._load_input(Path(state.values.init_image), quiet=True)
+            if self.mode != "generate":
+                self.show_input()
 
     def close(self) -> None:
         if self._on_state_changed in self.state.listeners:
