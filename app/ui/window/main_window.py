@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QImage, QKeySequence, QPaintEvent, QShortcut
+from PySide6.QtGui import QCloseEvent, QImage, QKeySequence, QPaintEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
@@ -177,6 +177,7 @@ class MainWindow(QMainWindow):
         )
         self.actions = build_actions(self, self.commands.handlers())
         build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
+        self._add_refine_actions()
         generate = self.commands.generate
         self.generate_button.clicked.connect(generate.generate)
         self.cancel_button.clicked.connect(generate.cancel)
@@ -207,8 +208,6 @@ class MainWindow(QMainWindow):
             central,
         )
         layout.addWidget(self.refine_bar)
-        self.paste_shortcut = QShortcut(QKeySequence("Ctrl+Shift+V"), self)
-        self.paste_shortcut.activated.connect(self.paste_input)
         self.first_run = FirstRunPanel(self.validate_path, self.stack)
         self.stack.addWidget(self.canvas)
         self.stack.addWidget(self.first_run)
@@ -437,6 +436,15 @@ class MainWindow(QMainWindow):
             from app.ui.gallery.actions import reveal_in_file_manager
 
             reveal_in_file_manager(self._last_saved)
+
+    def _add_refine_actions(self) -> None:
+        """Edit ▸ Open / Paste Input Image (Ctrl+Shift+V): the input of the refine modes."""
+        edit = next(a.menu() for a in self.menuBar().actions() if a.text() == "&Edit")
+        edit.addSeparator()
+        self.open_input_action = edit.addAction("&Open Input Image…", self.refine_bar.open_file)
+        self.paste_input_action = edit.addAction("&Paste as Input Image", self.paste_input)
+        self.paste_input_action.setShortcut(QKeySequence("Ctrl+Shift+V"))
+        self.paste_input_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
 
     def _show_last_result(self) -> None:
         result = self.shown.result
