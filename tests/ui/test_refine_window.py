@@ -322,3 +322,51 @@ def test_a_refined_image_says_what_it_was_made_from_and_compares_before_after(
     compare = panel.compare
     assert window.stack.currentWidget() is compare
     assert [r.path for r in compare.records] == [source, result.path]
+
+
+def test_upscale_in_the_gallery_menu_prepares_a_larger_image_to_image_job(qtbot, make_window, tmp_path):
+    from app.metadata.params import ImageParams
+    from app.ui.gallery.menu import build_context_menu
+
+    window = ready_window(qtbot, make_window)
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    photo = plain_png(tmp_path / "made.png", (256, 128))
+
+    class Record:
+        path, id, rating, source = photo, 1, 0, "sd35-studio"
+        params = ImageParams.from_fields(prompt="a fox at dusk", seed=77, steps=9)
+
+    menu = build_context_menu(window, window.gallery.panel, [Record()])
+    menu.popup(window.mapToGlobal(QPoint(100, 100)))
+    click_menu_entry(qtbot, menu, "Upscale ×1.5")
+    v = window.state.values
+    assert (v.prompt, v.steps) == ("a fox at dusk", 9)  # its own settings
+    assert (v.refine_mode, v.init_image, v.denoise) == ("img2img", str(photo), 0.35)
+    assert (v.width, v.height) == (384, 192)
+
+
+def test_use_shown_takes_the_finished_image_on_the_canvas_as_input(qtbot, make_window, fake_sessions):
+    window = ready_window(qtbot, make_window)
+    window.state.update(prompt="a hill", width=128, height=64)
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
+        qtbot.mouseClick(window.generate_button, LEFT)
+    result = window.shown.result
+    qtbot.mouseClick(window.refine_bar.mode_buttons["img2img"], LEFT)
+    qtbot.mouseClick(window.refine_bar.use_shown_button, LEFT)
+    assert window.state.values.init_image == str(result.path)
+    assert window.refine.shows_input() and window.canvas.image().size().width() == 128
+
+
+def test_the_refine_mode_and_input_come_back_after_a_restart(qtbot, make_window, tmp_path):
+    window = ready_window(qtbot, make_window)
+    photo = plain_png(tmp_path / "photo.png")
+    window.refine.use_file(photo)
+    qtbot.mouseClick(window.refine_bar.mode_buttons["inpaint"], LEFT)
+    window.close()
+
+    again = make_window()
+    wait_until_ready(qtbot, again)
+    assert (
+        again.state.values.refine_mode == "inpaint" and again.refine_bar.mode_buttons["inpaint"].isChecked()
+    )
+    assert again.refine.shows_input() and again.canvas.mask_overlay.active

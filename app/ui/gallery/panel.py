@@ -54,6 +54,7 @@ __all__ = ["GalleryPanel", "default_data_dir", "default_output_dir"]  # the fold
 class GalleryPanel(QWidget):
     image_opened = Signal(object)  # Path: open this image in the canvas
     input_requested = Signal(object)  # Path: refine this image (it becomes the input image)
+    upscale_requested = Signal(object, object)  # Path, SettingsRecall: upscale this image with its settings
     settings_requested = Signal(object)  # SettingsRecall: fill the controls with these settings
     seed_requested = Signal(object)  # SettingsRecall: reuse only its seed (`.seed`)
     image_saved = Signal(object)  # ImageRecord of a finished image, once its file and record exist
@@ -199,6 +200,9 @@ class GalleryPanel(QWidget):
 
     def use_as_input(self, record: ImageRecord) -> None:
         self.input_requested.emit(record.path)
+
+    def upscale(self, record: ImageRecord) -> None:
+        self.upscale_requested.emit(record.path, self.settings_of(record))
 
     def show_status(self, text: str) -> None:
         self.status_changed.emit(text)

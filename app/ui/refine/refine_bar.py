@@ -81,6 +81,7 @@ class RefineBar(QFrame):
         self.input_label.setMinimumWidth(40)
         modes.addSpacing(10)
         modes.addWidget(self.input_label, 1)
+        modes.addStretch(0)  # keeps the segments together while the name is hidden (Generate)
         column.addLayout(modes)
 
         # Row 2: the input image.

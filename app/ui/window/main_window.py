@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QImage, QKeySequence, QPaintEvent, QShortcut
+from PySide6.QtGui import QCloseEvent, QImage, QKeySequence, QPaintEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
@@ -165,6 +165,8 @@ class MainWindow(QMainWindow):
         # refine it (one without settings becomes the input image at once).
         self.drop_choice = DropChoice(self, self.refine, self.gallery.recall_dropped_file)
         self.gallery.input_listeners.append(self.refine.use_file)
+        self.gallery.upscale_listeners.append(self.refine.prepare_upscale)
+        self.refine.show_last_result = self._show_last_result
         self.image_drops = ImageDropFilter(self.drop_choice.dropped, self)
         self.image_drops.watch([self, self.panel.prompt.edit, self.panel.negative.edit])
         self.tools = ToolContext(self.controller, self.jobs, self.io_executor, self.notifier, self.shown)
@@ -180,6 +182,7 @@ class MainWindow(QMainWindow):
         )
         self.actions = build_actions(self, self.commands.handlers())
         build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
+        self._add_refine_actions()
         generate = self.commands.generate
         self.generate_button.clicked.connect(generate.generate)
         self.cancel_button.clicked.connect(generate.cancel)
@@ -210,8 +213,6 @@ class MainWindow(QMainWindow):
             central,
         )
         layout.addWidget(self.refine_bar)
-        self.paste_shortcut = QShortcut(QKeySequence("Ctrl+Shift+V"), self)
-        self.paste_shortcut.activated.connect(self.paste_input)
         self.first_run = FirstRunPanel(self.validate_path, self.stack)
         self.stack.addWidget(self.canvas)
         self.stack.addWidget(self.first_run)
@@ -446,6 +447,22 @@ class MainWindow(QMainWindow):
             from app.ui.gallery.actions import reveal_in_file_manager
 
             reveal_in_file_manager(self._last_saved)
+
+    def _add_refine_actions(self) -> None:
+        """Edit ▸ Open / Paste Input Image (Ctrl+Shift+V): the input of the refine modes."""
+        edit = next(a.menu() for a in self.menuBar().actions() if a.text() == "&Edit")
+        edit.addSeparator()
+        self.open_input_action = edit.addAction("&Open Input Image…", self.refine_bar.open_file)
+        self.paste_input_action = edit.addAction("&Paste as Input Image", self.paste_input)
+        self.paste_input_action.setShortcut(QKeySequence("Ctrl+Shift+V"))
+        self.paste_input_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+
+    def _show_last_result(self) -> None:
+        result = self.shown.result
+        if result is not None:
+            self.shown.show_result(result, result.image)
+        else:
+            self.canvas.set_image(None)
 
     def paste_input(self) -> None:
         """Ctrl+Shift+V: the clipboard's picture becomes the input image."""
