@@ -48,7 +48,7 @@ class JobFactory:
     def request(self, *, record: bool = True) -> GenerationRequest | None:
         """The request for the current settings, or None after telling the user what is missing. `record` False
         (a dialog that only looks at it) leaves the seed field and the last seed as they are."""
-        if not self._picker.discovered:
+        if self._picker.selected is not None and not self._picker.discovered:  # --model, header not read yet
             self._notifier.info("Still reading the model files; try again in a moment.")
             return None
         if self._picker.selected is None:
