@@ -30,7 +30,6 @@ def test_compare_seeds_with_a_300_character_prompt_does_not_widen_the_window(qtb
     assert title.toolTip() == LONG_PROMPT  # the whole prompt is one hover away
     assert 0 < title.width() <= window.centralWidget().width()
     assert title.text().endswith("…") and title.text()[:20] == LONG_PROMPT[:20]
-    window.grab().save("/tmp/winpolish/long-prompt.png")
     settle(qtbot, window)
 
 
@@ -189,7 +188,6 @@ def test_done_names_the_saved_file_with_show_in_folder_and_the_canvas_says_what_
     qtbot.mouseClick(window.progress.reveal_button, Qt.MouseButton.LeftButton)
     assert revealed == [saved]
     assert window.canvas.caption() == f"seed 42 · {saved.name}"
-    window.grab().save("/tmp/winpolish/done.png")
     settle(qtbot, window)
 
 
