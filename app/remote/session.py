@@ -59,6 +59,7 @@ from app.remote.job import (
     image_params,
     init_image_upload,
     model_stem,
+    refuse_what_is_not_sent,
     server_files,
     step_sigmas,
     variant_of,
@@ -216,6 +217,7 @@ class _Job:
             )
         variant = variant_of(checkpoint, variant)
         req = request.resolved(variant)
+        refuse_what_is_not_sent(req)
         info.require(req, s.partial_text_encoders)
         files = server_files(info, checkpoint, s.partial_text_encoders)
         if req.init_image is not None:
