@@ -2,6 +2,7 @@
 export option, hint texts and each Compare Seeds tile's status. Measured on grabbed pixels (WCAG contrast)."""
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -110,3 +111,15 @@ def test_seed_tile_status_is_coloured_by_state(qtbot, dark):
         colours[state] = max(pixels(tile.status), key=lambda c: contrast(c, background))
         assert contrast(colours[state], background) >= 4.5, state
     assert len({c.name() for c in colours.values()}) == 4, {k: c.name() for k, c in colours.items()}
+
+
+def test_the_active_refine_mode_and_mask_tool_stand_out(qtbot, dark, make_window):
+    window = make_window()
+    bar = window.refine_bar
+    window.show()
+    qtbot.mouseClick(bar.mode_buttons["inpaint"], Qt.MouseButton.LeftButton)
+    qtbot.wait(20)
+    active, inactive = mean(pixels(bar.mode_buttons["inpaint"])), mean(pixels(bar.mode_buttons["img2img"]))
+    assert contrast(active, inactive) > 1.3, (active.name(), inactive.name())
+    brush, eraser = mean(pixels(bar.brush_button)), mean(pixels(bar.eraser_button))
+    assert bar.brush_button.isChecked() and contrast(brush, eraser) > 1.3
