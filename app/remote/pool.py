@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,6 +32,7 @@ from app.inference.api.events import (
     StepUpdate,
 )
 from app.inference.api.request import GenerationRequest
+from app.inference.api.session import events_on_a_thread
 from app.remote.job import checkpoint_name
 from app.remote.session import RemoteSession
 
@@ -71,24 +71,10 @@ class ServerPool:
         cancel: CancelToken | None = None,
         variant: str | None = None,
     ) -> Iterator[Event]:
-        events: queue.Queue = queue.Queue()
-        done = object()
         cancel = cancel or CancelToken()
-
-        def work() -> None:
-            try:
-                self.execute(model, request, cancel, events.put, variant)
-            finally:
-                events.put(done)
-
-        thread = threading.Thread(target=work, name="sd35-pool-job", daemon=True)
-        thread.start()
-        try:
-            while (event := events.get()) is not done:
-                yield event
-        finally:
-            cancel.cancel()
-            thread.join()
+        return events_on_a_thread(
+            lambda emit: self.execute(model, request, cancel, emit, variant=variant), cancel, "sd35-pool-job"
+        )
 
     def execute(
         self,

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
-import threading
 import time
 import urllib.parse
 import uuid
@@ -38,7 +36,7 @@ from app.inference.api.events import (
     StepUpdate,
 )
 from app.inference.api.request import GenerationRequest
-from app.inference.api.session import SessionFactory, SessionOptions
+from app.inference.api.session import SessionFactory, SessionOptions, events_on_a_thread
 from app.metadata.comfy_graph import ComfyFiles
 from app.remote.answers import (
     MAX_ERROR_TEXT,
@@ -137,24 +135,12 @@ class RemoteSession:
         variant: str | None = None,
     ) -> Iterator[Event]:
         """Run the job on a private thread and yield its events; stopping early cancels it on the server."""
-        events: queue.Queue = queue.Queue()
-        done = object()
         cancel = cancel or CancelToken()
-
-        def work() -> None:
-            try:
-                self.execute(model, request, cancel, events.put, variant=variant)
-            finally:
-                events.put(done)
-
-        thread = threading.Thread(target=work, name="sd35-remote-job", daemon=True)
-        thread.start()
-        try:
-            while (event := events.get()) is not done:
-                yield event
-        finally:
-            cancel.cancel()
-            thread.join()
+        return events_on_a_thread(
+            lambda emit: self.execute(model, request, cancel, emit, variant=variant),
+            cancel,
+            "sd35-remote-job",
+        )
 
     def execute(
         self,

@@ -3,6 +3,8 @@ remote ComfyUI engine). Torch-free, so the UI can hold a session by this type wi
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,3 +43,27 @@ class Session(Protocol):
 
 
 SessionFactory = Callable[[SessionOptions], Session]
+
+
+def events_on_a_thread(
+    execute: Callable[[Callable[[Event], None]], None], cancel: CancelToken, thread_name: str
+) -> Iterator[Event]:
+    """`Session.run` for a session whose job reports through an `emit` callback: the job runs on a private
+    thread and its events are yielded as they happen; a consumer that stops early cancels it and waits."""
+    events: queue.Queue = queue.Queue()
+    done = object()
+
+    def work() -> None:
+        try:
+            execute(events.put)
+        finally:
+            events.put(done)
+
+    thread = threading.Thread(target=work, name=thread_name, daemon=True)
+    thread.start()
+    try:
+        while (event := events.get()) is not done:
+            yield event
+    finally:
+        cancel.cancel()
+        thread.join()

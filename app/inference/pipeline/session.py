@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -41,7 +39,7 @@ from app.inference.api.events import (
     PromptEncoding,
 )
 from app.inference.api.request import GenerationRequest
-from app.inference.api.session import SessionOptions
+from app.inference.api.session import SessionOptions, events_on_a_thread
 from app.inference.checkpoints.model_set import ModelSet, locate_model_set
 from app.inference.checkpoints.taesd_loading import find_taesd3_decoder, load_taesd3_decoder
 from app.inference.control.job import ControlNetCache, build_control_stack, plan_sizes
@@ -126,24 +124,10 @@ class GenerationSession:
         variant: str | None = None,
     ) -> Iterator[Event]:
         """Run the job on a private thread and yield its events as they happen."""
-        events: queue.Queue = queue.Queue()
-        done = object()
         cancel = cancel or CancelToken()
-
-        def work() -> None:
-            try:
-                self.execute(model, request, cancel, events.put, variant=variant)
-            finally:
-                events.put(done)
-
-        thread = threading.Thread(target=work, name="sd35-job", daemon=True)
-        thread.start()
-        try:
-            while (event := events.get()) is not done:
-                yield event
-        finally:  # the consumer stopped early: stop the job and wait for it
-            cancel.cancel()
-            thread.join()
+        return events_on_a_thread(
+            lambda emit: self.execute(model, request, cancel, emit, variant=variant), cancel, "sd35-job"
+        )
 
     def execute(
         self,
