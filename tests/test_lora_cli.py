@@ -128,3 +128,22 @@ def test_prompt_tags_become_loras_found_by_name(lora_folder):
     assert [(s.path, s.strength, s.te_strength) for s in specs] == [
         (lora_folder / "ink.safetensors", 0.6, None), (clay, 1.0, 0.0)]  # fmt: skip
     assert missing == ("<lora:nowhere> names no LoRA file in the LoRA folders; it is left out",)
+
+
+def test_prompt_tags_apply_loras_found_in_lora_dir(tiny, tmp_path, capsys):
+    state = load_file(str(tiny / CHECKPOINT_NAMES["medium"]))
+    folder = tmp_path / "my loras"
+    write_lora(folder / "tiny_style.safetensors", "kohya", mmdit_shapes(state), variant="medium", depth=10)
+    out = tmp_path / "o.png"
+    code = main(["generate", "--model", str(tiny), "--prompt", "a fox <lora:tiny_style:0.5> <lora:absent:1>", *FAST,
+                 "--out", str(out), "--lora-dir", str(folder)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "warning: <lora:absent> names no LoRA file in the LoRA folders; it is left out" in err
+    p = read_metadata(out).params
+    assert p.prompt == "a fox"
+    assert [(lo.path, lo.strength) for lo in p.loras] == [(folder / "tiny_style.safetensors", 0.5)]
+    bad = main(["generate", "--model", str(tiny), "--prompt", "a fox <lora:tiny_style:strong>", *FAST,
+                "--out", str(tmp_path / "bad.png"), "--lora-dir", str(folder)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert bad == 1 and len(err.strip().splitlines()) == 1 and "is not a number" in err

@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from app.cli.lora_prompt import with_prompt_loras
 from app.cli.options import request_from_args
 from app.cli.output_folder import remove_stale_output_temp_files
 from app.cli.status import EXIT_ERROR, closed_stdout
@@ -172,7 +173,7 @@ def run_generate(args: argparse.Namespace) -> int:
     try:
         overrides = {part: getattr(args, part, None) for part in ("clip_l", "clip_g", "t5", "vae")}
         model_set = locate_model_set(args.model, args.variant, **overrides)
-        request = request_from_args(args)
+        request = with_prompt_loras(request_from_args(args), args.lora_dir or [])
         resolved = sized_for_source(request).resolved(model_set.variant, model_set.mmdit_config)  # fail fast
         if resolved.inpaints:
             load_source(resolved)  # a mask of another size, an all-black one: said before loading anything

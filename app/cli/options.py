@@ -131,6 +131,9 @@ JOB_OPTIONS: tuple[Option, ...] = (
     Option("clip_g", FilePath(), "CLIP-G text encoder file"),
     Option("t5", FilePath(), "T5-XXL text encoder file (fp16, bf16, fp8 or scaled fp8)"),
     Option("vae", FilePath(), "VAE file (single-file or diffusers layout)"),
+    Option("lora_dir", FilePath(), "a folder of LoRA files that <lora:name:0.8> tags in the prompt are looked up "
+           "in (repeatable; also searched: ComfyUI's models/loras, the --lora files' folders)", metavar="FOLDER",
+           repeat=True),
     Option("memory_plan", Text(), "where the networks live and in which precision (default: the first that fits)",
            choices=("auto", *PLAN_NAMES), default="auto"),
     Option("engine", Text(), "run on this ComfyUI server instead, or spread over several (URL,URL,...); --model is "
