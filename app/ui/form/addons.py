@@ -126,10 +126,12 @@ def discover_loras(folders: Iterable[Path], defaults: bool = True) -> LoraCatalo
 
 
 def discover_controlnets(folders: Iterable[Path], defaults: bool = True) -> tuple[ControlNetInfo, ...]:
-    from app.inference.control.discovery import scan_controlnets  # torch: not on the UI thread
+    from app.inference.checkpoints.controlnet_discovery import find_controlnets  # torch: not on the UI thread
 
+    found = find_controlnets(folders, defaults=defaults)
     return tuple(
-        ControlNetInfo(e.path, e.control_type, e.error) for e in scan_controlnets(folders, defaults=defaults)
+        ControlNetInfo(e.path, e.control_type, e.error)
+        for e in sorted(found, key=lambda e: (e.path.name.lower(), str(e.path)))
     )
 
 

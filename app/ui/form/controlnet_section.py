@@ -68,6 +68,10 @@ class ControlNetSection(CollapsibleSection):
         grid.addWidget(self.enabled_check, 0, 0, 1, 2)
 
         self.file_combo = QComboBox(self.content)
+        self.file_combo.setToolTip(
+            "The ControlNet file: blur, canny or depth, found in ComfyUI's models/controlnet and the Hugging Face "
+            "cache, or chosen with Browse…"
+        )
         self.file_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.file_combo.setMinimumContentsLength(12)
         self.file_combo.setAccessibleName("ControlNet file")
@@ -79,6 +83,7 @@ class ControlNetSection(CollapsibleSection):
         self.image_label = ElidedLabel(NO_IMAGE, self.content, Qt.TextElideMode.ElideMiddle)
         self.open_button = QToolButton(self.content)
         self.open_button.setText("Open…")
+        self.open_button.setToolTip("Choose the control image: a picture, an edge map or a depth map")
         self.canvas_button = QToolButton(self.content)
         self.canvas_button.setText("Canvas")
         self.canvas_button.setToolTip("Use the image shown on the canvas as the control image")

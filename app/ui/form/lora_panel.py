@@ -153,6 +153,7 @@ class LoraPanel(CollapsibleSection):
         self.folders_button.setToolTip("Add a folder of LoRA files (ComfyUI's models/loras is searched too)")
         self.rescan_button = QToolButton(self.content)
         self.rescan_button.setText("Rescan")
+        self.rescan_button.setToolTip("Look through the LoRA folders again (new or removed files)")
         search_row.addWidget(self.search, 1)
         search_row.addWidget(self.folders_button)
         search_row.addWidget(self.rescan_button)
