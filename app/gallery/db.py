@@ -18,6 +18,7 @@ from pathlib import Path
 from app.gallery.db_open import check_file, damaged_message, open_error
 from app.gallery.errors import GalleryError, GalleryOpenError, GalleryReadOnlyError, OpenProblem
 from app.gallery.filters import GalleryFilter, fts_query
+from app.gallery.lora_index import lora_names
 from app.gallery.schema import SCHEMA_VERSION, migrate, schema_version
 from app.gallery.step_frames import FRAMES_FOLDER
 from app.metadata.params import ImageParams
@@ -196,13 +197,23 @@ class GalleryDB:
                             source,
                         ),
                     )
-                    ids.append(cur.fetchone()[0])
+                    image_id = cur.fetchone()[0]
+                    ids.append(image_id)
+                    self._set_loras(image_id, p)
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
                     self._conn.execute("ROLLBACK")
                 raise
         return self.get(ids)
+
+    def _set_loras(self, image_id: int, params: ImageParams) -> None:
+        """Index the LoRAs of an image (inside add_images' transaction); a refreshed path replaces them."""
+        self._conn.execute("DELETE FROM image_loras WHERE image_id = ?", (image_id,))
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO image_loras (image_id, name) VALUES (?, ?)",
+            [(image_id, name) for name in lora_names(params)],
+        )
 
     def set_rating(self, ids: Sequence[int], rating: int) -> None:
         if not 0 <= rating <= 5:
@@ -302,6 +313,9 @@ class GalleryDB:
         if spec.job_id:
             where.append("job_id = ?")
             args.append(spec.job_id)
+        if spec.lora:
+            where.append("id IN (SELECT image_id FROM image_loras WHERE name = ?)")
+            args.append(spec.lora)
         order = "DESC" if spec.newest_first else "ASC"
         sql = f"SELECT id, created, job_id FROM images WHERE {' AND '.join(where)}"
         rows = self._read(f"{sql} ORDER BY created {order}, id {order}", args)
@@ -344,6 +358,14 @@ class GalleryDB:
 
     def step_frame_files(self) -> set[str]:
         return {row[0] for row in self._read("SELECT file FROM step_frames")}
+
+    def lora_names(self) -> list[str]:
+        """The LoRAs the live images used, by name, for the filter bar's choice."""
+        rows = self._read(
+            "SELECT DISTINCT l.name FROM image_loras AS l JOIN images AS i ON i.id = l.image_id"
+            " WHERE i.trashed IS NULL ORDER BY l.name COLLATE NOCASE"
+        )
+        return [r[0] for r in rows]
 
     def job_ids(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT job_id FROM images WHERE job_id IS NOT NULL")]

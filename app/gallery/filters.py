@@ -1,4 +1,4 @@
-"""What the gallery shows: a frozen filter (search text, minimum rating, variant, job), saved by name."""
+"""What the gallery shows: a frozen filter (search text, minimum rating, variant, job, LoRA), saved by name."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ class GalleryFilter:
     variant: str | None = None
     job_id: str | None = None
     newest_first: bool = True
+    lora: str | None = None  # only images that used this LoRA (by name, app.gallery.lora_index)
 
     @property
     def is_empty(self) -> bool:
-        return not (self.text.strip() or self.min_rating or self.variant or self.job_id)
+        return not (self.text.strip() or self.min_rating or self.variant or self.job_id or self.lora)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -43,6 +44,8 @@ class GalleryFilter:
             parts.append(self.variant)
         if self.job_id:
             parts.append("one job")
+        if self.lora:
+            parts.append(f"LoRA {self.lora}")
         return ", ".join(parts) or "all images"
 
 

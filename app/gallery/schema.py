@@ -80,7 +80,23 @@ CREATE TABLE step_frames (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+# v5: the LoRAs (by name) each image used, for the gallery's LoRA filter; filled here from the parameters JSON
+# already stored (`loras` entries of app.metadata.params), and by GalleryDB.add_images for new images.
+# json_each gets '{}' for a damaged params text, so one unreadable row cannot stop the migration.
+_V5 = """
+CREATE TABLE image_loras (
+    image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (image_id, name)
+) WITHOUT ROWID;
+CREATE INDEX image_loras_name ON image_loras (name, image_id);
+INSERT OR IGNORE INTO image_loras (image_id, name)
+    SELECT images.id, json_extract(images.params, lora.fullkey || '.name')
+    FROM images, json_each(CASE WHEN json_valid(images.params) THEN images.params ELSE '{}' END, '$.loras') AS lora
+    WHERE json_type(images.params, lora.fullkey || '.name') = 'text';
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
