@@ -1,4 +1,4 @@
-"""The gallery's filter bar: search, rating, model, grouping, sort order and named filters."""
+"""The gallery's filter bar: search, rating, model, LoRA, grouping, sort order and named filters."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ RATINGS = ("Any rating", "★ or more", "★★ or more", "★★★ or more", "
 VARIANTS = (("All models", ""), ("Large", "large"), ("Large Turbo", "large-turbo"), ("Medium", "medium"))
 GROUPINGS = (("Group by job", Grouping.JOB), ("Group by day", Grouping.DAY), ("No groups", Grouping.NONE))
 _SAVED_PLACEHOLDER = "Saved filters"
+ANY_LORA = "Any LoRA"
 
 
 class GalleryFilterBar(QWidget):
@@ -32,6 +33,10 @@ class GalleryFilterBar(QWidget):
         self.variant = QComboBox()
         for label, value in VARIANTS:
             self.variant.addItem(label, value)
+        self.lora = QComboBox()  # filled by set_lora_names; hidden while no image used a LoRA
+        self.lora.setToolTip("Show only the images made with this LoRA")
+        self.lora.addItem(ANY_LORA, "")
+        self.lora.setVisible(False)
         self.grouping = QComboBox()
         for label, value in GROUPINGS:
             self.grouping.addItem(label, value)
@@ -47,7 +52,7 @@ class GalleryFilterBar(QWidget):
         top.addWidget(self.saved)
         top.addWidget(self.save_button)
         bottom = QHBoxLayout()
-        for combo in (self.rating, self.variant, self.grouping, self.order):
+        for combo in (self.rating, self.variant, self.lora, self.grouping, self.order):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(6)
             bottom.addWidget(combo, 1)
@@ -63,7 +68,7 @@ class GalleryFilterBar(QWidget):
         self._saved_filters: dict[str, GalleryFilter] = {}
         self._applying = False
         self.search.textChanged.connect(self._debounce.start)
-        for combo in (self.rating, self.variant, self.order):
+        for combo in (self.rating, self.variant, self.lora, self.order):
             combo.currentIndexChanged.connect(self._on_combo_changed)
         self.grouping.currentIndexChanged.connect(self._on_grouping_changed)
         self.saved.activated.connect(self._on_saved_activated)
@@ -77,6 +82,7 @@ class GalleryFilterBar(QWidget):
             variant=self.variant.currentData()
             or None,  # "" (not None) as item data: see GalleryListModel.tile
             newest_first=self.order.currentIndex() == 0,
+            lora=self.lora.currentData() or None,
         )
 
     def apply(self, spec: GalleryFilter) -> None:
@@ -87,10 +93,32 @@ class GalleryFilterBar(QWidget):
             self.rating.setCurrentIndex(spec.min_rating)
             self.variant.setCurrentIndex(max(0, self.variant.findData(spec.variant or "")))
             self.order.setCurrentIndex(0 if spec.newest_first else 1)
+            self._select_lora(spec.lora)
         finally:
             self._applying = False
         self._debounce.stop()
         self.filter_changed.emit(self.current())
+
+    def set_lora_names(self, names: list[str]) -> None:
+        """Offer these LoRAs (the ones the gallery's images used); the current choice stays selected."""
+        chosen = self.lora.currentData() or ""
+        self.lora.blockSignals(True)
+        self.lora.clear()
+        self.lora.addItem(ANY_LORA, "")
+        for name in names:
+            self.lora.addItem(name, name)
+        self.lora.blockSignals(False)
+        self._select_lora(chosen)
+        self.lora.setVisible(self.lora.count() > 1)
+
+    def _select_lora(self, name: str | None) -> None:
+        """Select `name`, adding it when it is not offered (a saved filter's LoRA whose images are gone)."""
+        if name and self.lora.findData(name) < 0:
+            self.lora.addItem(name, name)
+            self.lora.setVisible(True)
+        self.lora.blockSignals(True)
+        self.lora.setCurrentIndex(max(0, self.lora.findData(name or "")))
+        self.lora.blockSignals(False)
 
     def set_saved_filters(self, filters: dict[str, GalleryFilter]) -> None:
         self._saved_filters = dict(filters)

@@ -84,6 +84,7 @@ class GalleryPanel(QWidget):
         self.model.reload()
         self._update_count()
         self.filter_bar.set_saved_filters(self.db.saved_filters())
+        self.filter_bar.set_lora_names(self.db.lora_names())
         if self.db.notice:
             self.notice_bar.sticky = self.db.notice if self.db.read_only else ""
             self.show_notice(self.db.notice)
@@ -401,6 +402,8 @@ class GalleryPanel(QWidget):
 
     def _on_save_finished(self, record: object) -> None:
         self.model.add_record(record)
+        if record.params.request.loras:  # type: ignore[attr-defined]
+            self.filter_bar.set_lora_names(self.db.lora_names())
         self._update_count()
         self.image_saved.emit(record)
 
@@ -411,6 +414,7 @@ class GalleryPanel(QWidget):
 
     def _on_import_finished(self, report: object) -> None:
         self.model.reload()
+        self.filter_bar.set_lora_names(self.db.lora_names())
         self._update_count()
         self.show_notice(report.message(), details=report.details())
 
