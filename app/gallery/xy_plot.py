@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 
 from app.gallery.grid_image import labelled_grid
 from app.gallery.labels import sampler_label, scheduler_label
+from app.inference.api.lora import MAX_STRENGTH, LoraSpec
 from app.inference.api.request import SAMPLER_NAMES, SCHEDULER_NAMES, GenerationRequest
 from app.metadata.a1111 import infotext_of
 from app.metadata.params import ImageParams
@@ -25,7 +27,7 @@ from app.metadata.png_info import save_png
 
 log = logging.getLogger(__name__)
 
-AXIS_KINDS = ("seed", "cfg", "steps", "sampler", "scheduler", "shift", "prompt")
+AXIS_KINDS = ("seed", "cfg", "steps", "sampler", "scheduler", "shift", "prompt", "lora_strength")
 AXIS_TITLES = {
     "seed": "Seed",
     "cfg": "CFG",
@@ -34,6 +36,7 @@ AXIS_TITLES = {
     "scheduler": "Schedule",
     "shift": "Shift",
     "prompt": "Prompt S/R",
+    "lora_strength": "LoRA strength",
 }
 XY_KEY = "sd35-studio-xy"
 XY_FORMAT = "sd35-studio.xy-plot"
@@ -42,10 +45,13 @@ XY_FORMAT = "sd35-studio.xy-plot"
 @dataclass(frozen=True, slots=True)
 class Axis:
     """`kind` in AXIS_KINDS. For "prompt" (search and replace) the first value is the text searched for in the
-    prompt and every value, the first included, replaces it once per column/row."""
+    prompt and every value, the first included, replaces it once per column/row. For "lora_strength" the values
+    are strengths of the job's LoRA named `lora` (its file name without `.safetensors`), or of its first LoRA
+    when `lora` is empty."""
 
     kind: str
     values: tuple[object, ...]
+    lora: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in AXIS_KINDS:
@@ -56,21 +62,32 @@ class Axis:
             raise ValueError(f"unknown sampler(s) {bad}")
         if self.kind == "scheduler" and (bad := [v for v in self.values if v not in SCHEDULER_NAMES]):
             raise ValueError(f"unknown schedule(s) {bad}")
+        if self.kind == "lora_strength" and any(
+            not (isinstance(v, int | float) and math.isfinite(v) and abs(v) <= MAX_STRENGTH)
+            for v in self.values
+        ):
+            raise ValueError(
+                f"the LoRA strength axis takes numbers between -{MAX_STRENGTH:g} and {MAX_STRENGTH:g}"
+            )
 
     @classmethod
     def parse(cls, kind: str, text: str) -> Axis:
-        """ "1, 2, 3"; numbers also as ranges "100-103" (integers); prompt values may contain spaces."""
+        """ "1, 2, 3"; numbers also as ranges "100-103" (integers); prompt values may contain spaces; LoRA
+        strengths may name their LoRA first: "clay: 0, 0.5, 1"."""
+        lora = ""
+        if kind == "lora_strength" and ":" in text:
+            lora, _, text = (part.strip() for part in text.partition(":"))
         items = [t.strip() for t in text.split(",") if t.strip()]
         values: list[object] = []
         for item in items:
             if kind in ("seed", "steps"):
                 m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", item)
                 values.extend(range(int(m.group(1)), int(m.group(2)) + 1) if m else [int(item)])
-            elif kind in ("cfg", "shift"):
+            elif kind in ("cfg", "shift", "lora_strength"):
                 values.append(float(item))
             else:
                 values.append(item)
-        return cls(kind, tuple(values))
+        return cls(kind, tuple(values), lora)
 
     def apply(self, request: GenerationRequest, value: object) -> GenerationRequest:
         if self.kind == "prompt":
@@ -78,6 +95,10 @@ class Axis:
             if search not in request.prompt:
                 raise ValueError(f"prompt S/R: “{search}” does not occur in the prompt")
             return replace(request, prompt=request.prompt.replace(search, str(value)))
+        if self.kind == "lora_strength":
+            at = _lora_index(request.loras, self.lora)
+            swept = replace(request.loras[at], strength=float(value))  # type: ignore[arg-type]
+            return replace(request, loras=(*request.loras[:at], swept, *request.loras[at + 1 :]))
         return replace(request, **{self.kind: value})
 
     def label(self, value: object) -> str:
@@ -93,6 +114,8 @@ class Axis:
             return sampler_label(str(value))
         if self.kind == "scheduler":
             return scheduler_label(str(value))
+        if self.kind == "lora_strength":
+            return f"{self.lora or 'LoRA'} {value:g}"
         return f"“{value}”"
 
 
@@ -185,7 +208,23 @@ def _pil(image: Image.Image | np.ndarray | None) -> Image.Image | None:
 
 
 def _axis_dict(axis: Axis) -> dict[str, object]:
-    return {"kind": axis.kind, "values": [_jsonable(v) for v in axis.values]}
+    out: dict[str, object] = {"kind": axis.kind, "values": [_jsonable(v) for v in axis.values]}
+    if axis.lora:
+        out["lora"] = axis.lora
+    return out
+
+
+def _lora_index(loras: tuple[LoraSpec, ...], name: str) -> int:
+    """Which of the job's LoRAs a strength axis sweeps: the one named `name` (any case), else the first."""
+    if not loras:
+        raise ValueError("LoRA strength: this job uses no LoRA; add one in the LoRA panel first")
+    if not name:
+        return 0
+    for i, lora in enumerate(loras):
+        if lora.name.lower() == name.lower():
+            return i
+    used = ", ".join(lora.name for lora in loras)
+    raise ValueError(f"LoRA strength: “{name}” is not one of this job's LoRAs ({used})")
 
 
 def _jsonable(value: object) -> object:

@@ -104,3 +104,27 @@ def test_difference_heatmap():
     heat, stats = difference_heatmap(a, b)
     assert tuple(heat[3, 3]) == (252, 250, 170) and tuple(heat[0, 0]) == (0, 0, 0)
     assert stats.changed == pytest.approx(4 / 64) and stats.mean == pytest.approx(4 / 64)
+
+
+def test_a_lora_strength_axis_sweeps_the_first_or_the_named_lora():
+    from dataclasses import replace
+    from pathlib import Path
+
+    from app.inference.api.lora import LoraSpec
+
+    clay, ink = LoraSpec(Path("/l/clay.safetensors"), 0.8), LoraSpec(Path("/l/ink.safetensors"), 0.6, 0.3)
+    base = replace(BASE, loras=(clay, ink))
+    first = Axis.parse("lora_strength", "0, 0.5, 1.25")
+    assert (first.values, first.lora) == ((0.0, 0.5, 1.25), "")
+    plot = XYPlot(base, first, Axis.parse("lora_strength", " ink : -1, 2"))
+    strengths = [tuple((s.name, s.strength, s.te_strength) for s in r.loras) for r in plot.requests()]
+    assert strengths == [(("clay", c, None), ("ink", i, 0.3)) for i in (-1.0, 2.0) for c in (0.0, 0.5, 1.25)]
+    assert [first.label(v) for v in first.values] == ["LoRA 0", "LoRA 0.5", "LoRA 1.25"]
+    assert plot.y.label(-1.0) == "ink -1"
+    assert base.loras == (clay, ink)  # the base request is left as it was
+    with pytest.raises(ValueError, match="this job uses no LoRA"):
+        XYPlot(BASE, first).requests()
+    with pytest.raises(ValueError, match=r"“wax” is not one of this job's LoRAs \(clay, ink\)"):
+        XYPlot(base, Axis.parse("lora_strength", "wax: 1")).requests()
+    with pytest.raises(ValueError, match="between -100 and 100"):
+        Axis.parse("lora_strength", "0.5, 80, 800")

@@ -96,3 +96,45 @@ def test_clearing_the_queue_still_saves_the_cells_that_finished(qtbot, make_wind
     assert 1 <= len(run.images) < 6
     assert saved.args[0].exists()
     assert "left empty" in window.statusBar().currentMessage()
+
+
+def test_a_lora_strength_axis_sweeps_the_strength_each_cell_generates_with(qtbot, make_window, fake_sessions):
+    from dataclasses import replace
+    from pathlib import Path
+
+    from app.inference.api.lora import LoraSpec
+    from app.ui.tools.xy_dialog import XYPlotDialog
+
+    window, plain = open_dialog(qtbot, make_window)
+    plain.set_axes(("lora_strength", "0, 0.5, 1"), None)  # the job uses no LoRA: a sentence, no plot
+    assert not plain.generate_button.isEnabled()
+    assert "this job uses no LoRA; add one in the LoRA panel first" in plain.summary.text()
+    plain.reject()
+
+    clay, ink = (
+        LoraSpec(Path("/loras/clay.safetensors"), 0.8),
+        LoraSpec(Path("/loras/ink.safetensors"), 0.6, 0.4),
+    )
+    request = replace(window.jobs.request(), loras=(clay, ink))
+    dialog = XYPlotDialog(window, window.tools, request)
+    qtbot.addWidget(dialog)
+    dialog.x_row.select("lora_strength")
+    assert dialog.x_row.values.text() == "0, 0.5, 1" and "first LoRA" in dialog.x_row.hint.text()
+    dialog.y_row.select("lora_strength")
+    dialog.y_row.values.clear()
+    qtbot.keyClicks(dialog.y_row.values, "sketch: -1, 1")
+    assert "“sketch” is not one of this job's LoRAs (clay, ink)" in dialog.summary.text()
+    dialog.y_row.values.clear()
+    qtbot.keyClicks(dialog.y_row.values, "INK: -0.5, 0.5")
+    assert dialog.generate_button.text() == "Generate 6 images"
+    qtbot.mouseClick(dialog.generate_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(dialog.run.sheet_saved, timeout=20000) as saved:
+        pass
+    runs = [request for s in fake_sessions.instances for _, request in s.runs]
+    assert [tuple((lora.name, lora.strength, lora.te_strength) for lora in r.loras) for r in runs] == [
+        (("clay", s, None), ("ink", i, 0.4)) for i in (-0.5, 0.5) for s in (0.0, 0.5, 1.0)
+    ]
+    with Image.open(saved.args[0]) as im:
+        meta = json.loads(im.text[XY_KEY])
+    assert meta["x"] == {"kind": "lora_strength", "values": [0.0, 0.5, 1.0]}
+    assert meta["y"] == {"kind": "lora_strength", "values": [-0.5, 0.5], "lora": "INK"}

@@ -1,5 +1,6 @@
-"""X/Y Plot: a dialog to pick two axes (seed, CFG, steps, sampler, schedule, shift, prompt search/replace) with
-comma-separated values, and `XYRun`, which queues one job per cell and saves the labelled grid when all are done.
+"""X/Y Plot: a dialog to pick two axes (seed, CFG, steps, sampler, schedule, shift, prompt search/replace, LoRA
+strength) with comma-separated values, and `XYRun`, which queues one job per cell and saves the labelled grid when
+all are done.
 
 The expansion and the sheet are `app.gallery.xy_plot.XYPlot`; this module only asks for the axes, queues the
 cells through the controller, collects their images and writes the sheet on the window's I/O thread. What a
@@ -49,6 +50,8 @@ HINTS = {
     "scheduler": f"Any of: {', '.join(SCHEDULER_NAMES)}.",
     "shift": "Numbers, e.g. 1.5, 3, 4.5.",
     "prompt": "The first value is found in the prompt and replaced by each value.",
+    "lora_strength": "Strengths of the job's first LoRA, e.g. 0, 0.5, 1; for another one name it first: "
+    "clay: 0, 0.5, 1.",
 }
 
 
@@ -70,6 +73,8 @@ def default_values(kind: str, request: GenerationRequest) -> str:
     if kind == "shift":
         shift = r.shift if r.shift is not None else 3.0
         return ", ".join(f"{max(0.5, shift + d):g}" for d in (-1.5, 0.0, 1.5))
+    if kind == "lora_strength":
+        return "0, 0.5, 1"
     words = r.prompt.split()
     return words[0].strip(",.;:") if words else ""
 
@@ -87,7 +92,7 @@ def build_plot(request: GenerationRequest, x: tuple[str, str], y: tuple[str, str
             message = str(exc) if "axis" in str(exc) or "unknown" in str(exc) else "a value is not a number"
             raise ValueError(f"{name} axis ({AXIS_TITLES[kind]}): {message}") from exc
         axes.append(axis)
-    if len(axes) == 2 and axes[0].kind == axes[1].kind:
+    if len(axes) == 2 and (axes[0].kind, axes[0].lora) == (axes[1].kind, axes[1].lora):
         raise ValueError("Choose two different settings for X and Y")
     plot = XYPlot(request, axes[0], axes[1] if len(axes) > 1 else None)
     cols, rows = plot.shape
