@@ -12,7 +12,7 @@ from app.gallery.importer import import_folder
 from app.gallery.schema import MIGRATIONS, SCHEMA_VERSION, _split
 from app.inference.api.lora import LoraSpec
 from app.metadata.image_file import write_image
-from tests.gallery.helpers import params, pixels
+from tests.gallery.helpers import A1111_TEXT, params, pixels, write_a1111_png
 
 CLAY = LoraSpec(Path("/loras/clay.safetensors"), 0.8)
 INK = LoraSpec(Path("/loras/ink style.safetensors"), -0.3, 0.5)
@@ -63,8 +63,13 @@ def test_imported_files_are_indexed_by_their_loras(db, tmp_path):
     folder.mkdir()
     write_image(folder / "with.png", pixels(1), params(seed=1, loras=(CLAY,)))
     write_image(folder / "without.png", pixels(2), params(seed=2))
+    write_a1111_png(
+        folder / "a1111.png", A1111_TEXT.replace("(stormy sky:1.2)", "(stormy sky:1.2) <lora:detail:0.7>")
+    )
     import_folder(db, folder)
     assert _names(db, GalleryFilter(lora="clay")) == ["with.png"]
+    assert _names(db, GalleryFilter(lora="detail")) == ["a1111.png"]  # A1111's <lora:…> tags count too
+    assert db.lora_names() == ["clay", "detail"]
 
 
 def _v4_database(folder, rows):
