@@ -5,8 +5,12 @@ by the convention's own names (diffusers-named layers in diffusers' layout, via 
 loader's mapping (fused-qkv row slices, the adaLN (scale, shift) swap) is checked, not reused.
 """
 
+import json
+
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from app.inference.api.errors import ModelFileError, UnsupportedModelError
 from app.inference.checkpoints.weights import assign_weights
@@ -273,6 +277,37 @@ def test_peft_lora_matches_diffusers_with_the_lora_fused(variant, tmp_path):
     with torch.no_grad():
         for f in lora.factors:
             theirs.get_submodule(f.module).weight += f.delta(0.75).float()
+    ours = build(state)
+    apply(ours, [(lora, 0.75)])
+    x, t, y, ctx = inputs(ours)
+    with torch.inference_mode():
+        expected = theirs(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=y, timestep=t).sample
+    got = forward(ours)
+    assert rel(got, expected) < 1e-4
+    assert rel(got, forward(build(state))) > 1e-3
+
+
+@pytest.mark.parametrize("variant", ["large", "medium"])
+def test_peft_lora_matches_diffusers_load_lora_adapter(variant, tmp_path):
+    """The PEFT file loaded by diffusers' own loader (`load_lora_adapter`, through PEFT, alpha from the file's
+    `lora_adapter_metadata`) and weighted with `set_adapters` against our loader on our MMDiT."""
+    from tests.factory.diffusers_oracle import diffusers_transformer
+
+    state = tiny_mmdit_state(variant, seed=4, dtype=torch.float32)
+    lora = write_lora(tmp_path / "p.safetensors", "peft", mmdit_shapes(state), variant=variant, depth=DEPTH[variant],
+                      seed=9)  # fmt: skip
+    # As diffusers saves a LoRA: the whole adapter config in the header (PEFT needs the target modules).
+    tensors = load_file(lora.path)
+    with safe_open(lora.path, "pt") as f:
+        config = json.loads(f.metadata()["lora_adapter_metadata"])
+    config["transformer.target_modules"] = sorted({f.module for f in lora.factors})
+    save_file(tensors, str(lora.path), metadata={"format": "pt", "lora_adapter_metadata": json.dumps(config)})
+    theirs = diffusers_transformer(state)
+    # weight_name: diffusers reads the adapter metadata (alpha) only when it knows the file is safetensors
+    theirs.load_lora_adapter(
+        str(lora.path.parent), weight_name=lora.path.name, prefix="transformer", adapter_name="p"
+    )
+    theirs.set_adapters(["p"], weights=[0.75])
     ours = build(state)
     apply(ours, [(lora, 0.75)])
     x, t, y, ctx = inputs(ours)
