@@ -33,6 +33,20 @@ def test_compare_seeds_with_a_300_character_prompt_does_not_widen_the_window(qtb
     settle(qtbot, window)
 
 
+def two_seeds_in_the_gallery(qtbot, window):
+    """Compare Seeds' two images, once the gallery lists them: (the gallery panel, a function of their rows)."""
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
+        window.actions.compare_seeds.trigger()
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    panel = window.gallery.panel
+
+    def rows():
+        return [r for r in range(panel.model.rowCount()) if panel.model.image_id(r) is not None]
+
+    qtbot.waitUntil(lambda: len(rows()) == 2, timeout=5000)
+    return panel, rows
+
+
 def settle(qtbot, window):
     """Let the token counter finish its first count (its thread must be idle when the test ends)."""
     qtbot.waitUntil(lambda: "CLIP" in window.panel.prompt.counter.text(), timeout=30000)
@@ -56,12 +70,7 @@ def test_an_oversized_saved_geometry_comes_back_fitted_to_the_screen(qtbot, make
 def test_gallery_compare_opens_in_the_centre_and_back_returns_to_the_canvas(qtbot, make_window):
 
     window = ready_window(qtbot, make_window)
-    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
-        window.actions.compare_seeds.trigger()
-    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
-    panel = window.gallery.panel
-    rows = lambda: [r for r in range(panel.model.rowCount()) if panel.model.image_id(r) is not None]  # noqa: E731
-    qtbot.waitUntil(lambda: len(rows()) == 2, timeout=5000)
+    panel, rows = two_seeds_in_the_gallery(qtbot, window)
     window.gallery.dock.raise_()
     selection = panel.view.selectionModel()
     for row in rows():
@@ -108,12 +117,7 @@ def test_the_cannot_be_used_banner_goes_away_when_a_usable_model_is_chosen(
 
 def test_images_moved_to_the_trash_leave_the_recent_strip(qtbot, make_window):
     window = ready_window(qtbot, make_window)
-    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
-        window.actions.compare_seeds.trigger()
-    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
-    panel = window.gallery.panel
-    rows = lambda: [r for r in range(panel.model.rowCount()) if panel.model.image_id(r) is not None]  # noqa: E731
-    qtbot.waitUntil(lambda: len(rows()) == 2, timeout=5000)
+    panel, rows = two_seeds_in_the_gallery(qtbot, window)
     assert window.recent.results.rowCount() == 2
     window.gallery.dock.raise_()
     first = rows()[0]
@@ -129,12 +133,7 @@ def test_images_moved_to_the_trash_leave_the_recent_strip(qtbot, make_window):
 
 def test_the_status_bar_says_when_an_export_finished(qtbot, make_window, tmp_path):
     window = ready_window(qtbot, make_window)
-    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
-        window.actions.compare_seeds.trigger()
-    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
-    panel = window.gallery.panel
-    rows = lambda: [r for r in range(panel.model.rowCount()) if panel.model.image_id(r) is not None]  # noqa: E731
-    qtbot.waitUntil(lambda: len(rows()) == 2, timeout=5000)
+    panel, rows = two_seeds_in_the_gallery(qtbot, window)
     panel.export_records([panel.model.record(r) for r in rows()], tmp_path / "exported")
     assert window.statusBar().currentMessage() == "Exporting 2 images…"
     qtbot.waitUntil(
