@@ -77,7 +77,9 @@ class JobFactory:
             model_path=model.path,
             variant=model.variant if self._picker.discovered else None,
             model_label=model.label.split(" — ")[0],
-            options=EngineOptions(v.device, v.precision, v.preview, v.preview_every, v.memory_plan),
+            options=EngineOptions(
+                v.device, v.precision, v.preview, v.preview_every, v.memory_plan, model.engine
+            ),
             output=self._output.target(),
             style_label=style.label if style else "None",
         )

@@ -54,6 +54,7 @@ from app.ui.tools.seed_compare import SeedComparePage
 from app.ui.window.addon_hookup import AddonHookup
 from app.ui.window.banner import MessageBanner
 from app.ui.window.edit_menu import EditCommands, StylePresetsFile
+from app.ui.window.engine_hookup import EngineHookup
 from app.ui.window.file_drop import ImageDropFilter
 from app.ui.window.file_menu import FileCommands, ModelFinder
 from app.ui.window.first_run import FirstRunPanel
@@ -183,6 +184,8 @@ class MainWindow(QMainWindow):
         self.actions = build_actions(self, self.commands.handlers())
         build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
         self._add_refine_actions()
+        self.engines = EngineHookup(self, self.picker, self.state, self.panel, self.controller, self.notifier)
+        self.models_discovered.connect(self.engines.models_discovered)
         generate = self.commands.generate
         self.generate_button.clicked.connect(generate.generate)
         self.cancel_button.clicked.connect(generate.cancel)
@@ -536,7 +539,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.setValue("ui/advanced_expanded", self.panel.advanced.is_expanded())
-        if self.picker.selected is not None:
+        if self.picker.selected is not None and not self.picker.selected.is_remote:  # a server's: form state
             self.settings.setValue("models/selected", str(self.picker.selected.path))
         self.settings.sync()
 
@@ -558,6 +561,7 @@ class MainWindow(QMainWindow):
             self.selection.close()
             self.stale_messages.close()
             self.addons.close()
+            self.engines.close()
             self.models.close()
             self.first_run.close_tasks()
             if self._startup_task is not None:
