@@ -42,7 +42,9 @@ def test_a_job_on_the_server_shows_previews_and_lands_in_the_gallery_as_the_cli_
     wait_until_ready(qtbot, window)
     label = "sd35_tiny_comfy · tiny box · no T5"
     qtbot.waitUntil(lambda: remote_index(window, label) >= 0, timeout=20_000)
-    assert window.engines.label.full_text() == f"Engine: {'This machine'}"  # the local set stays the default
+    assert (
+        window.engine_hookup.label.full_text() == f"Engine: {'This machine'}"
+    )  # the local set stays the default
 
     combo = window.panel.model_combo
     combo.setFocus()
@@ -51,7 +53,7 @@ def test_a_job_on_the_server_shows_previews_and_lands_in_the_gallery_as_the_cli_
     picked = window.picker.selected
     assert picked is not None and picked.is_remote and picked.engine == (server.url,)
     assert window.state.values.engine == server.url and window.state.values.remote_model == checkpoint
-    assert window.engines.label.full_text() == "Engine: tiny box · online"
+    assert window.engine_hookup.label.full_text() == "Engine: tiny box · online"
     # No T5 on the server: T5 is off and its switch says why.
     assert not window.state.values.use_t5 and not window.panel.advanced.t5_check.isEnabled()
     assert "tiny box has no T5-XXL" in window.panel.advanced.t5_check.toolTip()
@@ -97,7 +99,7 @@ def test_an_unreachable_server_is_shown_offline_and_retried(qtbot, make_window, 
     EngineList().add("http://127.0.0.1:9", "gone box")
     window = make_window()
     wait_until_ready(qtbot, window)
-    hookup = window.engines
+    hookup = window.engine_hookup
     qtbot.waitUntil(lambda: "http://127.0.0.1:9" in hookup.reports, timeout=10_000)
     checks = []
     hookup.checked.connect(lambda url, report: checks.append(report.reachable))

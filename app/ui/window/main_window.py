@@ -184,8 +184,11 @@ class MainWindow(QMainWindow):
         self.actions = build_actions(self, self.commands.handlers())
         build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
         self._add_refine_actions()
-        self.engines = EngineHookup(self, self.picker, self.state, self.panel, self.controller, self.notifier)
-        self.models_discovered.connect(self.engines.models_discovered)
+        self.engine_hookup = EngineHookup(
+            self, self.picker, self.state, self.panel, self.controller, self.notifier
+        )
+        self.models_discovered.connect(self.engine_hookup.models_discovered)
+        self.seed_compare.server_name = self.engine_hookup.engines.label_for  # tiles name the server
         generate = self.commands.generate
         self.generate_button.clicked.connect(generate.generate)
         self.cancel_button.clicked.connect(generate.cancel)
@@ -561,7 +564,7 @@ class MainWindow(QMainWindow):
             self.selection.close()
             self.stale_messages.close()
             self.addons.close()
-            self.engines.close()
+            self.engine_hookup.close()
             self.models.close()
             self.first_run.close_tasks()
             if self._startup_task is not None:
