@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from app.cli.main import main
 from app.remote.engine_list import EngineList
 from app.ui.generation.jobs import JobStatus
+from tests.comfyui.fake_server import OBJECT_INFO, FakeComfy
 from tests.ui.conftest import wait_until_ready
 from tests.ui.test_window_generation import count_canvas_images
 
@@ -107,3 +108,73 @@ def test_an_unreachable_server_is_shown_offline_and_retried(qtbot, make_window, 
     assert checks[:2] == [False, False] and hookup._backoff["http://127.0.0.1:9"] >= 0.8
     assert remote_index(window, "gone box") < 0  # it listed nothing: no entry in the picker
     assert hookup.label.full_text() == "Engine: This machine"
+
+
+def test_a_server_without_slg_t5_or_previews_and_one_that_drops_out(qtbot, make_window, monkeypatch):
+    """The in-process fake server: no SkipLayerGuidanceSD3 node, no T5 file, no preview frames; then it goes."""
+    monkeypatch.setattr("app.remote.engine_list._usable_keyring", lambda: None)
+    object_info = {k: v for k, v in OBJECT_INFO.items() if k != "SkipLayerGuidanceSD3"}
+    fake = FakeComfy()
+    fake.body["/object_info"] = json.dumps(object_info).encode()
+    with fake:
+        EngineList().add(fake.url, "fake box")
+        window = make_window()
+        wait_until_ready(qtbot, window)
+        label = "sd3.5_medium · fake box · no T5"
+        qtbot.waitUntil(lambda: remote_index(window, label) >= 0, timeout=20_000)
+        combo = window.panel.model_combo
+        combo.setFocus()
+        while combo.currentIndex() < remote_index(window, label):
+            qtbot.keyClick(combo, Qt.Key.Key_Down)
+        assert window.picker.selected.engine == (fake.url,) and window.state.variant == "medium"
+        advanced = window.panel.advanced
+        assert not window.state.values.slg_enabled and not advanced.slg_check.isEnabled()
+        assert (
+            advanced.slg_check.toolTip()
+            == "fake box has no SkipLayerGuidanceSD3 node: skip-layer guidance is off."
+        )
+        qtbot.mouseClick(
+            advanced.slg_check, Qt.MouseButton.LeftButton
+        )  # a click on the disabled switch: stays off
+        assert not window.state.values.slg_enabled
+        window.panel.advanced.set_expanded(True)
+        window.grab().save("/tmp/engineui-window-no-slg.png")
+
+        window.state.update(steps=3, width=64, height=64, cfg=2.0, sampler="euler")
+        qtbot.keyClicks(window.panel.prompt.edit, "a lighthouse")
+        notices = []
+        for _ in range(2):  # the notice comes once, not per job
+            with qtbot.waitSignal(window.controller.job_ended, timeout=30_000) as ended:
+                qtbot.keyClick(
+                    window.panel.prompt.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier
+                )
+            assert ended.args[1].status is JobStatus.FINISHED, ended.args[1].message
+            notices.append(window.banner.message())
+            window.banner.hide()
+        assert notices[0].startswith("fake box sends no previews") and notices[1] == ""
+        assert ("GET", "/ws") in fake.requests
+
+    # The server is gone: the next job fails with the connection's sentence and the status bar says offline.
+    with qtbot.waitSignal(window.controller.job_ended, timeout=60_000) as ended:
+        qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert ended.args[1].status is JobStatus.FAILED and "ComfyUI server" in ended.args[1].message
+    qtbot.waitUntil(lambda: window.engine_hookup.label.full_text() == "Engine: fake box · offline — retrying")
+    window.close()
+
+
+def test_the_chosen_server_set_is_restored_at_the_next_start(qtbot, make_window, engine_in_list):
+    _, checkpoint = engine_in_list
+    window = make_window()
+    wait_until_ready(qtbot, window)
+    label = "sd35_tiny_comfy · tiny box · no T5"
+    qtbot.waitUntil(lambda: remote_index(window, label) >= 0, timeout=20_000)
+    window.panel.model_combo.setCurrentIndex(remote_index(window, label))
+    window.close()
+
+    again = make_window()
+    wait_until_ready(qtbot, again)
+    qtbot.waitUntil(
+        lambda: again.picker.selected is not None and again.picker.selected.is_remote, timeout=20_000
+    )
+    assert again.panel.model_combo.currentText() == label and again.state.values.remote_model == checkpoint
+    assert again.engine_hookup.label.full_text() == "Engine: tiny box · online"
