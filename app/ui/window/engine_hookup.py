@@ -136,7 +136,7 @@ class EngineHookup(QObject):
         self.label = ElidedLabel(f"Engine: {THIS_MACHINE}")
         self.label.setObjectName("engineLabel")
         self.label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
-        self.label.setMinimumWidth(110)  # elides before it crowds the other labels out
+        self.label.setMinimumWidth(190)  # room for "name · offline"; elides before it crowds the others out
         self.label.setMaximumWidth(320)
         self.label.setContentsMargins(8, 0, 8, 0)
         window.statusBar().insertPermanentWidget(0, self.label)
