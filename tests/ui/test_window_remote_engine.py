@@ -55,6 +55,9 @@ def test_a_job_on_the_server_shows_previews_and_lands_in_the_gallery_as_the_cli_
     assert picked is not None and picked.is_remote and picked.engine == (server.url,)
     assert window.state.values.engine == server.url and window.state.values.remote_model == checkpoint
     assert window.engine_hookup.label.full_text() == "Engine: tiny box · online"
+    assert window.device_label.text().startswith("Device: CPU · ") and window.device_label.text().endswith(
+        " GB (tiny box)"
+    )  # the server's device, not this machine's
     # No T5 on the server: T5 is off and its switch says why.
     assert not window.state.values.use_t5 and not window.panel.advanced.t5_check.isEnabled()
     assert "tiny box has no T5-XXL" in window.panel.advanced.t5_check.toolTip()

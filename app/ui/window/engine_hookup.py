@@ -148,6 +148,9 @@ class EngineHookup(QObject):
         if edit is not None:
             edit.addAction(self.action)
 
+        self._local_device = ""  # the device label's text for this machine, while a server's set is chosen
+        self._device_label = getattr(window, "device_label", None)
+        controller.device_described.connect(self._on_device_described)
         self.checked.connect(self._on_checked)
         picker.selection_changed.connect(self._on_picker_selection_changed)
         controller.job_started.connect(self._on_job_started)
@@ -236,6 +239,7 @@ class EngineHookup(QObject):
     # ------------------------------------------------------------------------------------------ status
     def _update_label(self) -> None:
         info = self._picker.selected
+        self._show_device(info)
         if info is None or not info.is_remote:
             self.label.setText(f"Engine: {THIS_MACHINE}")
             self.label.setToolTip("Jobs run on this machine (Edit ▸ Engines… to add ComfyUI servers)")
@@ -255,6 +259,28 @@ class EngineHookup(QObject):
         errors = [f"{self.engines.label_for(u)}: {r.error}" for u, r in zip(info.engine, reports, strict=True)
                   if r is not None and not r.reachable]  # fmt: skip
         self.label.setToolTip("\n".join([", ".join(info.engine), *errors]))
+
+    def _on_device_described(self, text: str) -> None:
+        self._local_device = f"Device: {text}"
+        self._update_label()
+
+    def _show_device(self, info: ModelSetInfo | None) -> None:
+        """The device label names the server's device while its set is chosen; this machine's otherwise."""
+        label = self._device_label
+        if label is None:
+            return
+        if info is None or not info.is_remote:
+            if self._local_device:
+                label.setText(self._local_device)
+            return
+        server = self.infos.get(info.engine[0])
+        device = server.devices[0] if server is not None and server.devices else None
+        name = self.engines.label_for(info.engine[0])
+        text = f"{device.type.upper()} · {device.vram_total / 2**30:.0f} GB" if device else "unknown device"
+        label.setText(
+            f"Device: {text} ({name}{' +' + str(len(info.engine) - 1) if len(info.engine) > 1 else ''})"
+        )
+        label.setToolTip(device.name if device else "")
 
     def _on_step(self, step: StepInfo) -> None:
         seen = self._job_previews.get(step.job_id)
