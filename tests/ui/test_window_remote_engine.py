@@ -62,6 +62,9 @@ def test_a_job_on_the_server_shows_previews_and_lands_in_the_gallery_as_the_cli_
     assert not window.state.values.use_t5 and not window.panel.advanced.t5_check.isEnabled()
     assert "tiny box has no T5-XXL" in window.panel.advanced.t5_check.toolTip()
     assert not window.panel.loras.isEnabled() and "cannot run" in window.panel.loras.toolTip()
+    inpaint, hires = window.refine_bar.mode_buttons["inpaint"], window.refine_settings.hires_check
+    assert not inpaint.isEnabled() and "cannot run a mask" in inpaint.toolTip()
+    assert not hires.isEnabled() and "cannot run the hires fix" in hires.toolTip()
 
     window.state.update(steps=2, width=64, height=64, cfg=2.0, sampler="euler", random_seed=False, seed=21)
     qtbot.keyClicks(window.panel.prompt.edit, "a red fox")
@@ -162,6 +165,18 @@ def test_a_server_without_slg_t5_or_previews_and_one_that_drops_out(qtbot, make_
         qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert ended.args[1].status is JobStatus.FAILED and "ComfyUI server" in ended.args[1].message
     qtbot.waitUntil(lambda: window.engine_hookup.label.full_text() == "Engine: fake box · offline — retrying")
+
+    # Back to this machine's set: everything the server could not run is available again, with its own tooltip.
+    window.panel.model_combo.setCurrentIndex(0)
+    assert (
+        not window.picker.selected.is_remote
+        and window.engine_hookup.label.full_text() == "Engine: This machine"
+    )
+    assert advanced.slg_check.isEnabled() and "fake box" not in advanced.slg_check.toolTip()
+    assert window.panel.loras.isEnabled() and window.panel.loras.toolTip() == ""
+    inpaint = window.refine_bar.mode_buttons["inpaint"]
+    assert inpaint.isEnabled() and inpaint.toolTip().startswith("Paint over part of the input image")
+    assert window.state.values.engine == "" and window.state.values.remote_model == ""
     window.close()
 
 
