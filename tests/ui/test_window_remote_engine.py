@@ -76,6 +76,7 @@ def test_a_job_on_the_server_shows_previews_and_lands_in_the_gallery_as_the_cli_
     assert job.options.engine == (server.url,) and str(job.model_path) == checkpoint
     assert [kind for kind, *_ in seen].count("preview") >= 1  # the server's step previews reached the canvas
     assert seen[-1] == ("final", 64, 64)
+    assert window.device_label.text().endswith(" GB (tiny box)")  # still the server's device after the job
     window.grab().save("/tmp/engineui-window-remote.png")
 
     (png,) = (tmp_path / "out").glob("*.png")
