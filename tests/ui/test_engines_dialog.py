@@ -33,6 +33,7 @@ def add(qtbot, dlg, url, name="", token=""):
     qtbot.mouseClick(dlg.add_button, Qt.MouseButton.LeftButton)
 
 
+@pytest.mark.slow
 def test_add_and_test_the_real_server(qtbot, dialog, comfyui_server):
     add(qtbot, dialog, comfyui_server.url, "tiny box", "tok-dialog-1")
     assert dialog.server_list.count() == 1 and dialog.selected_url() == comfyui_server.url
