@@ -46,8 +46,6 @@ def refuse_what_is_not_sent(req: GenerationRequest) -> None:
     missing = [
         label
         for label, used in (
-            ("a mask", req.mask_image is not None),
-            ("outpainting", any(req.outpaint)),
             ("the hires fix", req.hires_scale not in (None, 1.0)),
             ("LoRAs", bool(req.loras)),
             ("ControlNets", bool(req.controlnets)),
@@ -121,13 +119,17 @@ class RemoteImage:
     preview: object = None  # the latest undelivered messages.Preview
 
 
-def image_params(req: GenerationRequest, seed: int, variant: str, stem: str) -> ImageParams:
+def image_params(
+    req: GenerationRequest, seed: int, variant: str, stem: str, sent: object = None
+) -> ImageParams:
     """Exactly what `finished_image_params` makes of our ImageFinished event, so the graph sent and the PNG's
-    `prompt` chunk are the same builder's output on the same parameters."""
+    `prompt` chunk are the same builder's output on the same parameters. `sent`: the job's SentInputs."""
     from app import __version__
 
     return ImageParams.from_request(req, seed, variant=variant, model_name=stem, model_hash=None, fp8=False,
-                                    app_version=__version__)  # fmt: skip
+                                    app_version=__version__, source_sha256=getattr(sent, "source_sha256", None),
+                                    mask_alpha=bool(getattr(sent, "mask_alpha", False)),
+                                    mask_soft=bool(getattr(sent, "mask_soft", False)))  # fmt: skip
 
 
 def image_graph(params: ImageParams, files: ComfyFiles) -> tuple[dict, str]:

@@ -1,0 +1,123 @@
+"""A remote job's own images on the REAL ComfyUI server (tiny SD3 set, tests/comfyui/server.py): masks and
+outpainting send the canvas and masks our local engine samples from; the graph sent is the PNG's `prompt` chunk."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.inference.api.events import ImageFinished, JobFailed, JobFinished
+from app.inference.api.request import GenerationRequest
+from app.metadata.image_file import finished_image_params, write_image
+from app.remote.inputs import mask_levels, sized
+from app.remote.session import RemoteSession
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_request(**overrides):
+    values = {"prompt": "a red fox", "negative": "blurry", "seed": 7, "steps": 2, "width": 64, "height": 64,
+              "use_t5": False, "cfg": 2.0, "sampler": "euler"}  # fmt: skip
+    return GenerationRequest(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def remote(comfyui_tiny):
+    server, checkpoint, _ = comfyui_tiny
+    session = RemoteSession(server.url, partial_text_encoders=True, poll_every=2.0)
+    yield server, session, checkpoint
+    session.close()
+
+
+def _ran(server, written: dict) -> int:
+    """How many prompts in the server's history are exactly `written`."""
+    return sum(entry["prompt"][2] == written for entry in server.get("/history?max_items=64").values())
+
+
+def _init_and_mask(tmp_path, size=(60, 40), soft=False):
+    w, h = size
+    rng = np.random.default_rng(0)
+    init = tmp_path / "holiday photo.png"
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(init)
+    mask = np.zeros((h, w), np.uint8)
+    mask[10:24, 20:36] = 255
+    if soft:
+        mask[10:24, 36:44] = 128
+    mask_path = tmp_path / "my mask.png"
+    Image.fromarray(mask).save(mask_path)
+    return init, mask_path
+
+
+def test_an_outpaint_with_a_mask_runs_on_the_server_from_our_engines_pixels(remote, tmp_path):
+    from app.inference.pipeline.refine import load_source
+
+    server, session, checkpoint = remote
+    init, mask = _init_and_mask(tmp_path)
+    request = tiny_request(init_image=init, mask_image=mask, outpaint=(0, 8, 4, 0), mask_grow=2, mask_blur=3,
+                           denoise=1.0)  # fmt: skip
+    events = list(session.run(checkpoint, request))
+    assert isinstance(events[-1], JobFinished), events[-1]
+    (finished,) = [e for e in events if isinstance(e, ImageFinished)]
+    assert finished.pixels.shape == (48, 64, 3)  # 40+8 x 60+4: the canvas (64x48) needs no alignment here
+    files = finished.comfy_files
+    names = (files.init_image, files.mask_image, files.composite_mask)
+    assert all(n.startswith("sd35-studio/") for n in names)
+    assert not any("holiday" in n or "my mask" in n for n in names)  # no local name leaves the machine
+
+    # What the server read is exactly what our local engine samples from and composites with.
+    source = load_source(sized(request).resolved("large"))
+    uploaded = {n: np.asarray(Image.open(server.comfy / "input" / n)) for n in names}
+    assert np.array_equal(uploaded[files.init_image], source.pixels)
+    assert np.array_equal(uploaded[files.mask_image], mask_levels(source.mask))
+    assert np.array_equal(uploaded[files.composite_mask], mask_levels(source.alpha))
+    assert uploaded[files.mask_image].max() == 255 and uploaded[files.mask_image][:8].min() == 255  # outpaint
+
+    # The PNG's `prompt` chunk is the graph the server ran.
+    path = write_image(tmp_path / "a.png", finished.pixels, finished_image_params(finished), files)
+    written = json.loads(Image.open(path).text["prompt"])
+    assert _ran(server, written) == 1
+    kinds = [n["class_type"] for n in written.values()]
+    assert "SetLatentNoiseMask" in kinds and "ImageCompositeMasked" in kinds
+    assert not {"ImagePadForOutpaint", "GrowMask", "ImageCrop"} & set(kinds)  # prepared here, not there
+
+    # Away from the feathered mask the result is the init image (ComfyUI saves by truncating floats: ±1).
+    keep = mask_levels(source.alpha) == 0
+    diff = np.abs(finished.pixels.astype(int) - source.pixels.astype(int))[keep]
+    assert keep.sum() > 1000 and diff.max() <= 1
+
+
+def test_an_aligned_canvas_is_cropped_back_and_a_soft_mask_uses_differential_diffusion(remote, tmp_path):
+    server, session, checkpoint = remote
+    init, mask = _init_and_mask(tmp_path, soft=True)  # 60x40: the canvas is aligned to 64x48
+    events = list(
+        session.run(checkpoint, tiny_request(init_image=init, mask_image=mask, mask_blur=0, seed=3))
+    )
+    (finished,) = [e for e in events if isinstance(e, ImageFinished)]
+    assert (
+        finished.pixels.shape == (40, 60, 3)
+        and finished.mask_soft
+        and finished.comfy_files.output_size == (60, 40)
+    )
+    assert finished.comfy_files.composite_mask == finished.comfy_files.mask_image  # no blur: one mask
+    path = write_image(
+        tmp_path / "b.png", finished.pixels, finished_image_params(finished), finished.comfy_files
+    )
+    written = json.loads(Image.open(path).text["prompt"])
+    assert _ran(server, written) == 1
+    kinds = [n["class_type"] for n in written.values()]
+    assert "ImageCrop" in kinds and "DifferentialDiffusion" in kinds
+
+
+def test_an_unusable_mask_fails_the_job_with_one_sentence_before_anything_is_sent(remote, tmp_path):
+    server, session, checkpoint = remote
+    init, _ = _init_and_mask(tmp_path)
+    wrong = tmp_path / "small mask.png"
+    Image.new("L", (10, 10), 255).save(wrong)
+    before = server.get("/history?max_items=200")
+    (event,) = session.run(checkpoint, tiny_request(init_image=init, mask_image=wrong))
+    assert (
+        isinstance(event, JobFailed)
+        and "the mask is 10×10 px but the init image is 60×40 px" in event.message
+    )
+    assert server.get("/history?max_items=200").keys() == before.keys()
