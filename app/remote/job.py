@@ -43,15 +43,7 @@ def checkpoint_name(model: object) -> str:
 def refuse_what_is_not_sent(req: GenerationRequest) -> None:
     """Parts of a job the remote engine does not send yet (their files would have to go to the server first)
     are refused before anything is queued, rather than run without them or failed by the server's check."""
-    missing = [
-        label
-        for label, used in (
-            ("the hires fix", req.hires_scale not in (None, 1.0)),
-            ("LoRAs", bool(req.loras)),
-            ("ControlNets", bool(req.controlnets)),
-        )
-        if used
-    ]
+    missing = [label for label, used in (("the hires fix", req.hires_scale not in (None, 1.0)),) if used]
     if missing:
         raise InvalidRequestError(
             f"a ComfyUI server cannot run {' or '.join(missing)} from SD3.5 Studio yet; run this job on this machine"

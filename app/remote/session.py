@@ -63,6 +63,7 @@ from app.remote.job import (
 )
 from app.remote.limits import decode_image
 from app.remote.messages import Message, Preview
+from app.remote.server_files import server_metadata, with_server_files
 from app.remote.ws import ComfySocket
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,11 @@ class _Job:
         refuse_what_is_not_sent(req)
         info.require(req, s.partial_text_encoders)
         files = server_files(info, checkpoint, s.partial_text_encoders)
+        try:  # the job's LoRAs and ControlNets by the server's names
+            files = with_server_files(info, req, files, server_metadata(s.http))
+        except ServerMissing:  # the file may have been added since the capabilities were read
+            info = s.capabilities(refresh=True)
+            files = with_server_files(info, req, files, server_metadata(s.http))
         self.sent = send_inputs(s.http.upload_image, req, files, UPLOAD_SUBFOLDER)
         files = self.sent.files
         stem = model_stem(checkpoint)

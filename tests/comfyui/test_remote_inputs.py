@@ -121,3 +121,75 @@ def test_an_unusable_mask_fails_the_job_with_one_sentence_before_anything_is_sen
         and "the mask is 10×10 px but the init image is 60×40 px" in event.message
     )
     assert server.get("/history?max_items=200").keys() == before.keys()
+
+
+# ------------------------------------------------------------------------------------------------ LoRAs
+
+
+def _tiny_lora(path, seed: int, rank: int = 4, hash_of=None):
+    """A LoRA for the tiny set's first joint block (ComfyUI's generic `diffusion_model.<module>` keys), with
+    kohya's `sshs_model_hash` of the tensor bytes (A1111's LoRA hash) in its metadata, or of `hash_of`'s."""
+    import torch
+    from safetensors.torch import save_file
+
+    from app.inference.lora.hashing import lora_hashes
+
+    g = torch.Generator().manual_seed(seed)
+    key = "diffusion_model.joint_blocks.0.x_block.attn.qkv"
+    tensors = {f"{key}.lora_up.weight": torch.randn(384, rank, generator=g) * 2,
+               f"{key}.lora_down.weight": torch.randn(rank, 128, generator=g) * 2}  # fmt: skip
+    save_file(tensors, str(path))
+    lora_hashes.__globals__["_cache"].clear()  # same path rewritten within one mtime tick: read it again
+    addnet = lora_hashes(hash_of or path)[1] if hash_of is None else hash_of
+    save_file(tensors, str(path), metadata={"sshs_model_hash": addnet + "0" * 52})
+    lora_hashes.__globals__["_cache"].clear()
+    return path
+
+
+def test_a_lora_runs_on_the_server_under_its_name_and_changes_the_image(remote, tmp_path):
+    from app.inference.api.lora import LoraSpec
+
+    server, session, checkpoint = remote
+    (tmp_path / "server").mkdir()
+    theirs = _tiny_lora(tmp_path / "server" / "style.safetensors", seed=1)
+    mine = tmp_path / "my loras" / "style.safetensors"
+    mine.parent.mkdir()
+    mine.write_bytes(theirs.read_bytes())  # the same file here and there
+    link = server.link_model("loras", theirs, "sub/style.safetensors")
+    try:
+        plain = [e for e in session.run(checkpoint, tiny_request(seed=5)) if isinstance(e, ImageFinished)]
+        events = list(session.run(checkpoint, tiny_request(seed=5, loras=(LoraSpec(mine, 1.0),))))
+    finally:
+        link.unlink()
+    assert isinstance(events[-1], JobFinished) and events[-1].images == 1, events[-1]
+    (finished,) = [e for e in events if isinstance(e, ImageFinished)]
+    assert finished.comfy_files.loras == ("sub/style.safetensors",)
+    assert not np.array_equal(finished.pixels, plain[0].pixels)  # the LoRA really ran
+    path = write_image(
+        tmp_path / "l.png", finished.pixels, finished_image_params(finished), finished.comfy_files
+    )
+    written = json.loads(Image.open(path).text["prompt"])
+    assert _ran(server, written) == 1
+    (loader,) = [n for n in written.values() if n["class_type"] == "LoraLoader"]
+    assert loader["inputs"]["lora_name"] == "sub/style.safetensors" and "my loras" not in json.dumps(written)
+
+
+def test_a_lora_the_server_lacks_or_has_as_another_file_is_refused_naming_it(remote, tmp_path):
+    from app.inference.api.lora import LoraSpec
+
+    server, session, checkpoint = remote
+    (tmp_path / "server").mkdir()
+    theirs = _tiny_lora(tmp_path / "server" / "clay.safetensors", seed=2)
+    mine = _tiny_lora(tmp_path / "clay.safetensors", seed=3)  # same name, other weights
+    before = server.get("/history?max_items=200").keys()
+    (event,) = session.run(checkpoint, tiny_request(loras=(LoraSpec(mine, 0.7),)))
+    assert isinstance(event, JobFailed) and event.kind.name == "MODEL"
+    assert f"{server.url} has no LoRA clay.safetensors" in event.message and "never uploads" in event.message
+    link = server.link_model("loras", theirs)
+    try:
+        (event,) = session.run(checkpoint, tiny_request(loras=(LoraSpec(mine, 0.7),)))
+    finally:
+        link.unlink()
+    assert isinstance(event, JobFailed) and "has a LoRA named clay.safetensors, but it is a different file" in \
+        event.message  # fmt: skip
+    assert server.get("/history?max_items=200").keys() == before
