@@ -6,7 +6,8 @@ A masked job (inpaint, outpaint) sends what our local engine samples from, prepa
   the canvas (init image + outpaint, new area edge-extended, 16-px aligned), the grown mask on the canvas
   (grey, white = regenerate; exact: growing keeps a mask's 8-bit levels), the feathered composite mask (8-bit).
 The graph then loads them as they are (app/metadata/comfy_uploaded.py): no padding, growing or filling there.
-Control images go as their decoded pixels (RGB); the graph preprocesses them as the PNG's graph says.
+Control images go resized as our engine resizes them (Lanczos, then RGB); the graph preprocesses them with
+ComfyUI's nodes, as the PNG's graph says (controlnet_meta.COMFY_NOTE: how those differ from ours).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def send_inputs(upload, req: GenerationRequest, files: ComfyFiles, subfolder: st
         sent = dataclasses.replace(sent, files=dataclasses.replace(files, init_image=upload(name, data, subfolder)),
                                    source_sha256=_file_sha256(Path(req.init_image)))  # fmt: skip
     if req.controlnets:
-        names = tuple(upload(*control_image_upload(Path(c.image)), subfolder) for c in req.controlnets)
+        names = tuple(upload(*control_image_upload(Path(c.image), req.width, req.height), subfolder)
+                      for c in req.controlnets)  # fmt: skip
         sent = dataclasses.replace(sent, files=dataclasses.replace(sent.files, control_images=names))
     size = result_size(req, sent.files.output_size)
     return dataclasses.replace(sent, result_size=size)
@@ -102,13 +104,15 @@ def _send_masked(upload, req: GenerationRequest, files: ComfyFiles, subfolder: s
     return SentInputs(files, source.sha256, source.alpha_mask, source.soft)
 
 
-def control_image_upload(path: Path) -> tuple[str, bytes]:
-    """(name, PNG bytes) of a control image's pixels (RGB, as ComfyUI's LoadImage takes them)."""
+def control_image_upload(path: Path, width: int, height: int) -> tuple[str, bytes]:
+    """(name, PNG bytes) of a control image as our engine reads it (control/encoding.py: Lanczos to the job's
+    size in the image's own mode, then RGB): the server's preprocessing nodes then see the same pixels as ours,
+    and its own resize (nearest-exact) has nothing left to do."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            pixels = np.asarray(im.convert("RGB"))
+            pixels = np.asarray(im.resize((width, height), Image.Resampling.LANCZOS).convert("RGB"))
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidRequestError(
             f"{path}: cannot read the control image ({exc.__class__.__name__})"

@@ -2,6 +2,7 @@
 outpainting send the canvas and masks our local engine samples from; the graph sent is the PNG's `prompt` chunk."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,9 +10,11 @@ from PIL import Image
 
 from app.inference.api.events import ImageFinished, JobFailed, JobFinished
 from app.inference.api.request import GenerationRequest
+from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
 from app.metadata.image_file import finished_image_params, write_image
 from app.remote.inputs import mask_levels, sized
 from app.remote.session import RemoteSession
+from tests.comfyui.server import TINY_CLIP_L
 
 pytestmark = pytest.mark.slow
 
@@ -193,3 +196,48 @@ def test_a_lora_the_server_lacks_or_has_as_another_file_is_refused_naming_it(rem
     assert isinstance(event, JobFailed) and "has a LoRA named clay.safetensors, but it is a different file" in \
         event.message  # fmt: skip
     assert server.get("/history?max_items=200").keys() == before
+
+
+# ------------------------------------------------------------------------------------------------ ControlNets
+
+
+def test_a_controlnet_job_uploads_its_control_image_and_the_server_accepts_the_graph(remote, tmp_path):
+    """The tiny set has no ControlNet ComfyUI can execute: an empty file under the right name passes the server's
+    validation (no node_errors: the job is queued) and then fails in ControlNetLoader, which the job reports."""
+    from app.inference.api.control import ControlPreprocess, ControlSpec
+
+    server, session, checkpoint = remote
+    server.place_models("controlnet", "sd3.5_large_controlnet_canny.safetensors")
+    photo = tmp_path / "private pose.png"
+    pixels = np.random.default_rng(1).integers(0, 256, (40, 52, 4), dtype=np.uint8)
+    Image.fromarray(pixels, "RGBA").save(photo)
+    spec = ControlSpec(tmp_path / "sd3.5_large_controlnet_canny.safetensors", photo, 0.8, 0.0, 0.9, "canny",
+                       ControlPreprocess("canny", canny_low=80, canny_high=160))  # fmt: skip
+    events = list(session.run(checkpoint, tiny_request(controlnets=(spec,), seed=9)))
+    failed = [e for e in events if type(e).__name__ == "ImageFailed"]
+    assert len(failed) == 1 and "ControlNetLoader" in failed[0].message, events
+    assert isinstance(events[-1], JobFinished) and events[-1].images == 0
+
+    (entry,) = [e for e in server.get("/history?max_items=64").values() if _seed_of(e) == 9]
+    graph = entry["prompt"][2]
+    (name,) = [n["inputs"]["image"] for n in graph.values() if n["class_type"] == "LoadImage"]
+    assert name.startswith("sd35-studio/control-") and "private" not in json.dumps(graph)
+    from app.inference.control.encoding import read_control_image
+
+    ours = np.rint(read_control_image(photo, (64, 64))[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(Image.open(server.comfy / "input" / name)), ours)  # our engine's pixels
+
+    # The graph the server validated and queued is what the PNG writer builds for this job's files.
+    files = ComfyFiles(checkpoint, clip_l=TINY_CLIP_L, clip_g=None, controlnets=(spec.file.name,),
+                       control_images=(name,))  # fmt: skip
+    params = finished_image_params(ImageFinished(0, 9, None, None, tiny_request(controlnets=(spec,), seed=9)
+                                                 .resolved("large"), model_name=Path(checkpoint).stem,
+                                                 variant="large"))  # fmt: skip
+    assert json.loads(comfy_chunks(params, files)[0]) == graph
+    assert "Canny" in {n["class_type"] for n in graph.values()}
+
+
+def _seed_of(entry: dict) -> int | None:
+    return next(
+        (n["inputs"]["seed"] for n in entry["prompt"][2].values() if n["class_type"] == "KSampler"), None
+    )
