@@ -11,7 +11,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer
-from PySide6.QtGui import QImage
+from PySide6.QtGui import QAction, QImage
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from app.inference.api.control import ControlPreprocess
@@ -95,6 +95,14 @@ class AddonHookup(QObject):
         panel.controlnet.map_wanted.connect(self._on_map_wanted)
         panel.controlnet.canvas_image_requested.connect(self.use_canvas_image)
         panel.controlnet.said.connect(notifier.status)
+        # View ▸ Control Map on Canvas: the same switch as the section's "Map on canvas"
+        check = panel.controlnet.overlay_check
+        self.overlay_action = QAction("Control Map on Canvas", self)
+        self.overlay_action.setCheckable(True)
+        self.overlay_action.setToolTip("Draw the active ControlNet's preprocessed map over the canvas")
+        self.overlay_action.toggled.connect(check.setChecked)
+        check.toggled.connect(self.overlay_action.setChecked)
+        panel.controlnet.overlay_changed.connect(self._show_overlay)
 
     def lora_folders(self) -> list[Path]:
         return self._folders(LORA_FOLDERS_KEY)
@@ -175,6 +183,10 @@ class AddonHookup(QObject):
             return
         if not self._closed and self._map_serials.get(unit) == serial:
             section.show_map(unit, qimage)
+
+    def _show_overlay(self) -> None:
+        image, opacity = self._panel.controlnet.overlay()
+        self._shown.canvas.set_control_map(image, opacity)
 
     def use_canvas_image(self, unit: ControlUnit | None = None) -> None:
         """The canvas's picture as a control image: its file when it has one, else a scratch PNG (kept next to

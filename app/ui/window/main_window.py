@@ -181,7 +181,8 @@ class MainWindow(QMainWindow):
             help=HelpCommands(self, self.models.getting_models, lambda: shortcut_table(self.actions)),
         )
         self.actions = build_actions(self, self.commands.handlers())
-        build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
+        toggles = [*(d.toggleViewAction() for d in self.docks), self.addons.overlay_action]
+        build_menus(self.menuBar(), self.actions, toggles)
         self._add_refine_actions()
         generate = self.commands.generate
         self.generate_button.clicked.connect(generate.generate)
