@@ -11,6 +11,7 @@ import logging
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
+    QContextMenuEvent,
     QImage,
     QMouseEvent,
     QPainter,
@@ -34,6 +35,7 @@ SHARP_ZOOM = 2.0  # from here on pixels are drawn as crisp squares (inspecting d
 class CanvasView(QWidget):
     zoom_changed = Signal(float, bool)  # zoom factor, fit mode
     image_changed = Signal()  # set_image was called (a preview, a final image, a step frame, or nothing)
+    menu_requested = Signal(object)  # QPoint (global): a right click on the picture asks for its menu
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -230,6 +232,13 @@ class CanvasView(QWidget):
         self._drag_from = None
         self.setCursor(Qt.CursorShape.CrossCursor) if self._painting() else self.unsetCursor()
         super().mouseReleaseEvent(event)
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        if self._image is None or self._painting():
+            event.ignore()
+            return
+        event.accept()
+        self.menu_requested.emit(event.globalPos())
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         if self._painting():

@@ -121,6 +121,7 @@ class ControlNetSection(CollapsibleSection):
         unit.canvas_image_requested.connect(lambda u=unit: self.canvas_image_requested.emit(u))
         unit.said.connect(self.said)
         self.unit_column.addWidget(unit)
+        unit.show()  # now, not at the next event loop turn: a click right after Add reaches it
         self.units.append(unit)
         unit.set_expanded(expanded)
         self._set_active(unit)
@@ -266,7 +267,12 @@ class ControlNetSection(CollapsibleSection):
     def _on_state_changed(self, changed: frozenset[str]) -> None:
         if "controlnets" in changed and not self._pushing:
             ours, theirs = self.specs(), self.state.controlnets
-            if theirs and theirs != ours:
+            on = [u for u in self.units if u.spec() is not None]
+            if theirs and len(on) == len(theirs) and theirs != ours:
+                for unit, spec in zip(on, theirs, strict=True):  # the same units, new values (kept images)
+                    unit.fill(spec)
+                self._push()
+            elif theirs and theirs != ours:
                 self._rebuild(theirs)  # a recall or another window part brought another set
                 self._push()
             elif not theirs and ours:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QImage
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 
 from app.inference.api.control import ControlPreprocess
 from app.ui.canvas.shown_image import ShownImage
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 LORA_FOLDERS_KEY = "loras/folders"
 CONTROLNET_FOLDERS_KEY = "controlnets/folders"
 MAP_DEBOUNCE_MS = 150
+USE_AS_CONTROL = "Use as Control Image"
 
 
 def lora_scan(folders: list[Path], defaults: bool) -> tuple[LoraCatalog, dict[Path, QImage]]:
@@ -103,6 +104,8 @@ class AddonHookup(QObject):
         self.overlay_action.toggled.connect(check.setChecked)
         check.toggled.connect(self.overlay_action.setChecked)
         panel.controlnet.overlay_changed.connect(self._show_overlay)
+        self.canvas_menu: QMenu | None = None  # the canvas picture's menu while open (tests click in it)
+        shown.canvas.menu_requested.connect(self._on_canvas_menu_requested)
 
     def lora_folders(self) -> list[Path]:
         return self._folders(LORA_FOLDERS_KEY)
@@ -187,6 +190,15 @@ class AddonHookup(QObject):
     def _show_overlay(self) -> None:
         image, opacity = self._panel.controlnet.overlay()
         self._shown.canvas.set_control_map(image, opacity)
+
+    def _on_canvas_menu_requested(self, pos) -> None:
+        if self.canvas_menu is not None:
+            self.canvas_menu.close()
+        menu = self.canvas_menu = QMenu(self._parent)
+        menu.addAction(USE_AS_CONTROL, lambda: self.use_canvas_image(None)).setToolTip(
+            "The picture on the canvas becomes the active ControlNet's control image"
+        )
+        menu.popup(pos)
 
     def use_canvas_image(self, unit: ControlUnit | None = None) -> None:
         """The canvas's picture as a control image: its file when it has one, else a scratch PNG (kept next to
