@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QSlider,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -28,8 +27,7 @@ from app.inference.api.control import ControlPreprocess, ControlSpec
 from app.ui.elided_label import ElidedLabel
 from app.ui.form.addons import ControlNetInfo
 from app.ui.form.control_images import write_scratch_image
-from app.ui.form.control_widgets import PreprocessFields, dropped_image, fit, thumb_label
-from app.ui.form.form_widgets import float_spin
+from app.ui.form.control_widgets import PreprocessFields, StrengthFields, dropped_image, fit, thumb_label
 
 log = logging.getLogger(__name__)
 
@@ -130,41 +128,17 @@ class ControlUnit(QWidget):
         previews.addStretch(1)
         grid.addLayout(previews, 4, 1)
 
-        strength_row = QHBoxLayout()
-        strength_row.setSpacing(4)
-        self.strength_slider = QSlider(Qt.Orientation.Horizontal, self.body)
-        self.strength_slider.setRange(0, 200)
-        self.strength_slider.setAccessibleName("ControlNet strength")
-        self.strength_spin = float_spin(self.body, 0.05, 2, "ControlNet strength (0 = no effect)")
-        self.strength_spin.setRange(0, 10)
-        self.strength_spin.setValue(1.0)
-        self.strength_slider.setValue(100)
-        strength_row.addWidget(self.strength_slider, 1)
-        strength_row.addWidget(self.strength_spin)
+        self.strength = StrengthFields(self.body)
+        self.strength_slider, self.strength_spin = self.strength.slider, self.strength.spin
+        self.start_spin, self.end_spin = self.strength.start_spin, self.strength.end_spin
         grid.addWidget(QLabel("Strength", self.body), 5, 0)
-        grid.addLayout(strength_row, 5, 1)
-
-        range_row = QHBoxLayout()
-        range_row.setSpacing(4)
-        self.start_spin = float_spin(
-            self.body, 0.05, 2, "Where in the sampling it starts acting (0 = first step)"
-        )
-        self.start_spin.setRange(0, 1)
-        self.end_spin = float_spin(self.body, 0.05, 2, "Where it stops acting (1 = last step)")
-        self.end_spin.setRange(0, 1)
-        self.end_spin.setValue(1.0)
-        range_row.addWidget(self.start_spin, 1)
-        range_row.addWidget(QLabel("to", self.body))
-        range_row.addWidget(self.end_spin, 1)
-        range_row.addWidget(QLabel("of the steps", self.body))
+        grid.addLayout(self.strength.strength_row, 5, 1)
         grid.addWidget(QLabel("Active", self.body), 6, 0)
-        grid.addLayout(range_row, 6, 1)
+        grid.addLayout(self.strength.range_row, 6, 1)
 
         for spin in self.spins():
             spin.setKeyboardTracking(False)
             spin.valueChanged.connect(lambda _v: self._on_edit())
-        self.strength_slider.valueChanged.connect(self._on_slider)
-        self.strength_spin.valueChanged.connect(self._on_strength_spin)
         self.enabled_check.toggled.connect(lambda _on: self._on_edit())
         self.invert_check.toggled.connect(lambda _on: self._on_edit())
         self.preprocess_combo.currentIndexChanged.connect(lambda _i: self._on_edit())
@@ -383,10 +357,7 @@ class ControlUnit(QWidget):
             self._select_file(spec.file)
             self._show_image(spec.image)
             self.pre.show(spec.preprocess)
-            self.strength_spin.setValue(spec.strength)
-            self.strength_slider.setValue(round(min(spec.strength, 2.0) * 100))
-            self.start_spin.setValue(spec.start)
-            self.end_spin.setValue(spec.end)
+            self.strength.show(spec.strength, spec.start, spec.end)
             self.pre.update_visible()
         finally:
             self._filling = False
@@ -397,15 +368,6 @@ class ControlUnit(QWidget):
         self.enabled_check.setChecked(False)
         self._filling = False
         self.update_summary()
-
-    def _on_slider(self, value: int) -> None:
-        if not self._filling:
-            self.strength_spin.setValue(value / 100)
-
-    def _on_strength_spin(self, value: float) -> None:
-        was, self._filling = self._filling, True
-        self.strength_slider.setValue(round(min(value, 2.0) * 100))
-        self._filling = was
 
     def _on_edit(self) -> None:
         if self._filling:
