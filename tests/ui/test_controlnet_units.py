@@ -70,7 +70,7 @@ def test_two_controlnets_reach_the_engine_in_order_and_recall_restores_both(
     qtbot.mouseClick(section.add_button, Qt.MouseButton.LeftButton)
     first_, second = section.units
     assert first_ is first and not first.is_expanded() and second.is_expanded()  # the first folds to a line
-    assert first.summary.full_text() == "1 · canny · edges.png · 0.6"
+    assert first.summary.full_text() == "1 · canny · edges.png · strength 0.6"
     assert "choose a ControlNet file and a control image" not in window.state.problems().get(
         "controlnets", ""
     )

@@ -283,7 +283,8 @@ class ControlUnit(QWidget):
 
     def _show_image(self, path: Path | None) -> None:
         self.image = Path(path) if path is not None else None
-        self.image_label.setText(str(self.image) if self.image else NO_IMAGE)
+        self.image_label.setText(self.image.name if self.image else NO_IMAGE)
+        self.image_label.setToolTip(str(self.image) if self.image else NO_IMAGE)
         source = QImage(str(self.image)) if self.image else QImage()
         if source.isNull():
             self.source_view.setText("cannot read the image" if self.image else "control image")
@@ -385,7 +386,7 @@ class ControlUnit(QWidget):
         )
         parts = [f"{self.number}", kind, image.name if image else "no image"]
         if file is not None and image is not None:
-            parts.append(f"{self.strength_spin.value():g}")
+            parts.append(f"strength {self.strength_spin.value():g}")
         problem = self.problem()
         self.summary.setText(("⚠ " if problem else "") + " · ".join(parts))
         self.summary.setToolTip(problem or (str(file) if file else "No ControlNet file chosen"))
