@@ -157,3 +157,12 @@ def test_saved_settings_with_two_controlnets_open_as_two_units(qtbot, tmp_path):
     assert restored.controlnets == specs[:1] and len(section.units) == 2
     section.units[1].enabled_check.click()
     assert restored.controlnets == specs
+
+    # the overlay switch names the unit whose map it draws; removing every unit leaves an empty, sendable set
+    section.units[1].fold.click()
+    assert section.active is section.units[1] and section.overlay_check.text() == "Map 2 on canvas"
+    for unit in list(section.units):
+        unit.remove_button.click()
+    assert section.units == [] and section.active is None and restored.controlnets == ()
+    assert not section.empty_label.isHidden() and "controlnets" not in restored.problems()
+    assert section.overlay_check.text() == "Map on canvas"

@@ -141,6 +141,7 @@ class ControlNetSection(CollapsibleSection):
             other.update_summary()
         if self.active is unit:
             self._set_active(self.units[-1] if self.units else None)
+        self._name_overlay()  # the numbers moved up
         self._update_buttons()
         self._push()
 
@@ -148,6 +149,12 @@ class ControlNetSection(CollapsibleSection):
         if unit is not self.active:
             self.active = unit
             self.overlay_changed.emit()
+        self._name_overlay()
+
+    def _name_overlay(self) -> None:
+        """The overlay switch names the unit whose map it draws (the one last worked in)."""
+        several = len(self.units) > 1 and self.active is not None
+        self.overlay_check.setText(f"Map {self.active.number} on canvas" if several else "Map on canvas")
 
     def _update_buttons(self) -> None:
         self.add_button.setEnabled(len(self.units) < MAX_UNITS)
