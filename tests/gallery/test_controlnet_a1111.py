@@ -16,7 +16,7 @@ from app.inference.api.request import GenerationRequest
 from app.metadata.a1111 import infotext_of, params_from_infotext
 from app.metadata.controlnet_a1111 import NO_IMAGE, controlnet_from_a1111, resolve_controlnet_files
 from app.metadata.params import ImageParams
-from app.metadata.recall import read_metadata, reproduction_warnings
+from app.metadata.recall import CurrentSetup, read_metadata, reproduction_warnings, settings_for
 from tests.gallery.helpers import write_a1111_png
 
 CANNY = "sd3.5_large_controlnet_canny.safetensors"
@@ -183,3 +183,21 @@ def test_recalled_names_are_matched_to_the_controlnet_files_here(tmp_path):
         f"ControlNet {BLUR} is not in the ControlNet folders here; choose it again.",
         f"ControlNet {DEPTH} is not in the ControlNet folders here; choose it again.",
     )
+
+
+def test_use_these_settings_gets_the_files_found_here_and_warns_only_about_the_others(tmp_path):
+    here = tmp_path / "controlnets"
+    here.mkdir()
+    canny = here / CANNY
+    canny.write_bytes(b"w")
+    recalled = read_metadata(write_a1111_png(tmp_path / "a1111.png", EXTENSION_TEXT))
+    setup = CurrentSetup(model_name="sd3.5_large", variant="large", controlnet_files=(canny,))
+
+    settings = settings_for(recalled, setup)
+    assert [u.file for u in settings.request.controlnets] == [canny, Path(BLUR), Path(DEPTH)]
+    assert [u.strength for u in settings.request.controlnets] == [0.8, 0.5, 1.0]
+    missing = [w for w in settings.warnings if "ControlNet file" in w]
+    assert [w.split(" ")[2] for w in missing] == [BLUR, DEPTH]  # the canny one is here: no warning
+    assert (
+        settings_for(recalled, None).request.controlnets == recalled.params.controlnets
+    )  # nothing known here
