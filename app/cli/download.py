@@ -11,6 +11,7 @@ from typing import TextIO
 
 from app.cli.status import EXIT_ERROR
 from app.cli.values import Text
+from app.downloads.catalog import CONTROLNET_REPO, CONTROLNET_TYPES, HUB_WEBSITE
 from app.downloads.errors import AccessDeniedError, DownloadCancelled, DownloadError
 from app.downloads.layout import PARTIAL_DIR
 from app.downloads.plan import DownloadPlan, build_plan
@@ -35,6 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--token-from-env",
         action="store_true",
         help="use the access token in $HF_TOKEN and keep it in huggingface_hub's token store",
+    )
+    parser.add_argument(
+        "--controlnet",
+        type=Text(),
+        choices=CONTROLNET_TYPES,
+        action="append",
+        default=[],
+        help="also fetch this official SD3.5 Large ControlNet (8.65 GB each) into the set's controlnets/ folder; "
+        "repeatable; Large and Large Turbo only",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan only; no network access")
 
@@ -75,6 +85,8 @@ def plan_lines(plan: DownloadPlan) -> list[str]:
         f"to download {approx}{format_bytes(plan.remaining_bytes)}"
     )
     lines.append(f"Licence: accept it on {plan.source.page_url} (signed in) before downloading.")
+    if plan.controlnets:
+        lines.append(f"ControlNets' licence: accept it on {HUB_WEBSITE}/{CONTROLNET_REPO} as well.")
     return lines
 
 
@@ -118,7 +130,7 @@ def run_download(args: argparse.Namespace) -> int:
     from app.downloads import hub  # huggingface_hub: imported only for this command
 
     try:
-        plan = build_plan(args.variant, args.t5, args.dest)
+        plan = build_plan(args.variant, args.t5, args.dest, tuple(getattr(args, "controlnet", ())))
     except ValueError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_ERROR

@@ -1,4 +1,5 @@
-"""Download from Hugging Face…: choose a variant and T5 precision, see the files, sizes and destination, download.
+"""Download from Hugging Face…: choose a variant and T5 precision (and, for Large, the official ControlNets), see
+the files, sizes and destination, download.
 
 The plan is built offline (`build_plan`); nothing touches the network until the user presses Download. The
 download runs on a Python worker thread (`download_worker`); its progress, result and errors come back to the UI
@@ -15,6 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices, QShowEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QFileDialog,
@@ -31,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.downloads.catalog import TOKEN_SETTINGS_URL, VARIANT_SOURCES
+from app.downloads.catalog import CONTROLNET_TYPES, CONTROLNET_VARIANTS, TOKEN_SETTINGS_URL, VARIANT_SOURCES
 from app.downloads.downloader import DownloadResult
 from app.downloads.errors import AccessDeniedError, DownloadError
 from app.downloads.hub import current_token
@@ -43,9 +45,11 @@ from app.ui.downloads.plan_view import (
     RESUME_TEXT,
     T5_LABELS,
     FileRow,
+    controlnet_choice_text,
     file_rows,
     licence_text,
     progress_position,
+    ready_text,
     sentence,
     start_position,
     token_texts,
@@ -101,12 +105,25 @@ class DownloadDialog(QDialog):
             self.t5_combo.addItem(label, t5)
         form.addRow("Model:", self.variant_combo)
         form.addRow("T5 text encoder:", self.t5_combo)
+        # The official ControlNets are optional extras of a Large set; with the set already here they come alone.
+        self.controlnet_boxes: dict[str, QCheckBox] = {}
+        self.controlnet_choices = QWidget(self)
+        choices = QVBoxLayout(self.controlnet_choices)
+        choices.setContentsMargins(0, 0, 0, 0)
+        choices.setSpacing(2)
+        for kind in CONTROLNET_TYPES:
+            box = QCheckBox(controlnet_choice_text(kind), self.controlnet_choices)
+            box.toggled.connect(lambda _on: self.refresh_plan())
+            choices.addWidget(box)
+            self.controlnet_boxes[kind] = box
+        form.addRow("ControlNets:", self.controlnet_choices)
+        self._form = form
         layout.addLayout(form)
 
         self.files_tree = QTreeWidget(self)
         self.files_tree.setHeaderLabels(["What", "File", "Size", "On this computer"])
         self.files_tree.setMinimumHeight(130)
-        self.files_tree.setMaximumHeight(150)  # six rows; the tokenizers unfold into a scrolled list
+        self.files_tree.setMaximumHeight(210)  # nine rows; the tokenizers unfold into a scrolled list
         header = self.files_tree.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -191,17 +208,25 @@ class DownloadDialog(QDialog):
     def is_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def chosen_controlnets(self) -> tuple[str, ...]:
+        """The ticked ControlNets, for a variant they work with (none for Medium)."""
+        if self.variant_combo.currentData() not in CONTROLNET_VARIANTS:
+            return ()
+        return tuple(kind for kind, box in self.controlnet_boxes.items() if box.isChecked())
+
     def refresh_plan(self) -> DownloadPlan:
         """Rebuild the plan from the choices and what is on disk (no network access)."""
         variant, t5 = self.variant_combo.currentData(), self.t5_combo.currentData()
         source = VARIANT_SOURCES[variant]
-        self._plan = plan = build_plan(variant, t5, self._save_in / source.folder_name)
+        self._form.setRowVisible(self.controlnet_choices, variant in CONTROLNET_VARIANTS)
+        controlnets = self.chosen_controlnets()
+        self._plan = plan = build_plan(variant, t5, self._save_in / source.folder_name, controlnets)
         self.files_tree.clear()
         for row in file_rows(plan):
             _add_row(self.files_tree, row)
         self.total_label.setText(total_text(plan))
         self.destination_label.setText(f"Destination: {plan.destination}")
-        self.licence_label.setText(licence_text(source))
+        self.licence_label.setText(licence_text(source, controlnets=bool(controlnets)))
         placeholder, hint = token_texts(stored=current_token() is not None)
         self.token_edit.setPlaceholderText(placeholder)
         self.token_hint.setText(hint)
@@ -236,6 +261,7 @@ class DownloadDialog(QDialog):
         for widget in (
             self.variant_combo,
             self.t5_combo,
+            self.controlnet_choices,
             self.change_button,
             self.token_edit,
             self.download_button,
@@ -276,7 +302,7 @@ class DownloadDialog(QDialog):
 
     def _on_worker_succeeded(self, result: DownloadResult) -> None:
         self.progress_bar.setValue(PROGRESS_STEPS)
-        self._show_status(f"{result.plan.source.label} is ready in {result.destination}.")
+        self._show_status(ready_text(result.plan.source.label, result.destination, result.plan.controlnets))
         self._finish()
         self.model_downloaded.emit(result.destination)
         self.accept()
