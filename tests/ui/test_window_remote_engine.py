@@ -58,7 +58,8 @@ def test_a_job_on_the_server_shows_previews_and_lands_in_the_gallery_as_the_cli_
     # No T5 on the server: T5 is off and its switch says why.
     assert not window.state.values.use_t5 and not window.panel.advanced.t5_check.isEnabled()
     assert "tiny box has no T5-XXL" in window.panel.advanced.t5_check.toolTip()
-    assert not window.panel.loras.isEnabled() and "cannot run" in window.panel.loras.toolTip()
+    # The server is sent LoRAs and ControlNets by its own file names (app.remote.server_files): both stay on.
+    assert window.panel.loras.isEnabled() and window.panel.controlnet.isEnabled()
 
     window.state.update(steps=2, width=64, height=64, cfg=2.0, sampler="euler", random_seed=False, seed=21)
     qtbot.keyClicks(window.panel.prompt.edit, "a red fox")
