@@ -124,4 +124,12 @@ def test_control_image_from_the_gallery_menu_the_canvas_menu_and_a_copied_file(
     QGuiApplication.clipboard().setMimeData(mime)
     qtbot.mouseClick(second.paste_button, Qt.MouseButton.LeftButton)
     assert second.image == photo
+
+    notes = tmp_path / "notes.txt"  # a copied file that is no picture is not taken
+    notes.write_text("x")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(notes))])
+    QGuiApplication.clipboard().setMimeData(mime)
+    qtbot.mouseClick(second.paste_button, Qt.MouseButton.LeftButton)
+    assert second.image == photo and "holds no picture" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not window.token_counter.is_loading(), timeout=60000)
