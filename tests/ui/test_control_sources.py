@@ -118,10 +118,31 @@ def test_control_image_from_the_gallery_menu_the_canvas_menu_and_a_copied_file(
     assert unit.image == photo and second.image is not None and is_scratch(second.image)
     assert _same_pixels(second.image, shown)
 
+    # a gallery picture opened on the canvas is used as its own file, not a copy
+    drawing = tmp_path / "drawing.png"
+    Image.new("RGB", (40, 40), (250, 250, 0)).save(drawing)
+
+    class Drawing:
+        path, id = drawing, 2
+
+    window.gallery.panel.open_in_canvas(Drawing())
+    QApplication.sendEvent(window.canvas, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, centre,
+                                                            window.canvas.mapToGlobal(centre)))  # fmt: skip
+    click_menu_entry(qtbot, window.addons.canvas_menu, "Use as Control Image")
+    assert second.image == drawing
+
     # a file copied in the file manager (a URL on the clipboard) is used as it is
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(photo))])
     QGuiApplication.clipboard().setMimeData(mime)
     qtbot.mouseClick(second.paste_button, Qt.MouseButton.LeftButton)
     assert second.image == photo
+
+    notes = tmp_path / "notes.txt"  # a copied file that is no picture is not taken
+    notes.write_text("x")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(notes))])
+    QGuiApplication.clipboard().setMimeData(mime)
+    qtbot.mouseClick(second.paste_button, Qt.MouseButton.LeftButton)
+    assert second.image == photo and "holds no picture" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not window.token_counter.is_loading(), timeout=60000)

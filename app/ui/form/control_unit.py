@@ -27,7 +27,14 @@ from app.inference.api.control import ControlPreprocess, ControlSpec
 from app.ui.elided_label import ElidedLabel
 from app.ui.form.addons import ControlNetInfo
 from app.ui.form.control_images import write_scratch_image
-from app.ui.form.control_widgets import PreprocessFields, StrengthFields, dropped_image, fit, thumb_label
+from app.ui.form.control_widgets import (
+    IMAGE_SUFFIXES,
+    PreprocessFields,
+    StrengthFields,
+    dropped_image,
+    fit,
+    thumb_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +263,7 @@ class ControlUnit(QWidget):
         mime = clipboard.mimeData()
         if mime is not None and mime.hasUrls():
             local = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
-            if len(local) == 1 and local[0].is_file():
+            if len(local) == 1 and local[0].is_file() and local[0].suffix.lower() in IMAGE_SUFFIXES:
                 self.set_image(local[0])
                 return True
         image = clipboard.image() if mime is not None and mime.hasImage() else QImage()

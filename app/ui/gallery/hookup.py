@@ -159,7 +159,7 @@ class GalleryHookup:
         if image.isNull():
             self._notifier.error(f"Cannot open {path}")
             return
-        self._shown.show_picture(image, caption=Path(str(path)).name)
+        self._shown.show_picture(image, caption=Path(str(path)).name, file=Path(str(path)))
         self._offer_step_frames(Path(str(path)), image)
 
     def _on_panel_input_requested(self, path: object) -> None:

@@ -204,9 +204,9 @@ class AddonHookup(QObject):
         """The canvas's picture as a control image: its file when it has one, else a scratch PNG (kept next to
         the output when a job uses it)."""
         target = unit.set_image if unit is not None else self._panel.controlnet.use_image
-        result = self._shown.result
-        if result is not None and result.path is not None and Path(result.path).is_file():
-            target(Path(result.path))
+        file = self._shown.shown_file()
+        if file is not None:
+            target(file)
             return
         image = self._shown.image()
         if image is None or image.isNull():
