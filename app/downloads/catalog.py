@@ -142,13 +142,14 @@ def variant_source(variant: str) -> VariantSource:
 
 
 def model_set_files(
-    variant: str, t5: str = "fp16", controlnets: tuple[str, ...] = ()
+    variant: str, t5: str = "fp16", controlnets: tuple[str, ...] = (), *, model_set: bool = True
 ) -> tuple[RemoteFile, ...]:
     """The files of one model set, in download order: the checkpoint comes last, then the chosen ControlNets.
 
     The checkpoint is the file that makes a folder a model set (`locate_model_set` starts from it), so until it
     is complete and in place no half-downloaded folder can be mistaken for a usable model. The ControlNets come
-    after it: the model is usable while they (8.65 GB each) are still arriving.
+    after it: the model is usable while they (8.65 GB each) are still arriving. Without `model_set`, only the
+    ControlNets (for a Large set the user already has elsewhere: the Hugging Face cache, ComfyUI).
     """
     source = variant_source(variant)
     if t5 not in T5_CHOICES:
@@ -157,6 +158,10 @@ def model_set_files(
         raise ValueError(
             f"the SD3.5 ControlNets work with SD3.5 Large and Large Turbo only, not {source.label}"
         )
+    if not model_set:
+        if not controlnets:
+            raise ValueError("nothing to download: choose the model set or at least one ControlNet")
+        return tuple(controlnet_file(kind) for kind in dict.fromkeys(controlnets))
     repo = source.repo_id
     files = [
         RemoteFile(repo, name, name, size, "tokenizer", optional=optional)

@@ -50,6 +50,11 @@ class DownloadPlan:
         return self.source.variant
 
     @property
+    def has_model_set(self) -> bool:
+        """False for a plan of ControlNets only."""
+        return any(f.remote.role == "model" for f in self.files)
+
+    @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
@@ -90,15 +95,21 @@ def local_state(destination: Path, remote: RemoteFile, size: int, size_exact: bo
 
 
 def build_plan(
-    variant: str, t5: str = "fp16", destination: str | Path | None = None, controlnets: tuple[str, ...] = ()
+    variant: str,
+    t5: str = "fp16",
+    destination: str | Path | None = None,
+    controlnets: tuple[str, ...] = (),
+    *,
+    model_set: bool = True,
 ) -> DownloadPlan:
     """The plan for one variant (and the chosen ControlNets) with published sizes and the local state of each
-    file. No network access. With the set already in `destination`, only the ControlNets remain to fetch."""
+    file. No network access. With the set already in `destination`, only the ControlNets remain to fetch;
+    without `model_set` the plan holds the ControlNets only (into the same `controlnets/` folder)."""
     if t5 not in T5_CHOICES:
         raise ValueError(f"unknown T5 precision {t5!r}; choose from {', '.join(T5_CHOICES)}")
     source = variant_source(variant)
     dest = Path(destination).expanduser() if destination is not None else default_destination(variant)
-    remotes = model_set_files(variant, t5, tuple(controlnets))
+    remotes = model_set_files(variant, t5, tuple(controlnets), model_set=model_set)
     files = tuple(local_state(dest, r, r.published_size, False) for r in remotes)
     chosen = tuple(dict.fromkeys(controlnets))
     return DownloadPlan(source=source, t5=t5, destination=dest, files=files, controlnets=chosen)

@@ -110,3 +110,22 @@ def test_the_controlnets_licence_is_asked_for_on_its_own_page(fake_hub, tmp_path
     assert CONTROLNET_REPO in str(refused.value) and LARGE_REPO not in str(refused.value)
     assert not (dest / "controlnets").exists()
     assert find_controlnets([], env=dict(os.environ), home=tmp_path / "home") == []
+
+
+def test_the_controlnets_alone_for_a_large_set_kept_elsewhere(
+    fake_hub, served_large_repos, tmp_path, monkeypatch
+):
+    dest = _in_downloads(tmp_path, monkeypatch)
+    plan = build_plan("large", "fp16", dest, ("blur",), model_set=False)
+    assert [f.local_path for f in plan.files] == ["controlnets/sd3.5_large_controlnet_blur.safetensors"]
+    assert not plan.has_model_set and plan.total_bytes == 8_650_000_000
+    result = download_model_set(plan, token=GOOD_TOKEN)  # no model set here: none is asked for or checked
+
+    blur = served_large_repos[CONTROLNET_REPO][controlnet_file("blur").filename]
+    assert result.model_name == "" and result.fetched_files == 1
+    assert [r.path for r in fake_hub.requests("cdn", "GET")] == [f"/blobs/{hashlib.sha256(blur).hexdigest()}"]
+    assert not any(LARGE_REPO in r.path for r in fake_hub.requests("hub"))
+    found = find_controlnets([], env=dict(os.environ), home=tmp_path / "home")
+    assert [(f.path, f.control_type) for f in found] == [(dest / plan.files[0].local_path, "blur")]
+    with pytest.raises(ValueError, match="nothing to download"):
+        build_plan("large", "fp16", dest, (), model_set=False)

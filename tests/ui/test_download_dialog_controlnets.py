@@ -12,6 +12,7 @@ from PySide6.QtCore import QPoint, Qt
 from app.downloads.catalog import CONTROLNET_REPO
 from app.downloads.layout import default_models_dir
 from app.ui.downloads.dialog import DownloadDialog
+from app.ui.downloads.plan_view import CHOOSE_A_CONTROLNET
 from app.ui.form.addons import discover_controlnets
 from tests.downloads.conftest import (  # noqa: F401  (fixtures: the fake Hub and a private HF home)
     GOOD_TOKEN,
@@ -94,4 +95,39 @@ def test_controlnets_are_offered_for_large_with_sizes_and_download_where_the_lis
     assert sorted(Path(c.path).name for c in listed) == [
         "sd3.5_large_controlnet_canny.safetensors",
         "sd3.5_large_controlnet_depth.safetensors",
+    ]
+
+
+def test_only_the_controlnets_for_a_large_set_kept_elsewhere(qtbot, dialog):
+    dialog.set_variant("large-turbo")
+    only = dialog.controlnets_only_check
+    qtbot.mouseClick(only, Qt.MouseButton.LeftButton, pos=QPoint(8, only.height() // 2))
+    assert only.isChecked()
+    assert not dialog.download_button.isEnabled() and dialog.total_label.text() == CHOOSE_A_CONTROLNET
+    assert dialog.files_tree.topLevelItemCount() == 0
+    assert not dialog.t5_combo.isEnabled()  # no text encoders in this download
+
+    _tick(qtbot, dialog, "blur")
+    blur = "controlnets/sd3.5_large_controlnet_blur.safetensors"
+    assert _rows(dialog) == {blur: ("controlnet", "≈ 8.65 GB", "")}
+    assert dialog.download_button.isEnabled()
+    assert dialog.total_label.text() == "Total: about 8.65 GB"
+    licence = dialog.licence_label.text()
+    assert (
+        f"https://huggingface.co/{CONTROLNET_REPO}" in licence
+        and "stable-diffusion-3.5-large-turbo" not in licence
+    )
+    dialog.grab().save("/tmp/cnrest-shot-only.png")
+
+    models: list[Path] = []
+    dialog.model_downloaded.connect(models.append)
+    dialog.token_edit.setText(GOOD_TOKEN)
+    with qtbot.waitSignal(dialog.controlnets_downloaded, timeout=TIMEOUT_MS) as arrived:
+        qtbot.mouseClick(dialog.download_button, Qt.MouseButton.LeftButton)
+    dest = default_models_dir() / "stable-diffusion-3.5-large-turbo"
+    assert arrived.args == [(dest / blur,)]
+    assert models == []  # no model set arrived: the window is not handed a folder to use as one
+    assert dialog.status_label.text() == f"The blur ControlNet is ready in {dest}."
+    assert [(c.path, c.control_type) for c in discover_controlnets([], defaults=True)] == [
+        (dest / blur, "blur")
     ]

@@ -41,6 +41,9 @@ from app.downloads.layout import default_models_dir
 from app.downloads.plan import DownloadPlan, build_plan
 from app.downloads.progress import DownloadProgress, describe
 from app.ui.downloads.plan_view import (
+    CHOOSE_A_CONTROLNET,
+    CONTROLNETS_ONLY_TEXT,
+    CONTROLNETS_ONLY_TIP,
     PROGRESS_STEPS,
     RESUME_TEXT,
     T5_LABELS,
@@ -64,6 +67,8 @@ RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 
 class DownloadDialog(QDialog):
     model_downloaded = Signal(object)  # Path: the folder of a model set that passed the model library's check
+    # tuple[Path, ...]: the ControlNet files now in place (for the window's ControlNet list to rescan)
+    controlnets_downloaded = Signal(object)
 
     def __init__(self, parent: QWidget | None = None, variant: str = "medium") -> None:
         super().__init__(parent)
@@ -116,6 +121,11 @@ class DownloadDialog(QDialog):
             box.toggled.connect(lambda _on: self.refresh_plan())
             choices.addWidget(box)
             self.controlnet_boxes[kind] = box
+        # For a Large set the user has elsewhere (the Hugging Face cache, ComfyUI): the ControlNets alone.
+        self.controlnets_only_check = QCheckBox(CONTROLNETS_ONLY_TEXT, self.controlnet_choices)
+        self.controlnets_only_check.setToolTip(CONTROLNETS_ONLY_TIP)
+        self.controlnets_only_check.toggled.connect(lambda _on: self.refresh_plan())
+        choices.addWidget(self.controlnets_only_check)
         form.addRow("ControlNets:", self.controlnet_choices)
         self._form = form
         layout.addLayout(form)
@@ -214,19 +224,34 @@ class DownloadDialog(QDialog):
             return ()
         return tuple(kind for kind, box in self.controlnet_boxes.items() if box.isChecked())
 
-    def refresh_plan(self) -> DownloadPlan:
-        """Rebuild the plan from the choices and what is on disk (no network access)."""
+    def controlnets_only(self) -> bool:
+        return (
+            self.variant_combo.currentData() in CONTROLNET_VARIANTS
+            and self.controlnets_only_check.isChecked()
+        )
+
+    def refresh_plan(self) -> DownloadPlan | None:
+        """Rebuild the plan from the choices and what is on disk (no network access); None when "only the
+        ControlNets" is ticked without any ControlNet (nothing to download)."""
         variant, t5 = self.variant_combo.currentData(), self.t5_combo.currentData()
         source = VARIANT_SOURCES[variant]
         self._form.setRowVisible(self.controlnet_choices, variant in CONTROLNET_VARIANTS)
-        controlnets = self.chosen_controlnets()
-        self._plan = plan = build_plan(variant, t5, self._save_in / source.folder_name, controlnets)
+        controlnets, only = self.chosen_controlnets(), self.controlnets_only()
+        self.t5_combo.setEnabled(not only and not self.is_running())
         self.files_tree.clear()
-        for row in file_rows(plan):
-            _add_row(self.files_tree, row)
-        self.total_label.setText(total_text(plan))
-        self.destination_label.setText(f"Destination: {plan.destination}")
-        self.licence_label.setText(licence_text(source, controlnets=bool(controlnets)))
+        dest = self._save_in / source.folder_name
+        self._plan = plan = None if only and not controlnets else build_plan(
+            variant, t5, dest, controlnets, model_set=not only
+        )  # fmt: skip
+        self.download_button.setEnabled(plan is not None and not self.is_running())
+        self.destination_label.setText(f"Destination: {dest}")
+        if plan is None:
+            self.total_label.setText(CHOOSE_A_CONTROLNET)
+        else:
+            for row in file_rows(plan):
+                _add_row(self.files_tree, row)
+            self.total_label.setText(total_text(plan))
+        self.licence_label.setText(licence_text(source, controlnets=bool(controlnets), model=not only))
         placeholder, hint = token_texts(stored=current_token() is not None)
         self.token_edit.setPlaceholderText(placeholder)
         self.token_hint.setText(hint)
@@ -239,10 +264,13 @@ class DownloadDialog(QDialog):
         if self.is_running():
             return
         plan = self.refresh_plan()
+        if plan is None:
+            return
         self._cancel = threading.Event()
         self.progress_bar.setValue(start_position(plan))
         self._set_running(True)
-        self._show_status(f"Starting the download of {plan.source.label}…")
+        what = plan.source.label if plan.has_model_set else "the ControlNets"
+        self._show_status(f"Starting the download of {what}…")
         self._thread = start_download(plan, self.token_edit.text().strip(), self._cancel, self._signals)
 
     def cancel(self) -> None:
@@ -267,6 +295,8 @@ class DownloadDialog(QDialog):
             self.download_button,
         ):
             widget.setEnabled(not running)
+        self.download_button.setEnabled(not running and self._plan is not None)
+        self.t5_combo.setEnabled(not running and not self.controlnets_only())
         self.close_button.setText("Cancel" if running else "Close")
         self.close_button.setEnabled(True)
         self.progress_bar.setVisible(running or self.progress_bar.value() > 0)
@@ -302,9 +332,16 @@ class DownloadDialog(QDialog):
 
     def _on_worker_succeeded(self, result: DownloadResult) -> None:
         self.progress_bar.setValue(PROGRESS_STEPS)
-        self._show_status(ready_text(result.plan.source.label, result.destination, result.plan.controlnets))
+        plan = result.plan
+        label = plan.source.label if plan.has_model_set else ""
+        self._show_status(ready_text(label, result.destination, plan.controlnets))
         self._finish()
-        self.model_downloaded.emit(result.destination)
+        if plan.has_model_set:
+            self.model_downloaded.emit(result.destination)
+        if plan.controlnets:
+            self.controlnets_downloaded.emit(
+                tuple(result.destination / f.local_path for f in plan.files if f.remote.role == "controlnet")
+            )
         self.accept()
 
     def _on_worker_failed(self, error: DownloadError) -> None:

@@ -24,6 +24,12 @@ STORED_TOKEN_HINT = "A token is stored on this computer. Paste another one only 
 NO_TOKEN_HINT = "Paste a Hugging Face access token (read access is enough)."
 RESUME_TEXT = "Download cancelled. What has arrived is kept: the next Download resumes from there."
 ALREADY_HERE = "✓ already here"
+CONTROLNETS_ONLY_TEXT = "Only the ControlNets (SD3.5 Large is already on this computer)"
+CONTROLNETS_ONLY_TIP = (
+    "For a Large set kept elsewhere (the Hugging Face cache, ComfyUI): the ControlNets go to this folder's "
+    "controlnets/, where the ControlNet list finds them."
+)
+CHOOSE_A_CONTROLNET = "Choose at least one ControlNet to download."
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +73,19 @@ def total_text(plan: DownloadPlan) -> str:
     return text
 
 
-def licence_text(source: VariantSource, controlnets: bool = False) -> str:
+def licence_text(source: VariantSource, controlnets: bool = False, model: bool = True) -> str:
     """Rich text: the variant (and the ControlNets, when chosen) is gated, and where its licence is accepted."""
+    page = f"{HUB_WEBSITE}/{CONTROLNET_REPO}"
+    if not model:
+        return (
+            "The SD3.5 ControlNets are gated. Before downloading, sign in to Hugging Face and accept the "
+            f'Stability AI Community License on their page: <a href="{page}">{page}</a>'
+        )
     text = (
         f"{source.label} is gated. Before downloading, sign in to Hugging Face and accept the Stability AI "
         f'Community License on the model\'s page: <a href="{source.page_url}">{source.page_url}</a>'
     )
     if controlnets:
-        page = f"{HUB_WEBSITE}/{CONTROLNET_REPO}"
         text += f' — and on the ControlNets\' page: <a href="{page}">{page}</a>'
     return text
 
@@ -86,13 +97,13 @@ def controlnet_choice_text(control_type: str) -> str:
 
 
 def ready_text(label: str, destination: object, controlnets: tuple[str, ...]) -> str:
-    """The message of a finished download."""
+    """The message of a finished download; `label` "" for ControlNets only."""
     if not controlnets:
         return f"{label} is ready in {destination}."
-    names = ", ".join(controlnets)
-    return (
-        f"{label} and the {names} ControlNet{'s' if len(controlnets) > 1 else ''} are ready in {destination}."
-    )
+    names = f"{', '.join(controlnets)} ControlNet{'s' if len(controlnets) > 1 else ''}"
+    if not label:
+        return f"The {names} {'are' if len(controlnets) > 1 else 'is'} ready in {destination}."
+    return f"{label} and the {names} are ready in {destination}."
 
 
 def token_texts(stored: bool) -> tuple[str, str]:
