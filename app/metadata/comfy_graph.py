@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from app.metadata import comfy_refine
+from app.metadata import comfy_refine, comfy_uploaded
 from app.metadata.controlnet_meta import add_comfy_controlnets
 from app.metadata.params import ImageParams
 
@@ -158,6 +158,10 @@ NODE_SPECS: dict[str, NodeSpec] = {
         ),
         (("IMAGE", "IMAGE"),),
     ),
+    "ImageCrop": NodeSpec(
+        (("image", "IMAGE"), ("width", "INT"), ("height", "INT"), ("x", "INT"), ("y", "INT")),
+        (("IMAGE", "IMAGE"),),
+    ),
     "ControlNetLoader": NodeSpec((("control_net_name", "COMBO"),), (("CONTROL_NET", "CONTROL_NET"),)),
     "ControlNetApplyAdvanced": NodeSpec(
         (
@@ -197,6 +201,13 @@ class ComfyFiles:
     clip_g: str | None = "clip_g.safetensors"
     t5: str = "t5xxl_fp16.safetensors"
     init_image: str | None = None  # the name a server gave the uploaded init image (default: the file's name)
+    # A remote job's uploads and the server's own file names (app/remote/inputs.py, comfy_uploaded.py):
+    mask_image: str | None = None  # the grown mask on the canvas; init_image is then the canvas itself
+    composite_mask: str | None = None  # the feathered mask of the final composite
+    output_size: tuple[int, int] | None = None  # (W, H) cropped from an aligned canvas
+    loras: tuple[str, ...] = ()  # the server's LoRA names, in the request's order
+    controlnets: tuple[str, ...] = ()  # the server's ControlNet names, in the request's order
+    control_images: tuple[str, ...] = ()  # the uploaded control images, in the request's order
 
 
 class _Graph:
@@ -241,8 +252,10 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
     else:
         clip = g.add("DualCLIPLoader", clip_name1=files.clip_l, clip_name2=files.clip_g, type="sd3")
     model_out, clip_out = _link(ckpt, 0), _link(clip)
-    for lora in params.loras:  # chained between the loaders and the rest, as ComfyUI users wire them
-        name = lora.path.name
+    for i, lora in enumerate(
+        params.loras
+    ):  # chained between the loaders and the rest, as ComfyUI users wire them
+        name = files.loras[i] if i < len(files.loras) else lora.path.name
         if lora.text_strength == 0:
             model_out = _link(g.add("LoraLoaderModelOnly", model=model_out, lora_name=name,
                                     strength_model=lora.strength))  # fmt: skip
@@ -269,10 +282,14 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
         late = g.add("ConditioningSetTimestepRange", conditioning=_link(zero), start=f, end=1.0)
         negative = g.add("ConditioningCombine", conditioning_1=_link(early), conditioning_2=_link(late))
     positive_in, negative_in = add_comfy_controlnets(
-        g, _link, params, _link(ckpt, 2), _link(positive), _link(negative)
+        g, _link, params, _link(ckpt, 2), _link(positive), _link(negative), files
     )
     start = None
-    if params.init_image is not None and (params.mask_image is not None or any(params.outpaint or ())):
+    if files.mask_image is not None:  # a remote job's uploaded canvas and mask
+        start = comfy_uploaded.uploaded_start(g, files, _link(ckpt, 2))
+        latent = start.latent[0]
+        model = comfy_refine.soft_mask_model(g, params, _link(model))[0]
+    elif params.init_image is not None and (params.mask_image is not None or any(params.outpaint or ())):
         start = comfy_refine.masked_start(g, params, _link(ckpt, 2))
         latent = start.latent[0]
         model = comfy_refine.soft_mask_model(g, params, _link(model))[0]
@@ -297,7 +314,7 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
     )
     image = _link(g.add("VAEDecode", samples=_link(sampled), vae=_link(ckpt, 2)))
     if start is not None:
-        image = comfy_refine.composite(g, start, image)
+        image = comfy_uploaded.cropped(g, files, comfy_refine.composite(g, start, image))
     if params.hires_scale not in (None, 1.0):
         image = comfy_refine.hires_pass(g, params, image, _link(model), _link(positive), _link(negative),
                                         _link(ckpt, 2))  # fmt: skip

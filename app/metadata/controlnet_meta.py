@@ -202,6 +202,8 @@ def controlnet_warnings(specs: tuple[ControlSpec, ...]) -> list[str]:
     for s in specs:
         if not Path(s.file).is_file():
             out.append(f"ControlNet file {Path(s.file).name} is missing ({s.file}): choose it again.")
+        if s.image == Path(""):  # read from A1111 text, which never holds it: the reader's note says so
+            continue
         if not Path(s.image).is_file():
             out.append(f"Control image {Path(s.image).name} is missing ({s.image}): choose it again.")
         elif s.image_hash and file_sha256(s.image) not in (None, s.image_hash):
@@ -220,14 +222,21 @@ COMFY_NOTE = (
 )
 
 
-def add_comfy_controlnets(graph: Any, link, params: Any, vae: list, positive: list, negative: list) -> tuple:
+def add_comfy_controlnets(
+    graph: Any, link, params: Any, vae: list, positive: list, negative: list, files: Any = None
+) -> tuple:
     """ControlNetLoader + LoadImage [+ preprocessing] + ControlNetApplyAdvanced per ControlNet, chained on the
     conditioning links `positive` and `negative`; returns the links the sampler takes instead. `graph.add` and
-    `link` are comfy_graph's; with any ControlNet, a note for the workflow is added to `graph.notes`."""
+    `link` are comfy_graph's; with any ControlNet, a note for the workflow is added to `graph.notes`. `files`
+    (ComfyFiles) may carry a server's ControlNet names and uploaded control images; else the files' own names."""
     specs = params.request.controlnets
-    for s in specs:
-        loader = graph.add("ControlNetLoader", control_net_name=Path(s.file).name)
-        image = graph.add("LoadImage", image=str(s.image).replace("\\", "/").rsplit("/", 1)[-1])
+    names = tuple(getattr(files, "controlnets", ()))
+    images = tuple(getattr(files, "control_images", ()))
+    for i, s in enumerate(specs):
+        name = names[i] if i < len(names) else Path(s.file).name
+        loader = graph.add("ControlNetLoader", control_net_name=name)
+        shown = images[i] if i < len(images) else str(s.image).replace("\\", "/").rsplit("/", 1)[-1]
+        image = graph.add("LoadImage", image=shown)
         p = s.preprocess
         if p.kind == "canny":  # ComfyUI's thresholds are fractions of its (normalised) gradient
             low, high = (min(0.99, max(0.01, round(t / 1020, 2))) for t in (p.canny_low, p.canny_high))

@@ -43,17 +43,7 @@ def checkpoint_name(model: object) -> str:
 def refuse_what_is_not_sent(req: GenerationRequest) -> None:
     """Parts of a job the remote engine does not send yet (their files would have to go to the server first)
     are refused before anything is queued, rather than run without them or failed by the server's check."""
-    missing = [
-        label
-        for label, used in (
-            ("a mask", req.mask_image is not None),
-            ("outpainting", any(req.outpaint)),
-            ("the hires fix", req.hires_scale not in (None, 1.0)),
-            ("LoRAs", bool(req.loras)),
-            ("ControlNets", bool(req.controlnets)),
-        )
-        if used
-    ]
+    missing = [label for label, used in (("the hires fix", req.hires_scale not in (None, 1.0)),) if used]
     if missing:
         raise InvalidRequestError(
             f"a ComfyUI server cannot run {' or '.join(missing)} from SD3.5 Studio yet; run this job on this machine"
@@ -121,13 +111,17 @@ class RemoteImage:
     preview: object = None  # the latest undelivered messages.Preview
 
 
-def image_params(req: GenerationRequest, seed: int, variant: str, stem: str) -> ImageParams:
+def image_params(
+    req: GenerationRequest, seed: int, variant: str, stem: str, sent: object = None
+) -> ImageParams:
     """Exactly what `finished_image_params` makes of our ImageFinished event, so the graph sent and the PNG's
-    `prompt` chunk are the same builder's output on the same parameters."""
+    `prompt` chunk are the same builder's output on the same parameters. `sent`: the job's SentInputs."""
     from app import __version__
 
     return ImageParams.from_request(req, seed, variant=variant, model_name=stem, model_hash=None, fp8=False,
-                                    app_version=__version__)  # fmt: skip
+                                    app_version=__version__, source_sha256=getattr(sent, "source_sha256", None),
+                                    mask_alpha=bool(getattr(sent, "mask_alpha", False)),
+                                    mask_soft=bool(getattr(sent, "mask_soft", False)))  # fmt: skip
 
 
 def image_graph(params: ImageParams, files: ComfyFiles) -> tuple[dict, str]:

@@ -13,7 +13,6 @@ WebSocket is reopened once; if the server stays away the job ends with JobFailed
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import urllib.parse
@@ -49,13 +48,13 @@ from app.remote.answers import (
 from app.remote.capabilities import ServerInfo, read_capabilities
 from app.remote.errors import ProtocolError, RemoteError, ServerMissing, ServerRejected, ServerUnreachable
 from app.remote.http import ComfyHttp, websocket_url
+from app.remote.inputs import SentInputs, send_inputs, sized
 from app.remote.job import (
     UPLOAD_SUBFOLDER,
     RemoteImage,
     checkpoint_name,
     image_graph,
     image_params,
-    init_image_upload,
     model_stem,
     refuse_what_is_not_sent,
     server_files,
@@ -64,6 +63,7 @@ from app.remote.job import (
 )
 from app.remote.limits import decode_image
 from app.remote.messages import Message, Preview
+from app.remote.server_files import server_metadata, with_server_files
 from app.remote.ws import ComfySocket
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,7 @@ class _Job:
         self.previews = 0
         self.stepped = False  # a step was reported (a prompt ComfyUI had cached runs no step)
         self.sigmas: list[float] = []
+        self.sent = SentInputs(ComfyFiles(checkpoint=""))  # the uploads, set by run
 
     # ------------------------------------------------------------------------------------------------ plan
     def run(self, checkpoint: str, request: GenerationRequest, variant: str | None) -> None:
@@ -202,14 +203,17 @@ class _Job:
                 f"{info.url} has no checkpoint {checkpoint!r} (SD3.5 checkpoints there: {listed})"
             )
         variant = variant_of(checkpoint, variant)
-        req = request.resolved(variant)
+        req = sized(request).resolved(variant)
         refuse_what_is_not_sent(req)
         info.require(req, s.partial_text_encoders)
         files = server_files(info, checkpoint, s.partial_text_encoders)
-        if req.init_image is not None:
-            name, data = init_image_upload(Path(req.init_image), req.width, req.height)
-            name = s.http.upload_image(name, data, UPLOAD_SUBFOLDER)
-            files = dataclasses.replace(files, init_image=name)
+        try:  # the job's LoRAs and ControlNets by the server's names
+            files = with_server_files(info, req, files, server_metadata(s.http))
+        except ServerMissing:  # the file may have been added since the capabilities were read
+            info = s.capabilities(refresh=True)
+            files = with_server_files(info, req, files, server_metadata(s.http))
+        self.sent = send_inputs(s.http.upload_image, req, files, UPLOAD_SUBFOLDER)
+        files = self.sent.files
         stem = model_stem(checkpoint)
         if s._announced != checkpoint:
             device = info.devices[0].name if info.devices else "unknown device"
@@ -225,7 +229,7 @@ class _Job:
         for index in range(req.count):
             self.cancel.raise_if_cancelled()
             seed = req.seed + index
-            graph, sampler = image_graph(image_params(req, seed, variant, stem), files)
+            graph, sampler = image_graph(image_params(req, seed, variant, stem, self.sent), files)
             image = RemoteImage(index, seed, uuid.uuid4().hex, graph, sampler)
             self._queue(image, extra)
         self._follow(req, variant, stem, files)
@@ -352,12 +356,16 @@ class _Job:
             raise ProtocolError(f"the server reports no image for prompt {image.prompt_id}")
         query = urllib.parse.urlencode(refs[0])
         pixels = decode_image(self.s.http.get_bytes(f"/view?{query}", "image", timeout=60), "image")
-        if pixels.shape[:2] != (req.height, req.width):
+        width, height = self.sent.result_size or (req.width, req.height)
+        if pixels.shape[:2] != (height, width):
             h, w = pixels.shape[:2]
-            raise ProtocolError(f"the server returned a {w}x{h} image for a {req.width}x{req.height} job")
+            raise ProtocolError(f"the server returned a {w}x{h} image for a {width}x{height} job")
         self.finished += 1
+        sent = self.sent
         self.emit(ImageFinished(image.index, image.seed, pixels, None, req, model_name=stem, variant=variant,
-                                noise_device="cpu", comfy_files=files, engine=self.s.http.url))  # fmt: skip
+                                noise_device="cpu", comfy_files=files, engine=self.s.http.url,
+                                source_sha256=sent.source_sha256, mask_alpha=sent.mask_alpha,
+                                mask_soft=sent.mask_soft))  # fmt: skip
 
     def _failed(self, image: RemoteImage, m: Message) -> None:
         image.done = True

@@ -185,12 +185,9 @@ def test_a_local_path_is_never_sent_as_a_checkpoint(fake, model):
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
-        ({"loras": "lora"}, "LoRAs"),
-        ({"mask_image": "mask"}, "a mask"),
         ({"hires_scale": 2.0}, "the hires fix"),
-        ({"outpaint": (0, 0, 64, 0)}, "outpainting"),
     ],
-)
+)  # masks, outpainting, LoRAs and ControlNets are sent since: tests/comfyui/test_remote_inputs.py
 def test_parts_the_remote_engine_does_not_send_are_refused_before_queueing(fake, tmp_path, overrides, named):
     from PIL import Image
 

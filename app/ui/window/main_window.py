@@ -166,6 +166,7 @@ class MainWindow(QMainWindow):
         # refine it (one without settings becomes the input image at once).
         self.drop_choice = DropChoice(self, self.refine, self.gallery.recall_dropped_file)
         self.gallery.input_listeners.append(self.refine.use_file)
+        self.gallery.control_listeners.append(self.addons.use_control_file)
         self.gallery.upscale_listeners.append(self.refine.prepare_upscale)
         self.refine.show_last_result = self._show_last_result
         self.image_drops = ImageDropFilter(self.drop_choice.dropped, self)
@@ -182,7 +183,8 @@ class MainWindow(QMainWindow):
             help=HelpCommands(self, self.models.getting_models, lambda: shortcut_table(self.actions)),
         )
         self.actions = build_actions(self, self.commands.handlers())
-        build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
+        toggles = [*(d.toggleViewAction() for d in self.docks), self.addons.overlay_action]
+        build_menus(self.menuBar(), self.actions, toggles)
         self._add_refine_actions()
         self.engine_hookup = EngineHookup(
             self, self.picker, self.state, self.panel, self.controller, self.notifier
