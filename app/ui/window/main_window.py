@@ -307,13 +307,17 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
-        self.device_label = QLabel("Device: detecting…")
+        self.device_label = ElidedLabel("Device: detecting…")
         self.model_label = ElidedLabel("Model: not loaded")  # model names can be long: elided
         self.model_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.model_label.setMinimumWidth(120)
         self.model_label.setMaximumWidth(360)
-        self.memory_label = QLabel("")
+        self.memory_label = ElidedLabel("")
         self.last_job_label = QLabel("Last job: –")
+        for label in (self.device_label, self.memory_label):  # elide before the window must grow for them
+            label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+            label.setMinimumWidth(110)
+            label.setMaximumWidth(300)
         for label in (self.device_label, self.model_label, self.memory_label, self.last_job_label):
             label.setContentsMargins(8, 0, 8, 0)
             bar.addPermanentWidget(label)
@@ -512,7 +516,9 @@ class MainWindow(QMainWindow):
 
     def _update_memory_label(self) -> None:
         """The plan the engine chose for the loaded models; the chosen setting until models are loaded."""
-        text, tip = memory_label(self.panel.advanced.memory_combo.currentText(), self._loaded_plan)
+        hookup = getattr(self, "engine_hookup", None)  # a server's plan names the server as the user does
+        names = hookup.engines.label_for if hookup is not None else None
+        text, tip = memory_label(self.panel.advanced.memory_combo.currentText(), self._loaded_plan, names)
         self.memory_label.setText(text)
         self.memory_label.setToolTip(tip)
 

@@ -8,14 +8,25 @@ figure). So the label names the plan only, and the tooltip gives the figure as w
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 _ESTIMATE_MARK = " — expects "
+# What a ComfyUI server's session reports as its "plan" (app.remote.session): "ComfyUI 0.8.0 at URL (device)".
+_REMOTE_PLAN = re.compile(r"ComfyUI (?P<version>\S+) at (?P<url>\S+) \((?P<device>.*)\)")
 
 
-def memory_label(setting: str, loaded_plan: str) -> tuple[str, str]:
-    """(label text, tooltip) for the plan chosen in the settings and the one the engine reported ("" if none)."""
+def memory_label(
+    setting: str, loaded_plan: str, server_name: Callable[[str], str] | None = None
+) -> tuple[str, str]:
+    """(label text, tooltip) for the plan chosen in the settings and the one the engine reported ("" if none).
+    A server's plan is shown short, "ComfyUI 0.8.0 · gpu-box" (`server_name`: URL -> the user's name for it)."""
+    remote = _REMOTE_PLAN.fullmatch(loaded_plan)
+    if remote is not None:
+        name = server_name(remote["url"]) if server_name is not None else remote["url"]
+        return f"ComfyUI {remote['version']} · {name}", f"Models loaded by {loaded_plan}"
     if not loaded_plan:
         return f"Memory plan: {setting}", f"Memory plan setting: {setting}"
     plan, _, estimate = loaded_plan.partition(_ESTIMATE_MARK)
