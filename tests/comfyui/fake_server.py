@@ -54,7 +54,7 @@ OBJECT_INFO = {
 
 
 class FakeComfy:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:  # a port: the same server "coming back" after a stop
         self.status: dict[str, int] = {}  # route -> HTTP status to answer instead
         self.body: dict[str, bytes] = {}  # route -> raw answer instead
         self.delay: dict[str, float] = {}  # route -> seconds to wait before answering
@@ -68,7 +68,7 @@ class FakeComfy:
         self.authorization: list[str | None] = []  # each request's Authorization header (None: not sent)
         self.ws: list = []  # open WebSocket connections (sockets)
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.fake = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -64,3 +64,33 @@ def test_the_status_bar_fits_at_1250_px_with_a_server_set_and_names_the_server_s
         assert last.width() >= last.sizeHint().width() and last.geometry().right() <= bar.width()
         window.statusBar().grab().save("/tmp/engfollow/statusbar-1250-long.png")
         window.close()
+
+
+def test_a_server_that_goes_away_while_idle_shows_offline_and_online_again_when_it_returns(
+    qtbot, make_window, monkeypatch
+):
+    monkeypatch.setattr("app.ui.window.engine_watch.HEARTBEAT_S", 0.3)
+    monkeypatch.setattr("app.ui.window.engine_hookup.RETRY_FIRST", 0.3)
+    fake = FakeComfy().__enter__()
+    port = fake.httpd.server_address[1]
+    try:
+        EngineList().add(fake.url, "gpu-box")
+        window = make_window()
+        wait_until_ready(qtbot, window)
+        qtbot.waitUntil(lambda: remote_index(window, LABEL) >= 0, timeout=10_000)
+        window.panel.model_combo.setCurrentIndex(remote_index(window, LABEL))
+        label = window.engine_hookup.label
+        qtbot.waitUntil(lambda: label.full_text() == "Engine: gpu-box · online", timeout=5_000)
+        before = len(fake.requests)
+        qtbot.waitUntil(lambda: len(fake.requests) >= before + 2, timeout=5_000)  # idle: the heartbeat asks
+        assert set(fake.requests[before:]) == {("GET", "/system_stats")}  # only that, the cheap call
+        fake.__exit__(None, None, None)  # the server goes away; no job runs
+        qtbot.waitUntil(lambda: label.full_text() == "Engine: gpu-box · offline — retrying", timeout=5_000)
+        assert "cannot reach the ComfyUI server" in label.toolTip()
+        assert window.controller.current_job is None
+        fake = FakeComfy(port).__enter__()  # it comes back on the same address
+        qtbot.waitUntil(lambda: label.full_text() == "Engine: gpu-box · online", timeout=10_000)
+        assert window.picker.selected.label == LABEL  # still the server's set
+        window.close()
+    finally:
+        fake.__exit__(None, None, None)

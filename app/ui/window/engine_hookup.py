@@ -1,16 +1,17 @@
 """ComfyUI servers as the window's engine: Settings ▸ Engines, the servers' model sets in the model picker, what
 a chosen server cannot run, and the engine in the status bar.
 
-Every network call runs on this hookup's executor ("sd35-io-engines"), never on the UI thread; results come back
-through a queued signal. A server that does not answer is checked again with a back-off (2 s doubling to 60 s),
-and the status bar says so ("gpu-box · offline — retrying"). The model sets a server listed stay in the picker
+Every network call runs on a daemon thread ("sd35-io-engines", app.ui.window.engine_watch), never on the UI
+thread, and a quit never waits for one; results come back through a queued signal. While idle, the chosen set's
+servers get a cheap `/system_stats` heartbeat every 30 s, so one that went away shows offline without a job. A
+server that does not answer is checked again with a back-off (2 s doubling to 60 s), and the status bar says so
+("gpu-box · offline — retrying"). The model sets a server listed stay in the picker
 while it is away (a job then fails with the connection's sentence and the window keeps checking).
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,6 +33,7 @@ from app.ui.form.model_picker import ModelPickerController
 from app.ui.generation.controller import GenerationController
 from app.ui.generation.jobs import JobOutcome, QueuedJob, StepInfo
 from app.ui.notify import Notifier
+from app.ui.window import engine_watch
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ def not_sent(part: str) -> str:
 
 class EngineHookup(QObject):
     checked = Signal(str, object)  # url, ConnectionReport (emitted on an executor thread: queued)
+    pinged = Signal(str, str)  # url, why it did not answer the heartbeat ("" when it did)
     servers_listed = Signal()  # the picker's remote entries were (re)listed
 
     def __init__(
@@ -124,7 +127,7 @@ class EngineHookup(QObject):
         self._window, self._picker, self._state, self._panel = window, picker, state, panel
         self._notifier = notifier
         self.engines = engines if engines is not None else EngineList()
-        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sd35-io-engines")
+        self.executor = engine_watch.DaemonRunner("sd35-io-engines")
         self.infos: dict[str, ServerInfo] = {}  # the last answer of each server (kept while it is away)
         self.reports: dict[str, ConnectionReport] = {}  # the latest check of each server
         self._checking: set[str] = set()
@@ -159,6 +162,11 @@ class EngineHookup(QObject):
         self._device_label = getattr(window, "device_label", None)
         controller.device_described.connect(self._on_device_described)
         self.checked.connect(self._on_checked)
+        self.pinged.connect(self._on_pinged)
+        self._heartbeat = QTimer(self)
+        self._heartbeat.setInterval(int(engine_watch.HEARTBEAT_S * 1000))
+        self._heartbeat.timeout.connect(self._beat)
+        self._heartbeat.start()
         picker.selection_changed.connect(self._on_picker_selection_changed)
         panel.model_combo.activated.connect(self._on_user_picked)  # the user's own choice, not a restore
         controller.job_started.connect(self._on_job_started)
@@ -209,6 +217,24 @@ class EngineHookup(QObject):
             log.info("%s is offline (%s); checking again in %.0f s", url, report.error, delay)
         self._relist()
         self._update_label()
+
+    def _beat(self) -> None:
+        """The heartbeat: ping the chosen set's servers that are thought online (the others are being retried)."""
+        info = self._picker.selected
+        if self._closed or info is None or not info.is_remote:
+            return
+        for url in info.engine:
+            report = self.reports.get(url)
+            if url in self._checking or report is None or not report.reachable:
+                continue
+            self._checking.add(url)
+            future = self.executor.submit(engine_watch.ping, url, self.engines.headers_for(url))
+            future.add_done_callback(relay_report(self, "pinged", url))
+
+    def _on_pinged(self, url: str, error: str) -> None:
+        self._checking.discard(url)
+        if error and not self._closed:  # it went away while idle: say so and retry with the back-off
+            self._on_checked(url, ConnectionReport(url, None, 0.0, error))
 
     # ------------------------------------------------------------------------------------------ picker
     def _relist(self) -> None:
@@ -349,6 +375,7 @@ class EngineHookup(QObject):
 
     def close(self) -> None:
         self._closed = True
+        self._heartbeat.stop()
         for timer in self._retry.values():
             timer.stop()
         self._retry.clear()
