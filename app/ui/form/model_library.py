@@ -37,6 +37,7 @@ class ModelSetInfo:
     # it, `engine` their URLs in priority order, `server` what the picker shows ("gpu-box", "gpu-box +1").
     engine: tuple[str, ...] = ()
     server: str = ""
+    offline: str = ""  # a remembered server set whose server has not answered yet: why Generate waits
 
     @property
     def is_remote(self) -> bool:
@@ -66,6 +67,8 @@ class ModelSetInfo:
         """What stops (or limits) this set, as advice; "" when complete."""
         if self.error:
             return self.error
+        if self.offline:
+            return self.offline
         if not self.usable and self.engine:
             return f"{', '.join(self.missing)} missing on {self.server}: it cannot run this model set."
         if not self.usable:

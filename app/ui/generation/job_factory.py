@@ -59,6 +59,9 @@ class JobFactory:
                 action=("Locate…", self._locate),
             )
             return None
+        if self._picker.selected.offline:  # a remembered server set, its server not answering (yet)
+            self._notifier.info(self._picker.selected.offline)
+            return None
         try:
             request = self._state.build_request(self._styles(), record=record)
         except ValueError as exc:

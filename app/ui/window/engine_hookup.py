@@ -12,6 +12,7 @@ while it is away (a job then fails with the connection's sentence and the window
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -140,6 +141,7 @@ class EngineHookup(QObject):
         self._wanted = (
             (v.engine, v.remote_model) if v.engine and v.remote_model else None
         )  # restore once listed
+        self._remembered = self._wanted  # listed as offline until its servers answer
         self._job_previews: dict[int, list[int]] = {}  # remote job id -> [steps, previews]
         self._told_no_previews: set[tuple[str, ...]] = set()
 
@@ -239,15 +241,39 @@ class EngineHookup(QObject):
     # ------------------------------------------------------------------------------------------ picker
     def _relist(self) -> None:
         sets = remote_model_sets(self.engines, self.infos)
+        sets += self._remembered_offline(sets)
         prefer = None
         if self._wanted is not None:
             engine, checkpoint = self._wanted
             first = engine.split(",")[0]
             match = next((s for s in sets if s.path.as_posix() == checkpoint and first in s.engine), None)
             if match is not None:
-                prefer, self._wanted = match.key, None
+                prefer = match.key
+                if self._picker.discovered:  # chosen now (else once this machine's sets are listed)
+                    self._wanted = None
         self._picker.set_remote(sets, prefer)
         self.servers_listed.emit()
+
+    def _remembered_offline(self, sets: list[ModelSetInfo]) -> list[ModelSetInfo]:
+        """The remembered server set while its servers have not answered: an entry marked offline, so the choice
+        survives an offline start (and the window's saved state keeps it); the real entry replaces it."""
+        if self._remembered is None:
+            return []
+        engine, checkpoint = self._remembered
+        urls = tuple(u for u in engine.split(",") if u)
+        entries = [self.engines.find(u) for u in urls]
+        if not urls or any(e is None or not e.enabled for e in entries) or all(u in self.infos for u in urls):
+            self._remembered = None  # removed or disabled, or answered: the servers' own listing decides
+            return []
+        info = ModelSetInfo(Path(checkpoint), variant_of(checkpoint, None), model_stem(checkpoint), has_t5=True,
+                            engine=urls, server="")  # fmt: skip
+        if any(s.key == info.key for s in sets):
+            return []
+        names = [self.engines.label_for(u) for u in urls]
+        server = names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
+        why = (f"{server} is offline: SD3.5 Studio keeps checking, and this model set can be used once "
+               f"{'they answer' if len(urls) > 1 else 'it answers'}.")  # fmt: skip
+        return [replace(info, server=f"{server} · offline", offline=why)]
 
     def _on_user_picked(self, _index: int) -> None:
         """The user chose a set: a remembered server set that answers later no longer takes its place."""
