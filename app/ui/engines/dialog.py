@@ -2,8 +2,10 @@
 
 A list in priority order (the first enabled server is tried first; a tick enables a server), Add with an address,
 a name and an optional token (stored by `EngineList` in the keyring or a 0600 file, never shown again), Remove,
-Up/Down, and Test connection. A test runs on the engines' executor thread, never on the UI thread; its report comes
-back through a queued signal and reads like `sd35-studio engines test` (app.remote.report)."""
+Up/Down, Set token… / Clear token for the selected server (stored the same way; the window reopens the server's
+session so the next job sends the new token), and Test connection. A test runs on the engines' executor thread,
+never on the UI thread; its report comes back through a queued signal and reads like `sd35-studio engines test`
+(app.remote.report)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -60,6 +63,7 @@ def relay_report(relay: QObject, signal_name: str, url: str) -> Callable[[Future
 class EnginesDialog(QDialog):
     servers_changed = Signal()  # added, removed, reordered, enabled or disabled
     tested = Signal(str, object)  # url, ConnectionReport: the window's status bar learns from tests too
+    token_changed = Signal(str)  # url: its token was set or cleared
 
     def __init__(self, engines: EngineList, executor: Executor, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -86,8 +90,15 @@ class EnginesDialog(QDialog):
         self.remove_button = QPushButton("Remove", self)
         self.test_button = QPushButton("Test connection", self)
         self.test_button.setObjectName("testButton")
+        self.set_token_button = QPushButton("Set token…", self)
+        self.set_token_button.setToolTip("Give the selected server a new token (sent as a Bearer token)")
+        self.clear_token_button = QPushButton("Clear token", self)
+        self.clear_token_button.setToolTip("Forget the selected server's token")
+        self.token_dialog: QInputDialog | None = None  # the open Set token… prompt
         side = QVBoxLayout()
-        for button in (self.test_button, self.up_button, self.down_button, self.remove_button):
+        buttons_ = (self.test_button, self.up_button, self.down_button, self.remove_button,
+                    self.set_token_button, self.clear_token_button)  # fmt: skip
+        for button in buttons_:
             side.addWidget(button)
         side.addStretch(1)
         top = QHBoxLayout()
@@ -151,6 +162,8 @@ class EnginesDialog(QDialog):
         self.up_button.clicked.connect(lambda: self.move_selected(-1))
         self.down_button.clicked.connect(lambda: self.move_selected(1))
         self.test_button.clicked.connect(self.test_selected)
+        self.set_token_button.clicked.connect(self.ask_token)
+        self.clear_token_button.clicked.connect(lambda: self._store_token(self.selected_url(), ""))
         self.server_list.currentItemChanged.connect(lambda *_: self._show_selected())
         self.server_list.itemChanged.connect(self._on_item_changed)
         self.partial_check.toggled.connect(self._on_partial_check_toggled)
@@ -186,6 +199,8 @@ class EnginesDialog(QDialog):
         self.up_button.setEnabled(row > 0)
         self.down_button.setEnabled(0 <= row < count - 1)
         self.test_button.setEnabled(url is not None and url not in self._testing)
+        self.set_token_button.setEnabled(url is not None)
+        self.clear_token_button.setEnabled(url is not None and self.engines.has_token(url))
         entry = None if url is None else self.engines.find(url)
         self.partial_check.blockSignals(True)
         self.partial_check.setChecked(entry is not None and entry.partial_text_encoders)
@@ -230,6 +245,37 @@ class EnginesDialog(QDialog):
             self.engines.move(url, delta)
             self._fill(select=url)
             self.servers_changed.emit()
+
+    # ------------------------------------------------------------------------------------------ token
+    def ask_token(self) -> QInputDialog | None:
+        """Set token…: a password field for the selected server's new token (never shown: the old one stays
+        unread)."""
+        url = self.selected_url()
+        if url is None:
+            return None
+        prompt = QInputDialog(self)
+        prompt.setObjectName("tokenPrompt")
+        prompt.setWindowTitle("Set token")
+        prompt.setLabelText(f"New token for {self.engines.label_for(url)} (sent as a Bearer token):")
+        prompt.setTextEchoMode(QLineEdit.EchoMode.Password)
+        prompt.textValueSelected.connect(lambda text, u=url: self._store_token(u, text))
+        prompt.finished.connect(prompt.deleteLater)
+        self.token_dialog = prompt
+        prompt.open()
+        return prompt
+
+    def _store_token(self, url: str | None, token: str) -> None:
+        if url is None:
+            return
+        try:
+            self.engines.set_token(url, token)
+        except (ValueError, OSError) as exc:  # a token that cannot travel in a header; a locked keyring
+            self.add_problem.setText(str(exc)[:1].upper() + str(exc)[1:])
+            return
+        self.add_problem.setText("")
+        self._reports.pop(url, None)
+        self._fill(select=url)
+        self.token_changed.emit(url)
 
     # ------------------------------------------------------------------------------------------ test
     def test_selected(self) -> None:

@@ -174,6 +174,10 @@ class GenerationController(QObject):
         self._worker.cancel_image(job_id, index)
         return True
 
+    def reopen_remote(self, url: str) -> None:
+        """A server's token changed: the next job on it opens a new session (with the new token)."""
+        self._worker.reopen_remote(url)
+
     def prepare_engine(self, device_preference: str) -> None:
         """Import the engine on the inference thread ahead of the first job and report the device."""
         self.prepare_requested.emit(device_preference)

@@ -113,6 +113,7 @@ class InferenceWorker(QObject):
         self._cancelled_ids: set[int] = set()
         self._stopping = False
         self._frames: JobFrameRecorder | None = None  # the running job's step frames
+        self._stale_servers: set[str] = set()  # servers whose token changed: their session is reopened
 
     # ------------------------------------------------------------------------------ called from the UI thread
 
@@ -128,6 +129,11 @@ class InferenceWorker(QObject):
         with self._lock:
             if self._current is not None and self._current[0] == job_id:
                 self._current[1].cancel_image(index)
+
+    def reopen_remote(self, url: str) -> None:
+        """Called from the UI thread: a server's session is opened anew before its next job (a new token)."""
+        with self._lock:
+            self._stale_servers.add(url)
 
     def stop(self) -> None:
         """Shutting down: cancel the running job and every job that would still arrive."""
@@ -245,7 +251,9 @@ class InferenceWorker(QObject):
         return self._backend
 
     def _session_for(self, options: EngineOptions, backend: EngineBackend) -> Session:
-        if self._session is not None and options == self._session_options:
+        with self._lock:
+            stale, self._stale_servers = bool(self._stale_servers & set(options.engine)), set()
+        if self._session is not None and options == self._session_options and not stale:
             return self._session
         if self._session is not None and self._session_options is not None and self._session_options.engine:
             self._session.close()  # type: ignore[attr-defined]  # a server's WebSocket

@@ -126,7 +126,7 @@ class EngineHookup(QObject):
     ) -> None:
         super().__init__(window)
         self._window, self._picker, self._state, self._panel = window, picker, state, panel
-        self._notifier = notifier
+        self._notifier, self._controller = notifier, controller
         self.engines = engines if engines is not None else EngineList()
         self.executor = engine_watch.DaemonRunner("sd35-io-engines")
         self.infos: dict[str, ServerInfo] = {}  # the last answer of each server (kept while it is away)
@@ -395,9 +395,15 @@ class EngineHookup(QObject):
             self._dialog = EnginesDialog(self.engines, self.executor, self._window)
             self._dialog.servers_changed.connect(self.refresh)
             self._dialog.tested.connect(self._on_checked)
+            self._dialog.token_changed.connect(self._on_token_changed)
         self._dialog.open()
         self._dialog.raise_()
         return self._dialog
+
+    def _on_token_changed(self, url: str) -> None:
+        """The next job on `url` opens a new session with the new token; its capabilities are read with it."""
+        self._controller.reopen_remote(url)
+        self.check(url)
 
     def close(self) -> None:
         self._closed = True
