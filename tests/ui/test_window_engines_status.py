@@ -2,6 +2,10 @@
 entry fits or elides, the window never grows, and the remote session's memory entry is short
 ("ComfyUI 0.8.0 · gpu-box", the whole text in its tooltip)."""
 
+import socket
+import threading
+import time
+
 import pytest
 
 from app.remote.engine_list import EngineList
@@ -94,3 +98,27 @@ def test_a_server_that_goes_away_while_idle_shows_offline_and_online_again_when_
         window.close()
     finally:
         fake.__exit__(None, None, None)
+
+
+def test_quitting_while_a_server_hangs_in_a_check_does_not_wait_for_it(qtbot, make_window):
+    """A server that accepts the connection and never answers: the window closes at once, and the check's
+    thread is a daemon, so the process's exit does not wait for the 10 s HTTP timeout either."""
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(8)  # the kernel accepts connections; nobody ever reads or answers
+    try:
+        url = f"http://127.0.0.1:{hanging.getsockname()[1]}"
+        EngineList().add(url, "stuck")
+        window = make_window()
+        wait_until_ready(qtbot, window)
+        hookup = window.engine_hookup
+        qtbot.waitUntil(lambda: url in hookup._checking, timeout=5_000)
+        checks = [t for t in threading.enumerate() if t.name.startswith("sd35-io-engines")]
+        assert checks and all(t.is_alive() for t in checks)
+        started = time.perf_counter()
+        window.close()
+        assert time.perf_counter() - started < 1.0
+        assert all(t.daemon for t in checks)  # abandoned, never joined at exit
+        assert url in hookup._checking and url not in hookup.reports  # it was still hanging when we quit
+    finally:
+        hanging.close()
