@@ -12,18 +12,14 @@ while it is away (a job then fails with the connection's sentence and the window
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from pathlib import Path
-from types import SimpleNamespace
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMainWindow, QSizePolicy, QWidget
 
-from app.inference.api.errors import FailureKind, InvalidRequestError
+from app.inference.api.errors import FailureKind
 from app.remote.capabilities import ServerInfo
 from app.remote.engine_list import EngineList
-from app.remote.job import model_stem, refuse_what_is_not_sent, variant_of
 from app.remote.report import ConnectionReport, check_server
 from app.ui.elided_label import ElidedLabel
 from app.ui.engines.dialog import EnginesDialog, relay_report
@@ -35,78 +31,12 @@ from app.ui.generation.controller import GenerationController
 from app.ui.generation.jobs import JobOutcome, QueuedJob, StepInfo
 from app.ui.notify import Notifier
 from app.ui.window import engine_watch
+from app.ui.window.engine_sets import not_sent, remembered_offline, remote_model_sets, unavailable_options
 
 log = logging.getLogger(__name__)
 
 RETRY_FIRST, RETRY_MAX = 2.0, 60.0  # seconds between checks of a server that does not answer
 THIS_MACHINE = "This machine"
-
-
-def remote_model_sets(engines: EngineList, infos: dict[str, ServerInfo]) -> list[ModelSetInfo]:
-    """One picker entry per SD3.5 checkpoint the enabled servers list, with the servers that have it in priority
-    order (several: the job's seeds are spread over them)."""
-    by_checkpoint: dict[str, list[str]] = {}
-    for entry in engines.enabled():
-        info = infos.get(entry.url)
-        for checkpoint in info.sd35_checkpoints if info else ():
-            by_checkpoint.setdefault(checkpoint, []).append(entry.url)
-    sets = []
-    for checkpoint, urls in by_checkpoint.items():
-        names = [engines.label_for(u) for u in urls]
-        server = names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
-        partial = all(e is not None and e.partial_text_encoders for e in map(engines.find, urls))
-        missing = []
-        if any(infos[u].encoder("clip_l") is None for u in urls):
-            missing.append("CLIP-L")
-        if any(infos[u].encoder("clip_g") is None for u in urls) and not partial:
-            missing.append("CLIP-G")
-        has_t5 = all(infos[u].encoder("t5") is not None for u in urls)
-        sets.append(ModelSetInfo(Path(checkpoint), variant_of(checkpoint, None), model_stem(checkpoint),
-                                 has_t5=has_t5, missing=tuple(missing), engine=tuple(urls), server=server))  # fmt: skip
-    return sets
-
-
-def unavailable_options(info: ModelSetInfo, infos: dict[str, ServerInfo], label) -> dict[str, str]:
-    """Form switches the servers of `info` cannot run: field -> one sentence (the disabled control's tooltip)."""
-    out: dict[str, str] = {}
-    for url in info.engine:
-        server = infos.get(url)
-        if server is None:
-            continue
-        name = label(url)
-        if "SkipLayerGuidanceSD3" not in server.nodes:
-            out.setdefault(
-                "slg_enabled", f"{name} has no SkipLayerGuidanceSD3 node: skip-layer guidance is off."
-            )
-        window = ("ConditioningZeroOut", "ConditioningSetTimestepRange", "ConditioningCombine")
-        if any(n not in server.nodes for n in window):
-            out.setdefault("negative_window", f"{name} lacks the nodes of the negative-prompt window.")
-        if server.encoder("t5") is None:
-            out.setdefault(
-                "use_t5", f"{name} has no T5-XXL text encoder (t5xxl*.safetensors in models/clip)."
-            )
-    return out
-
-
-# A value of each request part app.remote.job.refuse_what_is_not_sent may refuse, to ask it about that part alone.
-_PROBES: dict[str, object] = {"loras": (object(),), "controlnets": (object(),), "mask_image": object(),
-                              "outpaint": (1, 0, 0, 0), "hires_scale": 2.0}  # fmt: skip
-
-
-def not_sent(part: str) -> str:
-    """Why a remote engine cannot take `part` of a request yet; "" once app.remote sends it (asked, not assumed:
-    another change may teach app.remote to send LoRAs, ControlNets or masks)."""
-    probe = SimpleNamespace(
-        mask_image=None, outpaint=(0, 0, 0, 0), hires_scale=None, loras=(), controlnets=()
-    )
-    setattr(probe, part, _PROBES[part])
-    try:
-        refuse_what_is_not_sent(probe)  # type: ignore[arg-type]
-    except InvalidRequestError as exc:
-        return str(exc)[:1].upper() + str(exc)[1:] + "."
-    except Exception:  # a newer check that looks deeper: the job's own check will say it
-        return ""
-    return ""
 
 
 class EngineHookup(QObject):
@@ -223,8 +153,8 @@ class EngineHookup(QObject):
     def _beat(self) -> None:
         """The heartbeat: ping the chosen set's servers that are thought online (the others are being retried)."""
         info = self._picker.selected
-        if self._closed or info is None or not info.is_remote:
-            return
+        if self._closed or info is None or not info.is_remote or self._controller.current_job is not None:
+            return  # a running job notices a lost server itself (and a busy server may answer slowly)
         for url in info.engine:
             report = self.reports.get(url)
             if url in self._checking or report is None or not report.reachable:
@@ -255,25 +185,13 @@ class EngineHookup(QObject):
         self.servers_listed.emit()
 
     def _remembered_offline(self, sets: list[ModelSetInfo]) -> list[ModelSetInfo]:
-        """The remembered server set while its servers have not answered: an entry marked offline, so the choice
-        survives an offline start (and the window's saved state keeps it); the real entry replaces it."""
+        """The remembered server set as an offline entry until its servers answer (then the servers decide)."""
         if self._remembered is None:
             return []
-        engine, checkpoint = self._remembered
-        urls = tuple(u for u in engine.split(",") if u)
-        entries = [self.engines.find(u) for u in urls]
-        if not urls or any(e is None or not e.enabled for e in entries) or all(u in self.infos for u in urls):
-            self._remembered = None  # removed or disabled, or answered: the servers' own listing decides
-            return []
-        info = ModelSetInfo(Path(checkpoint), variant_of(checkpoint, None), model_stem(checkpoint), has_t5=True,
-                            engine=urls, server="")  # fmt: skip
-        if any(s.key == info.key for s in sets):
-            return []
-        names = [self.engines.label_for(u) for u in urls]
-        server = names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
-        why = (f"{server} is offline: SD3.5 Studio keeps checking, and this model set can be used once "
-               f"{'they answer' if len(urls) > 1 else 'it answers'}.")  # fmt: skip
-        return [replace(info, server=f"{server} · offline", offline=why)]
+        waiting, entries = remembered_offline(self._remembered, self.engines, self.infos, sets)
+        if not waiting:  # removed or disabled, or answered: the servers' own listing decides from now on
+            self._remembered = None
+        return entries
 
     def _on_user_picked(self, _index: int) -> None:
         """The user chose a set: a remembered server set that answers later no longer takes its place."""
