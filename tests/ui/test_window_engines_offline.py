@@ -86,3 +86,26 @@ def test_a_server_that_answers_after_the_user_chose_another_set_leaves_the_users
         assert combo.currentText() == chosen and not window.picker.selected.is_remote
         assert window.state.values.engine == ""
         window.close()
+
+
+def test_the_remembered_entry_reads_connecting_until_a_check_fails_and_goes_when_the_server_is_removed(
+    tmp_path,
+):
+    from app.remote.engine_list import TokenStore
+    from app.ui.window.engine_sets import remembered_offline
+
+    engines = EngineList(tmp_path, TokenStore(tmp_path, use_keyring=False))
+    url = engines.add("http://gpu-box:8188", "gpu-box").url
+    remembered = (url, "sd3.5_large.safetensors")
+    waiting, [entry] = remembered_offline(remembered, engines, {}, [])
+    assert waiting and entry.label == "sd3.5_large · gpu-box · connecting…" and entry.variant == "large"
+    assert entry.offline.startswith("gpu-box has not answered yet")
+    waiting, [entry] = remembered_offline(remembered, engines, {}, [], {url})
+    assert entry.label == "sd3.5_large · gpu-box · offline" and entry.problem().startswith(
+        "gpu-box is offline"
+    )
+    assert remembered_offline(remembered, engines, {url: object()}, []) == (False, [])  # it answered
+    engines.update(url, enabled=False)
+    assert remembered_offline(remembered, engines, {}, []) == (False, [])  # disabled: no entry
+    engines.remove(url)
+    assert remembered_offline(remembered, engines, {}, []) == (False, [])

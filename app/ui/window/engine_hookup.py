@@ -188,7 +188,13 @@ class EngineHookup(QObject):
         """The remembered server set as an offline entry until its servers answer (then the servers decide)."""
         if self._remembered is None:
             return []
-        waiting, entries = remembered_offline(self._remembered, self.engines, self.infos, sets)
+        waiting, entries = remembered_offline(
+            self._remembered,
+            self.engines,
+            self.infos,
+            sets,
+            {u for u, r in self.reports.items() if not r.reachable},
+        )
         if not waiting:  # removed or disabled, or answered: the servers' own listing decides from now on
             self._remembered = None
         return entries
@@ -278,10 +284,9 @@ class EngineHookup(QObject):
         device = server.devices[0] if server is not None and server.devices else None
         name = self.engines.label_for(info.engine[0])
         text = f"{device.type.upper()} · {device.vram_total / 2**30:.0f} GB" if device else "unknown device"
-        label.setText(
-            f"Device: {text} ({name}{' +' + str(len(info.engine) - 1) if len(info.engine) > 1 else ''})"
-        )
-        label.setToolTip(device.name if device else "")
+        whole = f"Device: {text} ({name}{' +' + str(len(info.engine) - 1) if len(info.engine) > 1 else ''})"
+        label.setText(whole)
+        label.setToolTip(f"{whole}\n{device.name}" if device else whole)  # whole: the label may be elided
 
     def _on_step(self, step: StepInfo) -> None:
         seen = self._job_previews.get(step.job_id)

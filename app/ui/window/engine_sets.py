@@ -4,6 +4,7 @@ of app.ui.window.engine_hookup)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -85,11 +86,16 @@ def not_sent(part: str) -> str:
 
 
 def remembered_offline(
-    remembered: tuple[str, str], engines: EngineList, infos: dict[str, ServerInfo], sets: list[ModelSetInfo]
+    remembered: tuple[str, str],
+    engines: EngineList,
+    infos: dict[str, ServerInfo],
+    sets: list[ModelSetInfo],
+    unreachable: AbstractSet[str] = frozenset(),
 ) -> tuple[bool, list[ModelSetInfo]]:
     """The remembered server set (engine URLs joined by ",", checkpoint) while its servers have not answered:
-    (still waiting for them, [an entry marked offline] unless `sets` lists it). The entry keeps the user's choice
-    through an offline start, and the window's saved state with it; the real entry has the same key."""
+    (still waiting for them, [an entry marked offline — connecting until a check of one of them failed] unless
+    `sets` lists it). The entry keeps the user's choice through an offline start, and the window's saved state
+    with it; the real entry has the same key."""
     engine, checkpoint = remembered
     urls = tuple(u for u in engine.split(",") if u)
     entries = [engines.find(u) for u in urls]
@@ -101,6 +107,13 @@ def remembered_offline(
         return True, []
     names = [engines.label_for(u) for u in urls]
     server = names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
-    why = (f"{server} is offline: SD3.5 Studio keeps checking, and this model set can be used once "
-           f"{'they answer' if len(urls) > 1 else 'it answers'}.")  # fmt: skip
-    return True, [replace(info, server=f"{server} · offline", offline=why)]
+    answer = "they answer" if len(urls) > 1 else "it answers"
+    if unreachable & set(urls):
+        state, why = (
+            "offline",
+            f"{server} is offline: SD3.5 Studio keeps checking, and this model set can be used",
+        )
+    else:  # the first check is still on its way
+        state, why = "connecting…", f"{server} has not answered yet: this model set can be used"
+    why += f" once {answer}."
+    return True, [replace(info, server=f"{server} · {state}", offline=why)]
