@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from itertools import count
 
 from app.remote.errors import RemoteError
@@ -31,7 +31,7 @@ def ping(url: str, headers: Mapping[str, str] | None = None, timeout: float = PI
     return ""
 
 
-class DaemonRunner:
+class DaemonRunner(Executor):
     """`submit` like an executor, each call on its own daemon thread (checks are few: one per server)."""
 
     def __init__(self, name: str) -> None:
@@ -39,7 +39,7 @@ class DaemonRunner:
         self._numbers = count(1)
         self._closed = False
 
-    def submit(self, fn: Callable[..., object], /, *args: object, **kwargs: object) -> Future:
+    def submit(self, fn: Callable[..., object], /, *args: object, **kwargs: object) -> Future:  # type: ignore[override]
         if self._closed:
             raise RuntimeError("cannot submit a check after shutdown")
         future: Future = Future()
@@ -56,6 +56,6 @@ class DaemonRunner:
         threading.Thread(target=run, name=f"{self._name}-{next(self._numbers)}", daemon=True).start()
         return future
 
-    def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
+    def shutdown(self, wait: bool = False, *, cancel_futures: bool = True) -> None:
         """No new checks; running ones are abandoned (their results are dropped by their owners)."""
         self._closed = True
