@@ -127,6 +127,14 @@ class AddonHookup(QObject):
         save_json(self._settings, LORA_FOLDERS_KEY, folders[:20])
         self.scan()
 
+    def add_controlnet_files(self, files: tuple[Path, ...]) -> None:
+        """ControlNets a download just wrote: their folders are searched from now on (the user may have saved
+        them outside the default places) and the list is scanned again, so they can be chosen at once."""
+        added = [str(folder) for folder in dict.fromkeys(Path(f).parent for f in files)]
+        folders = [*added, *(str(p) for p in self.controlnet_folders() if str(p) not in added)]
+        save_json(self._settings, CONTROLNET_FOLDERS_KEY, folders[:20])
+        self.scan()
+
     def scan(self) -> None:
         """Look for LoRAs and ControlNets (again): headers only, on the I/O thread."""
         self._spawn(self._scan())

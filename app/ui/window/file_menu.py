@@ -51,6 +51,8 @@ class ModelFinder:
         self._notifier, self._validate, self._remember = notifier, validate, remember
         self._tasks: set[asyncio.Task[None]] = set()
         self.download_dialog: DownloadDialog | None = None
+        # told the ControlNet files a download wrote (a model set's controlnets/ folder, or the files alone)
+        self.controlnet_listeners: list[Callable[[tuple[Path, ...]], None]] = []
         picker.download_requested.connect(self._on_picker_download_requested)
         first_run.model_chosen.connect(self.use_model)
         first_run.download_requested.connect(self.download_models)
@@ -73,12 +75,25 @@ class ModelFinder:
             from app.ui.downloads.dialog import DownloadDialog  # huggingface_hub loads only when asked for
 
             self.download_dialog = DownloadDialog(self._parent)
-            self.download_dialog.model_downloaded.connect(lambda path: self._spawn(self._locate(path)))
+            self.download_dialog.model_downloaded.connect(self._on_model_downloaded)
+            self.download_dialog.controlnets_downloaded.connect(self._tell_controlnets)
         if variant is not None:
             self.download_dialog.set_variant(variant)
         self.download_dialog.show()
         self.download_dialog.raise_()
         self.download_dialog.activateWindow()
+
+    def _on_model_downloaded(self, path: Path) -> None:
+        self._spawn(self._locate(path))
+        from app.downloads.catalog import CONTROLNET_FOLDER  # plain Python, loaded with the dialog already
+
+        files = tuple(sorted((Path(path) / CONTROLNET_FOLDER).glob("*.safetensors")))
+        if files:
+            self._tell_controlnets(files)
+
+    def _tell_controlnets(self, files: tuple[Path, ...]) -> None:
+        for listener in self.controlnet_listeners:
+            listener(tuple(Path(f) for f in files))
 
     def _on_picker_download_requested(self, variant: str) -> None:
         self.download_models(variant or None)  # the picker's "Download models…": the File menu's dialog

@@ -154,6 +154,7 @@ class MainWindow(QMainWindow):
             search_defaults=self._search_defaults, share_lora_folders=self._share_lora_folders,
         )  # fmt: skip
         self.token_counter = self.selection.token_counter
+        self.models.controlnet_listeners.append(self.addons.add_controlnet_files)  # downloads list at once
 
     def _build_tools(self) -> None:
         """The gallery, the multi-image tools, and the menus' commands that reach them."""
