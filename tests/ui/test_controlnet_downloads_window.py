@@ -47,8 +47,8 @@ def test_controlnets_from_the_download_dialog_are_listed_at_once(
     qtbot,
     make_window,
     large_model,
-    fake_hub,
-    tmp_path,  # noqa: F811
+    fake_hub,  # noqa: F811  (the fixture imported above)
+    tmp_path,
 ):
     window = make_window(model_path=large_model)
     wait_until_ready(qtbot, window)

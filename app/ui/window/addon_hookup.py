@@ -79,6 +79,8 @@ class AddonHookup(QObject):
     ) -> None:
         super().__init__(parent)
         self.share_lora_folders = share_lora_folders  # recall looks for an image's LoRAs there by name
+        # told the usable ControlNet files after each scan (recall matches an image's ControlNet names to them)
+        self.controlnet_listeners: list[Callable[[tuple[Path, ...]], None]] = []
         self._parent, self._panel, self._state, self._executor = parent, panel, state, executor
         self._settings, self._shown, self._notifier = settings, shown, notifier
         self._defaults = search_defaults
@@ -166,6 +168,9 @@ class AddonHookup(QObject):
         )
         if not self._closed:
             self._panel.controlnet.set_files(controlnets)
+            usable = tuple(c.path for c in controlnets if c.error is None)
+            for listener in self.controlnet_listeners:
+                listener(usable)
 
     def _on_map_wanted(
         self, unit: ControlUnit, image: Path, size: tuple[int, int], preprocess: ControlPreprocess

@@ -1,0 +1,73 @@
+"""Recall in the window matches an image's ControlNet names to the files found here: "Use These Settings" on an
+A1111 picture (sd-webui-controlnet's `ControlNet N` text names the model only) restores each unit with the local
+file, and warns only about the ControlNet that is not here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint
+
+from app.ui.gallery.menu import build_context_menu
+from tests.factory.controlnet_model import write_controlnet
+from tests.factory.snapshot import write_snapshot
+from tests.gallery.helpers import write_a1111_png
+from tests.gallery.test_controlnet_a1111 import BLUR, CANNY, DEPTH, EXTENSION_TEXT
+from tests.ui.conftest import wait_until_ready
+from tests.ui.test_refine_window import click_menu_entry
+
+
+@pytest.fixture
+def large_model(tmp_path_factory):
+    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
+
+
+def test_use_these_settings_on_an_a1111_image_restores_controlnets_with_the_files_here(
+    qtbot,
+    make_window,
+    large_model,
+    tmp_path,
+):
+    folder = tmp_path / "my-controlnets"  # canny and blur are here, depth is not
+    canny = write_controlnet(folder / CANNY, control_type="canny")
+    blur = write_controlnet(folder / BLUR, control_type="blur", seed=1)
+    pictures = tmp_path / "from-a1111"
+    pictures.mkdir()
+    write_a1111_png(pictures / "castle.png", EXTENSION_TEXT)
+
+    window = make_window(model_path=large_model)
+    wait_until_ready(qtbot, window)
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    panel = window.gallery.panel
+    window.addons.add_controlnet_files((canny, blur))  # as a download or a chosen folder does
+    qtbot.waitUntil(lambda: panel.loaded.controlnet_files == (blur, canny), timeout=15000)
+    panel.import_folder(pictures)
+    qtbot.waitUntil(lambda: len(panel.shown_records()) == 1, timeout=15000)
+    (record,) = panel.shown_records()
+
+    menu = build_context_menu(window, panel, [record])
+    menu.popup(window.mapToGlobal(QPoint(100, 100)))
+    click_menu_entry(qtbot, menu, "Use These Settings")
+    qtbot.waitUntil(lambda: len(window.state.controlnets) == 3, timeout=5000)
+
+    section = window.panel.controlnet
+    assert [s.file for s in window.state.controlnets] == [canny, blur, Path(DEPTH)]  # depth: only its name
+    assert [u.file() for u in section.units[:2]] == [canny, blur]  # chosen in the units' file lists
+    assert [(s.strength, s.start, s.end) for s in window.state.controlnets] == [
+        (0.8, 0.0, 0.75),
+        (0.5, 0.1, 1.0),
+        (1.0, 0.0, 1.0),
+    ]
+    status = window.statusBar().currentMessage()
+    assert f"ControlNet file {DEPTH} is missing" in status
+    assert CANNY not in status and BLUR not in status  # found here: no warning about them
+    assert window.state.problems()["controlnets"].startswith(
+        "ControlNet 1: choose a control image, or switch"
+    )
+    window.settings_scroll.ensureWidgetVisible(section)
+    assert section.units[1].summary.full_text() == "⚠ 2 · blur · no image · strength 0.5"
+    section.set_expanded(True)
+    qtbot.wait(50)
+    section.grab().save("/tmp/cnfollow-shot-recall.png")
+    qtbot.waitUntil(lambda: not window.token_counter.is_loading(), timeout=60000)
