@@ -1,20 +1,24 @@
 """Recall in the window matches an image's ControlNet names to the files found here: "Use These Settings" on an
 A1111 picture (sd-webui-controlnet's `ControlNet N` text names the model only) restores each unit with the local
-file, and warns only about the ControlNet that is not here."""
+file, and warns only about the ControlNet that is not here; a kept control image is found again after the output
+folder moved."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QImage
 
+from app.metadata.control_image_search import KEPT_FOLDER_NAME
 from app.ui.gallery.menu import build_context_menu
 from tests.factory.controlnet_model import write_controlnet
 from tests.factory.snapshot import write_snapshot
 from tests.gallery.helpers import write_a1111_png
 from tests.gallery.test_controlnet_a1111 import BLUR, CANNY, DEPTH, EXTENSION_TEXT
 from tests.ui.conftest import wait_until_ready
+from tests.ui.test_image_drop import choose, drop_on, file_mime
 from tests.ui.test_refine_window import click_menu_entry
 
 
@@ -70,4 +74,41 @@ def test_use_these_settings_on_an_a1111_image_restores_controlnets_with_the_file
     section.set_expanded(True)
     qtbot.wait(50)
     section.grab().save("/tmp/cnfollow-shot-recall.png")
+    qtbot.waitUntil(lambda: not window.token_counter.is_loading(), timeout=60000)
+
+
+def test_recall_finds_a_kept_control_image_after_the_output_folder_moved(
+    qtbot, make_window, large_model, tmp_path, fake_sessions
+):
+    cn = write_controlnet(tmp_path / BLUR, control_type="blur")
+    window = make_window(model_path=large_model)
+    wait_until_ready(qtbot, window)
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    window.state.update(steps=2, width=64, height=64)
+    section = window.panel.controlnet
+    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    (unit,) = section.units
+    unit.choose_file(cn)
+    picture = QImage(24, 16, QImage.Format.Format_RGB32)
+    picture.fill(QColor(30, 160, 90))
+    QGuiApplication.clipboard().setImage(picture)
+    qtbot.mouseClick(unit.paste_button, Qt.MouseButton.LeftButton)
+    qtbot.keyClicks(window.panel.prompt.edit, "a kept picture")
+    with qtbot.waitSignal(window.controller.job_ended, timeout=15000):
+        qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    (kept,) = (tmp_path / "out" / KEPT_FOLDER_NAME).glob("*.png")
+    (output,) = (tmp_path / "out").glob("*.png")
+    qtbot.waitUntil(lambda: len(window.gallery.panel.shown_records()) == 1, timeout=15000)
+
+    # the output folder is moved (another disk); the recorded control image path is gone
+    moved = tmp_path / "archive" / "out"
+    moved.parent.mkdir()
+    (tmp_path / "out").rename(moved)
+    window.state.set_controlnets(())
+    assert drop_on(window.canvas, file_mime(moved / output.name))
+    choose(qtbot, window, "Reuse its settings")
+    qtbot.waitUntil(lambda: len(window.state.controlnets) == 1, timeout=5000)
+    assert section.units[0].image == moved / KEPT_FOLDER_NAME / kept.name
+    assert window.state.problems() == {}
+    assert "Control image" not in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not window.token_counter.is_loading(), timeout=60000)

@@ -120,6 +120,7 @@ class GalleryHookup:
         compare.closed.connect(self._shown.show_canvas)
         self._sweep_step_frames()
         self.panel.loaded.controlnet_files = self._controlnet_files
+        self.panel.output_root = self._output_root
         for result in self._pending:
             self._on_controller_image_finished(result)
         self._pending.clear()
