@@ -23,12 +23,16 @@ from app.ui.form.form_state import GenerationFormState
 from app.ui.form.generation_panel import GenerationPanel
 from app.ui.form.lora_panel import THUMB
 from app.ui.notify import Notifier
-from app.ui.window.settings_store import load_json, save_json
+from app.ui.window.settings_store import load_bool, load_json, save_json
 
 log = logging.getLogger(__name__)
 
 LORA_FOLDERS_KEY = "loras/folders"
 CONTROLNET_FOLDERS_KEY = "controlnets/folders"
+OVERLAY_KEY, OVERLAY_OPACITY_KEY = (
+    "view/control_map_overlay",
+    "view/control_map_opacity",
+)  # kept between sessions
 MAP_DEBOUNCE_MS = 150
 USE_AS_CONTROL = "Use as Control Image"
 
@@ -106,6 +110,7 @@ class AddonHookup(QObject):
         self.overlay_action.toggled.connect(check.setChecked)
         check.toggled.connect(self.overlay_action.setChecked)
         panel.controlnet.overlay_changed.connect(self._show_overlay)
+        self._restore_overlay()
         self.canvas_menu: QMenu | None = None  # the canvas picture's menu while open (tests click in it)
         shown.canvas.menu_requested.connect(self._on_canvas_menu_requested)
 
@@ -200,6 +205,21 @@ class AddonHookup(QObject):
         if not self._closed and self._map_serials.get(unit) == serial:
             section.show_map(unit, qimage)
 
+    def _restore_overlay(self) -> None:
+        """The overlay switch and opacity as the last session left them (a bad saved value: the default)."""
+        section = self._panel.controlnet
+        section.overlay_check.setChecked(load_bool(self._settings, OVERLAY_KEY, False))
+        try:
+            opacity = int(self._settings.value(OVERLAY_OPACITY_KEY, section.overlay_slider.value()))
+        except (TypeError, ValueError):
+            return
+        section.overlay_slider.setValue(opacity)  # the slider keeps it in its range
+
+    def save_settings(self) -> None:
+        section = self._panel.controlnet
+        self._settings.setValue(OVERLAY_KEY, section.overlay_check.isChecked())
+        self._settings.setValue(OVERLAY_OPACITY_KEY, section.overlay_slider.value())
+
     def _show_overlay(self) -> None:
         image, opacity = self._panel.controlnet.overlay()
         self._shown.canvas.set_control_map(image, opacity)
@@ -245,6 +265,9 @@ class AddonHookup(QObject):
         task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
+        if not self._closed:
+            self.save_settings()
+            self._settings.sync()
         self._closed = True
         self.map_timer.stop()
         for task in list(self._tasks):
