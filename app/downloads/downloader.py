@@ -24,6 +24,7 @@ from app.downloads.hub import RemoteMetadata, resolve_plan
 from app.downloads.layout import PARTIAL_DIR, remove_empty_partial_dirs
 from app.downloads.plan import DownloadPlan
 from app.downloads.progress import DownloadProgress, Phase, ProgressCallback, RateMeter, format_bytes
+from app.downloads.reuse import reuse_controlnets
 from app.downloads.transfer import fetch_file
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,8 @@ def _fetch_missing(
 ) -> tuple[DownloadPlan, int]:
     reporter.emit(Phase.CHECKING)
     plan, metadata = resolve_plan(plan, token)
+    # a ControlNet the other Large set already has is linked, not fetched
+    plan = reuse_controlnets(plan, metadata, cancel)
     reporter.plan = plan
     reporter.done_before = plan.present_bytes
     check_free_space(plan, free_bytes)
