@@ -33,6 +33,7 @@ def add(qtbot, dlg, url, name="", token=""):
     qtbot.mouseClick(dlg.add_button, Qt.MouseButton.LeftButton)
 
 
+@pytest.mark.slow
 def test_add_and_test_the_real_server(qtbot, dialog, comfyui_server):
     add(qtbot, dialog, comfyui_server.url, "tiny box", "tok-dialog-1")
     assert dialog.server_list.count() == 1 and dialog.selected_url() == comfyui_server.url
@@ -100,3 +101,16 @@ def test_bad_address_order_enable_and_remove(qtbot, dialog, tmp_path):
     assert [
         dialog.server_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(dialog.server_list.count())
     ] == ["http://a:1"]
+
+
+def test_the_partial_encoders_switch_is_per_server_and_saved(qtbot, dialog, tmp_path):
+    add(qtbot, dialog, "http://a:1", "first")
+    add(qtbot, dialog, "http://b:2", "second")
+    assert dialog.selected_url() == "http://b:2" and not dialog.partial_check.isChecked()
+    qtbot.mouseClick(dialog.partial_check, Qt.MouseButton.LeftButton)
+    reread = EngineList(tmp_path / "engines", TokenStore(tmp_path / "engines", use_keyring=False))
+    assert [e.partial_text_encoders for e in reread.entries] == [False, True]
+    dialog.server_list.setCurrentRow(0)
+    assert not dialog.partial_check.isChecked()  # shows the selected server's own setting
+    dialog.server_list.setCurrentRow(1)
+    assert dialog.partial_check.isChecked()

@@ -55,11 +55,18 @@ def test_a_job_on_the_server_shows_previews_and_lands_in_the_gallery_as_the_cli_
     assert picked is not None and picked.is_remote and picked.engine == (server.url,)
     assert window.state.values.engine == server.url and window.state.values.remote_model == checkpoint
     assert window.engine_hookup.label.full_text() == "Engine: tiny box · online"
+    assert window.device_label.text().startswith("Device: CPU · ") and window.device_label.text().endswith(
+        " GB (tiny box)"
+    )  # the server's device, not this machine's
     # No T5 on the server: T5 is off and its switch says why.
     assert not window.state.values.use_t5 and not window.panel.advanced.t5_check.isEnabled()
     assert "tiny box has no T5-XXL" in window.panel.advanced.t5_check.toolTip()
     # The server is sent LoRAs and ControlNets by its own file names (app.remote.server_files): both stay on.
     assert window.panel.loras.isEnabled() and window.panel.controlnet.isEnabled()
+    # What app.remote does not send yet is off with the reason (asked of refuse_what_is_not_sent, not assumed).
+    inpaint, hires = window.refine_bar.mode_buttons["inpaint"], window.refine_settings.hires_check
+    assert inpaint.isEnabled()  # masks are sent
+    assert not hires.isEnabled() and "cannot run the hires fix" in hires.toolTip()
 
     window.state.update(steps=2, width=64, height=64, cfg=2.0, sampler="euler", random_seed=False, seed=21)
     qtbot.keyClicks(window.panel.prompt.edit, "a red fox")
@@ -71,6 +78,7 @@ def test_a_job_on_the_server_shows_previews_and_lands_in_the_gallery_as_the_cli_
     assert job.options.engine == (server.url,) and str(job.model_path) == checkpoint
     assert [kind for kind, *_ in seen].count("preview") >= 1  # the server's step previews reached the canvas
     assert seen[-1] == ("final", 64, 64)
+    assert window.device_label.text().endswith(" GB (tiny box)")  # still the server's device after the job
     window.grab().save("/tmp/engineui-window-remote.png")
 
     (png,) = (tmp_path / "out").glob("*.png")
@@ -138,7 +146,10 @@ def test_a_server_without_slg_t5_or_previews_and_one_that_drops_out(qtbot, make_
             advanced.slg_check, Qt.MouseButton.LeftButton
         )  # a click on the disabled switch: stays off
         assert not window.state.values.slg_enabled
+        hires_tip = window.engine_hookup._tips[window.refine_settings.hires_check]  # its own, from before
+        assert not window.refine_settings.hires_check.isEnabled()  # the hires fix is not sent to a server yet
         window.panel.advanced.set_expanded(True)
+        qtbot.wait(100)  # laid out before the grab
         window.grab().save("/tmp/engineui-window-no-slg.png")
 
         window.state.update(steps=3, width=64, height=64, cfg=2.0, sampler="euler")
@@ -160,6 +171,18 @@ def test_a_server_without_slg_t5_or_previews_and_one_that_drops_out(qtbot, make_
         qtbot.keyClick(window.panel.prompt.edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert ended.args[1].status is JobStatus.FAILED and "ComfyUI server" in ended.args[1].message
     qtbot.waitUntil(lambda: window.engine_hookup.label.full_text() == "Engine: fake box · offline — retrying")
+
+    # Back to this machine's set: everything the server could not run is available again, with its own tooltip.
+    window.panel.model_combo.setCurrentIndex(0)
+    assert (
+        not window.picker.selected.is_remote
+        and window.engine_hookup.label.full_text() == "Engine: This machine"
+    )
+    assert advanced.slg_check.isEnabled() and "fake box" not in advanced.slg_check.toolTip()
+    assert window.panel.loras.isEnabled() and window.panel.loras.toolTip() == ""
+    hires = window.refine_settings.hires_check
+    assert hires.isEnabled() and hires.toolTip() == hires_tip and "cannot run" not in hires_tip
+    assert window.state.values.engine == "" and window.state.values.remote_model == ""
     window.close()
 
 

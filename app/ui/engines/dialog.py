@@ -13,6 +13,7 @@ from concurrent.futures import Executor, Future
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -92,6 +93,14 @@ class EnginesDialog(QDialog):
         top = QHBoxLayout()
         top.addWidget(self.server_list, 1)
         top.addLayout(side)
+        self.partial_check = QCheckBox(
+            "Accept this server without CLIP-G (weaker prompts; the image says so)", self
+        )
+        self.partial_check.setObjectName("partialCheck")
+        self.partial_check.setToolTip(
+            "A server with CLIP-L but no CLIP-G file runs SD3.5 with CLIP-L alone; each image's ComfyUI graph "
+            "records it. Off: such a server is refused."
+        )
 
         self.url_edit = QLineEdit(self)
         self.url_edit.setObjectName("urlEdit")
@@ -129,6 +138,7 @@ class EnginesDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
         layout.addLayout(top)
+        layout.addWidget(self.partial_check)
         layout.addLayout(form)
         layout.addWidget(self.report_title)
         layout.addWidget(self.report_view, 1)
@@ -143,6 +153,7 @@ class EnginesDialog(QDialog):
         self.test_button.clicked.connect(self.test_selected)
         self.server_list.currentItemChanged.connect(lambda *_: self._show_selected())
         self.server_list.itemChanged.connect(self._on_item_changed)
+        self.partial_check.toggled.connect(self._on_partial_check_toggled)
         self._fill()
 
     # ------------------------------------------------------------------------------------------ list
@@ -175,6 +186,18 @@ class EnginesDialog(QDialog):
         self.up_button.setEnabled(row > 0)
         self.down_button.setEnabled(0 <= row < count - 1)
         self.test_button.setEnabled(url is not None and url not in self._testing)
+        entry = None if url is None else self.engines.find(url)
+        self.partial_check.blockSignals(True)
+        self.partial_check.setChecked(entry is not None and entry.partial_text_encoders)
+        self.partial_check.blockSignals(False)
+        self.partial_check.setEnabled(entry is not None)
+
+    def _on_partial_check_toggled(self, checked: bool) -> None:
+        url = self.selected_url()
+        entry = None if url is None else self.engines.find(url)
+        if entry is not None and entry.partial_text_encoders != checked:
+            self.engines.update(entry.url, partial_text_encoders=checked)
+            self.servers_changed.emit()
 
     def _on_item_changed(self, item: QListWidgetItem) -> None:
         enabled = item.checkState() == Qt.CheckState.Checked

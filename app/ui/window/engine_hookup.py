@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QMainWindow, QSizePolicy
+from PySide6.QtWidgets import QMainWindow, QSizePolicy, QWidget
 
 from app.inference.api.errors import FailureKind, InvalidRequestError
 from app.remote.capabilities import ServerInfo
@@ -85,12 +85,18 @@ def unavailable_options(info: ModelSetInfo, infos: dict[str, ServerInfo], label)
     return out
 
 
+# A value of each request part app.remote.job.refuse_what_is_not_sent may refuse, to ask it about that part alone.
+_PROBES: dict[str, object] = {"loras": (object(),), "controlnets": (object(),), "mask_image": object(),
+                              "outpaint": (1, 0, 0, 0), "hires_scale": 2.0}  # fmt: skip
+
+
 def not_sent(part: str) -> str:
-    """Why a remote engine cannot take `part` ("loras", "controlnets") yet; "" once app.remote sends it."""
+    """Why a remote engine cannot take `part` of a request yet; "" once app.remote sends it (asked, not assumed:
+    another change may teach app.remote to send LoRAs, ControlNets or masks)."""
     probe = SimpleNamespace(
         mask_image=None, outpaint=(0, 0, 0, 0), hires_scale=None, loras=(), controlnets=()
     )
-    setattr(probe, part, (object(),))
+    setattr(probe, part, _PROBES[part])
     try:
         refuse_what_is_not_sent(probe)  # type: ignore[arg-type]
     except InvalidRequestError as exc:
@@ -126,6 +132,7 @@ class EngineHookup(QObject):
         self._backoff: dict[str, float] = {}
         self._closed = False
         self._dialog: EnginesDialog | None = None
+        self._tips: dict[QWidget, str] = {}
         v = state.values
         self._wanted = (
             (v.engine, v.remote_model) if v.engine and v.remote_model else None
@@ -148,8 +155,12 @@ class EngineHookup(QObject):
         if edit is not None:
             edit.addAction(self.action)
 
+        self._local_device = ""  # the device label's text for this machine, while a server's set is chosen
+        self._device_label = getattr(window, "device_label", None)
+        controller.device_described.connect(self._on_device_described)
         self.checked.connect(self._on_checked)
         picker.selection_changed.connect(self._on_picker_selection_changed)
+        panel.model_combo.activated.connect(self._on_user_picked)  # the user's own choice, not a restore
         controller.job_started.connect(self._on_job_started)
         controller.step_completed.connect(self._on_step)
         controller.job_ended.connect(self._on_job_ended)
@@ -212,6 +223,10 @@ class EngineHookup(QObject):
         self._picker.set_remote(sets, prefer)
         self.servers_listed.emit()
 
+    def _on_user_picked(self, _index: int) -> None:
+        """The user chose a set: a remembered server set that answers later no longer takes its place."""
+        self._wanted = None
+
     def models_discovered(self) -> None:
         """This machine's sets are listed: a remembered server set found meanwhile can now be chosen."""
         self._relist()
@@ -226,16 +241,36 @@ class EngineHookup(QObject):
         if self._wanted is not None and remote:
             self._wanted = None
         reasons = unavailable_options(info, self.infos, self.engines.label_for) if remote else {}  # type: ignore[arg-type]
-        self._state.set_unavailable(reasons)
-        for section, part in ((self._panel.loras, "loras"), (self._panel.controlnet, "controlnets")):
+        hires_why = not_sent("hires_scale") if remote else ""
+        self._state.set_unavailable({**reasons, **({"hires_enabled": hires_why} if hires_why else {})})
+        for widget, part in self._limited_parts():
             why = not_sent(part) if remote else ""
-            section.setEnabled(not why)
-            section.setToolTip(why)
+            if widget not in self._tips:
+                self._tips[widget] = widget.toolTip()  # its own tooltip, back when this machine is chosen
+            widget.setEnabled(not why)
+            widget.setToolTip(why or self._tips[widget])
         self._update_label()
+
+    def _limited_parts(self) -> list[tuple[QWidget, str]]:
+        """The window's controls for request parts a server may not take yet, with the part's name."""
+        parts: list[tuple[QWidget, str]] = [
+            (self._panel.loras, "loras"),
+            (self._panel.controlnet, "controlnets"),
+        ]
+        bar, refine = (
+            getattr(self._window, "refine_bar", None),
+            getattr(self._window, "refine_settings", None),
+        )
+        if bar is not None:
+            parts += [(bar.mode_buttons["inpaint"], "mask_image"), (bar.mode_buttons["outpaint"], "outpaint")]
+        if refine is not None:
+            parts.append((refine.hires_check, "hires_scale"))
+        return parts
 
     # ------------------------------------------------------------------------------------------ status
     def _update_label(self) -> None:
         info = self._picker.selected
+        self._show_device(info)
         if info is None or not info.is_remote:
             self.label.setText(f"Engine: {THIS_MACHINE}")
             self.label.setToolTip("Jobs run on this machine (Edit ▸ Engines… to add ComfyUI servers)")
@@ -255,6 +290,28 @@ class EngineHookup(QObject):
         errors = [f"{self.engines.label_for(u)}: {r.error}" for u, r in zip(info.engine, reports, strict=True)
                   if r is not None and not r.reachable]  # fmt: skip
         self.label.setToolTip("\n".join([", ".join(info.engine), *errors]))
+
+    def _on_device_described(self, text: str) -> None:
+        self._local_device = f"Device: {text}"
+        self._update_label()
+
+    def _show_device(self, info: ModelSetInfo | None) -> None:
+        """The device label names the server's device while its set is chosen; this machine's otherwise."""
+        label = self._device_label
+        if label is None:
+            return
+        if info is None or not info.is_remote:
+            if self._local_device:
+                label.setText(self._local_device)
+            return
+        server = self.infos.get(info.engine[0])
+        device = server.devices[0] if server is not None and server.devices else None
+        name = self.engines.label_for(info.engine[0])
+        text = f"{device.type.upper()} · {device.vram_total / 2**30:.0f} GB" if device else "unknown device"
+        label.setText(
+            f"Device: {text} ({name}{' +' + str(len(info.engine) - 1) if len(info.engine) > 1 else ''})"
+        )
+        label.setToolTip(device.name if device else "")
 
     def _on_step(self, step: StepInfo) -> None:
         seen = self._job_previews.get(step.job_id)
