@@ -81,3 +81,36 @@ def test_controlnets_from_the_download_dialog_are_listed_at_once(
     assert section.units[1].file_combo.findData(str(written)) >= 0
     assert Path(written).parent in window.addons.controlnet_folders()
     dialog.close()
+
+
+def test_a_large_set_downloaded_with_a_controlnet_lists_it_at_once(
+    qtbot,
+    make_window,
+    large_model,
+    fake_hub,  # noqa: F811  (the fixture imported above)
+    tmp_path,
+):
+    window = make_window(model_path=large_model)
+    wait_until_ready(qtbot, window)
+    section = window.panel.controlnet
+    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(section.units) == 1, timeout=5000)
+
+    window.actions.download_models.trigger()
+    dialog = window.models.download_dialog
+    elsewhere = tmp_path / "big-disk"
+    dialog.set_save_in(elsewhere)
+    dialog.set_variant("large")
+    _click_box(qtbot, dialog.controlnet_boxes["canny"])
+    dialog.token_edit.setText(GOOD_TOKEN)
+    with qtbot.waitSignal(dialog.model_downloaded, timeout=TIMEOUT_MS) as arrived:
+        qtbot.mouseClick(dialog.download_button, Qt.MouseButton.LeftButton)
+    dest = elsewhere / "stable-diffusion-3.5-large"
+    assert arrived.args == [dest]
+    canny = dest / CONTROLNET_FOLDER / "sd3.5_large_controlnet_canny.safetensors"
+    combo = section.units[0].file_combo
+    qtbot.waitUntil(lambda: combo.findData(str(canny)) >= 0, timeout=TIMEOUT_MS)
+    picker = window.picker
+    qtbot.waitUntil(lambda: picker.selected is not None and picker.selected.path == dest, timeout=TIMEOUT_MS)
+    dialog.close()
+    qtbot.waitUntil(lambda: not window.token_counter.is_loading(), timeout=60000)

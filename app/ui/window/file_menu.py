@@ -75,21 +75,14 @@ class ModelFinder:
             from app.ui.downloads.dialog import DownloadDialog  # huggingface_hub loads only when asked for
 
             self.download_dialog = DownloadDialog(self._parent)
-            self.download_dialog.model_downloaded.connect(self._on_model_downloaded)
+            self.download_dialog.model_downloaded.connect(lambda path: self._spawn(self._locate(path)))
+            # ControlNets, alone or with their set (the dialog names them either way): listed at once
             self.download_dialog.controlnets_downloaded.connect(self._tell_controlnets)
         if variant is not None:
             self.download_dialog.set_variant(variant)
         self.download_dialog.show()
         self.download_dialog.raise_()
         self.download_dialog.activateWindow()
-
-    def _on_model_downloaded(self, path: Path) -> None:
-        self._spawn(self._locate(path))
-        from app.downloads.catalog import CONTROLNET_FOLDER  # plain Python, loaded with the dialog already
-
-        files = tuple(sorted((Path(path) / CONTROLNET_FOLDER).glob("*.safetensors")))
-        if files:
-            self._tell_controlnets(files)
 
     def _tell_controlnets(self, files: tuple[Path, ...]) -> None:
         for listener in self.controlnet_listeners:
