@@ -112,3 +112,43 @@ def test_recall_finds_a_kept_control_image_after_the_output_folder_moved(
     assert window.state.problems() == {}
     assert "Control image" not in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not window.token_counter.is_loading(), timeout=60000)
+
+
+def test_a_comfyui_image_is_recalled_with_the_controlnet_files_found_here(
+    qtbot, make_window, large_model, tmp_path
+):
+    from PIL import Image, PngImagePlugin
+
+    from app.inference.api.control import ControlPreprocess, ControlSpec
+    from app.inference.api.request import GenerationRequest
+    from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
+    from app.metadata.params import ImageParams
+    from app.metadata.png_info import COMFY_PROMPT_KEY, COMFY_WORKFLOW_KEY
+
+    here = write_controlnet(tmp_path / "here" / CANNY, control_type="canny")
+    made_with = ControlSpec(Path("/other/machine") / CANNY, Path("/other/machine/edges.png"), 0.7, 0.0, 0.6,
+                            "canny", ControlPreprocess("canny"))  # fmt: skip
+    request = GenerationRequest(prompt="a bridge", controlnets=(made_with,)).resolved("large")
+    params = ImageParams.from_request(request, 11, variant="large", model_name="sd3.5_large")
+    prompt_text, workflow_text = comfy_chunks(params, ComfyFiles(checkpoint="sd3.5_large.safetensors"))
+    info = PngImagePlugin.PngInfo()
+    info.add_text(COMFY_PROMPT_KEY, prompt_text)
+    info.add_text(COMFY_WORKFLOW_KEY, workflow_text)
+    png = tmp_path / "ComfyUI_00001_.png"
+    Image.new("RGB", (32, 32), (90, 90, 90)).save(png, pnginfo=info)
+
+    window = make_window(model_path=large_model)
+    wait_until_ready(qtbot, window)
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    window.addons.add_controlnet_files((here,))
+    qtbot.waitUntil(
+        lambda: window.panel.controlnet.units[0].file_combo.findData(str(here)) >= 0, timeout=15000
+    )
+    assert drop_on(window.canvas, file_mime(png))
+    choose(qtbot, window, "Reuse its settings")
+    qtbot.waitUntil(lambda: len(window.state.controlnets) == 1, timeout=5000)
+    (spec,) = window.state.controlnets
+    assert (spec.file, spec.strength, spec.end) == (here, 0.7, 0.6)
+    assert window.panel.controlnet.units[0].file() == here
+    assert f"ControlNet file {CANNY}" not in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: not window.token_counter.is_loading(), timeout=60000)
