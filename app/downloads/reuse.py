@@ -9,9 +9,11 @@ without links) or the file differs, it is downloaded as usual.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from app.downloads.hub import RemoteMetadata
@@ -21,28 +23,43 @@ from app.downloads.transfer import expected_digest, file_digest
 log = logging.getLogger(__name__)
 
 
+CheckCallback = Callable[[int, str, int, int], None]  # (file index from 1, local path, bytes checked, size)
+
+
 def reuse_controlnets(
-    plan: DownloadPlan, metadata: tuple[RemoteMetadata | None, ...], cancel: threading.Event | None = None
+    plan: DownloadPlan,
+    metadata: tuple[RemoteMetadata | None, ...],
+    cancel: threading.Event | None = None,
+    on_check: CheckCallback | None = None,
 ) -> DownloadPlan:
     """`plan` (resolved) with each missing ControlNet that another set already holds linked into place and
-    marked complete; the rest unchanged."""
+    marked complete; the rest unchanged. `on_check` follows the checksum of the other copy (8.65 GB: a while)."""
     for index, (planned, meta) in enumerate(zip(plan.files, metadata, strict=True)):
         if planned.complete or meta is None or planned.remote.role != "controlnet":
             continue
         for source in other_copies(plan.destination, planned.remote):
-            if _link(source, plan.destination / planned.local_path, meta, cancel):
+            report = None
+            if on_check is not None:
+                report = functools.partial(on_check, index + 1, planned.local_path, total=meta.size)
+            if _link(source, plan.destination / planned.local_path, meta, cancel, report):
                 plan = plan.replace_file(index, PlannedFile(planned.remote, meta.size, True, meta.size, True))
                 break
     return plan
 
 
-def _link(source: Path, target: Path, meta: RemoteMetadata, cancel: threading.Event | None) -> bool:
+def _link(
+    source: Path,
+    target: Path,
+    meta: RemoteMetadata,
+    cancel: threading.Event | None,
+    report: Callable[[int], None] | None,
+) -> bool:
     try:
         if source.stat().st_size != meta.size:
             log.info("%s differs in size from the Hub's file; downloading instead", source)
             return False
         expected = expected_digest(meta.etag)
-        if expected is not None and file_digest(source, expected[0], cancel) != expected[1]:
+        if expected is not None and file_digest(source, expected[0], cancel, report) != expected[1]:
             log.info("%s differs from the Hub's file (checksum); downloading instead", source)
             return False
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import pytest
 from app.downloads.catalog import CONTROLNET_REPO, controlnet_file
 from app.downloads.downloader import download_model_set
 from app.downloads.plan import build_plan
+from app.downloads.progress import Phase
 from app.ui.downloads.plan_view import disk_text
 from tests.downloads.conftest import GOOD_TOKEN, large_hub_state
 from tests.downloads.fake_hub import FakeHubState
@@ -50,8 +51,16 @@ def test_turbo_links_the_controlnet_large_already_has_and_fetches_only_the_new_o
     assert disk_text(blur_row) == "✓ in stable-diffusion-3.5-large (linked)"
     assert canny_row.elsewhere is None and plan.remaining_bytes == canny_row.remaining == 8_650_000_000
 
-    result = download_model_set(plan, token=GOOD_TOKEN)
+    seen = []
+    result = download_model_set(plan, token=GOOD_TOKEN, on_progress=seen.append)
     served = served_large_repos[CONTROLNET_REPO]
+    size = len(served[controlnet_file("blur").filename])
+    checked = [p for p in seen if p.phase is Phase.VERIFYING and p.file_name == BLUR]
+    assert checked and (checked[-1].file_index, checked[-1].file_done, checked[-1].file_total) == (
+        1,
+        size,
+        size,
+    )
     assert [r.path for r in fake_hub.requests("cdn", "GET")] == [
         _blob(served[controlnet_file("canny").filename])
     ]
