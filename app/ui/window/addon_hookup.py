@@ -29,10 +29,9 @@ log = logging.getLogger(__name__)
 
 LORA_FOLDERS_KEY = "loras/folders"
 CONTROLNET_FOLDERS_KEY = "controlnets/folders"
-OVERLAY_KEY, OVERLAY_OPACITY_KEY = (
-    "view/control_map_overlay",
-    "view/control_map_opacity",
-)  # kept between sessions
+# the control map overlay's switch and opacity, kept between sessions
+OVERLAY_KEY = "view/control_map_overlay"
+OVERLAY_OPACITY_KEY = "view/control_map_opacity"
 MAP_DEBOUNCE_MS = 150
 USE_AS_CONTROL = "Use as Control Image"
 
