@@ -67,8 +67,8 @@ def sized(request: GenerationRequest) -> GenerationRequest:
 def result_size(req: GenerationRequest, output_size: tuple[int, int] | None) -> tuple[int, int]:
     """(W, H) of the image the server returns: the (cropped) canvas, then the hires pass's size."""
     width, height = output_size or (req.width, req.height)
-    if req.hires:
-        return hires_side(req.width, req.hires_scale), hires_side(req.height, req.hires_scale)
+    if req.hires:  # sized from the first pass's image, as the local engine does (hires_job.py)
+        return hires_side(width, req.hires_scale), hires_side(height, req.hires_scale)
     return width, height
 
 

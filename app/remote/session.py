@@ -220,7 +220,9 @@ class _Job:
             plan = f"ComfyUI {info.comfyui_version} at {info.url} ({device})"
             self.emit(ModelLoaded(variant, stem, time.perf_counter() - started, plan))
             s._announced = checkpoint
-        self.sigmas = step_sigmas(req)
+        self.sigmas = step_sigmas(
+            req, files.our_schedule
+        )  # both passes: the image's steps as ours count them
         if not s.socket.connected:
             s.socket.connect()  # before queueing: no message of the job may be missed
         extra: dict[str, object] = {}
@@ -229,8 +231,8 @@ class _Job:
         for index in range(req.count):
             self.cancel.raise_if_cancelled()
             seed = req.seed + index
-            graph, sampler = image_graph(image_params(req, seed, variant, stem, self.sent), files)
-            image = RemoteImage(index, seed, uuid.uuid4().hex, graph, sampler)
+            graph, samplers = image_graph(image_params(req, seed, variant, stem, self.sent), files)
+            image = RemoteImage(index, seed, uuid.uuid4().hex, graph, samplers)
             self._queue(image, extra)
         self._follow(req, variant, stem, files)
         if s.preview != "off" and self.stepped:
@@ -309,11 +311,13 @@ class _Job:
         if m.type == "execution_start":
             image.started = time.perf_counter()
         elif m.type == "progress":
-            if m.get("node", (str, int)) is not None and str(m.data.get("node")) == image.sampler_node:
+            node = str(m.data.get("node")) if m.get("node", (str, int)) is not None else None
+            if node in image.samplers:
                 value, total = m.get("value", int, 0), m.get("max", int, 0)
                 if 0 < value <= total <= 100_000:
                     preview, image.preview = image.preview, None
-                    self._step(image, value, total, preview)
+                    before = image.samplers[node]  # the hires pass continues the first pass's count
+                    self._step(image, before + value, max(before + total, len(self.sigmas)), preview)
         elif m.type == "executing" and m.data.get("node", 0) is None:  # sent once /history has the result
             self._fetch(image, req, variant, stem, files)
         elif m.type == "execution_error":
