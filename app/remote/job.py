@@ -17,6 +17,7 @@ from app.metadata.comfy_graph import ComfyFiles, build_prompt
 from app.metadata.comfy_sampler import our_steps
 from app.metadata.params import ImageParams
 from app.remote.capabilities import ServerInfo
+from app.remote.errors import ServerMissing
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,17 @@ def image_graph(params: ImageParams, files: ComfyFiles) -> tuple[dict, dict[str,
     samplers = sorted((k for k, v in nodes.items() if v["class_type"] in SAMPLER_TYPES), key=int)
     first = len(pass_sigmas(params.request, files.our_schedule)[0])
     return nodes, {node: (first if i else 0) for i, node in enumerate(samplers)}
+
+
+def require_nodes(graph: dict, info: ServerInfo) -> None:
+    """ServerMissing naming the node types of the job's graph the server lacks (a mask, a LoRA, a ControlNet or
+    the hires fix each need their own), before anything is queued; nothing when the server listed no nodes."""
+    missing = sorted({n["class_type"] for n in graph.values()} - info.nodes) if info.nodes else []
+    if missing:
+        raise ServerMissing(
+            f"{info.url} lacks the {', '.join(missing)} node{'s' if len(missing) > 1 else ''} this job needs; "
+            "update ComfyUI there or run this job on this machine"
+        )
 
 
 def _schedule(scheduler: str, steps: int, shift: float, denoise: float, ours: bool) -> list[float]:

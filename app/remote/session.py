@@ -48,7 +48,7 @@ from app.remote.answers import (
 from app.remote.capabilities import ServerInfo, read_capabilities
 from app.remote.errors import ProtocolError, RemoteError, ServerMissing, ServerRejected, ServerUnreachable
 from app.remote.http import ComfyHttp, websocket_url
-from app.remote.inputs import SentInputs, send_inputs, sized
+from app.remote.inputs import PendingUploads, SentInputs, plan_inputs, sized
 from app.remote.job import (
     UPLOAD_SUBFOLDER,
     RemoteImage,
@@ -57,6 +57,7 @@ from app.remote.job import (
     image_params,
     model_stem,
     refuse_what_is_not_sent,
+    require_nodes,
     server_files,
     step_sigmas,
     variant_of,
@@ -212,17 +213,21 @@ class _Job:
         except ServerMissing:  # the file may have been added since the capabilities were read
             info = s.capabilities(refresh=True)
             files = with_server_files(info, req, files, server_metadata(s.http))
-        self.sent = send_inputs(s.http.upload_image, req, files, UPLOAD_SUBFOLDER)
-        files = self.sent.files
+        pending = PendingUploads()  # the job's images: named now, sent once the server is known to fit
+        planned = plan_inputs(pending, req, files, UPLOAD_SUBFOLDER)
         stem = model_stem(checkpoint)
+        require_nodes(
+            image_graph(image_params(req, req.seed, variant, stem, planned), planned.files)[0], info
+        )
+        self.sent = pending.send(s.http.upload_image, planned)
+        files = self.sent.files
         if s._announced != checkpoint:
             device = info.devices[0].name if info.devices else "unknown device"
             plan = f"ComfyUI {info.comfyui_version} at {info.url} ({device})"
             self.emit(ModelLoaded(variant, stem, time.perf_counter() - started, plan))
             s._announced = checkpoint
-        self.sigmas = step_sigmas(
-            req, files.our_schedule
-        )  # both passes: the image's steps as ours count them
+        # both passes: the image's steps as ours count them
+        self.sigmas = step_sigmas(req, files.our_schedule)
         if not s.socket.connected:
             s.socket.connect()  # before queueing: no message of the job may be missed
         extra: dict[str, object] = {}
