@@ -1,6 +1,8 @@
 """`RemoteSession`: the Session protocol (app.inference.api.session) on a ComfyUI server.
 
-A job: read the server's capabilities → check it can run the request → upload the init image → queue one prompt
+A job: read the server's capabilities → check it can run the request (its checkpoint, text encoders, the job's
+LoRA and ControlNet files by the server's names: server_files.py; every node of the graph) → upload the job's own
+images (init image, a masked job's canvas and masks, control images: inputs.py) → queue one prompt
 per seed (each image reproducible alone, graphs from the PNG writer's builder) → follow /ws: `progress` of the
 KSampler node → StepUpdate (ETA from the image's own clock), preview frames → the next step's preview,
 `execution_success` → the PNG via /history + /view → ImageFinished; `execution_error` → ImageFailed.

@@ -238,9 +238,9 @@ def test_a_controlnet_job_uploads_its_control_image_and_the_server_accepts_the_g
 
 
 def _seed_of(entry: dict) -> int | None:
-    return next(
-        (n["inputs"]["seed"] for n in entry["prompt"][2].values() if n["class_type"] == "KSampler"), None
-    )
+    seeds = (n["inputs"].get("seed", n["inputs"].get("noise_seed")) for n in entry["prompt"][2].values()
+             if n["class_type"] in ("KSampler", "SamplerCustom"))  # fmt: skip
+    return next(seeds, None)
 
 
 # ------------------------------------------------------------------------------------------------ schedules, hires
@@ -292,3 +292,35 @@ def test_the_hires_fix_runs_on_the_server_and_counts_both_passes(remote, tmp_pat
     written = _written(server, finished, tmp_path, "h.png")
     kinds = [n["class_type"] for n in written.values()]
     assert kinds.count("SamplerCustom") == 1 and kinds.count("KSampler") == 1 and "ImageScale" in kinds
+
+
+def test_everything_at_once_is_one_graph_the_server_accepts(remote, tmp_path):
+    """Outpaint + mask + LoRA + ControlNet + hires + partial denoise in one job: validated and queued (no
+    node_errors), then stopped in ControlNetLoader by the empty ControlNet file; every upload is the job's own."""
+    from app.inference.api.control import ControlPreprocess, ControlSpec
+    from app.inference.api.lora import LoraSpec
+
+    server, session, checkpoint = remote
+    (tmp_path / "server").mkdir()
+    lora = _tiny_lora(tmp_path / "server" / "ink.safetensors", seed=6)
+    server.place_models("controlnet", "sd3.5_large_controlnet_blur.safetensors")
+    init, mask = _init_and_mask(tmp_path)
+    spec = ControlSpec(tmp_path / "sd3.5_large_controlnet_blur.safetensors", init, 0.5,
+                       preprocess=ControlPreprocess("blur", blur_radius=2))  # fmt: skip
+    request = tiny_request(init_image=init, mask_image=mask, outpaint=(6, 0, 0, 0), denoise=0.7, seed=41,
+                           loras=(LoraSpec(lora, 0.5, 0.0),), controlnets=(spec,), hires_scale=1.25)  # fmt: skip
+    link = server.link_model("loras", lora)
+    try:
+        events = list(session.run(checkpoint, request))
+    finally:
+        link.unlink()
+    failed = [e for e in events if type(e).__name__ == "ImageFailed"]
+    assert len(failed) == 1 and "ControlNetLoader" in failed[0].message, events[-1]
+    (entry,) = [e for e in server.get("/history?max_items=64").values() if _seed_of(e) == 41]
+    kinds = {n["class_type"] for n in entry["prompt"][2].values()}
+    assert {"LoraLoaderModelOnly", "ControlNetApplyAdvanced", "ImageBlur", "SetLatentNoiseMask", "ImageCrop",
+            "ImageScale", "SamplerCustom"} <= kinds  # fmt: skip
+    loads = [n["inputs"]["image"] for n in entry["prompt"][2].values() if "LoadImage" in n["class_type"]]
+    assert len(loads) == 4 and all(
+        n.startswith("sd35-studio/") for n in loads
+    )  # canvas, mask, blend, control
