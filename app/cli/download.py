@@ -11,6 +11,7 @@ from typing import TextIO
 
 from app.cli.status import EXIT_ERROR
 from app.cli.values import Text
+from app.downloads.catalog import CONTROLNET_REPO, CONTROLNET_TYPES, HUB_WEBSITE
 from app.downloads.errors import AccessDeniedError, DownloadCancelled, DownloadError
 from app.downloads.layout import PARTIAL_DIR
 from app.downloads.plan import DownloadPlan, build_plan
@@ -36,6 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use the access token in $HF_TOKEN and keep it in huggingface_hub's token store",
     )
+    parser.add_argument(
+        "--controlnet",
+        type=Text(),
+        choices=CONTROLNET_TYPES,
+        action="append",
+        default=[],
+        help="also fetch this official SD3.5 Large ControlNet (8.65 GB each) into the set's controlnets/ folder; "
+        "repeatable; Large and Large Turbo only",
+    )
+    parser.add_argument(
+        "--controlnets-only",
+        action="store_true",
+        help="fetch only the --controlnet files (for a Large set you already have elsewhere)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan only; no network access")
 
 
@@ -60,7 +75,13 @@ def plan_lines(plan: DownloadPlan) -> list[str]:
         if f.remote.role != "tokenizer":
             rows.append((f.remote.role, f.local_path, f.size, f.size_exact, f.present_bytes, f.complete))
     width = max(len(r[1]) for r in rows)
-    lines = [f"{plan.source.label} from {plan.source.repo_id} (T5-XXL {plan.t5})", f"into {plan.destination}"]
+    if plan.has_model_set:
+        lines = [
+            f"{plan.source.label} from {plan.source.repo_id} (T5-XXL {plan.t5})",
+            f"into {plan.destination}",
+        ]
+    else:
+        lines = [f"SD3.5 Large ControlNets from {CONTROLNET_REPO}", f"into {plan.destination}"]
     for role, name, size, exact, present, complete in rows:
         if complete:
             state = "  already here"
@@ -74,7 +95,11 @@ def plan_lines(plan: DownloadPlan) -> list[str]:
         f"  total {approx}{format_bytes(plan.total_bytes)}; already here {format_bytes(plan.present_bytes)}; "
         f"to download {approx}{format_bytes(plan.remaining_bytes)}"
     )
-    lines.append(f"Licence: accept it on {plan.source.page_url} (signed in) before downloading.")
+    if plan.has_model_set:
+        lines.append(f"Licence: accept it on {plan.source.page_url} (signed in) before downloading.")
+    if plan.controlnets:
+        also = "as well" if plan.has_model_set else "(signed in) before downloading"
+        lines.append(f"ControlNets' licence: accept it on {HUB_WEBSITE}/{CONTROLNET_REPO} {also}.")
     return lines
 
 
@@ -118,7 +143,13 @@ def run_download(args: argparse.Namespace) -> int:
     from app.downloads import hub  # huggingface_hub: imported only for this command
 
     try:
-        plan = build_plan(args.variant, args.t5, args.dest)
+        plan = build_plan(
+            args.variant,
+            args.t5,
+            args.dest,
+            tuple(getattr(args, "controlnet", ())),
+            model_set=not getattr(args, "controlnets_only", False),
+        )
     except ValueError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_ERROR
@@ -167,8 +198,9 @@ def run_download(args: argparse.Namespace) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     printer.end_line()
+    what = f"{result.model_name} ({plan.source.label})" if plan.has_model_set else "the ControlNets"
     _out(
-        f"Done: {result.model_name} ({plan.source.label}) is ready in {result.destination}; "
+        f"Done: {what} is ready in {result.destination}; "
         f"{format_bytes(result.fetched_bytes)} downloaded in {result.seconds:.0f} s."
     )
     return 0

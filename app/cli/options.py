@@ -140,6 +140,8 @@ JOB_OPTIONS: tuple[Option, ...] = (
            "then a checkpoint name the server lists", metavar="URL"),
     Option("engine_partial_encoders", None, "with --engine: accept a server without CLIP-G (the image's graph "
            "says what ran)"),
+    Option("engine_token_file", FilePath(), "with --engine: send the auth token in FILE (mode 0600; default: the "
+           "token stored for the server in Settings ▸ Engines, else $SD35_ENGINE_TOKEN)", metavar="FILE"),
 )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ _LOCAL_ONLY = ("clip_l", "clip_g", "t5", "vae")  # files on this machine: a serv
 
 
 def run_remote(args: argparse.Namespace) -> int:
+    from app.cli.engine_auth import engine_headers
     from app.cli.generate import _CommandLineJob, _error
     from app.remote.pool import ServerPool
     from app.remote.session import RemoteSession
@@ -33,7 +34,11 @@ def run_remote(args: argparse.Namespace) -> int:
         if not urls:
             raise ValueError("--engine needs a server address, e.g. http://127.0.0.1:8188")
         options = {"preview": "off", "partial_text_encoders": args.engine_partial_encoders}
-        session = ServerPool(urls, **options) if len(urls) > 1 else RemoteSession(urls[0], **options)
+        headers = {url: engine_headers(url, None, args.engine_token_file) for url in urls}  # never printed
+        if len(urls) > 1:
+            session = ServerPool(urls, headers.__getitem__, **options)
+        else:
+            session = RemoteSession(urls[0], headers[urls[0]], **options)
     except (InferenceError, ValueError) as exc:
         return _error(str(exc))
     cancel = CancelToken()

@@ -4,6 +4,9 @@ The layout is the one `app.inference.checkpoints.model_set.locate_model_set` rea
 checkpoint at the top, `text_encoders/`, `tokenizer/`, `tokenizer_2/`, `tokenizer_3/`; the TAESD3 preview decoder
 (SD35_SAMPLING.md §8.2) goes to `vae_approx/taesd3_decoder.safetensors`, where `find_taesd3_decoder` looks.
 
+The official SD3.5 Large ControlNets (SD35_ADDONS.md §2) are optional extras of a Large or Large Turbo set: they go to
+the set's `controlnets/` folder, where `app.inference.checkpoints.controlnet_discovery` looks.
+
 Sizes here are the Hub's displayed sizes (decimal, three significant figures) and are shown with "≈"; the exact
 sizes come from the Hub's file metadata once the user starts a download.
 """
@@ -18,6 +21,10 @@ log = logging.getLogger(__name__)
 HUB_WEBSITE = "https://huggingface.co"  # licences are accepted here, whatever HF_ENDPOINT says
 TOKEN_SETTINGS_URL = f"{HUB_WEBSITE}/settings/tokens"
 TAESD3_REPO = "madebyollin/taesd3"
+CONTROLNET_REPO = "stabilityai/stable-diffusion-3.5-controlnets"  # gated, the same licence as the models
+CONTROLNET_FOLDER = "controlnets"  # inside the model set's folder
+CONTROLNET_TYPES = ("blur", "canny", "depth")
+CONTROLNET_VARIANTS = ("large", "large-turbo")  # the ControlNets are trained for the Large (8B) MMDiT
 
 T5_CHOICES = {
     "fp16": "t5xxl_fp16.safetensors",  # 9.79 GB, the reference precision
@@ -79,7 +86,7 @@ class RemoteFile:
     filename: str  # path inside the repository
     local_path: str  # path inside the destination folder, "/"-separated
     published_size: int  # bytes, approximate
-    role: str  # shown to the user: "model", "text encoder", "tokenizer", "preview decoder"
+    role: str  # shown to the user: "model", "text encoder", "tokenizer", "preview decoder", "controlnet"
     gated: bool = True
     optional: bool = False  # a 404 skips it instead of failing (files that some repository revisions lack)
 
@@ -119,6 +126,14 @@ TAESD3_FILE = RemoteFile(
 )
 
 
+def controlnet_file(control_type: str) -> RemoteFile:
+    """One official SD3.5 Large ControlNet: 8.65 GB each (the Hub's displayed size; bf16)."""
+    if control_type not in CONTROLNET_TYPES:
+        raise ValueError(f"unknown ControlNet {control_type!r}; choose from {', '.join(CONTROLNET_TYPES)}")
+    name = f"sd3.5_large_controlnet_{control_type}.safetensors"
+    return RemoteFile(CONTROLNET_REPO, name, f"{CONTROLNET_FOLDER}/{name}", 8_650 * _MB, "controlnet")
+
+
 def variant_source(variant: str) -> VariantSource:
     try:
         return VARIANT_SOURCES[variant]
@@ -126,15 +141,27 @@ def variant_source(variant: str) -> VariantSource:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANT_SOURCES)}") from None
 
 
-def model_set_files(variant: str, t5: str = "fp16") -> tuple[RemoteFile, ...]:
-    """The files of one model set, in download order: the checkpoint comes last.
+def model_set_files(
+    variant: str, t5: str = "fp16", controlnets: tuple[str, ...] = (), *, model_set: bool = True
+) -> tuple[RemoteFile, ...]:
+    """The files of one model set, in download order: the checkpoint comes last, then the chosen ControlNets.
 
     The checkpoint is the file that makes a folder a model set (`locate_model_set` starts from it), so until it
-    is complete and in place no half-downloaded folder can be mistaken for a usable model.
+    is complete and in place no half-downloaded folder can be mistaken for a usable model. The ControlNets come
+    after it: the model is usable while they (8.65 GB each) are still arriving. Without `model_set`, only the
+    ControlNets (for a Large set the user already has elsewhere: the Hugging Face cache, ComfyUI).
     """
     source = variant_source(variant)
     if t5 not in T5_CHOICES:
         raise ValueError(f"unknown T5 precision {t5!r}; choose from {', '.join(T5_CHOICES)}")
+    if controlnets and variant not in CONTROLNET_VARIANTS:
+        raise ValueError(
+            f"the SD3.5 ControlNets work with SD3.5 Large and Large Turbo only, not {source.label}"
+        )
+    if not model_set:
+        if not controlnets:
+            raise ValueError("nothing to download: choose the model set or at least one ControlNet")
+        return tuple(controlnet_file(kind) for kind in dict.fromkeys(controlnets))
     repo = source.repo_id
     files = [
         RemoteFile(repo, name, name, size, "tokenizer", optional=optional)
@@ -145,4 +172,5 @@ def model_set_files(variant: str, t5: str = "fp16") -> tuple[RemoteFile, ...]:
         files.append(RemoteFile(repo, path, path, _TEXT_ENCODER_SIZES[name], "text encoder"))
     files.append(TAESD3_FILE)
     files.append(RemoteFile(repo, source.checkpoint, source.checkpoint, source.checkpoint_size, "model"))
+    files += [controlnet_file(kind) for kind in dict.fromkeys(controlnets)]
     return tuple(files)

@@ -35,7 +35,7 @@ LOCK_NAME = ".downloads.lock"
 @dataclass(frozen=True, slots=True)
 class DownloadResult:
     plan: DownloadPlan  # with the Hub's exact sizes
-    model_name: str  # as the model library will show it (the checkpoint's stem)
+    model_name: str  # as the model library will show it (the checkpoint's stem); "" for ControlNets only
     fetched_files: int
     fetched_bytes: int  # transferred in this session (resumed data not counted)
     seconds: float
@@ -161,6 +161,21 @@ def verify_model_set(destination: Path, variant: str) -> str:
     return model_set.name
 
 
+def verify_controlnets(plan: DownloadPlan) -> None:
+    """Each downloaded ControlNet passes the check the ControlNet list does (headers only)."""
+    from app.inference.api.errors import InferenceError  # imports torch: only now, at the very end
+    from app.inference.checkpoints.controlnet_loading import inspect_controlnet
+
+    for planned in plan.files:
+        if planned.remote.role != "controlnet":
+            continue
+        path = plan.destination / planned.local_path
+        try:
+            inspect_controlnet(path)
+        except (InferenceError, OSError) as exc:
+            raise IncompleteModelSetError(f"{path} arrived but is not a usable ControlNet: {exc}") from None
+
+
 def download_model_set(
     plan: DownloadPlan,
     *,
@@ -186,7 +201,8 @@ def download_model_set(
             remove_empty_partial_dirs(plan.destination)  # partial data stays; empty folders do not
     reporter.index, reporter.name = 0, ""
     reporter.emit(Phase.CHECKING_MODEL_SET)
-    name = verify_model_set(plan.destination, plan.variant)
+    name = verify_model_set(plan.destination, plan.variant) if plan.has_model_set else ""
+    verify_controlnets(plan)
     reporter.emit(Phase.DONE)
     return DownloadResult(plan, name, fetched_files, reporter.fetched, clock() - started)
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -19,19 +20,22 @@ PARTIAL_DIR = ".downloads"
 PARTIAL_SUFFIX = ".incomplete"
 
 
-def user_data_dir() -> Path:
-    """The per-user data folder of SD3.5 Studio (XDG on Linux, the platform's usual place elsewhere)."""
+def user_data_dir(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """The per-user data folder of SD3.5 Studio (XDG on Linux, the platform's usual place elsewhere); `env` and
+    `home` stand in for the process's environment and home folder (tests)."""
+    env = os.environ if env is None else env
+    home = Path.home() if home is None else home
     if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        base = Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
     elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
+        base = home / "Library" / "Application Support"
     else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        base = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
     return base / "sd35-studio"
 
 
-def default_models_dir() -> Path:
-    return user_data_dir() / "models"
+def default_models_dir(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    return user_data_dir(env, home) / "models"
 
 
 def partial_path(destination: Path, local_path: str, etag: str) -> Path:

@@ -41,10 +41,18 @@ class DownloadPlan:
     t5: str  # "fp16" | "fp8"
     destination: Path
     files: tuple[PlannedFile, ...]
+    controlnets: tuple[
+        str, ...
+    ] = ()  # the optional SD3.5 Large ControlNets chosen ("blur", "canny", "depth")
 
     @property
     def variant(self) -> str:
         return self.source.variant
+
+    @property
+    def has_model_set(self) -> bool:
+        """False for a plan of ControlNets only."""
+        return any(f.remote.role == "model" for f in self.files)
 
     @property
     def total_bytes(self) -> int:
@@ -86,11 +94,22 @@ def local_state(destination: Path, remote: RemoteFile, size: int, size_exact: bo
     return PlannedFile(remote, size, size_exact, present_bytes=min(partial, size) if size_exact else partial)
 
 
-def build_plan(variant: str, t5: str = "fp16", destination: str | Path | None = None) -> DownloadPlan:
-    """The plan for one variant with published sizes and the local state of each file. No network access."""
+def build_plan(
+    variant: str,
+    t5: str = "fp16",
+    destination: str | Path | None = None,
+    controlnets: tuple[str, ...] = (),
+    *,
+    model_set: bool = True,
+) -> DownloadPlan:
+    """The plan for one variant (and the chosen ControlNets) with published sizes and the local state of each
+    file. No network access. With the set already in `destination`, only the ControlNets remain to fetch;
+    without `model_set` the plan holds the ControlNets only (into the same `controlnets/` folder)."""
     if t5 not in T5_CHOICES:
         raise ValueError(f"unknown T5 precision {t5!r}; choose from {', '.join(T5_CHOICES)}")
     source = variant_source(variant)
     dest = Path(destination).expanduser() if destination is not None else default_destination(variant)
-    files = tuple(local_state(dest, r, r.published_size, False) for r in model_set_files(variant, t5))
-    return DownloadPlan(source=source, t5=t5, destination=dest, files=files)
+    remotes = model_set_files(variant, t5, tuple(controlnets), model_set=model_set)
+    files = tuple(local_state(dest, r, r.published_size, False) for r in remotes)
+    chosen = tuple(dict.fromkeys(controlnets))
+    return DownloadPlan(source=source, t5=t5, destination=dest, files=files, controlnets=chosen)

@@ -22,6 +22,7 @@ from pathlib import Path
 from app.inference.api.errors import InvalidRequestError
 from app.inference.api.lora import LoraSpec, lora_tag, split_prompt_loras
 from app.inference.api.request import TEXT_MODES
+from app.metadata.controlnet_a1111 import controlnet_from_a1111
 from app.metadata.controlnet_meta import a1111_controlnet_fields
 from app.metadata.fields import checked_fields
 from app.metadata.limits import check_size
@@ -37,6 +38,7 @@ HIRES_UPSCALER = "Lanczos"  # the one upscaler the engine has (app.inference.pip
 _SAMPLERS = {v: k for k, v in A1111_SAMPLER_NAMES.items()}
 _SCHEDULES = {v: k for k, v in A1111_SCHEDULE_NAMES.items()}
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
+_CONTROLNET_UNIT = re.compile(r"^ControlNet \d+$")
 _KEY = re.compile(r"\w[\w \-/+]*")
 _OURS = "SD3.5 Studio"
 _NO_SOURCE = "the img2img source image is not part of the metadata; choose it again"
@@ -202,6 +204,8 @@ def params_from_infotext(text: str) -> tuple[ImageParams, tuple[str, ...]]:
                 unmapped.append(f"{key}: {_short(value)}")
         except ValueError:
             unmapped.append(f"{key}: {_short(value)} (not understood)")
+    if "controlnets" in values:
+        values["controlnets"] = tuple(values["controlnets"])  # type: ignore[arg-type]
     _loras_from_prompt(values, unmapped)
     _hires_denoise_of_txt2img(values, unmapped, dict(pairs))
     checked, notes = checked_fields(values)
@@ -319,6 +323,11 @@ def _map_field(key: str, value: str, out: dict[str, object], unmapped: list[str]
         out["text_mode"] = value
     elif key == "Lora hashes":
         out["lora_hashes"] = value
+    elif _CONTROLNET_UNIT.match(key):  # sd-webui-controlnet's units, in written order
+        spec, notes = controlnet_from_a1111(key, value)
+        unmapped.extend(notes)
+        if spec is not None:
+            out.setdefault("controlnets", []).append(spec)  # type: ignore[union-attr]
     elif key == "Version":
         if value.startswith(_OURS):
             out["app_version"] = value[len(_OURS) :].strip() or None

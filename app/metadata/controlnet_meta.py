@@ -202,6 +202,8 @@ def controlnet_warnings(specs: tuple[ControlSpec, ...]) -> list[str]:
     for s in specs:
         if not Path(s.file).is_file():
             out.append(f"ControlNet file {Path(s.file).name} is missing ({s.file}): choose it again.")
+        if s.image == Path(""):  # read from A1111 text, which never holds it: the reader's note says so
+            continue
         if not Path(s.image).is_file():
             out.append(f"Control image {Path(s.image).name} is missing ({s.image}): choose it again.")
         elif s.image_hash and file_sha256(s.image) not in (None, s.image_hash):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from app.inference.api.control import ControlSpec
 from app.inference.api.request import GenerationRequest
 from app.metadata.a1111 import params_from_infotext
 from app.metadata.comfy_recall import params_from_comfy_prompt
 from app.metadata.comfy_workflow import WorkflowError, prompt_from_workflow
+from app.metadata.controlnet_a1111 import resolve_controlnet_files
 from app.metadata.controlnet_meta import controlnet_warnings
 from app.metadata.exif import read_user_comment
 from app.metadata.fields import FIELD_KINDS, checked_fields
@@ -50,6 +52,9 @@ class CurrentSetup:
     fp8: bool = False
     t5_available: bool = True
     lora_folders: tuple[Path, ...] = ()  # where recalled LoRAs are looked for by file name
+    controlnet_files: tuple[
+        Path, ...
+    ] = ()  # the ControlNets found here: recalled ones are matched by file name
 
 
 def recall_from_text(chunks: dict[str, str], problems: dict[str, str] | None = None) -> Recalled | None:
@@ -178,8 +183,16 @@ def reproduction_warnings(recalled: Recalled, setup: CurrentSetup | None) -> tup
         )
     if p.seed is None:
         out.append("The image does not state its seed.")
-    out.extend(controlnet_warnings(p.controlnets))
+    out.extend(controlnet_warnings(_controlnets_here(p.controlnets, setup)))
     return tuple(out)
+
+
+def _controlnets_here(specs: tuple[ControlSpec, ...], setup: CurrentSetup | None) -> tuple[ControlSpec, ...]:
+    """Recalled ControlNets with the files found here in place of names that are not files (A1111 and ComfyUI
+    metadata name the file only)."""
+    if not specs or setup is None or not setup.controlnet_files:
+        return specs
+    return resolve_controlnet_files(specs, setup.controlnet_files)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +212,9 @@ class SettingsRecall:
 
 def settings_for(recalled: Recalled, setup: CurrentSetup | None) -> SettingsRecall:
     p = recalled.params
+    request = p.to_request()
+    if request.controlnets:
+        request = replace(request, controlnets=_controlnets_here(request.controlnets, setup))
     return SettingsRecall(
-        p.to_request(), p, recalled.source, recalled.unmapped, reproduction_warnings(recalled, setup)
+        request, p, recalled.source, recalled.unmapped, reproduction_warnings(recalled, setup)
     )

@@ -54,10 +54,17 @@ class _Server:
 
 
 class ServerPool:
-    def __init__(self, urls: Sequence[str], headers: Mapping[str, str] | None = None, **session_kwargs: Any):
+    def __init__(
+        self,
+        urls: Sequence[str],
+        headers: Mapping[str, str] | Callable[[str], Mapping[str, str]] | None = None,
+        **session_kwargs: Any,
+    ):
+        """`headers`: the same for every server, or a function of the URL (each server its own token)."""
         if not urls:
             raise ValueError("a server pool needs at least one server")
-        self.sessions = [RemoteSession(url, headers, **session_kwargs) for url in urls]
+        per_url = headers if callable(headers) else (lambda _url: headers)
+        self.sessions = [RemoteSession(url, per_url(url), **session_kwargs) for url in urls]
         self.give_up_after = 120.0  # seconds with images left and no server able to take them
 
     def close(self) -> None:

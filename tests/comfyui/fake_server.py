@@ -67,6 +67,7 @@ class FakeComfy:
         self.history: dict[str, dict] = {}
         self.queued: list[str] = []
         self.requests: list[tuple[str, str]] = []
+        self.authorization: list[str | None] = []  # each request's Authorization header (None: not sent)
         self.ws: list = []  # open WebSocket connections (sockets)
         self._lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -184,6 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         route = self._route()
         self.fake.requests.append(("GET", route))
+        self.fake.authorization.append(self.headers.get("Authorization"))
         if route == "/ws":
             return self._websocket()
         if route == "/system_stats":
@@ -206,6 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         route = self._route()
         self.fake.requests.append(("POST", route))
+        self.fake.authorization.append(self.headers.get("Authorization"))
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         if route == "/prompt":

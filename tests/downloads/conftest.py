@@ -97,3 +97,41 @@ def fake_hub(hub_state: FakeHubState, hf_home: Path, monkeypatch: pytest.MonkeyP
 @pytest.fixture
 def served_medium(served_repos: dict[str, dict[str, bytes]]) -> dict[str, bytes]:
     return served_repos[MEDIUM_REPO]
+
+
+# ------------------------------------------------------------------------------------- Large + ControlNets
+
+LARGE_REPO = VARIANT_SOURCES["large"].repo_id
+MODEL_ONLY_TOKEN = "hf_test_model_licence_only"  # accepted the Large licence, not the ControlNets'
+
+
+@pytest.fixture(scope="session")
+def served_large_repos(
+    tmp_path_factory: pytest.TempPathFactory, served_repos: dict[str, dict[str, bytes]]
+) -> dict[str, dict[str, bytes]]:
+    """A tiny Large repository, the three tiny ControlNets in the official key layout, and TAESD3."""
+    from app.downloads.catalog import CONTROLNET_REPO, CONTROLNET_TYPES, controlnet_file
+    from tests.factory.controlnet_model import write_controlnet
+    from tests.factory.snapshot import write_snapshot
+
+    large = repo_files(write_snapshot(tmp_path_factory.mktemp("large-repo"), "large"))
+    folder = tmp_path_factory.mktemp("controlnets-repo")
+    controlnets = {}
+    for seed, kind in enumerate(CONTROLNET_TYPES):
+        name = controlnet_file(kind).filename
+        controlnets[name] = write_controlnet(
+            folder / name, control_type=kind, blocks=1, seed=seed
+        ).read_bytes()
+    taesd = {TAESD3_FILE.repo_id: served_repos[TAESD3_FILE.repo_id]}
+    return {LARGE_REPO: large, CONTROLNET_REPO: controlnets, **taesd}
+
+
+def large_hub_state(served_large_repos: dict[str, dict[str, bytes]]) -> FakeHubState:
+    """Both Large repositories gated; GOOD_TOKEN accepted both licences, MODEL_ONLY_TOKEN only the model's."""
+    from app.downloads.catalog import CONTROLNET_REPO
+
+    return FakeHubState(
+        repos={repo: dict(files) for repo, files in served_large_repos.items()},
+        gated={LARGE_REPO: {GOOD_TOKEN, MODEL_ONLY_TOKEN}, CONTROLNET_REPO: {GOOD_TOKEN}},
+        tokens={GOOD_TOKEN: "alice", MODEL_ONLY_TOKEN: "carol"},
+    )

@@ -94,3 +94,47 @@ def test_cli_refused_token_is_not_saved(fake_hub, hf_home, tmp_path):
     assert "Hugging Face refused this token" in done.stderr and "settings/tokens" in done.stderr
     assert not (hf_home / "token").exists()
     assert not fake_hub.requests("cdn") and not dest.exists()  # nothing downloaded, nothing created
+
+
+def test_cli_dry_run_with_controlnets_lists_them_and_their_licence(hf_home, tmp_path):
+    dest = tmp_path / "large"
+    args = ["--variant", "large", "--dest", str(dest), "--controlnet", "canny", "--controlnet", "depth"]
+    done = _run([*args, "--dry-run"], None, hf_home)
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    listed = [line.split() for line in lines if line.strip().startswith("controlnet ")]
+    assert [row[:3] for row in listed] == [
+        ["controlnet", "controlnets/sd3.5_large_controlnet_canny.safetensors", "≈8.65"],
+        ["controlnet", "controlnets/sd3.5_large_controlnet_depth.safetensors", "≈8.65"],
+    ]
+    assert "https://huggingface.co/stabilityai/stable-diffusion-3.5-controlnets" in done.stdout
+    refused = _run(
+        ["--variant", "medium", "--dest", str(dest), "--controlnet", "blur", "--dry-run"], None, hf_home
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "error: the SD3.5 ControlNets work with SD3.5 Large and Large Turbo only, not SD3.5 Medium"
+    )
+    assert not dest.exists()
+
+
+def test_cli_dry_run_of_the_controlnets_alone(hf_home, tmp_path):
+    dest = tmp_path / "large"
+    done = _run(["--variant", "large", "--dest", str(dest), "--controlnet", "blur", "--controlnets-only", "--dry-run"],
+                None, hf_home)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout.splitlines()[0]
+        == "SD3.5 Large ControlNets from stabilityai/stable-diffusion-3.5-controlnets"
+    )
+    assert "sd3.5_large.safetensors" not in done.stdout and "text_encoders" not in done.stdout
+    assert "controlnets/sd3.5_large_controlnet_blur.safetensors" in done.stdout
+    nothing = _run(
+        ["--variant", "large", "--dest", str(dest), "--controlnets-only", "--dry-run"], None, hf_home
+    )
+    assert nothing.returncode == 1
+    assert (
+        nothing.stderr.strip()
+        == "error: nothing to download: choose the model set or at least one ControlNet"
+    )

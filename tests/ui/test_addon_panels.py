@@ -154,26 +154,27 @@ def test_controlnet_file_image_strength_and_map(qtbot, make_window, large_model,
     window.state.update(steps=2, width=64, height=64)
     section = window.panel.controlnet
     qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: section.file_combo.findData(str(cn)) >= 0, timeout=15000)
-    assert "(canny)" in section.file_combo.itemText(section.file_combo.findData(str(cn)))
-    section.file_combo.setFocus()
-    qtbot.keyClick(section.file_combo, Qt.Key.Key_Down)  # the first discovered ControlNet
-    assert section.file() == cn
+    (unit,) = section.units  # one empty ControlNet to start with
+    qtbot.waitUntil(lambda: unit.file_combo.findData(str(cn)) >= 0, timeout=15000)
+    assert "(canny)" in unit.file_combo.itemText(unit.file_combo.findData(str(cn)))
+    unit.file_combo.setFocus()
+    qtbot.keyClick(unit.file_combo, Qt.Key.Key_Down)  # the first discovered ControlNet
+    assert unit.file() == cn
     assert "choose a control image" in window.state.problems()["controlnets"]
-    section.set_image(image)  # as Open… or a drop does
-    index = section.preprocess_combo.findData("canny")
-    section.preprocess_combo.setCurrentIndex(index)
-    section.strength_spin.selectAll()
-    qtbot.keyClicks(section.strength_spin, "0.7")
-    qtbot.keyClick(section.strength_spin, Qt.Key.Key_Return)
-    assert section.strength_slider.value() == 70
-    qtbot.waitUntil(lambda: not section.map_view.pixmap().isNull(), timeout=15000)
-    shown = section.map_view.pixmap().toImage()
+    unit.set_image(image)  # as Open… or a drop does
+    index = unit.preprocess_combo.findData("canny")
+    unit.preprocess_combo.setCurrentIndex(index)
+    unit.strength_spin.selectAll()
+    qtbot.keyClicks(unit.strength_spin, "0.7")
+    qtbot.keyClick(unit.strength_spin, Qt.Key.Key_Return)
+    assert unit.strength_slider.value() == 70
+    qtbot.waitUntil(lambda: not unit.map_view.pixmap().isNull(), timeout=15000)
+    shown = unit.map_view.pixmap().toImage()
     colours = {
         shown.pixelColor(x, y).lightness() > 128 for x in range(shown.width()) for y in range(shown.height())
     }
     assert colours == {True, False}  # the canny map: white edges on black
-    window.settings_scroll.ensureWidgetVisible(section.map_view)
+    window.settings_scroll.ensureWidgetVisible(unit.map_view)
     qtbot.wait(50)
     window.grab().save("/tmp/addonui-controlnet.png")
     assert window.panel.width() <= window.settings_scroll.viewport().width()  # nothing clipped on the right
@@ -193,8 +194,8 @@ def test_controlnet_file_image_strength_and_map(qtbot, make_window, large_model,
     assert (spec.file, spec.image, spec.strength, spec.start, spec.end) == (cn, image, 0.7, 0.0, 1.0)
     assert (spec.control_type, spec.preprocess.kind) == ("canny", "canny")
 
-    qtbot.mouseClick(section.canvas_button, Qt.MouseButton.LeftButton)  # the finished image as control image
-    assert section.image == window.shown_result.path and section.image.is_file()
+    qtbot.mouseClick(unit.canvas_button, Qt.MouseButton.LeftButton)  # the finished image as control image
+    assert unit.image == window.shown_result.path and unit.image.is_file()
     _settle(qtbot, window)
 
 
@@ -204,11 +205,12 @@ def test_controlnet_on_medium_is_refused_inline(qtbot, make_window, tmp_path, fa
     section = window.panel.controlnet
     qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
     assert "SD3.5 Large" in section.note.text() and section.note.isVisible()
+    (unit,) = section.units
     cn = write_controlnet(tmp_path / "cn.safetensors")
     image = tmp_path / "i.png"
     Image.new("RGB", (32, 32)).save(image)
-    section.choose_file(cn)
-    section.set_image(image)
+    unit.choose_file(cn)
+    unit.set_image(image)
     assert "choose a Large model" in window.state.problems()["controlnets"]
     assert "choose a Large model" in section.note.text()
     window.state.update(prompt="a fox")
@@ -244,12 +246,13 @@ def test_control_image_dropped_on_the_section_and_tags_not_counted(qtbot, make_w
     wait_until_ready(qtbot, window)
     section = window.panel.controlnet
     qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    (unit,) = section.units  # one empty ControlNet to start with
     image = tmp_path / "sketch.png"
     Image.new("RGB", (48, 32), "white").save(image)
     assert drop_on(section, file_mime(image))
-    assert section.image == image and section.enabled_check.isChecked()
+    assert unit.image == image and unit.enabled_check.isChecked()
     assert "choose a ControlNet file" in window.state.problems()["controlnets"]
-    assert not section.source_view.pixmap().isNull()
+    assert not unit.source_view.pixmap().isNull()
 
     counted = []
     window.token_counter.request = lambda key, text: counted.append((key, text))

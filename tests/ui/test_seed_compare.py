@@ -108,3 +108,41 @@ def test_a_second_sweep_replaces_the_tiles_and_double_click_opens_a_seed(qtbot, 
     qtbot.mouseDClick(page.tiles[1], Qt.MouseButton.LeftButton)
     assert window.stack.currentWidget() is window.canvas
     assert window.shown_result is page.tiles[1].result
+
+
+def test_tiles_name_the_server_that_made_each_image(qtbot, make_window, monkeypatch):
+    """Images made by ComfyUI servers (ImageFinished.engine) say which one on their tile; this machine's do not."""
+    import dataclasses
+
+    from app.inference.api.events import ImageFinished
+    from app.remote.engine_list import EngineList
+    from app.ui.generation.worker import EngineBackend
+    from tests.ui.fake_session import FakeSession, save_png
+
+    makers = [
+        "http://gpu-box:8188",
+        "http://10.0.0.5:8188",
+        "",
+    ]  # a listed server, an unlisted one, this machine
+
+    class ServerTagged(FakeSession):
+        def run(self, model, request, cancel=None, variant=None):
+            for event in super().run(model, request, cancel, variant):
+                if isinstance(event, ImageFinished):
+                    event = dataclasses.replace(event, engine=makers[event.image_index])
+                yield event
+
+    monkeypatch.setattr("app.remote.engine_list._usable_keyring", lambda: None)
+    engines = EngineList()
+    engines.add("http://gpu-box:8188", "gpu-box")
+    engines.update("http://gpu-box:8188", enabled=False)  # named, not contacted
+    window = ready_window(
+        qtbot, lambda: make_window(backend_loader=lambda: EngineBackend(ServerTagged, save_png))
+    )
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10000):
+        window.actions.compare_seeds.trigger()
+    page = window.seed_compare
+    assert [t.status.full_text() for t in page.tiles] == ["done · gpu-box", "done · 10.0.0.5:8188", "done"]
+    assert [t.result.engine for t in page.tiles] == makers
+    assert page.tiles[0].status.toolTip() == "made by gpu-box (http://gpu-box:8188)"
+    page.grab().save("/tmp/engineui-seed-tiles.png")

@@ -1,5 +1,6 @@
 """Finding SD3.5 ControlNet files: the Hugging Face snapshot of `stabilityai/stable-diffusion-3.5-controlnets`,
-ComfyUI's `models/controlnet/` (portable and Desktop locations), and folders the user names. Headers only.
+the `controlnets/` folder of each model set the in-app download wrote (`app.downloads.catalog`), ComfyUI's
+`models/controlnet/` (portable and Desktop locations), and folders the user names. Headers only.
 
     for found in find_controlnets([Path("~/models")]): found.path, found.control_type, found.error
 """
@@ -11,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.downloads.catalog import CONTROLNET_FOLDER  # plain Python: where the in-app download puts them
+from app.downloads.layout import default_models_dir
 from app.inference.api.errors import InferenceError
 from app.inference.checkpoints.controlnet_loading import inspect_controlnet
 from app.inference.checkpoints.scanning import default_roots, hf_hub_cache, is_comfy_install
@@ -25,7 +28,7 @@ MAX_FILES = 2000  # a user folder with more weight files than this is not search
 class FoundControlNet:
     path: Path
     control_type: str | None  # "blur" | "canny" | "depth", or None when the file does not say (or is refused)
-    source: str  # "huggingface" | "comfyui" | "folder"
+    source: str  # "huggingface" | "download" | "comfyui" | "folder"
     error: str | None = None  # why it cannot be used (an SD3-Medium ControlNet, a damaged file, ...)
 
     @property
@@ -41,6 +44,9 @@ def _candidates(
     snapshots = hf_hub_cache(env, home) / HF_REPO_FOLDER / "snapshots"
     if defaults and snapshots.is_dir():
         out += [(p, "huggingface") for p in sorted(snapshots.glob("*/*.safetensors"))]
+    if defaults:  # <models>/<model set>/controlnets/*.safetensors, as the download dialog lays them out
+        downloads = default_models_dir(env, home)
+        out += [(p, "download") for p in sorted(downloads.glob(f"*/{CONTROLNET_FOLDER}/*.safetensors"))]
     for root in [*roots, *folders]:
         root = root.expanduser()
         if is_comfy_install(root) or (root.name == "models" and is_comfy_install(root.parent)):

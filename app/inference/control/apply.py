@@ -2,7 +2,8 @@
 
 A `ControlUnit` is one loaded ControlNet with its job's hint tokens, strength and window. The window is
 ComfyUI's: `start`/`end` percent become sigmas with the schedule's shift (`percent_to_sigma`), and the unit acts
-while sigma_end <= sigma <= sigma_start. Several units add their outputs (SD35_ADDONS.md §2.1).
+while sigma_end <= sigma <= sigma_start. Several units add their outputs (SD35_ADDONS.md §2.1). They act on the
+cond/uncond batch of each step, not on the skip-layer guidance pass (the reference's choice; see guidance.py).
 """
 
 from __future__ import annotations

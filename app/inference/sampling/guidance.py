@@ -167,13 +167,14 @@ class GuidedDenoiser:
         skip=(),
         t_key: float | None = None,
         host: float | None = None,
+        with_control: bool = True,
     ) -> list[torch.Tensor]:
         """One batched forward over several conditionings of equal context length; returns D per conditioning."""
         b = x.shape[0]
         n = len(conds)
         xs = x.repeat(n, 1, 1, 1)
         control = None
-        if self.control is not None:  # the ControlNets take the raw pooled rows and t of this batch
+        if self.control is not None and with_control:  # the ControlNets take the raw pooled rows and t
             pooled = torch.cat([c.pooled.expand(b, -1) for c in conds])  # (n*B, P)
             control = self.control.for_call(host, (sigma * 1000).float().expand(n * b), pooled)
         if self.table is None:
@@ -245,6 +246,14 @@ class GuidedDenoiser:
             d_uncond = d_unconds[0] if len(d_unconds) == 1 else sum(d_unconds) / len(d_unconds)
             denoised = d_uncond + (d_cond - d_uncond) * g.cfg
         if g.slg_active(step_index):
-            d_skip = self._velocity(x, sigma, [self.cond], skip=g.slg_layers, t_key=t_key, host=host)[0]
+            # The skip-layer pass runs without the ControlNets, as Stability's reference does: its
+            # SkipLayerCFGDenoiser calls apply_model for the skip pass without the extra arguments that carry
+            # controlnet_cond, while the cond/uncond batch gets them. (ComfyUI differs: the ControlNet rides on
+            # the positive conditioning, so its SLG pass runs it too and adds every residual, skipped blocks
+            # included.) So s * (D_c - D_skip) also carries the ControlNet's effect, and each SLG step costs
+            # one MMDiT forward instead of an MMDiT and a ControlNet forward.
+            d_skip = self._velocity(
+                x, sigma, [self.cond], skip=g.slg_layers, t_key=t_key, host=host, with_control=False
+            )[0]
             denoised = denoised + (d_cond - d_skip) * g.slg_scale
         return denoised

@@ -11,6 +11,7 @@ import logging
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
+    QContextMenuEvent,
     QImage,
     QMouseEvent,
     QPainter,
@@ -34,6 +35,7 @@ SHARP_ZOOM = 2.0  # from here on pixels are drawn as crisp squares (inspecting d
 class CanvasView(QWidget):
     zoom_changed = Signal(float, bool)  # zoom factor, fit mode
     image_changed = Signal()  # set_image was called (a preview, a final image, a step frame, or nothing)
+    menu_requested = Signal(object)  # QPoint (global): a right click on the picture asks for its menu
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -55,6 +57,9 @@ class CanvasView(QWidget):
         self.frames_painted = 0  # for tests and the stall benchmark
         # The mask brush (Inpaint mode): while set and active, the left button paints; the middle button pans.
         self.mask_overlay: MaskOverlay | None = None
+        # A ControlNet's preprocessed map drawn over the picture (at the generation size) to check alignment.
+        self._control_map: QImage | None = None
+        self._control_opacity = 0.5
 
     # ------------------------------------------------------------------------------------------ content
 
@@ -152,6 +157,16 @@ class CanvasView(QWidget):
         self.setCursor(Qt.CursorShape.CrossCursor) if self._painting() else self.unsetCursor()
         self.update()
 
+    def set_control_map(self, image: QImage | None, opacity: float = 0.5) -> None:
+        """Draw `image` (a control map, at the generation size) over the picture at `opacity`, centred and at the
+        canvas's zoom, so a preview of the generation lies exactly under it; None stops drawing it."""
+        self._control_map = image if image is not None and not image.isNull() else None
+        self._control_opacity = min(1.0, max(0.0, opacity))
+        self.update()
+
+    def control_map(self) -> QImage | None:
+        return self._control_map
+
     def _painting(self) -> bool:
         return self.mask_overlay is not None and self.mask_overlay.active and self._image is not None
 
@@ -218,6 +233,13 @@ class CanvasView(QWidget):
         self.setCursor(Qt.CursorShape.CrossCursor) if self._painting() else self.unsetCursor()
         super().mouseReleaseEvent(event)
 
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        if self._image is None or self._painting():
+            event.ignore()
+            return
+        event.accept()
+        self.menu_requested.emit(event.globalPos())
+
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         if self._painting():
             return  # a quick second dab is a dab, not a zoom
@@ -228,6 +250,10 @@ class CanvasView(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor("#141517"))
+        if (self._image is None or self._image.isNull()) and self._control_map is not None:
+            self._paint_control_map(painter, self._fit_rect(self._control_map.size()))  # nothing made yet
+            painter.end()
+            return
         if self._image is None or self._image.isNull():
             painter.setPen(QColor("#6f727a"))
             painter.drawText(
@@ -243,6 +269,11 @@ class CanvasView(QWidget):
         painter.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
         if self.mask_overlay is not None and not self._is_preview:
             self.mask_overlay.paint(painter, target)
+        if self._control_map is not None:  # at the generation size, centred: a preview's own frame
+            zoom, size = self.zoom(), self._control_map.size()
+            w, h = size.width() * zoom, size.height() * zoom
+            frame = QRectF(target.center().x() - w / 2, target.center().y() - h / 2, w, h)
+            self._paint_control_map(painter, frame)
         if self._caption:
             painter.setPen(QColor(255, 255, 255, 150 if self._is_preview else 190))
             box = self.rect().adjusted(10, 8, -10, -8)
@@ -250,6 +281,18 @@ class CanvasView(QWidget):
             painter.drawText(box, Qt.AlignmentFlag.AlignTop, text)
         painter.end()
         self.frames_painted += 1
+
+    def _paint_control_map(self, painter: QPainter, target: QRectF) -> None:
+        painter.save()
+        painter.setOpacity(self._control_opacity)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        painter.drawImage(target, self._control_map, QRectF(self._control_map.rect()))
+        painter.restore()
+
+    def _fit_rect(self, size: QSize) -> QRectF:
+        zoom = min(self.width() / size.width(), self.height() / size.height())
+        w, h = size.width() * zoom, size.height() * zoom
+        return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
 
 
 class JobProgressBar(QFrame):

@@ -1,4 +1,5 @@
-"""Download from Hugging Face…: choose a variant and T5 precision, see the files, sizes and destination, download.
+"""Download from Hugging Face…: choose a variant and T5 precision (and, for Large, the official ControlNets), see
+the files, sizes and destination, download.
 
 The plan is built offline (`build_plan`); nothing touches the network until the user presses Download. The
 download runs on a Python worker thread (`download_worker`); its progress, result and errors come back to the UI
@@ -15,6 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices, QShowEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QFileDialog,
@@ -31,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.downloads.catalog import TOKEN_SETTINGS_URL, VARIANT_SOURCES
+from app.downloads.catalog import CONTROLNET_TYPES, CONTROLNET_VARIANTS, TOKEN_SETTINGS_URL, VARIANT_SOURCES
 from app.downloads.downloader import DownloadResult
 from app.downloads.errors import AccessDeniedError, DownloadError
 from app.downloads.hub import current_token
@@ -39,13 +41,18 @@ from app.downloads.layout import default_models_dir
 from app.downloads.plan import DownloadPlan, build_plan
 from app.downloads.progress import DownloadProgress, describe
 from app.ui.downloads.plan_view import (
+    CHOOSE_A_CONTROLNET,
+    CONTROLNETS_ONLY_TEXT,
+    CONTROLNETS_ONLY_TIP,
     PROGRESS_STEPS,
     RESUME_TEXT,
     T5_LABELS,
     FileRow,
+    controlnet_choice_text,
     file_rows,
     licence_text,
     progress_position,
+    ready_text,
     sentence,
     start_position,
     token_texts,
@@ -60,6 +67,8 @@ RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 
 class DownloadDialog(QDialog):
     model_downloaded = Signal(object)  # Path: the folder of a model set that passed the model library's check
+    # tuple[Path, ...]: the ControlNet files now in place (for the window's ControlNet list to rescan)
+    controlnets_downloaded = Signal(object)
 
     def __init__(self, parent: QWidget | None = None, variant: str = "medium") -> None:
         super().__init__(parent)
@@ -101,12 +110,30 @@ class DownloadDialog(QDialog):
             self.t5_combo.addItem(label, t5)
         form.addRow("Model:", self.variant_combo)
         form.addRow("T5 text encoder:", self.t5_combo)
+        # The official ControlNets are optional extras of a Large set; with the set already here they come alone.
+        self.controlnet_boxes: dict[str, QCheckBox] = {}
+        self.controlnet_choices = QWidget(self)
+        choices = QVBoxLayout(self.controlnet_choices)
+        choices.setContentsMargins(0, 0, 0, 0)
+        choices.setSpacing(2)
+        for kind in CONTROLNET_TYPES:
+            box = QCheckBox(controlnet_choice_text(kind), self.controlnet_choices)
+            box.toggled.connect(lambda _on: self.refresh_plan())
+            choices.addWidget(box)
+            self.controlnet_boxes[kind] = box
+        # For a Large set the user has elsewhere (the Hugging Face cache, ComfyUI): the ControlNets alone.
+        self.controlnets_only_check = QCheckBox(CONTROLNETS_ONLY_TEXT, self.controlnet_choices)
+        self.controlnets_only_check.setToolTip(CONTROLNETS_ONLY_TIP)
+        self.controlnets_only_check.toggled.connect(lambda _on: self.refresh_plan())
+        choices.addWidget(self.controlnets_only_check)
+        form.addRow("ControlNets:", self.controlnet_choices)
+        self._form = form
         layout.addLayout(form)
 
         self.files_tree = QTreeWidget(self)
         self.files_tree.setHeaderLabels(["What", "File", "Size", "On this computer"])
         self.files_tree.setMinimumHeight(130)
-        self.files_tree.setMaximumHeight(150)  # six rows; the tokenizers unfold into a scrolled list
+        self.files_tree.setMaximumHeight(210)  # nine rows; the tokenizers unfold into a scrolled list
         header = self.files_tree.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -191,17 +218,40 @@ class DownloadDialog(QDialog):
     def is_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def refresh_plan(self) -> DownloadPlan:
-        """Rebuild the plan from the choices and what is on disk (no network access)."""
+    def chosen_controlnets(self) -> tuple[str, ...]:
+        """The ticked ControlNets, for a variant they work with (none for Medium)."""
+        if self.variant_combo.currentData() not in CONTROLNET_VARIANTS:
+            return ()
+        return tuple(kind for kind, box in self.controlnet_boxes.items() if box.isChecked())
+
+    def controlnets_only(self) -> bool:
+        return (
+            self.variant_combo.currentData() in CONTROLNET_VARIANTS
+            and self.controlnets_only_check.isChecked()
+        )
+
+    def refresh_plan(self) -> DownloadPlan | None:
+        """Rebuild the plan from the choices and what is on disk (no network access); None when "only the
+        ControlNets" is ticked without any ControlNet (nothing to download)."""
         variant, t5 = self.variant_combo.currentData(), self.t5_combo.currentData()
         source = VARIANT_SOURCES[variant]
-        self._plan = plan = build_plan(variant, t5, self._save_in / source.folder_name)
+        self._form.setRowVisible(self.controlnet_choices, variant in CONTROLNET_VARIANTS)
+        controlnets, only = self.chosen_controlnets(), self.controlnets_only()
+        self.t5_combo.setEnabled(not only and not self.is_running())
         self.files_tree.clear()
-        for row in file_rows(plan):
-            _add_row(self.files_tree, row)
-        self.total_label.setText(total_text(plan))
-        self.destination_label.setText(f"Destination: {plan.destination}")
-        self.licence_label.setText(licence_text(source))
+        dest = self._save_in / source.folder_name
+        self._plan = plan = None if only and not controlnets else build_plan(
+            variant, t5, dest, controlnets, model_set=not only
+        )  # fmt: skip
+        self.download_button.setEnabled(plan is not None and not self.is_running())
+        self.destination_label.setText(f"Destination: {dest}")
+        if plan is None:
+            self.total_label.setText(CHOOSE_A_CONTROLNET)
+        else:
+            for row in file_rows(plan):
+                _add_row(self.files_tree, row)
+            self.total_label.setText(total_text(plan))
+        self.licence_label.setText(licence_text(source, controlnets=bool(controlnets), model=not only))
         placeholder, hint = token_texts(stored=current_token() is not None)
         self.token_edit.setPlaceholderText(placeholder)
         self.token_hint.setText(hint)
@@ -214,10 +264,13 @@ class DownloadDialog(QDialog):
         if self.is_running():
             return
         plan = self.refresh_plan()
+        if plan is None:
+            return
         self._cancel = threading.Event()
         self.progress_bar.setValue(start_position(plan))
         self._set_running(True)
-        self._show_status(f"Starting the download of {plan.source.label}…")
+        what = plan.source.label if plan.has_model_set else "the ControlNets"
+        self._show_status(f"Starting the download of {what}…")
         self._thread = start_download(plan, self.token_edit.text().strip(), self._cancel, self._signals)
 
     def cancel(self) -> None:
@@ -236,11 +289,14 @@ class DownloadDialog(QDialog):
         for widget in (
             self.variant_combo,
             self.t5_combo,
+            self.controlnet_choices,
             self.change_button,
             self.token_edit,
             self.download_button,
         ):
             widget.setEnabled(not running)
+        self.download_button.setEnabled(not running and self._plan is not None)
+        self.t5_combo.setEnabled(not running and not self.controlnets_only())
         self.close_button.setText("Cancel" if running else "Close")
         self.close_button.setEnabled(True)
         self.progress_bar.setVisible(running or self.progress_bar.value() > 0)
@@ -276,9 +332,16 @@ class DownloadDialog(QDialog):
 
     def _on_worker_succeeded(self, result: DownloadResult) -> None:
         self.progress_bar.setValue(PROGRESS_STEPS)
-        self._show_status(f"{result.plan.source.label} is ready in {result.destination}.")
+        plan = result.plan
+        label = plan.source.label if plan.has_model_set else ""
+        self._show_status(ready_text(label, result.destination, plan.controlnets))
         self._finish()
-        self.model_downloaded.emit(result.destination)
+        if plan.has_model_set:
+            self.model_downloaded.emit(result.destination)
+        if plan.controlnets:
+            self.controlnets_downloaded.emit(
+                tuple(result.destination / f.local_path for f in plan.files if f.remote.role == "controlnet")
+            )
         self.accept()
 
     def _on_worker_failed(self, error: DownloadError) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.downloads.catalog import VariantSource
+from app.downloads.catalog import CONTROLNET_REPO, HUB_WEBSITE, VariantSource, controlnet_file
 from app.downloads.plan import DownloadPlan, PlannedFile
 from app.downloads.progress import DownloadProgress, format_bytes
 
@@ -13,12 +13,23 @@ T5_LABELS = {
     "fp16": "fp16 — reference quality (9.8 GB)",
     "fp8": "fp8 — half the download and memory (4.9 GB)",
 }
-ROLE_ORDER = {"model": 0, "text encoder": 1, "preview decoder": 2, "tokenizer": 3}
+ROLE_ORDER = {"model": 0, "text encoder": 1, "preview decoder": 2, "controlnet": 3, "tokenizer": 4}
+CONTROLNET_HINTS = {
+    "blur": "keeps the layout of a low-detail image (tile / upscale)",
+    "canny": "follows the edges of an image",
+    "depth": "follows a depth map",
+}
 PROGRESS_STEPS = 1000  # the progress bar's range: fine enough for a 10 GB download to move visibly
 STORED_TOKEN_HINT = "A token is stored on this computer. Paste another one only to replace it."
 NO_TOKEN_HINT = "Paste a Hugging Face access token (read access is enough)."
 RESUME_TEXT = "Download cancelled. What has arrived is kept: the next Download resumes from there."
 ALREADY_HERE = "✓ already here"
+CONTROLNETS_ONLY_TEXT = "Only the ControlNets (SD3.5 Large is already on this computer)"
+CONTROLNETS_ONLY_TIP = (
+    "For a Large set kept elsewhere (the Hugging Face cache, ComfyUI): the ControlNets go to this folder's "
+    "controlnets/, where the ControlNet list finds them."
+)
+CHOOSE_A_CONTROLNET = "Choose at least one ControlNet to download."
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +73,37 @@ def total_text(plan: DownloadPlan) -> str:
     return text
 
 
-def licence_text(source: VariantSource) -> str:
-    """Rich text: the variant is gated, and where its licence is accepted."""
-    return (
+def licence_text(source: VariantSource, controlnets: bool = False, model: bool = True) -> str:
+    """Rich text: the variant (and the ControlNets, when chosen) is gated, and where its licence is accepted."""
+    page = f"{HUB_WEBSITE}/{CONTROLNET_REPO}"
+    if not model:
+        return (
+            "The SD3.5 ControlNets are gated. Before downloading, sign in to Hugging Face and accept the "
+            f'Stability AI Community License on their page: <a href="{page}">{page}</a>'
+        )
+    text = (
         f"{source.label} is gated. Before downloading, sign in to Hugging Face and accept the Stability AI "
         f'Community License on the model\'s page: <a href="{source.page_url}">{source.page_url}</a>'
     )
+    if controlnets:
+        text += f' — and on the ControlNets\' page: <a href="{page}">{page}</a>'
+    return text
+
+
+def controlnet_choice_text(control_type: str) -> str:
+    """The label of one ControlNet check box: its type, what it does, its published size."""
+    size = format_bytes(controlnet_file(control_type).published_size)
+    return f"{control_type.capitalize()} — {CONTROLNET_HINTS[control_type]} (≈ {size})"
+
+
+def ready_text(label: str, destination: object, controlnets: tuple[str, ...]) -> str:
+    """The message of a finished download; `label` "" for ControlNets only."""
+    if not controlnets:
+        return f"{label} is ready in {destination}."
+    names = f"{', '.join(controlnets)} ControlNet{'s' if len(controlnets) > 1 else ''}"
+    if not label:
+        return f"The {names} {'are' if len(controlnets) > 1 else 'is'} ready in {destination}."
+    return f"{label} and the {names} are ready in {destination}."
 
 
 def token_texts(stored: bool) -> tuple[str, str]:

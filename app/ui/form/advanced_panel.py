@@ -149,7 +149,7 @@ class AdvancedPanel(CollapsibleSection):
         self._update_enabled()
 
     def _on_state_changed(self, changed: frozenset[str]) -> None:
-        if changed & {"slg_enabled", "negative_window", "preview", "cfg", "variant"}:
+        if changed & {"slg_enabled", "negative_window", "preview", "cfg", "variant", "unavailable"}:
             self._update_enabled()
 
     def _update_enabled(self) -> None:
@@ -161,3 +161,13 @@ class AdvancedPanel(CollapsibleSection):
         self.window_check.setEnabled(self.state.negative_active)
         self.window_spin.setEnabled(self.state.negative_active and v.negative_window)
         self.preview_every.setEnabled(v.preview != "off")
+        # What the chosen engine (a ComfyUI server) cannot run: off, with the reason as the tooltip.
+        off = self.state.unavailable
+        for name, check in (("slg_enabled", self.slg_check), ("negative_window", self.window_check),
+                            ("use_t5", self.t5_check)):  # fmt: skip
+            if name in off:
+                check.setEnabled(False)
+            elif name == "use_t5":
+                check.setEnabled(True)
+            check.setToolTip(off.get(name) or tooltip({"slg_enabled": "slg", "negative_window": "negative_window",
+                                                       "use_t5": "use_t5"}[name], self.state.variant))  # fmt: skip

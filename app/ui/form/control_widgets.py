@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QWidget
 
 from app.inference.api.control import (
     DEFAULT_BLUR_RADIUS,
@@ -79,6 +79,53 @@ class PreprocessFields:
         self.low_spin.setVisible(kind == "canny")
         self.high_spin.setVisible(kind == "canny")
         self.invert_check.setVisible(kind == "depth")
+
+
+class StrengthFields:
+    """Strength as a slider (0–2) and a spin box (0–10) kept in step, and the start/end window of the steps."""
+
+    def __init__(self, parent: QWidget) -> None:
+        self.slider = QSlider(Qt.Orientation.Horizontal, parent)
+        self.slider.setRange(0, 200)
+        self.slider.setAccessibleName("ControlNet strength")
+        self.spin = float_spin(parent, 0.05, 2, "ControlNet strength (0 = no effect)")
+        self.spin.setRange(0, 10)
+        self.spin.setValue(1.0)
+        self.slider.setValue(100)
+        self.strength_row = QHBoxLayout()
+        self.strength_row.setSpacing(4)
+        self.strength_row.addWidget(self.slider, 1)
+        self.strength_row.addWidget(self.spin)
+        self.start_spin = float_spin(
+            parent, 0.05, 2, "Where in the sampling it starts acting (0 = first step)"
+        )
+        self.start_spin.setRange(0, 1)
+        self.end_spin = float_spin(parent, 0.05, 2, "Where it stops acting (1 = last step)")
+        self.end_spin.setRange(0, 1)
+        self.end_spin.setValue(1.0)
+        self.range_row = QHBoxLayout()
+        self.range_row.setSpacing(4)
+        self.range_row.addWidget(self.start_spin, 1)
+        self.range_row.addWidget(QLabel("to", parent))
+        self.range_row.addWidget(self.end_spin, 1)
+        self.range_row.addWidget(QLabel("of the steps", parent))
+        self._syncing = False
+        self.slider.valueChanged.connect(self._on_slider)
+        self.spin.valueChanged.connect(self._on_spin)
+
+    def show(self, strength: float, start: float, end: float) -> None:
+        self.spin.setValue(strength)
+        self.start_spin.setValue(start)
+        self.end_spin.setValue(end)
+
+    def _on_slider(self, value: int) -> None:
+        if not self._syncing:
+            self.spin.setValue(value / 100)
+
+    def _on_spin(self, value: float) -> None:
+        self._syncing = True  # the slider follows without rounding the typed value to its 0.01 steps
+        self.slider.setValue(round(min(value, 2.0) * 100))
+        self._syncing = False
 
 
 def thumb_label(parent: QWidget, text: str) -> QLabel:

@@ -74,6 +74,10 @@ class FormValues:
     hires_scale: float = 1.5
     hires_denoise: float = 0.4
     hires_steps: int = 0  # 0 = as many as the first pass
+    # The engine (Settings ▸ Engines): "" = this machine; else the ComfyUI servers' URLs (comma-separated, in
+    # priority order) and the checkpoint name they list, as chosen in the model picker.
+    engine: str = ""
+    remote_model: str = ""
 
 
 CHOICES: dict[str, tuple[str, ...]] = {

@@ -118,6 +118,9 @@ class GenerationFormState:
         # Changes notify "loras" / "controlnets" / "lora_catalog" like a field.
         self.loras: tuple[LoraSpec, ...] = ()  # the LoRA panel's list (prompt tags are added at request time)
         self.controlnets: tuple[ControlSpec, ...] = ()
+        # Switches the chosen engine cannot run (a ComfyUI server without a node or file): field -> the reason,
+        # shown as the disabled control's tooltip. Set by app/ui/window/engine_hookup.py; notifies "unavailable".
+        self.unavailable: dict[str, str] = {}
         self.lora_catalog = LoraCatalog()  # discovered LoRAs: `<lora:name>` tags resolve against it
 
     # ------------------------------------------------------------------------------------------ changes
@@ -169,6 +172,15 @@ class GenerationFormState:
             raise ValueError(f"unknown pin group {group!r}")
         (self.pins.add if pinned else self.pins.discard)(group)
         self._notify(frozenset({f"pin:{group}"}))
+
+    def set_unavailable(self, reasons: Mapping[str, str]) -> frozenset[str]:
+        """The engine cannot run these on/off fields (field -> why): they are switched off and stay off."""
+        self.unavailable = dict(reasons)
+        changed = self.update(
+            **{name: False for name in self.unavailable if getattr(self.values, name, None)}
+        )
+        self._notify(frozenset({"unavailable"}))
+        return changed
 
     def select_model(self, variant: str, max_side: int | None, depth: int | None = None) -> frozenset[str]:
         """The picker chose a model set: its variant's defaults when the variant changes, else only its limits."""

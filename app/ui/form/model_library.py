@@ -33,6 +33,19 @@ class ModelSetInfo:
     has_t5: bool = False
     missing: tuple[str, ...] = ()
     error: str = ""
+    # A model set on ComfyUI servers (app/ui/engines): `path` is then the checkpoint's name as the servers list
+    # it, `engine` their URLs in priority order, `server` what the picker shows ("gpu-box", "gpu-box +1").
+    engine: tuple[str, ...] = ()
+    server: str = ""
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(self.engine)
+
+    @property
+    def key(self) -> str:
+        """What the picker stores per entry: the path for this machine's sets, servers and name for remote ones."""
+        return f"remote:{','.join(self.engine)}|{self.path.as_posix()}" if self.engine else str(self.path)
 
     @property
     def usable(self) -> bool:
@@ -40,6 +53,8 @@ class ModelSetInfo:
 
     @property
     def label(self) -> str:
+        if self.engine:
+            return f"{self.name} · {self.server}" + ("" if self.has_t5 else " · no T5")
         if self.error:
             return f"{self.path.name} — unusable"
         variant = PRESETS[self.variant].label if self.variant in PRESETS else "SD3.5"
@@ -51,8 +66,12 @@ class ModelSetInfo:
         """What stops (or limits) this set, as advice; "" when complete."""
         if self.error:
             return self.error
+        if not self.usable and self.engine:
+            return f"{', '.join(self.missing)} missing on {self.server}: it cannot run this model set."
         if not self.usable:
             return f"{', '.join(self.missing)} missing in {self.path / 'text_encoders'}."
+        if self.engine and not self.has_t5:
+            return f"{self.server} has no T5-XXL text encoder: this set runs with T5 off there."
         if not self.has_t5:
             return "T5-XXL not found: this set runs with T5 off (weaker prompt following)."
         return ""

@@ -32,6 +32,7 @@ class ModelPickerController(QObject):
         super().__init__(parent)
         self.combo = combo
         self.sets: list[ModelSetInfo] = []
+        self.remote: list[ModelSetInfo] = []  # model sets on ComfyUI servers, listed after this machine's
         self.selected: ModelSetInfo | None = None
         self.discovered = False
         self._shown_index = -1  # the entry on show: where the combo returns after "Download models…"
@@ -52,23 +53,23 @@ class ModelPickerController(QObject):
         self.selected = info
         return info
 
-    def set_sets(self, sets: list[ModelSetInfo], prefer: Path | None, *, insist: bool = True) -> None:
+    def set_sets(self, sets: list[ModelSetInfo], prefer: Path | str | None, *, insist: bool = True) -> None:
         """Fill the picker and select `prefer`; with `insist=False` an unusable `prefer` (a remembered set that
         has since been deleted) gives way to the first usable set."""
-        self.sets = list(sets)
+        self.sets = [s for s in sets if not s.is_remote] + self.remote
         self.discovered = True
         self.combo.blockSignals(True)
         self.combo.clear()
         for info in self.sets:
-            self.combo.addItem(info.label, str(info.path))
-            self.combo.setItemData(
-                self.combo.count() - 1, info.problem() or str(info.path), Qt.ItemDataRole.ToolTipRole
-            )
+            self.combo.addItem(info.label, info.key)
+            tip = info.problem() or (f"{info.path.as_posix()} on {', '.join(info.engine)}" if info.is_remote
+                                     else str(info.path))  # fmt: skip
+            self.combo.setItemData(self.combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         for variant in missing_variants(self.sets):
             self.combo.addItem(f"{PRESETS[variant].label} — not found (Locate…)", MISSING_PREFIX + variant)
         self._add_download_entry()
         self.combo.blockSignals(False)
-        index = self._index_for(prefer)
+        index = self._index_for(prefer) if not isinstance(prefer, str) else self._index_for_key(prefer)
         if index >= 0 and not insist and not self.sets[index].usable:
             index = -1
         if index < 0:
@@ -80,6 +81,18 @@ class ModelPickerController(QObject):
         others = [s for s in self.sets if not _same(s.path, info.path)]
         self.set_sets([info, *others], info.path)
 
+    def set_remote(self, remote: list[ModelSetInfo], prefer_key: str | None = None) -> None:
+        """The servers' model sets changed: re-list them, keeping the selection (or choosing `prefer_key`)."""
+        self.remote = [s for s in remote if s.is_remote]
+        if not self.discovered:  # this machine's sets are still being read: they list both when done
+            return
+        keep = prefer_key or (self.selected.key if self.selected is not None else None)
+        local = [s for s in self.sets if not s.is_remote]
+        self.set_sets(local, keep, insist=False)  # type: ignore[arg-type]
+
+    def _index_for_key(self, key: str) -> int:
+        return next((i for i, info in enumerate(self.sets) if info.key == key), -1)
+
     def has_usable(self) -> bool:
         return any(info.usable for info in self.sets)
 
@@ -87,7 +100,7 @@ class ModelPickerController(QObject):
         if path is None:
             return -1
         for i, info in enumerate(self.sets):
-            if _same(info.path, path):
+            if not info.is_remote and _same(info.path, path):
                 return i
         return -1
 
@@ -149,7 +162,7 @@ class ModelPickerController(QObject):
                 "this list, or Locate… its folder.",
             )
             return
-        info = next((s for s in self.sets if str(s.path) == data), None)
+        info = next((s for s in self.sets if s.key == data), None)
         self.selected = info if info is not None and (info.usable or not self.discovered) else None
         hint = "" if info is None else info.problem()
         self.selection_changed.emit(self.selected, hint)

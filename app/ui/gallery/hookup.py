@@ -74,6 +74,7 @@ class GalleryHookup:
         self._closed = False
         self.trashed_listeners: list[Callable[[list[Path]], None]] = []  # told which images went to the trash
         self.input_listeners: list[Callable[[Path], object]] = []  # "Use as Input Image" on a gallery image
+        self.control_listeners: list[Callable[[Path], object]] = []  # "Use as Control Image"
         self.upscale_listeners: list[
             Callable[[Path], object]
         ] = []  # "Upscale" (after its settings are applied)
@@ -100,6 +101,7 @@ class GalleryHookup:
         self.dock.setWidget(self.panel)
         self.panel.image_opened.connect(self._on_panel_image_opened)
         self.panel.input_requested.connect(self._on_panel_input_requested)
+        self.panel.control_requested.connect(self._on_panel_control_requested)
         self.panel.upscale_requested.connect(self._on_panel_upscale_requested)
         self.panel.settings_requested.connect(self._on_panel_settings_requested)
         self.panel.seed_requested.connect(self._on_panel_seed_requested)
@@ -157,11 +159,15 @@ class GalleryHookup:
         if image.isNull():
             self._notifier.error(f"Cannot open {path}")
             return
-        self._shown.show_picture(image, caption=Path(str(path)).name)
+        self._shown.show_picture(image, caption=Path(str(path)).name, file=Path(str(path)))
         self._offer_step_frames(Path(str(path)), image)
 
     def _on_panel_input_requested(self, path: object) -> None:
         for listener in list(self.input_listeners):
+            listener(Path(str(path)))
+
+    def _on_panel_control_requested(self, path: object) -> None:
+        for listener in list(self.control_listeners):
             listener(Path(str(path)))
 
     def _on_panel_upscale_requested(self, path: object, recall: SettingsRecall) -> None:

@@ -54,6 +54,7 @@ __all__ = ["GalleryPanel", "default_data_dir", "default_output_dir"]  # the fold
 class GalleryPanel(QWidget):
     image_opened = Signal(object)  # Path: open this image in the canvas
     input_requested = Signal(object)  # Path: refine this image (it becomes the input image)
+    control_requested = Signal(object)  # Path: the active ControlNet's control image
     upscale_requested = Signal(object, object)  # Path, SettingsRecall: upscale this image with its settings
     settings_requested = Signal(object)  # SettingsRecall: fill the controls with these settings
     seed_requested = Signal(object)  # SettingsRecall: reuse only its seed (`.seed`)
@@ -201,6 +202,9 @@ class GalleryPanel(QWidget):
 
     def use_as_input(self, record: ImageRecord) -> None:
         self.input_requested.emit(record.path)
+
+    def use_as_control(self, record: ImageRecord) -> None:
+        self.control_requested.emit(record.path)
 
     def upscale(self, record: ImageRecord) -> None:
         self.upscale_requested.emit(record.path, self.settings_of(record))

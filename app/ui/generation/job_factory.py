@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from itertools import count
 
 from app.inference.api.request import GenerationRequest
+from app.ui.form.control_images import keep_control_images
 from app.ui.form.form_state import GenerationFormState
 from app.ui.form.model_picker import ModelPickerController
 from app.ui.form.presets import StylePreset
@@ -58,11 +60,25 @@ class JobFactory:
             )
             return None
         try:
-            return self._state.build_request(self._styles(), record=record)
+            request = self._state.build_request(self._styles(), record=record)
         except ValueError as exc:
             self._notifier.info(str(exc))
             self._focus_prompt()
             return None
+        return self._keep_control_images(request) if request.controlnets else request
+
+    def _keep_control_images(self, request: GenerationRequest) -> GenerationRequest | None:
+        """Pasted / canvas control images are copied into the output folder, so the image's metadata points
+        to a file that stays; the form uses the copies from now on."""
+        try:
+            kept = keep_control_images(request.controlnets, self._output.root())
+        except OSError as exc:
+            self._notifier.error(f"Could not keep the control image in the output folder: {exc}.")
+            return None
+        if [s.image for s in kept] == [s.image for s in request.controlnets]:
+            return request
+        self._state.set_controlnets(kept)
+        return replace(request, controlnets=kept)
 
     def job(self, request: GenerationRequest) -> QueuedJob:
         """A job for `request` with the selected model (check `request()` first: a model must be selected)."""
@@ -77,7 +93,9 @@ class JobFactory:
             model_path=model.path,
             variant=model.variant if self._picker.discovered else None,
             model_label=model.label.split(" — ")[0],
-            options=EngineOptions(v.device, v.precision, v.preview, v.preview_every, v.memory_plan),
+            options=EngineOptions(
+                v.device, v.precision, v.preview, v.preview_every, v.memory_plan, model.engine
+            ),
             output=self._output.target(),
             style_label=style.label if style else "None",
         )

@@ -36,6 +36,7 @@ class EngineOptions:
     preview: str = "auto"  # "auto" | "taesd" | "linear" | "off"
     preview_every: int = 1
     memory_plan: str = "auto"
+    engine: tuple[str, ...] = ()  # ComfyUI servers (URLs, priority order); () = this machine
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class ImageResult:
     thumbnail: QImage | None = None  # made on the worker thread, for the recent strip
     save_error: str = ""
     step_frames: StepFrames | None = None  # small preview frames of the sampling steps, for the scrubber
+    engine: str = ""  # the ComfyUI server that made the image; "" for this machine
 
     @property
     def infotext(self) -> str:

@@ -46,6 +46,8 @@ class EngineBackend:
 
     open_session: SessionFactory
     save_png: Callable[..., None]
+    # A job whose model set is on ComfyUI servers: (server URLs, preview choice) -> Session (app/ui/engines).
+    open_remote: Callable[[tuple[str, ...], str], Session] | None = None
 
 
 def load_engine_backend() -> EngineBackend:
@@ -245,7 +247,16 @@ class InferenceWorker(QObject):
     def _session_for(self, options: EngineOptions, backend: EngineBackend) -> Session:
         if self._session is not None and options == self._session_options:
             return self._session
+        if self._session is not None and self._session_options is not None and self._session_options.engine:
+            self._session.close()  # type: ignore[attr-defined]  # a server's WebSocket
         self._session = None  # release the old session's models before loading new ones
+        if options.engine:  # the model set is on ComfyUI servers: the local engine is left as it is
+            from app.ui.engines.sessions import open_remote_session
+
+            opener = backend.open_remote or open_remote_session
+            self._session = opener(options.engine, options.preview)
+            self._session_options = options
+            return self._session
         self._session = backend.open_session(
             SessionOptions(
                 device=options.device,
@@ -327,8 +338,9 @@ class InferenceWorker(QObject):
                 self._namer.path_for(job.output.folder(), event.seed), event.pixels, params, event.comfy_files
             )
             return ImageResult(
-                job.job_id, event.image_index, event.seed, image, params, path, thumbnail, step_frames=frames
-            )
+                job.job_id, event.image_index, event.seed, image, params, path, thumbnail, step_frames=frames,
+                engine=getattr(event, "engine", ""),
+            )  # fmt: skip
         except (
             Exception
         ) as exc:  # a full disk, a read-only folder, an encoder error: the image must still show
@@ -336,7 +348,7 @@ class InferenceWorker(QObject):
             message = f"Could not save the image ({exc}). Use File ▸ Save Image As… or choose another output folder."
             return ImageResult(
                 job.job_id, event.image_index, event.seed, image, params, None, thumbnail,
-                save_error=message, step_frames=frames,
+                save_error=message, step_frames=frames, engine=getattr(event, "engine", ""),
             )  # fmt: skip
 
 

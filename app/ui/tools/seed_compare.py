@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.inference.api.request import MAX_SEED
+from app.remote.engine_list import short_name
 from app.ui.elided_label import ElidedLabel
 from app.ui.gallery.hookup import GalleryHookup
 from app.ui.generation.jobs import ImageResult, JobOutcome, JobStatus, QueuedJob, StepInfo
@@ -150,9 +152,13 @@ class SeedTile(QFrame):
         self.stop_button.setEnabled(False)
         self.status.setText("stopping…")
 
-    def show_final(self, result: ImageResult) -> None:
+    def show_final(self, result: ImageResult, server: str = "") -> None:
+        """`server`: the name of the ComfyUI server that made the image ("" for this machine)."""
         self.state, self.result = "done", result
-        self.status.setText("done" if result.path is not None else "done (not saved)")
+        self.status.setText(("done" if result.path is not None else "done (not saved)") + (f" · {server}" if server
+                                                                                            else ""))  # fmt: skip
+        if result.engine:
+            self.status.setToolTip(f"made by {server} ({result.engine})")
         self.stop_button.hide()
         self.picture.dimmed = False
         self.picture.set_image(result.image)
@@ -189,6 +195,8 @@ class SeedComparePage(QWidget):
         self.tiles: list[SeedTile] = []
         self.running = False
         self._following = False  # bring this page back to the front when the canvas takes it away
+        # The display name of a ComfyUI server by URL (the window sets the engine list's; host:port otherwise).
+        self.server_name: Callable[[str], str] = short_name
 
         self.title = ElidedLabel("Compare seeds", self)  # the prompt: elided, never widens the window
         self.title.setObjectName("seedCompareTitle")
@@ -317,7 +325,8 @@ class SeedComparePage(QWidget):
 
     def _on_controller_image_finished(self, result: ImageResult) -> None:
         if self._is_ours(result.job_id) and 0 <= result.image_index < len(self.tiles):
-            self.tiles[result.image_index].show_final(result)
+            server = self.server_name(result.engine) if result.engine else ""
+            self.tiles[result.image_index].show_final(result, server)
             self._keep_in_front()
 
     def _on_controller_image_cancelled(self, job_id: int, index: int) -> None:

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer
-from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtGui import QAction, QImage
+from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 
 from app.inference.api.control import ControlPreprocess
 from app.ui.canvas.shown_image import ShownImage
 from app.ui.form.addons import LoraCatalog, discover_controlnets, discover_loras
+from app.ui.form.control_images import write_scratch_image
+from app.ui.form.control_unit import ControlUnit
 from app.ui.form.form_state import GenerationFormState
 from app.ui.form.generation_panel import GenerationPanel
 from app.ui.form.lora_panel import THUMB
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 LORA_FOLDERS_KEY = "loras/folders"
 CONTROLNET_FOLDERS_KEY = "controlnets/folders"
 MAP_DEBOUNCE_MS = 150
+USE_AS_CONTROL = "Use as Control Image"
 
 
 def lora_scan(folders: list[Path], defaults: bool) -> tuple[LoraCatalog, dict[Path, QImage]]:
@@ -82,16 +84,28 @@ class AddonHookup(QObject):
         self._defaults = search_defaults
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._map_request: tuple[Path, tuple[int, int], ControlPreprocess] | None = None
-        self._map_serial = 0
+        # unit -> (image, size, preprocess) waiting for the debounce; the serial of each unit's newest request
+        self._map_requests: dict[ControlUnit, tuple[Path, tuple[int, int], ControlPreprocess]] = {}
+        self._map_serials: dict[ControlUnit, int] = {}
         self.map_timer = QTimer(self)
         self.map_timer.setSingleShot(True)
         self.map_timer.setInterval(MAP_DEBOUNCE_MS)
-        self.map_timer.timeout.connect(lambda: self._spawn(self._compute_map()))
+        self.map_timer.timeout.connect(self._on_map_timer)
         panel.loras.folders_requested.connect(self.add_lora_folder)
         panel.loras.rescan_requested.connect(self.scan)
         panel.controlnet.map_wanted.connect(self._on_map_wanted)
         panel.controlnet.canvas_image_requested.connect(self.use_canvas_image)
+        panel.controlnet.said.connect(notifier.status)
+        # View ▸ Control Map on Canvas: the same switch as the section's "Map on canvas"
+        check = panel.controlnet.overlay_check
+        self.overlay_action = QAction("Control Map on Canvas", self)
+        self.overlay_action.setCheckable(True)
+        self.overlay_action.setToolTip("Draw the active ControlNet's preprocessed map over the canvas")
+        self.overlay_action.toggled.connect(check.setChecked)
+        check.toggled.connect(self.overlay_action.setChecked)
+        panel.controlnet.overlay_changed.connect(self._show_overlay)
+        self.canvas_menu: QMenu | None = None  # the canvas picture's menu while open (tests click in it)
+        shown.canvas.menu_requested.connect(self._on_canvas_menu_requested)
 
     def lora_folders(self) -> list[Path]:
         return self._folders(LORA_FOLDERS_KEY)
@@ -145,41 +159,69 @@ class AddonHookup(QObject):
         if not self._closed:
             self._panel.controlnet.set_files(controlnets)
 
-    def _on_map_wanted(self, image: Path, size: tuple[int, int], preprocess: ControlPreprocess) -> None:
-        self._map_request = (image, size, preprocess)
+    def _on_map_wanted(
+        self, unit: ControlUnit, image: Path, size: tuple[int, int], preprocess: ControlPreprocess
+    ) -> None:
+        self._map_requests[unit] = (image, size, preprocess)
+        self._map_serials[unit] = self._map_serials.get(unit, 0) + 1
         self.map_timer.start()
 
-    async def _compute_map(self) -> None:
-        if self._map_request is None:
-            return
-        self._map_serial += 1
-        serial, (image, size, preprocess) = self._map_serial, self._map_request
+    def _on_map_timer(self) -> None:
+        requests, self._map_requests = self._map_requests, {}
+        for unit, request in requests.items():
+            self._spawn(self._compute_map(unit, request, self._map_serials[unit]))
+
+    async def _compute_map(
+        self, unit: ControlUnit, request: tuple[Path, tuple[int, int], ControlPreprocess], serial: int
+    ) -> None:
         loop = asyncio.get_running_loop()
+        section = self._panel.controlnet
         try:
-            qimage = await loop.run_in_executor(self._executor, control_map_image, image, size, preprocess)
+            qimage = await loop.run_in_executor(self._executor, control_map_image, *request)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # an unreadable image or a bad threshold: said on the map, never a traceback
-            if not self._closed and serial == self._map_serial:
-                self._panel.controlnet.show_map(None, str(exc))
+            if not self._closed and self._map_serials.get(unit) == serial:
+                section.show_map(unit, None, str(exc))
             return
-        if not self._closed and serial == self._map_serial:
-            self._panel.controlnet.show_map(qimage)
+        if not self._closed and self._map_serials.get(unit) == serial:
+            section.show_map(unit, qimage)
 
-    def use_canvas_image(self) -> None:
-        result = self._shown.result
-        if result is not None and result.path is not None and Path(result.path).is_file():
-            self._panel.controlnet.set_image(Path(result.path))
+    def _show_overlay(self) -> None:
+        image, opacity = self._panel.controlnet.overlay()
+        self._shown.canvas.set_control_map(image, opacity)
+
+    def _on_canvas_menu_requested(self, pos) -> None:
+        if self.canvas_menu is not None:
+            self.canvas_menu.close()
+        menu = self.canvas_menu = QMenu(self._parent)
+        menu.addAction(USE_AS_CONTROL, lambda: self.use_canvas_image(None)).setToolTip(
+            "The picture on the canvas becomes the active ControlNet's control image"
+        )
+        menu.popup(pos)
+
+    def use_canvas_image(self, unit: ControlUnit | None = None) -> None:
+        """The canvas's picture as a control image: its file when it has one, else a scratch PNG (kept next to
+        the output when a job uses it)."""
+        target = unit.set_image if unit is not None else self._panel.controlnet.use_image
+        file = self._shown.shown_file()
+        if file is not None:
+            target(file)
             return
         image = self._shown.image()
         if image is None or image.isNull():
             self._notifier.info("Nothing on the canvas yet: generate or open an image first.")
             return
-        path = Path(tempfile.mkstemp(prefix="sd35-control-", suffix=".png")[1])
-        if not image.save(str(path)):
-            self._notifier.error(f"Could not write the canvas image to {path}.")
+        try:
+            path = write_scratch_image(image)
+        except OSError as exc:
+            self._notifier.error(f"Could not keep the canvas image as a control image: {exc}.")
             return
-        self._panel.controlnet.set_image(path)
+        target(path)
+
+    def use_control_file(self, path: Path) -> None:
+        """ "Use as Control Image" on a gallery picture."""
+        self._panel.controlnet.use_image(Path(path))
 
     def _spawn(self, coro) -> None:
         if self._closed:

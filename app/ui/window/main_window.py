@@ -54,6 +54,7 @@ from app.ui.tools.seed_compare import SeedComparePage
 from app.ui.window.addon_hookup import AddonHookup
 from app.ui.window.banner import MessageBanner
 from app.ui.window.edit_menu import EditCommands, StylePresetsFile
+from app.ui.window.engine_hookup import EngineHookup
 from app.ui.window.file_drop import ImageDropFilter
 from app.ui.window.file_menu import FileCommands, ModelFinder
 from app.ui.window.first_run import FirstRunPanel
@@ -165,6 +166,7 @@ class MainWindow(QMainWindow):
         # refine it (one without settings becomes the input image at once).
         self.drop_choice = DropChoice(self, self.refine, self.gallery.recall_dropped_file)
         self.gallery.input_listeners.append(self.refine.use_file)
+        self.gallery.control_listeners.append(self.addons.use_control_file)
         self.gallery.upscale_listeners.append(self.refine.prepare_upscale)
         self.refine.show_last_result = self._show_last_result
         self.image_drops = ImageDropFilter(self.drop_choice.dropped, self)
@@ -181,8 +183,14 @@ class MainWindow(QMainWindow):
             help=HelpCommands(self, self.models.getting_models, lambda: shortcut_table(self.actions)),
         )
         self.actions = build_actions(self, self.commands.handlers())
-        build_menus(self.menuBar(), self.actions, [d.toggleViewAction() for d in self.docks])
+        toggles = [*(d.toggleViewAction() for d in self.docks), self.addons.overlay_action]
+        build_menus(self.menuBar(), self.actions, toggles)
         self._add_refine_actions()
+        self.engine_hookup = EngineHookup(
+            self, self.picker, self.state, self.panel, self.controller, self.notifier
+        )
+        self.models_discovered.connect(self.engine_hookup.models_discovered)
+        self.seed_compare.server_name = self.engine_hookup.engines.label_for  # tiles name the server
         generate = self.commands.generate
         self.generate_button.clicked.connect(generate.generate)
         self.cancel_button.clicked.connect(generate.cancel)
@@ -536,7 +544,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.setValue("ui/advanced_expanded", self.panel.advanced.is_expanded())
-        if self.picker.selected is not None:
+        if self.picker.selected is not None and not self.picker.selected.is_remote:  # a server's: form state
             self.settings.setValue("models/selected", str(self.picker.selected.path))
         self.settings.sync()
 
@@ -558,6 +566,7 @@ class MainWindow(QMainWindow):
             self.selection.close()
             self.stale_messages.close()
             self.addons.close()
+            self.engine_hookup.close()
             self.models.close()
             self.first_run.close_tasks()
             if self._startup_task is not None:

@@ -53,7 +53,9 @@ class ModelSelection:
     def update_token_source(self) -> None:
         info = self._picker.selected
         folder = (
-            None if info is None else (info.path if info.path.suffix != ".safetensors" else info.path.parent)
+            None  # a server's model set: its tokenizers are not on this machine
+            if info is None or info.is_remote
+            else (info.path if info.path.suffix != ".safetensors" else info.path.parent)
         )
         self.token_counter.set_source(folder, self._state.values.use_t5)
         for key, editor in (("prompt", self._panel.prompt), ("negative", self._panel.negative)):

@@ -1,0 +1,24 @@
+"""Which auth token the CLI sends to a ComfyUI server: `--token` / `--engine-token-file F` when given, else the
+one stored for that URL in Settings ▸ Engines (app.remote.engine_list), else `$SD35_ENGINE_TOKEN`. The token is
+never printed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from app.remote.engine_list import TOKEN_ENV, EngineList, auth_headers, check_token, read_token_file
+
+
+def engine_token(url: str, token: str | None = None, token_file: Path | None = None) -> str:
+    if token:
+        return check_token(token)
+    if token_file is not None:
+        return read_token_file(Path(token_file))
+    stored = EngineList().tokens.get(url)
+    return stored or check_token(os.environ.get(TOKEN_ENV, ""))
+
+
+def engine_headers(url: str, token: str | None = None, token_file: Path | None = None) -> dict[str, str]:
+    """The headers for `url`; ValueError (one sentence) for an unreadable or bad token file or address."""
+    return auth_headers(engine_token(url, token, token_file))

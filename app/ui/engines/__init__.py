@@ -1,0 +1,1 @@
+"""Settings ▸ Engines: ComfyUI servers as the window's engine."""
