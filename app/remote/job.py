@@ -47,7 +47,7 @@ def refuse_what_is_not_sent(req: GenerationRequest) -> None:
     run differently. Masks, outpainting, the hires fix, LoRAs and ControlNets are sent (inputs.py,
     server_files.py); what remains is the reference text mode: ComfyUI encodes prompts its own way, which is
     our "full" mode (every CLIP window, weights applied, T5 given the whole text)."""
-    if req.text_mode == "reference":
+    if getattr(req, "text_mode", "full") == "reference":
         raise InvalidRequestError(
             "a ComfyUI server encodes prompts its own way (SD3.5 Studio's full text mode), not Stability's "
             "reference way; use the full text mode or run this job on this machine"
