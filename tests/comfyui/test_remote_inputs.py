@@ -321,6 +321,8 @@ def test_everything_at_once_is_one_graph_the_server_accepts(remote, tmp_path):
     assert {"LoraLoaderModelOnly", "ControlNetApplyAdvanced", "ImageBlur", "SetLatentNoiseMask", "ImageCrop",
             "ImageScale", "SamplerCustom"} <= kinds  # fmt: skip
     loads = [n["inputs"]["image"] for n in entry["prompt"][2].values() if "LoadImage" in n["class_type"]]
-    assert len(loads) == 4 and all(
-        n.startswith("sd35-studio/") for n in loads
-    )  # canvas, mask, blend, control
+    assert len(loads) == 4 and all(n.startswith("sd35-studio/") for n in loads)  # canvas, masks, control
+    sent = json.dumps(entry["prompt"])
+    assert (
+        str(tmp_path) not in sent and "holiday photo" not in sent and "my mask" not in sent
+    )  # no local path
