@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from app.metadata import comfy_refine, comfy_uploaded
+from app.metadata import comfy_refine, comfy_sampler, comfy_uploaded
 from app.metadata.controlnet_meta import add_comfy_controlnets
 from app.metadata.params import ImageParams
 
@@ -162,6 +162,29 @@ NODE_SPECS: dict[str, NodeSpec] = {
         (("image", "IMAGE"), ("width", "INT"), ("height", "INT"), ("x", "INT"), ("y", "INT")),
         (("IMAGE", "IMAGE"),),
     ),
+    "BasicScheduler": NodeSpec(
+        (("model", "MODEL"), ("scheduler", "COMBO"), ("steps", "INT"), ("denoise", "FLOAT")),
+        (("SIGMAS", "SIGMAS"),),
+    ),
+    "SplitSigmas": NodeSpec(
+        (("sigmas", "SIGMAS"), ("step", "INT")), (("high_sigmas", "SIGMAS"), ("low_sigmas", "SIGMAS"))
+    ),
+    "KSamplerSelect": NodeSpec((("sampler_name", "COMBO"),), (("SAMPLER", "SAMPLER"),)),
+    "SamplerCustom": NodeSpec(
+        (
+            ("model", "MODEL"),
+            ("add_noise", "BOOLEAN"),
+            ("noise_seed", "INT"),
+            ("cfg", "FLOAT"),
+            ("positive", "CONDITIONING"),
+            ("negative", "CONDITIONING"),
+            ("sampler", "SAMPLER"),
+            ("sigmas", "SIGMAS"),
+            ("latent_image", "LATENT"),
+        ),
+        (("output", "LATENT"), ("denoised_output", "LATENT")),
+        (("control_after_generate", "noise_seed"),),
+    ),
     "ControlNetLoader": NodeSpec((("control_net_name", "COMBO"),), (("CONTROL_NET", "CONTROL_NET"),)),
     "ControlNetApplyAdvanced": NodeSpec(
         (
@@ -208,6 +231,7 @@ class ComfyFiles:
     loras: tuple[str, ...] = ()  # the server's LoRA names, in the request's order
     controlnets: tuple[str, ...] = ()  # the server's ControlNet names, in the request's order
     control_images: tuple[str, ...] = ()  # the uploaded control images, in the request's order
+    our_schedule: bool = False  # a partial denoise samples our img2img schedule (comfy_sampler.py)
 
 
 class _Graph:
@@ -299,25 +323,26 @@ def build_prompt(params: ImageParams, files: ComfyFiles, filename_prefix: str = 
         latent = g.add("VAEEncode", pixels=_link(pixels), vae=_link(ckpt, 2))
     else:
         latent = g.add("EmptySD3LatentImage", width=params.width, height=params.height, batch_size=1)
-    sampled = g.add(
-        "KSampler",
+    sampled = comfy_sampler.add_sampler(
+        g,
+        files,
         model=_link(model),
         seed=params.seed,
         steps=params.steps,
         cfg=params.cfg,
-        sampler_name=params.sampler,
+        sampler=params.sampler,
         scheduler=params.scheduler,
         positive=positive_in,
         negative=negative_in,
-        latent_image=_link(latent),
+        latent=_link(latent),
         denoise=params.denoise,
     )
     image = _link(g.add("VAEDecode", samples=_link(sampled), vae=_link(ckpt, 2)))
     if start is not None:
         image = comfy_uploaded.cropped(g, files, comfy_refine.composite(g, start, image))
     if params.hires_scale not in (None, 1.0):
-        image = comfy_refine.hires_pass(g, params, image, _link(model), _link(positive), _link(negative),
-                                        _link(ckpt, 2))  # fmt: skip
+        image = comfy_refine.hires_pass(g, comfy_uploaded.hires_params(params, files), image, _link(model),
+                                        _link(positive), _link(negative), _link(ckpt, 2), files)  # fmt: skip
     g.add("SaveImage", images=image, filename_prefix=filename_prefix)
     return g
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.inference.api.request import hires_side
+from app.metadata.comfy_sampler import add_sampler
 from app.metadata.params import ImageParams
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,9 @@ def composite(g: Graph, start: MaskedStart, decoded: Link) -> Link:
 
 
 def hires_pass(g: Graph, params: ImageParams, image: Link, model: Link, positive: Link, negative: Link,
-               vae: Link) -> Link:  # fmt: skip
-    """ImageScale (Lanczos, to the 16-px-aligned hires size) → VAEEncode → KSampler → VAEDecode."""
+               vae: Link, files: object = None) -> Link:  # fmt: skip
+    """ImageScale (Lanczos, to the 16-px-aligned hires size) → VAEEncode → KSampler → VAEDecode (`files`: a
+    remote job's ComfyFiles; with `our_schedule` the sampler is comfy_sampler's)."""
     width, height = (
         hires_side(params.width, params.hires_scale),
         hires_side(params.height, params.hires_scale),
@@ -97,7 +99,7 @@ def hires_pass(g: Graph, params: ImageParams, image: Link, model: Link, positive
     scaled = g.add("ImageScale", image=image, upscale_method="lanczos", width=width, height=height,
                    crop="disabled")  # fmt: skip
     encoded = g.add("VAEEncode", pixels=[scaled, 0], vae=vae)
-    sampled = g.add("KSampler", model=model, seed=params.seed, steps=params.hires_steps or params.steps,
-                    cfg=params.cfg, sampler_name=params.sampler, scheduler=params.scheduler, positive=positive,
-                    negative=negative, latent_image=[encoded, 0], denoise=params.hires_denoise)  # fmt: skip
+    sampled = add_sampler(g, files, model=model, seed=params.seed, steps=params.hires_steps or params.steps,
+                          cfg=params.cfg, sampler=params.sampler, scheduler=params.scheduler, positive=positive,
+                          negative=negative, latent=[encoded, 0], denoise=params.hires_denoise)  # fmt: skip
     return [g.add("VAEDecode", samples=[sampled, 0], vae=vae), 0]

@@ -35,3 +35,12 @@ def cropped(g: Graph, files: Any, image: Link) -> Link:
         return image
     width, height = files.output_size
     return [g.add("ImageCrop", image=image, width=width, height=height, x=0, y=0), 0]
+
+
+def hires_params(params: Any, files: Any) -> Any:
+    """The parameters the hires pass is sized from: a cropped canvas's output size, as the local engine sizes it
+    (hires_job.py: the first pass's actual image); unchanged otherwise."""
+    if files.output_size is None:
+        return params
+    width, height = files.output_size
+    return params.updated(width=width, height=height)

@@ -67,13 +67,46 @@ def sized(request: GenerationRequest) -> GenerationRequest:
 def result_size(req: GenerationRequest, output_size: tuple[int, int] | None) -> tuple[int, int]:
     """(W, H) of the image the server returns: the (cropped) canvas, then the hires pass's size."""
     width, height = output_size or (req.width, req.height)
-    if req.hires:
-        return hires_side(req.width, req.hires_scale), hires_side(req.height, req.hires_scale)
+    if req.hires:  # sized from the first pass's image, as the local engine does (hires_job.py)
+        return hires_side(width, req.hires_scale), hires_side(height, req.hires_scale)
     return width, height
 
 
-def send_inputs(upload, req: GenerationRequest, files: ComfyFiles, subfolder: str) -> SentInputs:
-    """Upload the job's images with `upload(name, data, subfolder) -> server name`; the names in ComfyFiles."""
+class PendingUploads:
+    """An `upload` that only records: the job's names are known (and its graph checked against the server's
+    nodes) before anything is sent. Each content is sent once; `send` fixes any name the server changed."""
+
+    def __init__(self) -> None:
+        self.items: dict[
+            str, tuple[str, bytes, str]
+        ] = {}  # the name the graph uses -> (name, bytes, subfolder)
+
+    def __call__(self, name: str, data: bytes, subfolder: str = "") -> str:
+        key = f"{subfolder}/{name}" if subfolder else name
+        self.items[key] = (name, data, subfolder)
+        return key
+
+    def send(self, upload, sent: SentInputs) -> SentInputs:
+        """Upload everything with `upload(name, data, subfolder) -> server name`; the SentInputs as the server
+        named the files (the same names, unless the server said otherwise)."""
+        renamed = {}
+        for key, (name, data, subfolder) in self.items.items():
+            got = upload(name, data, subfolder)
+            if got != key:
+                renamed[key] = got
+        if not renamed:
+            return sent
+        f = sent.files
+        named = lambda n: renamed.get(n, n) if n else n  # noqa: E731
+        files = dataclasses.replace(f, init_image=named(f.init_image), mask_image=named(f.mask_image),
+                                    composite_mask=named(f.composite_mask),
+                                    control_images=tuple(named(n) for n in f.control_images))  # fmt: skip
+        return dataclasses.replace(sent, files=files)
+
+
+def plan_inputs(upload, req: GenerationRequest, files: ComfyFiles, subfolder: str) -> SentInputs:
+    """The job's images handed to `upload(name, data, subfolder) -> server name` (a PendingUploads, or a
+    ComfyHttp's upload_image); their names in ComfyFiles."""
     sent = SentInputs(files)
     if req.inpaints and req.init_image is not None:
         sent = _send_masked(upload, req, files, subfolder)

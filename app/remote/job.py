@@ -14,8 +14,10 @@ from pathlib import Path
 from app.inference.api.errors import InvalidRequestError
 from app.inference.api.request import GenerationRequest
 from app.metadata.comfy_graph import ComfyFiles, build_prompt
+from app.metadata.comfy_sampler import our_steps
 from app.metadata.params import ImageParams
 from app.remote.capabilities import ServerInfo
+from app.remote.errors import ServerMissing
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +43,14 @@ def checkpoint_name(model: object) -> str:
 
 
 def refuse_what_is_not_sent(req: GenerationRequest) -> None:
-    """Parts of a job the remote engine does not send yet (their files would have to go to the server first)
-    are refused before anything is queued, rather than run without them or failed by the server's check."""
-    missing = [label for label, used in (("the hires fix", req.hires_scale not in (None, 1.0)),) if used]
-    if missing:
+    """Parts of a job a ComfyUI server cannot run as we do are refused before anything is sent, rather than
+    run differently. Masks, outpainting, the hires fix, LoRAs and ControlNets are sent (inputs.py,
+    server_files.py); what remains is the reference text mode: ComfyUI encodes prompts its own way, which is
+    our "full" mode (every CLIP window, weights applied, T5 given the whole text)."""
+    if getattr(req, "text_mode", "full") == "reference":
         raise InvalidRequestError(
-            f"a ComfyUI server cannot run {' or '.join(missing)} from SD3.5 Studio yet; run this job on this machine"
+            "a ComfyUI server encodes prompts its own way (SD3.5 Studio's full text mode), not Stability's "
+            "reference way; use the full text mode or run this job on this machine"
         )
 
 
@@ -70,13 +74,19 @@ def variant_of(checkpoint: str, variant: str | None) -> str:
 
 
 def server_files(info: ServerInfo, checkpoint: str, partial_text_encoders: bool) -> ComfyFiles:
-    """The ComfyFiles of the server's own names; CLIP-G None only when partial encoders are allowed."""
+    """The ComfyFiles of the server's own names; CLIP-G None only when partial encoders are allowed. A partial
+    denoise samples our img2img schedule where the server has the custom-sampling nodes (comfy_sampler.py)."""
     clip_g = info.encoder("clip_g")  # ServerInfo.require has refused a missing one unless allowed
+    ours = all(n in info.nodes for n in SCHEDULE_NODES)
+    if not ours:
+        log.info("%s lacks %s: a partial denoise follows ComfyUI's KSampler schedule there", info.url,
+                 ", ".join(n for n in SCHEDULE_NODES if n not in info.nodes))  # fmt: skip
     return ComfyFiles(
         checkpoint=checkpoint,
         clip_l=info.encoder("clip_l") or "clip_l.safetensors",
         clip_g=clip_g if clip_g or partial_text_encoders else "clip_g.safetensors",
         t5=info.encoder("t5") or "t5xxl_fp16.safetensors",
+        our_schedule=ours,
     )
 
 
@@ -104,7 +114,7 @@ class RemoteImage:
     seed: int
     prompt_id: str
     graph: dict
-    sampler_node: str
+    samplers: dict  # {sampler node id: steps of the image before its own}
     started: float | None = None
     done: bool = False
     last_step: int = 0
@@ -124,22 +134,57 @@ def image_params(
                                     mask_soft=bool(getattr(sent, "mask_soft", False)))  # fmt: skip
 
 
-def image_graph(params: ImageParams, files: ComfyFiles) -> tuple[dict, str]:
-    """(API graph, KSampler node id)."""
+SAMPLER_TYPES = ("KSampler", "SamplerCustom")
+SCHEDULE_NODES = ("BasicScheduler", "SplitSigmas", "KSamplerSelect", "SamplerCustom")
+
+
+def image_graph(params: ImageParams, files: ComfyFiles) -> tuple[dict, dict[str, int]]:
+    """(API graph, {sampler node id: how many of the image's steps come before its own}): the first pass's
+    sampler, then the hires pass's, whose steps continue the count as the local engine's do."""
     nodes = build_prompt(params, files).nodes
-    sampler = next(k for k, v in nodes.items() if v["class_type"] == "KSampler")
-    return nodes, sampler
+    samplers = sorted((k for k, v in nodes.items() if v["class_type"] in SAMPLER_TYPES), key=int)
+    first = len(pass_sigmas(params.request, files.our_schedule)[0])
+    return nodes, {node: (first if i else 0) for i, node in enumerate(samplers)}
 
 
-def step_sigmas(req: GenerationRequest) -> list[float]:
-    """The sigma at the start of each of ComfyUI's KSampler steps (its denoise rule: the last `steps` of an
-    `int(steps / denoise)`-step schedule); NaN where our schedule code cannot say."""
-    try:
-        from app.inference.sampling.schedules import make_sigmas
+def require_nodes(graph: dict, info: ServerInfo) -> None:
+    """ServerMissing naming the node types of the job's graph the server lacks (a mask, a LoRA, a ControlNet or
+    the hires fix each need their own), before anything is queued; nothing when the server listed no nodes."""
+    missing = sorted({n["class_type"] for n in graph.values()} - info.nodes) if info.nodes else []
+    if missing:
+        raise ServerMissing(
+            f"{info.url} lacks the {', '.join(missing)} node{'s' if len(missing) > 1 else ''} this job needs; "
+            "update ComfyUI there or run this job on this machine"
+        )
 
-        total = req.steps if req.denoise >= 1 else int(req.steps / req.denoise)
-        sigmas = make_sigmas(req.scheduler, total, req.shift).tolist()
-        return sigmas[-(req.steps + 1) : -1]
-    except Exception as exc:  # schedules are informative here; a job never fails for them
-        log.debug("no sigmas for step events: %s", exc)
-        return [math.nan] * req.steps
+
+def _schedule(scheduler: str, steps: int, shift: float, denoise: float, ours: bool) -> list[float]:
+    """The sigmas at the start of each step of one pass: our img2img rule, or ComfyUI KSampler's (the last
+    `steps` of an `int(steps / denoise)`-step schedule)."""
+    from app.inference.sampling.schedules import img2img_sigmas, make_sigmas
+
+    if ours or denoise >= 1:
+        return img2img_sigmas(make_sigmas(scheduler, steps, shift), denoise).tolist()[:-1]
+    return make_sigmas(scheduler, int(steps / denoise), shift).tolist()[-(steps + 1) : -1]
+
+
+def pass_sigmas(req: GenerationRequest, ours: bool) -> tuple[list[float], list[float]]:
+    """(first pass, hires pass) step sigmas as the server will run them; NaN where our schedule code cannot say
+    (the counts stay right: they come from the same rules)."""
+    passes = [(req.steps, req.denoise)] + (
+        [(req.hires_steps or req.steps, req.hires_denoise)] if req.hires else []
+    )
+    out: list[list[float]] = []
+    for steps, denoise in passes:
+        try:
+            out.append(_schedule(req.scheduler, steps, req.shift, denoise, ours))
+        except Exception as exc:  # schedules are informative here; a job never fails for them
+            log.debug("no sigmas for step events: %s", exc)
+            out.append([math.nan] * (our_steps(steps, denoise) if ours else steps))
+    return out[0], (out[1] if len(out) > 1 else [])
+
+
+def step_sigmas(req: GenerationRequest, ours: bool = False) -> list[float]:
+    """The sigma at the start of each step of the image, both passes."""
+    first, hires = pass_sigmas(req, ours)
+    return first + hires

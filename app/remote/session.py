@@ -1,6 +1,8 @@
 """`RemoteSession`: the Session protocol (app.inference.api.session) on a ComfyUI server.
 
-A job: read the server's capabilities → check it can run the request → upload the init image → queue one prompt
+A job: read the server's capabilities → check it can run the request (its checkpoint, text encoders, the job's
+LoRA and ControlNet files by the server's names: server_files.py; every node of the graph) → upload the job's own
+images (init image, a masked job's canvas and masks, control images: inputs.py) → queue one prompt
 per seed (each image reproducible alone, graphs from the PNG writer's builder) → follow /ws: `progress` of the
 KSampler node → StepUpdate (ETA from the image's own clock), preview frames → the next step's preview,
 `execution_success` → the PNG via /history + /view → ImageFinished; `execution_error` → ImageFailed.
@@ -48,7 +50,7 @@ from app.remote.answers import (
 from app.remote.capabilities import ServerInfo, read_capabilities
 from app.remote.errors import ProtocolError, RemoteError, ServerMissing, ServerRejected, ServerUnreachable
 from app.remote.http import ComfyHttp, websocket_url
-from app.remote.inputs import SentInputs, send_inputs, sized
+from app.remote.inputs import PendingUploads, SentInputs, plan_inputs, sized
 from app.remote.job import (
     UPLOAD_SUBFOLDER,
     RemoteImage,
@@ -57,6 +59,7 @@ from app.remote.job import (
     image_params,
     model_stem,
     refuse_what_is_not_sent,
+    require_nodes,
     server_files,
     step_sigmas,
     variant_of,
@@ -212,15 +215,21 @@ class _Job:
         except ServerMissing:  # the file may have been added since the capabilities were read
             info = s.capabilities(refresh=True)
             files = with_server_files(info, req, files, server_metadata(s.http))
-        self.sent = send_inputs(s.http.upload_image, req, files, UPLOAD_SUBFOLDER)
-        files = self.sent.files
+        pending = PendingUploads()  # the job's images: named now, sent once the server is known to fit
+        planned = plan_inputs(pending, req, files, UPLOAD_SUBFOLDER)
         stem = model_stem(checkpoint)
+        require_nodes(
+            image_graph(image_params(req, req.seed, variant, stem, planned), planned.files)[0], info
+        )
+        self.sent = pending.send(s.http.upload_image, planned)
+        files = self.sent.files
         if s._announced != checkpoint:
             device = info.devices[0].name if info.devices else "unknown device"
             plan = f"ComfyUI {info.comfyui_version} at {info.url} ({device})"
             self.emit(ModelLoaded(variant, stem, time.perf_counter() - started, plan))
             s._announced = checkpoint
-        self.sigmas = step_sigmas(req)
+        # both passes: the image's steps as ours count them
+        self.sigmas = step_sigmas(req, files.our_schedule)
         if not s.socket.connected:
             s.socket.connect()  # before queueing: no message of the job may be missed
         extra: dict[str, object] = {}
@@ -229,8 +238,8 @@ class _Job:
         for index in range(req.count):
             self.cancel.raise_if_cancelled()
             seed = req.seed + index
-            graph, sampler = image_graph(image_params(req, seed, variant, stem, self.sent), files)
-            image = RemoteImage(index, seed, uuid.uuid4().hex, graph, sampler)
+            graph, samplers = image_graph(image_params(req, seed, variant, stem, self.sent), files)
+            image = RemoteImage(index, seed, uuid.uuid4().hex, graph, samplers)
             self._queue(image, extra)
         self._follow(req, variant, stem, files)
         if s.preview != "off" and self.stepped:
@@ -309,11 +318,13 @@ class _Job:
         if m.type == "execution_start":
             image.started = time.perf_counter()
         elif m.type == "progress":
-            if m.get("node", (str, int)) is not None and str(m.data.get("node")) == image.sampler_node:
+            node = str(m.data.get("node")) if m.get("node", (str, int)) is not None else None
+            if node in image.samplers:
                 value, total = m.get("value", int, 0), m.get("max", int, 0)
                 if 0 < value <= total <= 100_000:
                     preview, image.preview = image.preview, None
-                    self._step(image, value, total, preview)
+                    before = image.samplers[node]  # the hires pass continues the first pass's count
+                    self._step(image, before + value, max(before + total, len(self.sigmas)), preview)
         elif m.type == "executing" and m.data.get("node", 0) is None:  # sent once /history has the result
             self._fetch(image, req, variant, stem, files)
         elif m.type == "execution_error":

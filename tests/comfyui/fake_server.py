@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import struct
 import threading
 import time
@@ -60,6 +61,7 @@ class FakeComfy:
         self.delay: dict[str, float] = {}  # route -> seconds to wait before answering
         self.trickle: dict[str, float] = {}  # route -> seconds between the answer's bytes
         self.refuse_ws = False  # answer /ws upgrades with 503
+        self.accept_uploads = False  # answer /upload/image (with another name than asked for), else 404
         self.on_prompt: Callable[[FakeComfy, str, dict], None] = FakeComfy.run_prompt
         self.view_image = png_bytes()
         self.history: dict[str, dict] = {}
@@ -221,6 +223,10 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if route in ("/queue", "/interrupt"):
             return self._answer(200, b"")
+        if route == "/upload/image" and self.fake.accept_uploads:  # names it as ComfyUI does when it renames
+            found = re.search(rb'filename="([^"]+)"', raw)
+            name = "renamed-" + (found.group(1).decode() if found else "image.png")
+            return self._json({"name": name, "subfolder": "sd35-studio", "type": "input"})
         return self._json({}, 404)
 
     def _websocket(self) -> None:

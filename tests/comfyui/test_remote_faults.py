@@ -182,28 +182,37 @@ def test_a_local_path_is_never_sent_as_a_checkpoint(fake, model):
     assert ("POST", "/prompt") not in fake.requests
 
 
-@pytest.mark.parametrize(
-    ("overrides", "named"),
-    [
-        ({"hires_scale": 2.0}, "the hires fix"),
-    ],
-)  # masks, outpainting, LoRAs and ControlNets are sent since: tests/comfyui/test_remote_inputs.py
-def test_parts_the_remote_engine_does_not_send_are_refused_before_queueing(fake, tmp_path, overrides, named):
+def test_what_the_remote_engine_cannot_run_as_we_do_is_refused_before_anything_is_sent(fake, tmp_path):
+    """Masks, outpainting, the hires fix, LoRAs and ControlNets are sent (tests/comfyui/test_remote_inputs.py);
+    the reference text mode is not: ComfyUI encodes prompts its own way."""
     from PIL import Image
-
-    from app.inference.api.lora import LoraSpec
 
     image = tmp_path / "in.png"
     Image.new("RGB", (64, 64), "grey").save(image)
-    values = dict(overrides)
-    if values.get("loras") == "lora":
-        values["loras"] = (LoraSpec(tmp_path / "clay.safetensors", 0.8),)
-    if values.get("mask_image") == "mask":
-        Image.new("L", (64, 64), 255).save(tmp_path / "mask.png")
-        values["mask_image"] = tmp_path / "mask.png"
-    if "mask_image" in values or "outpaint" in values:
-        values.update(init_image=image, denoise=1.0)
-    events, _ = run_bounded(session_for(fake), request(**values))
-    assert isinstance(events[-1], JobFailed) and named in events[-1].message
+    events, _ = run_bounded(session_for(fake), request(text_mode="reference", init_image=image, denoise=0.5))
+    assert isinstance(events[-1], JobFailed) and "not Stability's reference way" in events[-1].message
     assert "run this job on this machine" in events[-1].message
     assert ("POST", "/prompt") not in fake.requests and ("POST", "/upload/image") not in fake.requests
+
+
+def test_a_server_lacking_a_node_the_job_needs_is_named_before_anything_is_queued(fake, tmp_path):
+    """The fake lists no mask nodes: a masked job names them and queues nothing; img2img there, without the
+    custom-sampling nodes, falls back to KSampler's own schedule and runs."""
+    from PIL import Image
+
+    image, mask = tmp_path / "in.png", tmp_path / "mask.png"
+    Image.new("RGB", (64, 64), "grey").save(image)
+    Image.new("L", (64, 64), 255).save(mask)
+    events, _ = run_bounded(session_for(fake), request(init_image=image, mask_image=mask))
+    assert [type(e) for e in events] == [JobFailed] and events[0].kind == FailureKind.MODEL
+    assert "lacks the ImageCompositeMasked, LoadImageMask, SetLatentNoiseMask nodes this job needs" in \
+        events[0].message  # fmt: skip
+    assert ("POST", "/prompt") not in fake.requests
+    fake.accept_uploads = True
+    events, _ = run_bounded(session_for(fake), request(init_image=image, denoise=0.5))
+    assert isinstance(events[-1], JobFinished) and events[-1].images == 1
+    assert sum(isinstance(e, StepUpdate) for e in events) == 3  # KSampler(denoise) runs all 3 steps
+    (finished,) = [e for e in events if isinstance(e, ImageFinished)]
+    assert finished.comfy_files.init_image.startswith(
+        "sd35-studio/renamed-init-"
+    )  # the server's name is used

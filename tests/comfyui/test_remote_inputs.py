@@ -238,6 +238,91 @@ def test_a_controlnet_job_uploads_its_control_image_and_the_server_accepts_the_g
 
 
 def _seed_of(entry: dict) -> int | None:
-    return next(
-        (n["inputs"]["seed"] for n in entry["prompt"][2].values() if n["class_type"] == "KSampler"), None
+    seeds = (n["inputs"].get("seed", n["inputs"].get("noise_seed")) for n in entry["prompt"][2].values()
+             if n["class_type"] in ("KSampler", "SamplerCustom"))  # fmt: skip
+    return next(seeds, None)
+
+
+# ------------------------------------------------------------------------------------------------ schedules, hires
+
+
+def _written(server, finished, tmp_path, name):
+    path = write_image(
+        tmp_path / name, finished.pixels, finished_image_params(finished), finished.comfy_files
     )
+    written = json.loads(Image.open(path).text["prompt"])
+    assert _ran(server, written) == 1  # the PNG's `prompt` chunk is the graph the server ran
+    return written
+
+
+def test_image_to_image_follows_our_schedule_on_the_server(remote, tmp_path):
+    """Denoise 0.6 of 5 steps: we drop int(5 x 0.4) = 2 sigmas and run 3 steps (ComfyUI's KSampler would run 5 of
+    an 8-step schedule); the server gets our sigmas through BasicScheduler + SplitSigmas + SamplerCustom."""
+    from app.inference.sampling.schedules import img2img_sigmas, make_sigmas
+
+    server, session, checkpoint = remote
+    init = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(init)
+    request = tiny_request(init_image=init, denoise=0.6, steps=5, seed=12)
+    events = list(session.run(checkpoint, request))
+    steps = [e for e in events if type(e).__name__ == "StepUpdate"]
+    assert [(e.step, e.steps) for e in steps] == [(1, 3), (2, 3), (3, 3)]
+    resolved = request.resolved("large")
+    expected = img2img_sigmas(make_sigmas(resolved.scheduler, 5, resolved.shift), 0.6).tolist()[:-1]
+    assert [e.sigma for e in steps] == pytest.approx(expected) and len(expected) == 3
+    (finished,) = [e for e in events if isinstance(e, ImageFinished)]
+    written = _written(server, finished, tmp_path, "i.png")
+    kinds = {n["class_type"]: n["inputs"] for n in written.values()}
+    assert (
+        "KSampler" not in kinds
+        and kinds["SplitSigmas"]["step"] == 2
+        and kinds["BasicScheduler"]["steps"] == 5
+    )
+
+
+def test_the_hires_fix_runs_on_the_server_and_counts_both_passes(remote, tmp_path):
+    server, session, checkpoint = remote
+    request = tiny_request(seed=4, steps=2, hires_scale=1.5, hires_steps=3, hires_denoise=0.5)
+    events = list(session.run(checkpoint, request))
+    assert isinstance(events[-1], JobFinished) and events[-1].images == 1, events[-1]
+    steps = [(e.step, e.steps) for e in events if type(e).__name__ == "StepUpdate"]
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 2 steps, then 3 x 0.5 -> int(1.5) = 1 dropped: 2 more
+    (finished,) = [e for e in events if isinstance(e, ImageFinished)]
+    assert finished.pixels.shape == (96, 96, 3)
+    written = _written(server, finished, tmp_path, "h.png")
+    kinds = [n["class_type"] for n in written.values()]
+    assert kinds.count("SamplerCustom") == 1 and kinds.count("KSampler") == 1 and "ImageScale" in kinds
+
+
+def test_everything_at_once_is_one_graph_the_server_accepts(remote, tmp_path):
+    """Outpaint + mask + LoRA + ControlNet + hires + partial denoise in one job: validated and queued (no
+    node_errors), then stopped in ControlNetLoader by the empty ControlNet file; every upload is the job's own."""
+    from app.inference.api.control import ControlPreprocess, ControlSpec
+    from app.inference.api.lora import LoraSpec
+
+    server, session, checkpoint = remote
+    (tmp_path / "server").mkdir()
+    lora = _tiny_lora(tmp_path / "server" / "ink.safetensors", seed=6)
+    server.place_models("controlnet", "sd3.5_large_controlnet_blur.safetensors")
+    init, mask = _init_and_mask(tmp_path)
+    spec = ControlSpec(tmp_path / "sd3.5_large_controlnet_blur.safetensors", init, 0.5,
+                       preprocess=ControlPreprocess("blur", blur_radius=2))  # fmt: skip
+    request = tiny_request(init_image=init, mask_image=mask, outpaint=(6, 0, 0, 0), denoise=0.7, seed=41,
+                           loras=(LoraSpec(lora, 0.5, 0.0),), controlnets=(spec,), hires_scale=1.25)  # fmt: skip
+    link = server.link_model("loras", lora)
+    try:
+        events = list(session.run(checkpoint, request))
+    finally:
+        link.unlink()
+    failed = [e for e in events if type(e).__name__ == "ImageFailed"]
+    assert len(failed) == 1 and "ControlNetLoader" in failed[0].message, events[-1]
+    (entry,) = [e for e in server.get("/history?max_items=64").values() if _seed_of(e) == 41]
+    kinds = {n["class_type"] for n in entry["prompt"][2].values()}
+    assert {"LoraLoaderModelOnly", "ControlNetApplyAdvanced", "ImageBlur", "SetLatentNoiseMask", "ImageCrop",
+            "ImageScale", "SamplerCustom"} <= kinds  # fmt: skip
+    loads = [n["inputs"]["image"] for n in entry["prompt"][2].values() if "LoadImage" in n["class_type"]]
+    assert len(loads) == 4 and all(n.startswith("sd35-studio/") for n in loads)  # canvas, masks, control
+    sent = json.dumps(entry["prompt"])
+    assert (
+        str(tmp_path) not in sent and "holiday photo" not in sent and "my mask" not in sent
+    )  # no local path

@@ -62,10 +62,9 @@ def test_a_job_on_the_server_shows_previews_and_lands_in_the_gallery_as_the_cli_
     assert "tiny box has no T5-XXL" in window.panel.advanced.t5_check.toolTip()
     # The server is sent LoRAs and ControlNets by its own file names (app.remote.server_files): both stay on.
     assert window.panel.loras.isEnabled() and window.panel.controlnet.isEnabled()
-    # What app.remote does not send yet is off with the reason (asked of refuse_what_is_not_sent, not assumed).
+    # What app.remote sends stays on (asked of refuse_what_is_not_sent, not assumed): masks and the hires fix too.
     inpaint, hires = window.refine_bar.mode_buttons["inpaint"], window.refine_settings.hires_check
-    assert inpaint.isEnabled()  # masks are sent
-    assert not hires.isEnabled() and "cannot run the hires fix" in hires.toolTip()
+    assert inpaint.isEnabled() and hires.isEnabled() and "cannot run" not in hires.toolTip()
 
     window.state.update(steps=2, width=64, height=64, cfg=2.0, sampler="euler", random_seed=False, seed=21)
     qtbot.keyClicks(window.panel.prompt.edit, "a red fox")
@@ -148,7 +147,9 @@ def test_a_server_without_slg_t5_or_previews_and_one_that_drops_out(qtbot, make_
         )  # a click on the disabled switch: stays off
         assert not window.state.values.slg_enabled
         hires_tip = window.engine_hookup._tips[window.refine_settings.hires_check]  # its own, from before
-        assert not window.refine_settings.hires_check.isEnabled()  # the hires fix is not sent to a server yet
+        assert (
+            window.refine_settings.hires_check.isEnabled()
+        )  # the hires fix is sent to a server (remotejobs)
         window.panel.advanced.set_expanded(True)
         qtbot.wait(100)  # laid out before the grab
         window.grab().save("/tmp/engineui-window-no-slg.png")
