@@ -52,6 +52,7 @@ def test_a_remembered_server_set_survives_an_offline_start_and_is_usable_when_th
     message = window.banner.message()
     assert message.startswith("gpu-box is offline:") and message.endswith(".") and ". " not in message
     assert window.controller.current_job is None and not fake_sessions.instances
+    window.grab().save("/tmp/engfollow-offline-start.png")
 
     window.save_settings()  # the choice is not lost when the window saves its state
     assert window.state.values.engine.endswith(f":{port}") and window.state.values.remote_model
