@@ -24,6 +24,7 @@ from app.downloads.hub import RemoteMetadata, resolve_plan
 from app.downloads.layout import PARTIAL_DIR, remove_empty_partial_dirs
 from app.downloads.plan import DownloadPlan
 from app.downloads.progress import DownloadProgress, Phase, ProgressCallback, RateMeter, format_bytes
+from app.downloads.reuse import reuse_controlnets
 from app.downloads.transfer import fetch_file
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ class _Reporter:
             self.fetched += n - self.file_done
         self.file_done = n
         self.emit(Phase.DOWNLOADING)
+
+    def checking(self, index: int, name: str, done: int, total: int) -> None:
+        """Reading back a file already on disk (a ControlNet another set has) before it is linked."""
+        self.index, self.name, self.file_total = index, name, total
+        self.emit(Phase.VERIFYING, verified=done)
 
     def finish_file(self) -> None:
         self.done_before += self.file_total
@@ -216,6 +222,9 @@ def _fetch_missing(
 ) -> tuple[DownloadPlan, int]:
     reporter.emit(Phase.CHECKING)
     plan, metadata = resolve_plan(plan, token)
+    # a ControlNet the other Large set already has is linked, not fetched (after checking it: shown as verifying)
+    plan = reuse_controlnets(plan, metadata, cancel, reporter.checking)
+    reporter.index, reporter.name, reporter.file_total = 0, "", 0
     reporter.plan = plan
     reporter.done_before = plan.present_bytes
     check_free_space(plan, free_bytes)

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.downloads.catalog import T5_CHOICES, RemoteFile, VariantSource, model_set_files, variant_source
+from app.downloads.catalog import (
+    CONTROLNET_VARIANTS,
+    T5_CHOICES,
+    RemoteFile,
+    VariantSource,
+    model_set_files,
+    variant_source,
+)
 from app.downloads.layout import default_models_dir, find_partials
 
 log = logging.getLogger(__name__)
@@ -25,6 +33,7 @@ class PlannedFile:
     size_exact: bool = False
     present_bytes: int = 0  # bytes already on disk: the whole file, or resumable partial data
     complete: bool = False  # the finished file is in place
+    elsewhere: Path | None = None  # the same ControlNet in the other Large set's folder: linked, not fetched
 
     @property
     def local_path(self) -> str:
@@ -32,7 +41,7 @@ class PlannedFile:
 
     @property
     def remaining(self) -> int:
-        return 0 if self.complete else max(self.size - self.present_bytes, 0)
+        return 0 if self.complete or self.elsewhere else max(self.size - self.present_bytes, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +69,7 @@ class DownloadPlan:
 
     @property
     def present_bytes(self) -> int:
-        return sum(f.size if f.complete else f.present_bytes for f in self.files)
+        return sum(f.size if f.complete or f.elsewhere else f.present_bytes for f in self.files)
 
     @property
     def remaining_bytes(self) -> int:
@@ -91,7 +100,31 @@ def local_state(destination: Path, remote: RemoteFile, size: int, size_exact: bo
         on_disk = final.stat().st_size
         return PlannedFile(remote, on_disk, True, present_bytes=on_disk, complete=True)
     partial = max((p.stat().st_size for p in find_partials(destination, remote.local_path)), default=0)
-    return PlannedFile(remote, size, size_exact, present_bytes=min(partial, size) if size_exact else partial)
+    elsewhere = next(iter(other_copies(destination, remote)), None)
+    present = min(partial, size) if size_exact else partial
+    return PlannedFile(remote, size, size_exact, present_bytes=present, elsewhere=elsewhere)
+
+
+def other_copies(destination: Path, remote: RemoteFile) -> list[Path]:
+    """The same ControlNet file in the other Large sets' folders next to `destination` and in the app's models
+    folder (`app.downloads.reuse` links one of them in place of a download)."""
+    if remote.role != "controlnet":
+        return []
+    own = destination / remote.local_path
+    sets = [variant_source(v).folder_name for v in CONTROLNET_VARIANTS]
+    roots = dict.fromkeys([destination.parent, default_models_dir()])
+    found = []
+    for path in dict.fromkeys(root / name / remote.local_path for root in roots for name in sets):
+        if path != own and path.is_file() and not _same_file(path, own):
+            found.append(path)
+    return found
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def build_plan(

@@ -18,6 +18,7 @@ from app.inference.api.request import GenerationRequest
 from app.metadata.a1111 import params_from_infotext
 from app.metadata.comfy_recall import params_from_comfy_prompt
 from app.metadata.comfy_workflow import WorkflowError, prompt_from_workflow
+from app.metadata.control_image_search import find_moved_control_images
 from app.metadata.controlnet_a1111 import resolve_controlnet_files
 from app.metadata.controlnet_meta import controlnet_warnings
 from app.metadata.exif import read_user_comment
@@ -55,6 +56,7 @@ class CurrentSetup:
     controlnet_files: tuple[
         Path, ...
     ] = ()  # the ControlNets found here: recalled ones are matched by file name
+    control_image_folders: tuple[Path, ...] = ()  # where a moved kept control image is looked for (by hash)
 
 
 def recall_from_text(chunks: dict[str, str], problems: dict[str, str] | None = None) -> Recalled | None:
@@ -189,8 +191,11 @@ def reproduction_warnings(recalled: Recalled, setup: CurrentSetup | None) -> tup
 
 def _controlnets_here(specs: tuple[ControlSpec, ...], setup: CurrentSetup | None) -> tuple[ControlSpec, ...]:
     """Recalled ControlNets with the files found here in place of names that are not files (A1111 and ComfyUI
-    metadata name the file only)."""
-    if not specs or setup is None or not setup.controlnet_files:
+    metadata name the file only), and a moved kept control image found again by its hash."""
+    if not specs or setup is None:
+        return specs
+    specs = find_moved_control_images(specs, setup.control_image_folders)
+    if not setup.controlnet_files:
         return specs
     return resolve_controlnet_files(specs, setup.controlnet_files)[0]
 

@@ -143,6 +143,8 @@ def size_text(planned: PlannedFile) -> str:
 def disk_text(planned: PlannedFile) -> str:
     if planned.complete:
         return ALREADY_HERE
+    if planned.elsewhere is not None:  # the other Large set's copy: linked at download time, not fetched
+        return f"✓ in {planned.elsewhere.parent.parent.name} (linked)"
     if planned.present_bytes:
         return f"{format_bytes(planned.present_bytes)} so far"
     return ""

@@ -19,12 +19,12 @@ from pathlib import Path
 from PySide6.QtGui import QImage
 
 from app.inference.api.control import ControlSpec
+from app.metadata.control_image_search import KEPT_FOLDER_NAME, KEPT_HASH_DIGITS  # recall looks there too
 
 log = logging.getLogger(__name__)
 
 SCRATCH_FOLDER_NAME = "sd35-studio-control"
-KEPT_FOLDER_NAME = "control-images"
-_HASH_DIGITS = 16
+_HASH_DIGITS = KEPT_HASH_DIGITS
 
 
 def scratch_folder() -> Path:

@@ -345,6 +345,8 @@ class ControlUnit(QWidget):
         if not self.enabled_check.isChecked():
             return ""
         file, image = self.file(), self.image
+        if image is not None and not image.name:  # A1111 text names no control image (NO_IMAGE)
+            image = None
         if file is None or image is None:
             what = " and ".join(
                 w for w, v in (("a ControlNet file", file), ("a control image", image)) if v is None
@@ -391,7 +393,7 @@ class ControlUnit(QWidget):
         kind = self.control_type() or (
             file.stem.removeprefix("sd3.5_large_controlnet_") if file else "no file"
         )
-        parts = [f"{self.number}", kind, image.name if image else "no image"]
+        parts = [f"{self.number}", kind, image.name if image and image.name else "no image"]
         if file is not None and image is not None:
             parts.append(f"strength {self.strength_spin.value():g}")
         problem = self.problem()

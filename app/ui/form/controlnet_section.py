@@ -11,8 +11,17 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.inference.api.control import ControlSpec
 from app.ui.form.addons import CONTROLNET_RECOMMENDED, CONTROLNET_VARIANTS, ControlNetInfo
@@ -47,6 +56,10 @@ class ControlNetSection(CollapsibleSection):
         self._pushing = False
         self._map_keys: dict[int, tuple] = {}  # id(unit) -> what its shown (or coming) map was made from
         self.setAcceptDrops(True)
+        # Ctrl+V in the section (a click on its background focuses it) pastes a picture into a unit
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.paste_shortcut = QShortcut(QKeySequence.StandardKey.Paste, self, self.paste_here)
+        self.paste_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         column = QVBoxLayout(self.content)
         column.setContentsMargins(14, 2, 0, 2)
         column.setSpacing(6)
@@ -180,6 +193,18 @@ class ControlNetSection(CollapsibleSection):
         self.set_expanded(True)
         unit.set_expanded(True)
         unit.set_image(Path(path))
+
+    def paste_here(self) -> None:
+        """Ctrl+V in the section: the clipboard's picture into the unit being worked in (the one holding the
+        focus, else the active one). Text and number fields claim their own Ctrl+V first (ShortcutOverride), so
+        this never takes a field's paste."""
+        focus = QApplication.focusWidget()
+        unit = next((u for u in self.units if focus is not None and u.isAncestorOf(focus)), None)
+        unit = unit or self._target()
+        if unit is not None:
+            self.set_expanded(True)
+            unit.set_expanded(True)
+            unit.paste_image()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if dropped_image(event) is not None:

@@ -71,6 +71,7 @@ class GalleryHookup:
         self._pending: list[ImageResult] = []
         self._loaded_name: str | None = None  # the model set the engine last loaded
         self._fresh_frames: dict[str, StepFrames] = {}  # by image path, until their file is written
+        self._controlnet_files: tuple[Path, ...] = ()  # the ControlNets found here, for recall (by name)
         self._closed = False
         self.trashed_listeners: list[Callable[[list[Path]], None]] = []  # told which images went to the trash
         self.input_listeners: list[Callable[[Path], object]] = []  # "Use as Input Image" on a gallery image
@@ -118,6 +119,8 @@ class GalleryHookup:
         stack.addWidget(compare)
         compare.closed.connect(self._shown.show_canvas)
         self._sweep_step_frames()
+        self.panel.loaded.controlnet_files = self._controlnet_files
+        self.panel.output_root = self._output_root
         for result in self._pending:
             self._on_controller_image_finished(result)
         self._pending.clear()
@@ -230,6 +233,13 @@ class GalleryHookup:
         self._state.apply_request(recall.request, seed=recall.seed)
         notes = [*recall.warnings, *(f"not applied: {u}" for u in recall.unmapped)]
         self._notifier.status("Settings applied" + (f" — {'; '.join(notes)}" if notes else ""))
+
+    def share_controlnet_files(self, files: tuple[Path, ...]) -> None:
+        """The ControlNet scan's usable files: recall swaps an image's ControlNet names (A1111, ComfyUI) for
+        them. Kept until the panel opens (the scan may end first)."""
+        self._controlnet_files = tuple(files)
+        if self.panel is not None:
+            self.panel.loaded.controlnet_files = self._controlnet_files
 
     def recall_dropped_file(self, path: Path) -> None:
         """An image dropped on the window: its settings fill the form (or the status bar says why not)."""

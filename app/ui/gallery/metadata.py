@@ -31,6 +31,7 @@ class LoadedModel:
         self.lora_folders: tuple[
             Path, ...
         ] = ()  # where recall looks for an image's LoRAs by name (the LoRA scan's)
+        self.controlnet_files: tuple[Path, ...] = ()  # the ControlNets found here (recall matches names)
 
     def set(self, checkpoint: Path | None, variant: str | None, t5_available: bool) -> None:
         with self._lock:
@@ -57,7 +58,9 @@ class LoadedModel:
         info = self._info(wait=False)
         name = self.checkpoint.stem if self.checkpoint is not None else None
         hash_, fp8 = (info.short_hash, info.fp8) if info else (None, False)
-        return CurrentSetup(name, hash_, self.variant, fp8, self.t5_available, self.lora_folders)
+        return CurrentSetup(
+            name, hash_, self.variant, fp8, self.t5_available, self.lora_folders, self.controlnet_files
+        )
 
     def image_params(self, request: GenerationRequest, seed: int) -> ImageParams:
         """The full metadata of one finished image of `request` (resolved) made with the loaded model."""

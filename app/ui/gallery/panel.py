@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.gallery.db import ImageRecord
 from app.gallery.export import DEFAULT_QUALITY
+from app.metadata.control_image_search import kept_image_folders
 from app.metadata.file_names import OutputTarget
 from app.metadata.limits import MetadataError
 from app.metadata.params import ImageParams
@@ -74,6 +76,8 @@ class GalleryPanel(QWidget):
         super().__init__(parent)
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.output = output or OutputTarget(default_output_dir())
+        # the window's output folder (its kept control images are looked for there on recall)
+        self.output_root: Callable[[], Path] = lambda: self.output.root
         self._settings = settings  # remembered choices (export format); opened on first use
         lib = self.library = GalleryLibrary(self.data_dir, self)
         # the data side under its usual names: the window's hookup and tests use panel.db, .loaded, .tasks
@@ -146,8 +150,11 @@ class GalleryPanel(QWidget):
     def set_output_settings(self, output: OutputTarget) -> None:
         self.output = output
 
-    def current_setup(self) -> CurrentSetup:
-        return self.loaded.setup()
+    def current_setup(self, image: Path | None = None) -> CurrentSetup:
+        """What recall compares with; for `image`, also where its moved control images may be now."""
+        setup = self.loaded.setup()
+        folders = kept_image_folders(image, self.output_root())
+        return replace(setup, control_image_folders=folders)
 
     def add_finished_image(
         self, pixels: np.ndarray, request: GenerationRequest, seed: int, *, job_id: str
@@ -173,7 +180,7 @@ class GalleryPanel(QWidget):
         if not isinstance(recalled, Recalled):
             self.status_changed.emit(f"{path.name} carries no generation settings")
             return
-        self.settings_requested.emit(settings_for(recalled, self.current_setup()))
+        self.settings_requested.emit(settings_for(recalled, self.current_setup(path)))
 
     def _on_file_not_recalled(self, path: Path, exc: BaseException) -> None:
         reason = str(exc) if isinstance(exc, MetadataError) else f"it cannot be read ({exc})"
@@ -195,7 +202,7 @@ class GalleryPanel(QWidget):
         return [r for r in (self.model.record(row) for row in rows) if r is not None]
 
     def settings_of(self, record: ImageRecord) -> SettingsRecall:
-        return settings_for(Recalled(record.params, record.source), self.current_setup())
+        return settings_for(Recalled(record.params, record.source), self.current_setup(record.path))
 
     def open_in_canvas(self, record: ImageRecord) -> None:
         self.image_opened.emit(record.path)

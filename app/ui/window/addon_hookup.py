@@ -23,12 +23,15 @@ from app.ui.form.form_state import GenerationFormState
 from app.ui.form.generation_panel import GenerationPanel
 from app.ui.form.lora_panel import THUMB
 from app.ui.notify import Notifier
-from app.ui.window.settings_store import load_json, save_json
+from app.ui.window.settings_store import load_bool, load_json, save_json
 
 log = logging.getLogger(__name__)
 
 LORA_FOLDERS_KEY = "loras/folders"
 CONTROLNET_FOLDERS_KEY = "controlnets/folders"
+# the control map overlay's switch and opacity, kept between sessions
+OVERLAY_KEY = "view/control_map_overlay"
+OVERLAY_OPACITY_KEY = "view/control_map_opacity"
 MAP_DEBOUNCE_MS = 150
 USE_AS_CONTROL = "Use as Control Image"
 
@@ -79,6 +82,8 @@ class AddonHookup(QObject):
     ) -> None:
         super().__init__(parent)
         self.share_lora_folders = share_lora_folders  # recall looks for an image's LoRAs there by name
+        # told the usable ControlNet files after each scan (recall matches an image's ControlNet names to them)
+        self.controlnet_listeners: list[Callable[[tuple[Path, ...]], None]] = []
         self._parent, self._panel, self._state, self._executor = parent, panel, state, executor
         self._settings, self._shown, self._notifier = settings, shown, notifier
         self._defaults = search_defaults
@@ -104,6 +109,7 @@ class AddonHookup(QObject):
         self.overlay_action.toggled.connect(check.setChecked)
         check.toggled.connect(self.overlay_action.setChecked)
         panel.controlnet.overlay_changed.connect(self._show_overlay)
+        self._restore_overlay()
         self.canvas_menu: QMenu | None = None  # the canvas picture's menu while open (tests click in it)
         shown.canvas.menu_requested.connect(self._on_canvas_menu_requested)
 
@@ -125,6 +131,14 @@ class AddonHookup(QObject):
             folder = Path(chosen)
         folders = [str(folder), *(str(p) for p in self.lora_folders() if p != folder)]
         save_json(self._settings, LORA_FOLDERS_KEY, folders[:20])
+        self.scan()
+
+    def add_controlnet_files(self, files: tuple[Path, ...]) -> None:
+        """ControlNets a download just wrote: their folders are searched from now on (the user may have saved
+        them outside the default places) and the list is scanned again, so they can be chosen at once."""
+        added = [str(folder) for folder in dict.fromkeys(Path(f).parent for f in files)]
+        folders = [*added, *(str(p) for p in self.controlnet_folders() if str(p) not in added)]
+        save_json(self._settings, CONTROLNET_FOLDERS_KEY, folders[:20])
         self.scan()
 
     def scan(self) -> None:
@@ -158,6 +172,9 @@ class AddonHookup(QObject):
         )
         if not self._closed:
             self._panel.controlnet.set_files(controlnets)
+            usable = tuple(c.path for c in controlnets if c.error is None)
+            for listener in self.controlnet_listeners:
+                listener(usable)
 
     def _on_map_wanted(
         self, unit: ControlUnit, image: Path, size: tuple[int, int], preprocess: ControlPreprocess
@@ -186,6 +203,21 @@ class AddonHookup(QObject):
             return
         if not self._closed and self._map_serials.get(unit) == serial:
             section.show_map(unit, qimage)
+
+    def _restore_overlay(self) -> None:
+        """The overlay switch and opacity as the last session left them (a bad saved value: the default)."""
+        section = self._panel.controlnet
+        section.overlay_check.setChecked(load_bool(self._settings, OVERLAY_KEY, False))
+        try:
+            opacity = int(self._settings.value(OVERLAY_OPACITY_KEY, section.overlay_slider.value()))
+        except (TypeError, ValueError):
+            return
+        section.overlay_slider.setValue(opacity)  # the slider keeps it in its range
+
+    def save_settings(self) -> None:
+        section = self._panel.controlnet
+        self._settings.setValue(OVERLAY_KEY, section.overlay_check.isChecked())
+        self._settings.setValue(OVERLAY_OPACITY_KEY, section.overlay_slider.value())
 
     def _show_overlay(self) -> None:
         image, opacity = self._panel.controlnet.overlay()
@@ -232,6 +264,9 @@ class AddonHookup(QObject):
         task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
+        if not self._closed:
+            self.save_settings()
+            self._settings.sync()
         self._closed = True
         self.map_timer.stop()
         for task in list(self._tasks):

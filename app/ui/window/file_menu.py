@@ -51,6 +51,8 @@ class ModelFinder:
         self._notifier, self._validate, self._remember = notifier, validate, remember
         self._tasks: set[asyncio.Task[None]] = set()
         self.download_dialog: DownloadDialog | None = None
+        # told the ControlNet files a download wrote (a model set's controlnets/ folder, or the files alone)
+        self.controlnet_listeners: list[Callable[[tuple[Path, ...]], None]] = []
         picker.download_requested.connect(self._on_picker_download_requested)
         first_run.model_chosen.connect(self.use_model)
         first_run.download_requested.connect(self.download_models)
@@ -74,11 +76,17 @@ class ModelFinder:
 
             self.download_dialog = DownloadDialog(self._parent)
             self.download_dialog.model_downloaded.connect(lambda path: self._spawn(self._locate(path)))
+            # ControlNets, alone or with their set (the dialog names them either way): listed at once
+            self.download_dialog.controlnets_downloaded.connect(self._tell_controlnets)
         if variant is not None:
             self.download_dialog.set_variant(variant)
         self.download_dialog.show()
         self.download_dialog.raise_()
         self.download_dialog.activateWindow()
+
+    def _tell_controlnets(self, files: tuple[Path, ...]) -> None:
+        for listener in self.controlnet_listeners:
+            listener(tuple(Path(f) for f in files))
 
     def _on_picker_download_requested(self, variant: str) -> None:
         self.download_models(variant or None)  # the picker's "Download models…": the File menu's dialog

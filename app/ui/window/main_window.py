@@ -154,6 +154,7 @@ class MainWindow(QMainWindow):
             search_defaults=self._search_defaults, share_lora_folders=self._share_lora_folders,
         )  # fmt: skip
         self.token_counter = self.selection.token_counter
+        self.models.controlnet_listeners.append(self.addons.add_controlnet_files)  # downloads list at once
 
     def _build_tools(self) -> None:
         """The gallery, the multi-image tools, and the menus' commands that reach them."""
@@ -167,6 +168,7 @@ class MainWindow(QMainWindow):
         self.drop_choice = DropChoice(self, self.refine, self.gallery.recall_dropped_file)
         self.gallery.input_listeners.append(self.refine.use_file)
         self.gallery.control_listeners.append(self.addons.use_control_file)
+        self.addons.controlnet_listeners.append(self.gallery.share_controlnet_files)  # recall: names → files
         self.gallery.upscale_listeners.append(self.refine.prepare_upscale)
         self.refine.show_last_result = self._show_last_result
         self.image_drops = ImageDropFilter(self.drop_choice.dropped, self)
