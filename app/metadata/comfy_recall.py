@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from app.inference.api.lora import LoraSpec
 from app.inference.api.request import SAMPLER_NAMES, SCHEDULER_NAMES
-from app.metadata import comfy_refine_recall
+from app.metadata import comfy_refine_recall, comfy_sampler
 from app.metadata.controlnet_meta import comfy_controlnets
 from app.metadata.fields import checked_fields
 from app.metadata.params import ImageParams, variant_of_name
@@ -161,7 +161,7 @@ def params_from_comfy_prompt(prompt: dict) -> tuple[ImageParams, tuple[str, ...]
     """Raises ValueError when the graph has no sampler we can read (and ValueError, TypeError, KeyError or
     AttributeError when a node is not shaped as ComfyUI writes it: the caller turns those into a sentence).
     Values of the wrong type are left out with a note (`app.metadata.fields`)."""
-    w = _Walker(prompt)
+    w = _Walker(comfy_sampler.as_ksamplers(prompt))  # our remote graphs' SamplerCustom reads as its KSampler
     samplers = [(k, n) for k, n in sorted(w.nodes.items()) if n["class_type"] in _SAMPLER_TYPES]
     if not samplers:
         raise ValueError("the ComfyUI graph has no KSampler")

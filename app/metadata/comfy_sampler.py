@@ -12,6 +12,7 @@ Graphs written for a local image keep KSampler (the portable, familiar form), as
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -37,3 +38,55 @@ def add_sampler(g: Any, files: Any, *, model: list, seed: int, steps: int, cfg: 
     chosen = g.add("KSamplerSelect", sampler_name=sampler)
     return g.add("SamplerCustom", model=model, add_noise=True, noise_seed=seed, cfg=cfg, positive=positive,
                  negative=negative, sampler=[chosen, 0], sigmas=[split, 1], latent_image=latent)  # fmt: skip
+
+
+def denoise_for(steps: int, dropped: int) -> float:
+    """A denoise strength whose img2img rule drops exactly `dropped` of `steps` sigmas (the inverse of
+    dropped_steps; several strengths drop the same count: the one with the fewest decimals at or below
+    1 − dropped/steps, so 40 steps with 7 dropped reads 0.8, the strength such a graph is usually made from)."""
+    if dropped <= 0:
+        return 1.0
+    exact = 1 - dropped / steps
+    for digits in range(1, 13):
+        d = math.floor(exact * 10**digits) / 10**digits
+        if dropped_steps(steps, d) == dropped:
+            return d
+    while dropped_steps(steps, exact) < dropped:  # float rounding just under the count
+        exact -= 1e-15
+    return exact
+
+
+def as_ksamplers(prompt: dict) -> dict:
+    """A copy of an API graph where each SamplerCustom fed by KSamplerSelect and BasicScheduler (denoise 1)
+    [→ SplitSigmas.low_sigmas], the form add_sampler writes, reads as the KSampler of the same schedule:
+    steps N, denoise with the same dropped sigmas. Other graphs come back unchanged."""
+    nodes = {str(k): v for k, v in prompt.items() if isinstance(v, dict)}
+
+    def node(ref: object) -> dict | None:
+        return nodes.get(str(ref[0])) if isinstance(ref, list) and len(ref) == 2 else None
+
+    out = dict(prompt)
+    for key, n in nodes.items():
+        if n.get("class_type") != "SamplerCustom" or not isinstance(n.get("inputs"), dict):
+            continue
+        inputs = n["inputs"]
+        chosen, sigmas = node(inputs.get("sampler")), node(inputs.get("sigmas"))
+        dropped = 0
+        if sigmas is not None and sigmas.get("class_type") == "SplitSigmas" and inputs["sigmas"][1] == 1:
+            dropped = sigmas.get("inputs", {}).get("step")
+            sigmas = node(sigmas.get("inputs", {}).get("sigmas"))
+        if chosen is None or chosen.get("class_type") != "KSamplerSelect" or sigmas is None:
+            continue
+        schedule = sigmas.get("inputs", {})
+        steps = schedule.get("steps")
+        if sigmas.get("class_type") != "BasicScheduler" or schedule.get("denoise") != 1.0:
+            continue
+        if not (isinstance(steps, int) and isinstance(dropped, int) and 0 <= dropped < steps):
+            continue
+        out[key] = {"class_type": "KSampler", "inputs": {
+            "model": inputs.get("model"), "seed": inputs.get("noise_seed"), "steps": steps,
+            "cfg": inputs.get("cfg"), "sampler_name": chosen.get("inputs", {}).get("sampler_name"),
+            "scheduler": schedule.get("scheduler"), "positive": inputs.get("positive"),
+            "negative": inputs.get("negative"), "latent_image": inputs.get("latent_image"),
+            "denoise": denoise_for(steps, dropped)}}  # fmt: skip
+    return out

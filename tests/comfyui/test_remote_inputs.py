@@ -326,3 +326,20 @@ def test_everything_at_once_is_one_graph_the_server_accepts(remote, tmp_path):
     assert (
         str(tmp_path) not in sent and "holiday photo" not in sent and "my mask" not in sent
     )  # no local path
+
+
+def test_the_cli_outpaints_on_a_server_and_writes_the_png_of_what_ran(comfyui_tiny, tmp_path, capsys):
+    from app.cli.main import main
+
+    server, checkpoint, _ = comfyui_tiny
+    init, mask = _init_and_mask(tmp_path)
+    out = tmp_path / "remote outpaint.png"
+    args = ["generate", "--engine", server.url, "--engine-partial-encoders", "--model", checkpoint, "--prompt",
+            "a lighthouse", "--seed", "13", "--steps", "2", "--no-t5", "--sampler", "euler", "--init-image", str(init),
+            "--mask", str(mask), "--outpaint", "0,0,4,8", "--denoise", "1", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    image = Image.open(out)
+    assert image.size == (64, 48)  # 60+4 x 40+8
+    written = json.loads(image.text["prompt"])
+    assert _ran(server, written) == 1 and "SetLatentNoiseMask" in {n["class_type"] for n in written.values()}
+    assert json.loads(image.text["sd35-studio"])["outpaint"] == [0, 0, 4, 8]
