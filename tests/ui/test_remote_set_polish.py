@@ -1,0 +1,51 @@
+"""What the window shows around a server's model set, on the in-process fake ComfyUI server (fast): the prompt's
+token counter counts with this machine's tokenizers (every SD3.5 variant has the same ones), or says plainly
+that a server's model is not counted when this machine has none."""
+
+import pytest
+
+from app.remote.engine_list import EngineList
+from tests.comfyui.fake_server import FakeComfy
+from tests.ui.conftest import wait_until_ready
+from tests.ui.test_window_remote_engine import remote_index
+
+LABEL = "sd3.5_medium · desk gpu · no T5"
+
+
+@pytest.fixture(autouse=True)
+def token_file(monkeypatch):
+    monkeypatch.setattr("app.remote.engine_list._usable_keyring", lambda: None)
+
+
+def pick_remote_set(qtbot, window):
+    qtbot.waitUntil(lambda: remote_index(window, LABEL) >= 0, timeout=10_000)
+    window.panel.model_combo.setCurrentIndex(remote_index(window, LABEL))
+    assert window.picker.selected is not None and window.picker.selected.is_remote
+
+
+def test_a_servers_set_is_counted_with_this_machines_tokenizers(qtbot, make_window):
+    with FakeComfy() as fake:
+        EngineList().add(fake.url, "desk gpu")
+        window = make_window()
+        wait_until_ready(qtbot, window)
+        pick_remote_set(qtbot, window)
+        qtbot.keyClicks(window.panel.prompt.edit, "a red fox")
+        counter = window.panel.prompt.counter
+        qtbot.waitUntil(lambda: counter.text().startswith("CLIP "), timeout=20_000)
+        assert counter.text().endswith("T5 off")  # the server has no T5: the set runs without it
+        assert "select a model" not in window.panel.negative.counter.text()
+        window.panel.grab().save("/tmp/polish-remote-tokens.png")
+        window.close()
+
+
+def test_without_a_local_set_a_servers_set_says_it_is_not_counted(qtbot, make_window, tmp_path):
+    with FakeComfy() as fake:
+        EngineList().add(fake.url, "desk gpu")
+        window = make_window(model_path=tmp_path / "no-such-model.safetensors")
+        wait_until_ready(qtbot, window)
+        pick_remote_set(qtbot, window)
+        assert not any(s.usable for s in window.picker.sets if not s.is_remote)
+        qtbot.keyClicks(window.panel.prompt.edit, "a red fox")
+        counter = window.panel.prompt.counter
+        qtbot.waitUntil(lambda: counter.text() == "Tokens: not counted for a server's model", timeout=20_000)
+        window.close()
