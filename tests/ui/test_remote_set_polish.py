@@ -49,3 +49,31 @@ def test_without_a_local_set_a_servers_set_says_it_is_not_counted(qtbot, make_wi
         counter = window.panel.prompt.counter
         qtbot.waitUntil(lambda: counter.text() == "Tokens: not counted for a server's model", timeout=20_000)
         window.close()
+
+
+def test_the_gallery_card_of_a_servers_image_gets_its_thumbnail(qtbot, make_window, tmp_path):
+    """The card is dark grey only until the thumbnail loader (2 background threads) has read the PNG the
+    window wrote from the server's result: the remote image's gallery record points at a real file."""
+    with FakeComfy() as fake:
+        EngineList().add(fake.url, "desk gpu")
+        window = make_window()
+        wait_until_ready(qtbot, window)
+        pick_remote_set(qtbot, window)
+        window.state.update(prompt="a harbour", steps=2, count=1, width=64, height=64, cfg=2.0, sampler="euler",
+                            random_seed=False, seed=21)  # fmt: skip
+        with qtbot.waitSignal(window.controller.job_ended, timeout=60_000) as ended:
+            window.actions.generate.trigger()
+        assert ended.args[1].status.name == "FINISHED", ended.args[1].message
+        qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+        model = window.gallery.panel.model
+        qtbot.waitUntil(
+            lambda: any(model.image_id(r) is not None for r in range(model.rowCount())), timeout=10_000
+        )
+        (row,) = [r for r in range(model.rowCount()) if model.image_id(r) is not None]
+        image_id, record = model.image_id(row), model.record(row)
+        assert record is not None and record.path.is_file() and record.path.parent == tmp_path / "out"
+        window.gallery.panel.grab()  # painting the card asks for its thumbnail
+        qtbot.waitUntil(lambda: image_id in model._pixmaps or image_id in model.missing_ids, timeout=10_000)
+        assert image_id not in model.missing_ids
+        window.grab().save("/tmp/polish-remote-gallery.png")
+        window.close()
