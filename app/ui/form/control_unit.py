@@ -39,7 +39,8 @@ from app.ui.form.control_widgets import (
 log = logging.getLogger(__name__)
 
 BROWSE = "__browse__"
-NO_IMAGE = "No control image — open, paste or drop one"
+NO_IMAGE = "No image"  # short: the row also holds three buttons at the dock's default width
+NO_IMAGE_TIP = "No control image yet — open, paste or drop one"
 NO_PICTURE_ON_CLIPBOARD = "The clipboard holds no picture to use as the control image."
 
 
@@ -107,6 +108,7 @@ class ControlUnit(QWidget):
         image_row = QHBoxLayout()
         image_row.setSpacing(4)
         self.image_label = ElidedLabel(NO_IMAGE, self.body, Qt.TextElideMode.ElideMiddle)
+        self.image_label.setToolTip(NO_IMAGE_TIP)
         self.open_button = self._tool(
             "Open…", "Choose the control image: a picture, an edge map or a depth map"
         )
@@ -291,7 +293,7 @@ class ControlUnit(QWidget):
     def _show_image(self, path: Path | None) -> None:
         self.image = Path(path) if path is not None else None
         self.image_label.setText(self.image.name if self.image else NO_IMAGE)
-        self.image_label.setToolTip(str(self.image) if self.image else NO_IMAGE)
+        self.image_label.setToolTip(str(self.image) if self.image else NO_IMAGE_TIP)
         source = QImage(str(self.image)) if self.image else QImage()
         if source.isNull():
             self.source_view.setText("cannot read the image" if self.image else "control image")

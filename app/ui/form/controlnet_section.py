@@ -46,6 +46,7 @@ class ControlNetSection(CollapsibleSection):
     canvas_image_requested = Signal(object)  # unit: the window answers with `unit.set_image`
     overlay_changed = Signal()  # the overlay switch, its opacity or the active unit's map changed
     said = Signal(str)  # a sentence for the status bar
+    folders_requested = Signal()  # "Add folder…": the window asks for a ControlNet folder and rescans
 
     def __init__(self, state: GenerationFormState, parent: QWidget | None = None) -> None:
         super().__init__("ControlNet", parent)
@@ -83,6 +84,15 @@ class ControlNetSection(CollapsibleSection):
         buttons.addWidget(self.recommended_button)
         buttons.addStretch(1)
         column.addLayout(buttons)
+        folder_row = QHBoxLayout()  # its own row: the dock's default width has no room beside the two above
+        self.folders_button = QPushButton("Add folder…", self.content)
+        self.folders_button.setToolTip(
+            "Add a folder of ControlNet files (ComfyUI's models/controlnet and the Hugging Face download "
+            "are searched too); the list is read again"
+        )
+        folder_row.addWidget(self.folders_button)
+        folder_row.addStretch(1)
+        column.addLayout(folder_row)
 
         overlay_row = QHBoxLayout()
         overlay_row.setSpacing(6)
@@ -107,6 +117,7 @@ class ControlNetSection(CollapsibleSection):
 
         self.add_button.clicked.connect(lambda: self.add_unit(expanded=True))
         self.recommended_button.clicked.connect(self.apply_recommended)
+        self.folders_button.clicked.connect(self.folders_requested)
         self.overlay_check.toggled.connect(lambda _on: self.overlay_changed.emit())
         self.overlay_slider.valueChanged.connect(lambda _v: self.overlay_changed.emit())
         self.toggle.toggled.connect(lambda _on: self._show_note())

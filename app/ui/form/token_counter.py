@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 CLIP_CONTENT_TOKENS = 75  # a 77-token CLIP window minus its start and end tokens
 T5_TRAINED_TOKENS = 256  # SD3.5's T5 saw 77 and then 256 tokens in training (model card)
 DEBOUNCE_MS = 180
+NO_MODEL_TEXT = "Tokens: select a model to count"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class TokenCounter(QObject):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sd35-tokens")
         self._folder: Path | None = None
         self._use_t5 = True
+        self._idle_text = NO_MODEL_TEXT  # what the label says when there is no tokenizer folder
         self._tokenizer: asyncio.Future[Any] | None = None
         # Loaded tokenizers by (folder, T5): switching back to a model set reuses its tokenizers.
         self._loaded: dict[tuple[Path, bool], asyncio.Future[Any]] = {}
@@ -84,11 +86,12 @@ class TokenCounter(QObject):
         self._closed = False
         self._ready = False
 
-    def set_source(self, folder: Path | None, use_t5: bool) -> None:
-        """Count with the tokenizers of the model set in `folder` (None: no counting possible)."""
-        if (folder, use_t5) == (self._folder, self._use_t5):
+    def set_source(self, folder: Path | None, use_t5: bool, idle_text: str = NO_MODEL_TEXT) -> None:
+        """Count with the tokenizers of the model set in `folder` (None: no counting possible; the label then
+        says `idle_text`)."""
+        if (folder, use_t5, idle_text) == (self._folder, self._use_t5, self._idle_text):
             return
-        self._folder, self._use_t5 = folder, use_t5
+        self._folder, self._use_t5, self._idle_text = folder, use_t5, idle_text
         self._tokenizer = None if folder is None else self._loaded.get((folder, use_t5))
         for key in self._texts:
             self._schedule(key)
@@ -137,7 +140,7 @@ class TokenCounter(QObject):
     async def _count(self, key: str, text: str) -> None:
         folder, use_t5 = self._folder, self._use_t5
         if folder is None:
-            self.counted.emit(key, TokenCountView("Tokens: select a model to count", tooltip=""))
+            self.counted.emit(key, TokenCountView(self._idle_text, tooltip=""))
             return
         loop = asyncio.get_running_loop()
         try:

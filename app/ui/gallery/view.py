@@ -31,7 +31,6 @@ SPACING = 6
 
 BG = QColor(40, 41, 46)
 PLACEHOLDER = QColor(54, 56, 62)
-TEXT = QColor(225, 225, 232)
 MUTED = QColor(150, 150, 162)
 STAR = QColor(240, 180, 90)
 
@@ -62,11 +61,13 @@ class GalleryItemDelegate(QStyledItemDelegate):
         font = QFont(painter.font())
         font.setBold(True)
         painter.setFont(font)
-        painter.setPen(TEXT)
+        # Headers sit on the view's own background (light or dark theme), not on a tile: its text colour.
+        palette = self._view.palette()
+        painter.setPen(palette.color(QPalette.ColorRole.Text))
         text_rect = rect.adjusted(4, 0, -4, -6)
         elided = painter.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, text_rect.width())
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom, elided)
-        painter.setPen(QPen(QColor(70, 70, 80), 1))
+        painter.setPen(QPen(palette.color(QPalette.ColorRole.Mid), 1))
         painter.drawLine(rect.left() + 4, rect.bottom() - 1, rect.right() - 4, rect.bottom() - 1)
 
     def _paint_tile(

@@ -98,6 +98,7 @@ class AddonHookup(QObject):
         self.map_timer.timeout.connect(self._on_map_timer)
         panel.loras.folders_requested.connect(self.add_lora_folder)
         panel.loras.rescan_requested.connect(self.scan)
+        panel.controlnet.folders_requested.connect(self.add_controlnet_folder)
         panel.controlnet.map_wanted.connect(self._on_map_wanted)
         panel.controlnet.canvas_image_requested.connect(self.use_canvas_image)
         panel.controlnet.said.connect(notifier.status)
@@ -131,6 +132,18 @@ class AddonHookup(QObject):
             folder = Path(chosen)
         folders = [str(folder), *(str(p) for p in self.lora_folders() if p != folder)]
         save_json(self._settings, LORA_FOLDERS_KEY, folders[:20])
+        self.scan()
+
+    def add_controlnet_folder(self, folder: Path | None = None) -> None:
+        """ "Add folder…" in the ControlNet section: the folder is searched from now on (first) and the list is
+        read again."""
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(self._parent, "Choose a folder of ControlNet files")
+            if not chosen:
+                return
+            folder = Path(chosen)
+        folders = [str(folder), *(str(p) for p in self.controlnet_folders() if p != folder)]
+        save_json(self._settings, CONTROLNET_FOLDERS_KEY, folders[:20])
         self.scan()
 
     def add_controlnet_files(self, files: tuple[Path, ...]) -> None:

@@ -13,9 +13,16 @@ from app.ui.form.generation_panel import GenerationPanel
 from app.ui.form.model_library import ModelSetInfo
 from app.ui.form.model_picker import ModelPickerController
 from app.ui.form.prompt_syntax import without_lora_tags
-from app.ui.form.token_counter import TokenCounter
+from app.ui.form.token_counter import NO_MODEL_TEXT, TokenCounter
 
 log = logging.getLogger(__name__)
+
+REMOTE_NOT_COUNTED_TEXT = "Tokens: not counted for a server's model"
+
+
+def local_tokenizer_set(sets: list[ModelSetInfo], use_t5: bool) -> ModelSetInfo | None:
+    """A usable set on this machine whose tokenizers can count for a server's set (with T5 when T5 is on)."""
+    return next((s for s in sets if not s.is_remote and s.usable and (s.has_t5 or not use_t5)), None)
 
 
 class ModelSelection:
@@ -52,12 +59,16 @@ class ModelSelection:
 
     def update_token_source(self) -> None:
         info = self._picker.selected
+        use_t5 = self._state.values.use_t5
+        idle_text = NO_MODEL_TEXT
+        if info is not None and info.is_remote:
+            # A server's model set: its tokenizers are not on this machine, but every SD3.5 variant has the
+            # same ones, so a local set's count is the server's count.
+            info, idle_text = local_tokenizer_set(self._picker.sets, use_t5), REMOTE_NOT_COUNTED_TEXT
         folder = (
-            None  # a server's model set: its tokenizers are not on this machine
-            if info is None or info.is_remote
-            else (info.path if info.path.suffix != ".safetensors" else info.path.parent)
+            None if info is None else (info.path if info.path.suffix != ".safetensors" else info.path.parent)
         )
-        self.token_counter.set_source(folder, self._state.values.use_t5)
+        self.token_counter.set_source(folder, use_t5, idle_text)
         for key, editor in (("prompt", self._panel.prompt), ("negative", self._panel.negative)):
             self.token_counter.request(key, without_lora_tags(editor.text()))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
@@ -48,11 +49,14 @@ def dark_palette() -> QPalette:
 
 
 def load_stylesheet(name: str = "dark.qss") -> str:
+    """The stylesheet, with `@ICONS@` replaced by the icons folder (stylesheet images need a file path)."""
     try:
-        return resources.files("app.resources").joinpath("styles", name).read_text(encoding="utf-8")
+        package = resources.files("app.resources")
+        text = package.joinpath("styles", name).read_text(encoding="utf-8")
     except (OSError, ModuleNotFoundError) as exc:
         log.error("stylesheet %s not found (%s); using the plain palette", name, exc)
         return ""
+    return text.replace("@ICONS@", Path(str(package.joinpath("icons"))).as_posix())
 
 
 def apply_dark_theme(app: QApplication) -> None:
