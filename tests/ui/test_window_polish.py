@@ -289,3 +289,32 @@ def test_the_window_is_never_larger_than_the_screen(qtbot, make_window):
     assert again.height() <= room.height() and room.intersects(again.frameGeometry())
     assert again.width() <= max(room.width(), again.minimumSizeHint().width())
     settle(qtbot, again)
+
+
+def test_a_model_set_with_a_long_name_elides_in_the_picker_without_widening_the_window(
+    qtbot, make_window, tiny_model, tmp_path
+):
+    long_name = "sd3.5-medium-" + "finetuned-for-watercolour-landscapes-" * 4 + "v2"
+    folder = tmp_path / long_name
+    folder.symlink_to(tiny_model, target_is_directory=True)
+    short = make_window()
+    wait_until_ready(qtbot, short)
+    short.resize(1250, 800)
+    qtbot.wait(50)
+    short_dock = short.panel.width()
+    settle(qtbot, short)
+    short.close()
+
+    window = make_window(model_path=folder)
+    wait_until_ready(qtbot, window)
+    window.resize(1250, 800)
+    qtbot.wait(50)
+    combo = window.panel.model_combo
+    assert long_name in combo.currentText()
+    assert window.width() == 1250 and window.panel.width() == short_dock  # the name did not widen the dock
+    shown = combo.shown_text()
+    full = combo.currentText()  # e.g. "SD3.5 Medium · sd3.5-medium-finetuned-…-v2": both ends stay readable
+    assert "…" in shown and shown[:8] == full[:8] and shown[-6:] == full[-6:]
+    assert combo.fontMetrics().horizontalAdvance(shown) < combo.width()
+    window.grab().save(str(tmp_path / "long-model-name.png"))
+    settle(qtbot, window)

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.inference.api.variants import PRESETS
+from app.ui.elided_combo import ElidedComboBox
 from app.ui.form.advanced_panel import AdvancedPanel
 from app.ui.form.controlnet_section import ControlNetSection
 from app.ui.form.form_state import GenerationFormState
@@ -72,7 +73,7 @@ class GenerationPanel(QWidget):
         # Model
         model_row = QHBoxLayout()
         model_row.setSpacing(6)
-        self.model_combo = QComboBox(self)
+        self.model_combo = ElidedComboBox(self)
         self.model_combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.model_combo.setToolTip(tooltip("model"))
         self.model_combo.setAccessibleName("Model")
