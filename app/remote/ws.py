@@ -14,6 +14,7 @@ import websocket
 from app.remote.errors import ProtocolError, ServerUnreachable
 from app.remote.limits import MAX_WS_MESSAGE_BYTES
 from app.remote.messages import FEATURE_FLAGS, Message, Preview, parse_binary, parse_text
+from app.remote.tls import tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class ComfySocket:
             ws.send(FEATURE_FLAGS)
         except (websocket.WebSocketException, OSError) as exc:
             ws.shutdown()
+            if said := tls_failure(exc, self._short()):
+                raise ServerUnreachable(said) from None
             raise ServerUnreachable(
                 f"cannot open the ComfyUI server's WebSocket ({self._short()}): {exc}"
             ) from None
