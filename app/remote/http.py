@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from app.remote.errors import ProtocolError, ServerRejected, ServerUnreachable
 from app.remote.limits import MAX_IMAGE_BYTES, MAX_JSON_BYTES, parse_json
-from app.remote.tls import tls_failure
+from app.remote.tls import client_context, tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ class ComfyHttp:
         self.url = normalize_url(url)
         self.headers = dict(headers or {})
         self.timeout = timeout
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        self._opener: urllib.request.OpenerDirector | None = (
+            None  # built on first use: it reads the CA setting
+        )
 
     def __repr__(self) -> str:  # never the headers: they may hold a token
         return f"ComfyHttp({self.url!r})"
@@ -84,6 +86,10 @@ class ComfyHttp:
         if content_type:
             req.add_header("Content-Type", content_type)
         deadline = time.monotonic() + timeout
+        if self._opener is None:
+            context = client_context() if self.url.startswith("https:") else None
+            extra = [urllib.request.HTTPSHandler(context=context)] if context else []
+            self._opener = urllib.request.build_opener(_NoRedirect(), *extra)
         try:
             try:
                 resp = self._opener.open(req, timeout=timeout)

@@ -1,13 +1,39 @@
-"""TLS failures said as one sentence that tells the user what to do, for the HTTP and the WebSocket half alike.
+"""Which certificates a server connection trusts, and TLS failures said as one sentence that tells the user what
+to do, for the HTTP and the WebSocket half alike.
 
-Certificates are always verified (the default contexts of urllib and websocket-client); a server with its own
-certificate authority is trusted the OpenSSL way, by pointing SSL_CERT_FILE at that authority's PEM file."""
+Certificates are always verified. By default the client trusts what OpenSSL trusts (the system store, or the file
+SSL_CERT_FILE names, which REPLACES that store). SD35_ENGINE_CA_FILE ADDS one PEM file of certificate authorities
+on top of the system store: a home server's own CA is trusted while public cloud servers stay trusted too."""
 
 from __future__ import annotations
 
+import os
 import ssl
 
-TRUST_HINT = "to trust it, set SSL_CERT_FILE to the PEM file of the certificate authority that signed it"
+from app.remote.errors import ServerUnreachable
+
+CA_FILE_ENV = "SD35_ENGINE_CA_FILE"
+TRUST_HINT = (
+    f"to trust it, set {CA_FILE_ENV} (or SSL_CERT_FILE) to the PEM file of the certificate authority that signed it"
+)  # fmt: skip
+
+
+def client_context() -> ssl.SSLContext | None:
+    """The context for https/wss: None means the libraries' own default (verified, OpenSSL's trust store).
+
+    ServerUnreachable, in one sentence, when SD35_ENGINE_CA_FILE names no readable PEM certificate."""
+    path = os.environ.get(CA_FILE_ENV, "").strip()
+    if not path:
+        return None
+    context = ssl.create_default_context()  # verification and host name checks on, the system store loaded
+    try:
+        context.load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        ssl_error = isinstance(exc, ssl.SSLError | ValueError)
+        why = "no PEM certificate in it" if ssl_error else (exc.strerror or str(exc)).lower()
+        said = f"{CA_FILE_ENV} names {path}, which is not a readable certificate file ({why})"
+        raise ServerUnreachable(said) from None
+    return context
 
 
 def tls_failure(exc: BaseException, url: str) -> str | None:

@@ -14,7 +14,7 @@ import websocket
 from app.remote.errors import ProtocolError, ServerUnreachable
 from app.remote.limits import MAX_WS_MESSAGE_BYTES
 from app.remote.messages import FEATURE_FLAGS, Message, Preview, parse_binary, parse_text
-from app.remote.tls import tls_failure
+from app.remote.tls import client_context, tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class ComfySocket:
         return self._ws is not None and self._ws.connected
 
     def connect(self) -> None:
-        ws = websocket.WebSocket(enable_multithread=True)
+        context = client_context() if self.url.startswith("wss:") else None
+        ws = websocket.WebSocket(enable_multithread=True, sslopt={"context": context} if context else None)
         # Bound every frame while it is read (websocket-client has no size limit of its own).
         ws.frame_buffer = _BoundedFrames(ws._recv, skip_utf8_validation=False)
         ws.cont_frame = _BoundedContinuation(fire_cont_frame=False, skip_utf8_validation=False)

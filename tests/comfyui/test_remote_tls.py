@@ -1,8 +1,10 @@
 """The ComfyUI client over TLS (https + wss) against FakeComfy serving a certificate made for this test run:
-trusted the way a user trusts a server's own CA (SSL_CERT_FILE), refused in one sentence when not trusted, with the
+trusted the ways a user trusts a server's own CA (SSL_CERT_FILE, or SD35_ENGINE_CA_FILE on top of the system store),
+refused in one sentence when not trusted, with the
 token never sent over an unverified connection, and no silent change of scheme either way."""
 
 import json
+import ssl
 import threading
 import time
 
@@ -17,6 +19,7 @@ from app.remote.errors import ServerUnreachable
 from app.remote.http import ComfyHttp, websocket_url
 from app.remote.report import check_server
 from app.remote.session import RemoteSession
+from app.remote.tls import CA_FILE_ENV, client_context
 from app.remote.ws import ComfySocket
 from tests.comfyui.fake_server import FakeComfy
 from tests.comfyui.tls_certs import MISSING, make_certificates
@@ -39,6 +42,7 @@ def untrusted(monkeypatch):
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     monkeypatch.delenv("WEBSOCKET_CLIENT_CA_BUNDLE", raising=False)
+    monkeypatch.delenv(CA_FILE_ENV, raising=False)
 
 
 @pytest.fixture
@@ -115,6 +119,53 @@ def test_a_remote_job_runs_over_https_and_wss(tls_fake, trusted):
     assert set(tls_fake.authorization) == {f"Bearer {TOKEN}"} and tls_fake.tls_failures == []
 
 
+def test_the_app_s_ca_file_trusts_the_server_for_a_job_and_engines_test(
+    tls_fake, certs, untrusted, data_folder, monkeypatch, capsys
+):
+    monkeypatch.setenv(CA_FILE_ENV, str(certs.ca))
+    events = run_bounded(session_for(tls_fake.url), request())
+    assert isinstance(events[-1], JobFinished), events[-1]
+    assert ("GET", "/ws") in tls_fake.requests and [e.step for e in events if isinstance(e, StepUpdate)] == [
+        1,
+        2,
+        3,
+    ]
+    assert main(["engines", "test", tls_fake.url]) == 0
+    assert capsys.readouterr().out.startswith(f"reachable: yes ({tls_fake.url}, ")
+    assert tls_fake.tls_failures == []
+
+
+def test_the_app_s_ca_file_adds_to_the_system_store_instead_of_replacing_it(certs, untrusted, monkeypatch):
+    system = ssl.create_default_context().cert_store_stats()["x509_ca"]
+    assert client_context() is None  # nothing set: the libraries' own verified default
+    monkeypatch.setenv(CA_FILE_ENV, str(certs.ca))
+    context = client_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] == system + 1
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_a_bad_ca_file_is_said_in_one_line_before_anything_is_sent(
+    tls_fake, untrusted, data_folder, tmp_path, monkeypatch, capsys, content
+):
+    ca_file = tmp_path / "ca.pem"
+    if content is not None:
+        ca_file.write_text(content)
+    monkeypatch.setenv(CA_FILE_ENV, str(ca_file))
+    assert main(["engines", "test", tls_fake.url]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"sd35-studio: error: {CA_FILE_ENV} names {ca_file}, which is not a readable certificate file ("
+        + ("no such file or directory)\n" if content is None else "no PEM certificate in it)\n")
+    )
+    events = run_bounded(session_for(tls_fake.url), request())
+    assert [type(e) for e in events] == [JobFailed] and CA_FILE_ENV in events[0].message
+    with pytest.raises(ServerUnreachable, match=CA_FILE_ENV):
+        ComfySocket(websocket_url(tls_fake.url, "c1"), {}, 3.0).connect()
+    assert tls_fake.requests == [] and tls_fake.tls_failures == []
+
+
 # ------------------------------------------------------------------------------------ untrusted: one sentence
 def test_engines_test_refuses_an_untrusted_certificate_in_one_line(tls_fake, untrusted, data_folder, capsys):
     EngineList().add(tls_fake.url, "cloud", token=TOKEN)
@@ -122,7 +173,8 @@ def test_engines_test_refuses_an_untrusted_certificate_in_one_line(tls_fake, unt
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith(f"sd35-studio: error: the ComfyUI server at {tls_fake.url} has a certificate ")
-    assert "does not trust" in err and "set SSL_CERT_FILE to the PEM file of the certificate authority" in err
+    assert "does not trust" in err
+    assert "set SD35_ENGINE_CA_FILE (or SSL_CERT_FILE) to the PEM file of the certificate authority" in err
     assert TOKEN not in out + err
     assert refused_handshakes(tls_fake)  # the handshake was tried and refused by the client ...
     assert tls_fake.requests == [] and tls_fake.authorization == []  # ... so no request, no token, was sent
@@ -179,7 +231,7 @@ def test_an_https_address_never_falls_back_to_plain_http(plain_fake, trusted):
     assert (
         report.error
         == f"the server at {tls_url} does not speak TLS; use its http:// address only on a network you trust"
-    )  # noqa: E501
+    )
     events = run_bounded(session_for(tls_url, headers={"Authorization": f"Bearer {TOKEN}"}), request())
     assert [type(e) for e in events] == [JobFailed] and "does not speak TLS" in events[0].message
     with pytest.raises(ServerUnreachable, match="does not speak TLS"):
