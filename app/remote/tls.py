@@ -17,6 +17,8 @@ TRUST_HINT = (
     f"to trust it, set {CA_FILE_ENV} (or SSL_CERT_FILE) to the PEM file of the certificate authority that signed it"
 )  # fmt: skip
 
+_NAME_MISMATCH = {62, 64}  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
 
 def client_context() -> ssl.SSLContext | None:
     """The context for https/wss: None means the libraries' own default (verified, OpenSSL's trust store).
@@ -39,6 +41,13 @@ def client_context() -> ssl.SSLContext | None:
 def tls_failure(exc: BaseException, url: str) -> str | None:
     """The sentence for an ssl error reaching `url`, or None when `exc` is not about TLS."""
     if isinstance(exc, ssl.SSLCertVerificationError):
+        if (
+            exc.verify_code in _NAME_MISMATCH
+        ):  # a trusted certificate, made for another name: no CA file helps
+            return (
+                f"the certificate of the ComfyUI server at {url} is not valid for that address "
+                f"({exc.verify_message}); use a host name the certificate was made for"
+            )
         why = exc.verify_message or "certificate verify failed"
         return f"the ComfyUI server at {url} has a certificate this computer does not trust ({why}); {TRUST_HINT}"
     if isinstance(exc, ssl.SSLError):

@@ -22,7 +22,7 @@ from app.remote.session import RemoteSession
 from app.remote.tls import CA_FILE_ENV, client_context
 from app.remote.ws import ComfySocket
 from tests.comfyui.fake_server import FakeComfy
-from tests.comfyui.tls_certs import MISSING, make_certificates
+from tests.comfyui.tls_certs import LOOPBACK, MISSING, TestCertificates, make_certificates
 
 CHECKPOINT = "sd3.5_medium.safetensors"
 TOKEN = "tok-tls-51c9"
@@ -207,6 +207,36 @@ def test_a_ca_that_did_not_sign_the_certificate_is_not_enough(tls_fake, untruste
     report = check_server(tls_fake.url, {"Authorization": f"Bearer {TOKEN}"}, timeout=3.0)
     assert not report.reachable and "does not trust" in report.error
     assert tls_fake.requests == [] and tls_fake.authorization == []
+
+
+def test_a_trusted_certificate_for_another_name_is_refused_in_one_sentence(untrusted, tmp_path, monkeypatch):
+    other = make_certificates(tmp_path, names=("DNS:comfy.example",))  # trusted, but not for 127.0.0.1
+    monkeypatch.setenv(CA_FILE_ENV, str(other.ca))
+    with FakeComfy(tls=other.server_context()) as fake:
+        report = check_server(fake.url, {"Authorization": f"Bearer {TOKEN}"}, timeout=3.0)
+        assert report.error.startswith(
+            f"the certificate of the ComfyUI server at {fake.url} is not valid for that "
+        )
+        assert (
+            report.error.endswith("; use a host name the certificate was made for")
+            and "'127.0.0.1'" in report.error
+        )
+        with pytest.raises(ServerUnreachable, match="is not valid for that address"):
+            ComfySocket(websocket_url(fake.url, "c1"), {"Authorization": f"Bearer {TOKEN}"}, 3.0).connect()
+        assert fake.requests == [] and fake.authorization == []
+
+
+def test_certificates_made_with_the_cryptography_package_serve_too(untrusted, tmp_path, monkeypatch):
+    """The fallback for a machine without the openssl command makes certificates these tests accept."""
+    pytest.importorskip("cryptography")
+    from tests.comfyui.tls_certs import _with_cryptography
+
+    made = TestCertificates(tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
+    _with_cryptography(made, LOOPBACK)
+    with FakeComfy(tls=made.server_context()) as fake:
+        assert not check_server(fake.url, timeout=3.0).reachable
+        monkeypatch.setenv(CA_FILE_ENV, str(made.ca))
+        assert check_server(fake.url, timeout=3.0).reachable
 
 
 # ------------------------------------------------------------------------------------- no silent scheme change

@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+LOOPBACK = ("IP:127.0.0.1", "DNS:localhost")
 MISSING = "neither the openssl command nor the cryptography package is available to make a test certificate"
 
 
@@ -28,17 +29,17 @@ class TestCertificates:
         return context
 
 
-def make_certificates(folder: Path) -> TestCertificates | None:
-    """A CA and a server certificate in `folder`; None when no tool can make them."""
+def make_certificates(folder: Path, names: tuple[str, ...] = LOOPBACK) -> TestCertificates | None:
+    """A CA and a server certificate valid for `names` in `folder`; None when no tool can make them."""
     certs = TestCertificates(folder / "ca.pem", folder / "server.pem", folder / "server.key")
     if shutil.which("openssl"):
-        _with_openssl(folder, certs)
+        _with_openssl(folder, certs, names)
         return certs
     try:
         import cryptography  # noqa: F401
     except ImportError:
         return None
-    _with_cryptography(certs)
+    _with_cryptography(certs, names)
     return certs
 
 
@@ -46,20 +47,20 @@ def _run(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-def _with_openssl(folder: Path, certs: TestCertificates) -> None:
+def _with_openssl(folder: Path, certs: TestCertificates, names: tuple[str, ...]) -> None:
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _run("req", "-x509", *ec, "-keyout", "ca.key", "-out", certs.ca.name, "-days", "2",
          "-subj", "/CN=SD35 Studio test CA", "-addext", "basicConstraints=critical,CA:TRUE",
          "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)  # fmt: skip
     _run("req", *ec, "-keyout", certs.key.name, "-out", "server.csr", "-subj", "/CN=localhost", cwd=folder)
     (folder / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
+        f"subjectAltName={','.join(names)}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
     )
     _run("x509", "-req", "-in", "server.csr", "-CA", certs.ca.name, "-CAkey", "ca.key", "-CAcreateserial",
          "-days", "2", "-extfile", "server.ext", "-out", certs.cert.name, cwd=folder)  # fmt: skip
 
 
-def _with_cryptography(certs: TestCertificates) -> None:
+def _with_cryptography(certs: TestCertificates, names: tuple[str, ...]) -> None:
     import ipaddress
 
     from cryptography import x509
@@ -91,7 +92,10 @@ def _with_cryptography(certs: TestCertificates) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    alt = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    alt = [
+        x509.IPAddress(ipaddress.ip_address(value)) if kind == "IP" else x509.DNSName(value)
+        for kind, value in (name.split(":", 1) for name in names)
+    ]
     cert = (
         builder(server_name, key.public_key())
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
