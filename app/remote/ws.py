@@ -18,6 +18,8 @@ from app.remote.tls import client_context, tls_failure
 
 log = logging.getLogger(__name__)
 
+_REDIRECTS = {301, 302, 303, 307, 308}
+
 
 def _too_big() -> ProtocolError:
     return ProtocolError(
@@ -64,14 +66,25 @@ class ComfySocket:
         ws.frame_buffer = _BoundedFrames(ws._recv, skip_utf8_validation=False)
         ws.cont_frame = _BoundedContinuation(fire_cont_frame=False, skip_utf8_validation=False)
         try:
+            # No redirects: websocket-client would follow them with the same headers (the token) to any host, and
+            # from wss:// to ws:// (the HTTP half refuses them too, see http._NoRedirect).
             ws.connect(
-                self.url, timeout=self.connect_timeout, header=[f"{k}: {v}" for k, v in self.headers.items()]
+                self.url,
+                timeout=self.connect_timeout,
+                header=[f"{k}: {v}" for k, v in self.headers.items()],
+                redirect_limit=0,
             )
             ws.send(FEATURE_FLAGS)
         except (websocket.WebSocketException, OSError) as exc:
             ws.shutdown()
             if said := tls_failure(exc, self._short()):
                 raise ServerUnreachable(said) from None
+            answer = getattr(ws, "handshake_response", None)
+            if answer is not None and answer.status in _REDIRECTS:
+                raise ServerUnreachable(
+                    f"the ComfyUI server's WebSocket ({self._short()}) answered with a redirect "
+                    f"(HTTP {answer.status}), which is not followed: connect to the address it redirects to"
+                ) from None
             raise ServerUnreachable(
                 f"cannot open the ComfyUI server's WebSocket ({self._short()}): {exc}"
             ) from None

@@ -84,6 +84,7 @@ class FakeComfy:
         self.delay: dict[str, float] = {}  # route -> seconds to wait before answering
         self.trickle: dict[str, float] = {}  # route -> seconds between the answer's bytes
         self.refuse_ws = False  # answer /ws upgrades with 503
+        self.redirect: dict[str, str] = {}  # route -> a URL to answer 302 with (GET routes and /ws)
         self.accept_uploads = False  # answer /upload/image (with another name than asked for), else 404
         self.on_prompt: Callable[[FakeComfy, str, dict], None] = FakeComfy.run_prompt
         self.view_image = png_bytes()
@@ -211,6 +212,12 @@ class _Handler(BaseHTTPRequestHandler):
         route = self._route()
         self.fake.requests.append(("GET", route))
         self.fake.authorization.append(self.headers.get("Authorization"))
+        if route in self.fake.redirect:
+            self.send_response(302)
+            self.send_header("Location", self.fake.redirect[route])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if route == "/ws":
             return self._websocket()
         if route == "/system_stats":

@@ -267,3 +267,20 @@ def test_an_https_address_never_falls_back_to_plain_http(plain_fake, trusted):
     with pytest.raises(ServerUnreachable, match="does not speak TLS"):
         ComfySocket(websocket_url(tls_url, "c1"), {"Authorization": f"Bearer {TOKEN}"}, 3.0).connect()
     assert plain_fake.requests == [] and plain_fake.authorization == []  # nothing went over plain HTTP
+
+
+def test_a_redirect_to_plain_http_is_not_followed_by_either_half(tls_fake, plain_fake, trusted):
+    """A TLS server answering with a redirect to an http:// address: neither the request nor the token goes there."""
+    tls_fake.redirect["/system_stats"] = plain_fake.url + "/system_stats"
+    tls_fake.redirect["/ws"] = websocket_url(plain_fake.url, "c1")
+    report = check_server(tls_fake.url, {"Authorization": f"Bearer {TOKEN}"}, timeout=3.0)
+    assert report.error == "the server answered 302 to system stats"
+    socket = ComfySocket(websocket_url(tls_fake.url, "c1"), {"Authorization": f"Bearer {TOKEN}"}, 3.0)
+    with pytest.raises(ServerUnreachable) as refused:
+        socket.connect()
+    assert str(refused.value) == (
+        f"the ComfyUI server's WebSocket ({websocket_url(tls_fake.url, 'c1').split('?')[0]}) answered with a "
+        "redirect (HTTP 302), which is not followed: connect to the address it redirects to"
+    )
+    assert tls_fake.requests == [("GET", "/system_stats"), ("GET", "/ws")]
+    assert plain_fake.requests == [] and plain_fake.authorization == []
