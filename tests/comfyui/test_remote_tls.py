@@ -166,6 +166,14 @@ def test_a_bad_ca_file_is_said_in_one_line_before_anything_is_sent(
     assert tls_fake.requests == [] and tls_fake.tls_failures == []
 
 
+def test_the_ca_setting_is_not_read_for_a_plain_http_server(plain_fake, untrusted, tmp_path, monkeypatch):
+    """A TLS-only setting (even a broken one) does not stop a home server on http:// from working."""
+    monkeypatch.setenv(CA_FILE_ENV, str(tmp_path / "missing.pem"))
+    assert check_server(plain_fake.url, timeout=3.0).reachable
+    events = run_bounded(session_for(plain_fake.url), request())
+    assert isinstance(events[-1], JobFinished), events[-1]
+
+
 # ------------------------------------------------------------------------------------ untrusted: one sentence
 def test_engines_test_refuses_an_untrusted_certificate_in_one_line(tls_fake, untrusted, data_folder, capsys):
     EngineList().add(tls_fake.url, "cloud", token=TOKEN)
