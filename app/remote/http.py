@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 from app.remote.errors import ProtocolError, ServerRejected, ServerUnreachable
 from app.remote.limits import MAX_IMAGE_BYTES, MAX_JSON_BYTES, parse_json
+from app.remote.tls import client_context, tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ class ComfyHttp:
         self.url = normalize_url(url)
         self.headers = dict(headers or {})
         self.timeout = timeout
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        self._opener: urllib.request.OpenerDirector | None = (
+            None  # built on first use: it reads the CA setting
+        )
 
     def __repr__(self) -> str:  # never the headers: they may hold a token
         return f"ComfyHttp({self.url!r})"
@@ -83,6 +86,10 @@ class ComfyHttp:
         if content_type:
             req.add_header("Content-Type", content_type)
         deadline = time.monotonic() + timeout
+        if self._opener is None:
+            context = client_context() if self.url.startswith("https:") else None
+            extra = [urllib.request.HTTPSHandler(context=context)] if context else []
+            self._opener = urllib.request.build_opener(_NoRedirect(), *extra)
         try:
             try:
                 resp = self._opener.open(req, timeout=timeout)
@@ -93,6 +100,8 @@ class ComfyHttp:
                 return resp.status if hasattr(resp, "status") else resp.code, body
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if said := tls_failure(reason, self.url):  # never retried without TLS: the sentence says why
+                raise ServerUnreachable(said) from None
             if isinstance(reason, socket.timeout | TimeoutError) or isinstance(exc, TimeoutError):
                 reason = f"no answer within {timeout:g} s"
             raise ServerUnreachable(f"cannot reach the ComfyUI server at {self.url}: {reason}") from None

@@ -14,8 +14,11 @@ import websocket
 from app.remote.errors import ProtocolError, ServerUnreachable
 from app.remote.limits import MAX_WS_MESSAGE_BYTES
 from app.remote.messages import FEATURE_FLAGS, Message, Preview, parse_binary, parse_text
+from app.remote.tls import client_context, tls_failure
 
 log = logging.getLogger(__name__)
+
+_REDIRECTS = {301, 302, 303, 307, 308}
 
 
 def _too_big() -> ProtocolError:
@@ -57,17 +60,31 @@ class ComfySocket:
         return self._ws is not None and self._ws.connected
 
     def connect(self) -> None:
-        ws = websocket.WebSocket(enable_multithread=True)
+        context = client_context() if self.url.startswith("wss:") else None
+        ws = websocket.WebSocket(enable_multithread=True, sslopt={"context": context} if context else None)
         # Bound every frame while it is read (websocket-client has no size limit of its own).
         ws.frame_buffer = _BoundedFrames(ws._recv, skip_utf8_validation=False)
         ws.cont_frame = _BoundedContinuation(fire_cont_frame=False, skip_utf8_validation=False)
         try:
+            # No redirects: websocket-client would follow them with the same headers (the token) to any host, and
+            # from wss:// to ws:// (the HTTP half refuses them too, see http._NoRedirect).
             ws.connect(
-                self.url, timeout=self.connect_timeout, header=[f"{k}: {v}" for k, v in self.headers.items()]
+                self.url,
+                timeout=self.connect_timeout,
+                header=[f"{k}: {v}" for k, v in self.headers.items()],
+                redirect_limit=0,
             )
             ws.send(FEATURE_FLAGS)
         except (websocket.WebSocketException, OSError) as exc:
             ws.shutdown()
+            if said := tls_failure(exc, self._short()):
+                raise ServerUnreachable(said) from None
+            answer = getattr(ws, "handshake_response", None)
+            if answer is not None and answer.status in _REDIRECTS:
+                raise ServerUnreachable(
+                    f"the ComfyUI server's WebSocket ({self._short()}) answered with a redirect "
+                    f"(HTTP {answer.status}), which is not followed: connect to the address it redirects to"
+                ) from None
             raise ServerUnreachable(
                 f"cannot open the ComfyUI server's WebSocket ({self._short()}): {exc}"
             ) from None

@@ -13,6 +13,8 @@ import hashlib
 import io
 import json
 import re
+import select
+import ssl
 import struct
 import threading
 import time
@@ -54,13 +56,35 @@ OBJECT_INFO = {
 }  # fmt: skip
 
 
+class _Server(ThreadingHTTPServer):
+    """With a TLS context, each accepted connection is wrapped on its own thread, so a client that refuses the
+    certificate (or speaks plain HTTP) fails only its own handshake; those failures are recorded, not printed."""
+
+    daemon_threads = True
+    tls: ssl.SSLContext | None = None
+    fake: FakeComfy
+
+    def finish_request(self, request, client_address) -> None:
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        try:
+            request = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            self.fake.tls_failures.append(str(exc))
+            return None
+        with request:
+            return super().finish_request(request, client_address)
+
+
 class FakeComfy:
-    def __init__(self, port: int = 0) -> None:  # a port: the same server "coming back" after a stop
+    def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        # port: the same server "coming back" after a stop; tls: serve https + wss with this server context
         self.status: dict[str, int] = {}  # route -> HTTP status to answer instead
         self.body: dict[str, bytes] = {}  # route -> raw answer instead
         self.delay: dict[str, float] = {}  # route -> seconds to wait before answering
         self.trickle: dict[str, float] = {}  # route -> seconds between the answer's bytes
         self.refuse_ws = False  # answer /ws upgrades with 503
+        self.redirect: dict[str, str] = {}  # route -> a URL to answer 302 with (GET routes and /ws)
         self.accept_uploads = False  # answer /upload/image (with another name than asked for), else 404
         self.on_prompt: Callable[[FakeComfy, str, dict], None] = FakeComfy.run_prompt
         self.view_image = png_bytes()
@@ -69,15 +93,17 @@ class FakeComfy:
         self.requests: list[tuple[str, str]] = []
         self.authorization: list[str | None] = []  # each request's Authorization header (None: not sent)
         self.ws: list = []  # open WebSocket connections (sockets)
+        self.tls_failures: list[str] = []  # TLS handshakes that failed (a refused certificate, plain HTTP)
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.fake = self  # type: ignore[attr-defined]
+        self.httpd = _Server(("127.0.0.1", port), _Handler)
+        self.httpd.tls = tls
+        self.httpd.fake = self
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "https" if self.httpd.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def __enter__(self) -> FakeComfy:
         self._thread.start()
@@ -186,6 +212,12 @@ class _Handler(BaseHTTPRequestHandler):
         route = self._route()
         self.fake.requests.append(("GET", route))
         self.fake.authorization.append(self.headers.get("Authorization"))
+        if route in self.fake.redirect:
+            self.send_response(302)
+            self.send_header("Location", self.fake.redirect[route])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if route == "/ws":
             return self._websocket()
         if route == "/system_stats":
@@ -245,9 +277,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.ws.append(conn)
         self.fake.send_json("status", {"status": {"exec_info": {"queue_remaining": 0}}})
         try:  # read (and drop) the client's frames until it or the test closes the connection
-            while conn.recv(65536):
-                pass
-        except OSError:
+            if isinstance(conn, ssl.SSLSocket):
+                self._drain_tls(conn)
+            else:
+                while conn.recv(65536):
+                    pass
+        except (OSError, ValueError):
             pass
         self.close_connection = True
         return None
+
+    def _drain_tls(self, conn: ssl.SSLSocket) -> None:
+        """One TLS connection must not be read and written by two threads at once (OpenSSL): read only what has
+        arrived, under the lock the senders hold."""
+        while True:
+            readable, _, _ = select.select([conn], [], [], 0.1)
+            if not readable and not conn.pending():
+                continue
+            with self.fake._lock:
+                if conn.fileno() < 0 or not conn.recv(65536):
+                    return

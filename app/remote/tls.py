@@ -1,0 +1,59 @@
+"""Which certificates a server connection trusts, and TLS failures said as one sentence that tells the user what
+to do, for the HTTP and the WebSocket half alike.
+
+Certificates are always verified. By default the client trusts what OpenSSL trusts (the system store, or the file
+SSL_CERT_FILE names, which REPLACES that store). SD35_ENGINE_CA_FILE ADDS one PEM file of certificate authorities
+on top of the system store: a home server's own CA is trusted while public cloud servers stay trusted too."""
+
+from __future__ import annotations
+
+import os
+import ssl
+
+from app.remote.errors import ServerUnreachable
+
+CA_FILE_ENV = "SD35_ENGINE_CA_FILE"
+TRUST_HINT = (
+    f"to trust it, set {CA_FILE_ENV} (or SSL_CERT_FILE) to the PEM file of the certificate authority that signed it"
+)  # fmt: skip
+
+_NAME_MISMATCH = {62, 64}  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def client_context() -> ssl.SSLContext | None:
+    """The context for https/wss: None means the libraries' own default (verified, OpenSSL's trust store).
+
+    ServerUnreachable, in one sentence, when SD35_ENGINE_CA_FILE names no readable PEM certificate."""
+    path = os.environ.get(CA_FILE_ENV, "").strip()
+    if not path:
+        return None
+    context = ssl.create_default_context()  # verification and host name checks on, the system store loaded
+    try:
+        context.load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        ssl_error = isinstance(exc, ssl.SSLError | ValueError)
+        why = "no PEM certificate in it" if ssl_error else (exc.strerror or str(exc)).lower()
+        said = f"{CA_FILE_ENV} names {path}, which is not a readable certificate file ({why})"
+        raise ServerUnreachable(said) from None
+    return context
+
+
+def tls_failure(exc: BaseException, url: str) -> str | None:
+    """The sentence for an ssl error reaching `url`, or None when `exc` is not about TLS."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if (
+            exc.verify_code in _NAME_MISMATCH
+        ):  # a trusted certificate, made for another name: no CA file helps
+            return (
+                f"the certificate of the ComfyUI server at {url} is not valid for that address "
+                f"({exc.verify_message}); use a host name the certificate was made for"
+            )
+        why = exc.verify_message or "certificate verify failed"
+        return f"the ComfyUI server at {url} has a certificate this computer does not trust ({why}); {TRUST_HINT}"
+    if isinstance(exc, ssl.SSLError):
+        if exc.reason == "WRONG_VERSION_NUMBER":  # a plain-HTTP server answered our TLS hello
+            return (
+                f"the server at {url} does not speak TLS; use its http:// address only on a network you trust"
+            )
+        return f"the TLS connection to the ComfyUI server at {url} failed ({exc.reason or exc})"
+    return None

@@ -1,0 +1,65 @@
+"""Settings ▸ Engines with an https server (FakeComfy over TLS, a CA made for the test): an untrusted certificate
+is reported in one line that says how to trust it, with the token not sent; trusted through SD35_ENGINE_CA_FILE,
+the same test passes. Real clicks and typing."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.remote.engine_list import EngineList, TokenStore
+from app.remote.tls import CA_FILE_ENV
+from app.ui.engines.dialog import EnginesDialog
+from tests.comfyui.fake_server import FakeComfy
+from tests.comfyui.tls_certs import MISSING, make_certificates
+
+TOKEN = "tok-dialog-tls-3"
+
+
+@pytest.fixture
+def certs(tmp_path):
+    made = make_certificates(tmp_path)
+    if made is None:
+        pytest.skip(MISSING)
+    return made
+
+
+@pytest.fixture
+def dialog(qtbot, tmp_path, monkeypatch):
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "WEBSOCKET_CLIENT_CA_BUNDLE", CA_FILE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sd35-io-engines")
+    engines = EngineList(tmp_path / "engines", TokenStore(tmp_path / "engines", use_keyring=False))
+    dlg = EnginesDialog(engines, executor)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    yield dlg
+    dlg.close()
+    executor.shutdown(wait=True)
+
+
+def test_an_untrusted_https_server_is_reported_with_how_to_trust_it(qtbot, dialog, certs, monkeypatch):
+    with FakeComfy(tls=certs.server_context()) as fake:
+        for edit, text in (
+            (dialog.url_edit, fake.url),
+            (dialog.name_edit, "cloud"),
+            (dialog.token_edit, TOKEN),
+        ):
+            edit.clear()
+            qtbot.keyClicks(edit, text)
+        qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: dialog.report_title.full_text().startswith("✗"), timeout=20_000)
+        lines = dialog.report_view.toPlainText().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            f"reachable: no — the ComfyUI server at {fake.url} has a certificate this computer does not trust ("
+        )
+        assert f"set {CA_FILE_ENV} (or SSL_CERT_FILE) to the PEM file" in lines[0] and TOKEN not in lines[0]
+        assert fake.requests == [] and fake.authorization == []
+        dialog.grab().save("/tmp/tls-engines-untrusted.png")
+
+        monkeypatch.setenv(CA_FILE_ENV, str(certs.ca))
+        qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: dialog.report_title.full_text().startswith("✓"), timeout=20_000)
+        assert dialog.report_view.toPlainText().startswith(f"reachable: yes ({fake.url}, ")
+        assert set(fake.authorization) == {f"Bearer {TOKEN}"}
