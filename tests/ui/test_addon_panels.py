@@ -10,7 +10,6 @@ from safetensors.torch import save_file
 from app.inference.api.lora import LoraSpec
 from app.ui.window.settings_store import open_settings, save_json
 from tests.factory.controlnet_model import write_controlnet
-from tests.factory.snapshot import write_snapshot
 from tests.gallery.helpers import write_a1111_png
 from tests.ui.conftest import wait_until_ready
 from tests.ui.test_image_drop import choose, drop_on, file_mime
@@ -133,11 +132,6 @@ def test_prompt_tag_adds_the_lora_and_is_not_sent_as_text(qtbot, make_window, lo
     qtbot.wait(200)
     assert len(fake_sessions.instances[0].runs) == runs and "nope" in window.banner.text.text()
     _settle(qtbot, window)
-
-
-@pytest.fixture
-def large_model(tmp_path_factory):
-    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
 
 
 def test_controlnet_file_image_strength_and_map(qtbot, make_window, large_model, tmp_path, fake_sessions):

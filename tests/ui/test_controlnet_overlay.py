@@ -6,13 +6,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 
 from tests.factory.controlnet_model import write_controlnet
-from tests.factory.snapshot import write_snapshot
 from tests.ui.conftest import wait_until_ready
-
-
-@pytest.fixture
-def large_model(tmp_path_factory):
-    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
 
 
 def _canvas_pixels(window):
