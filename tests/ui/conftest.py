@@ -10,6 +10,7 @@ import traceback
 
 import pytest
 import qasync
+from PIL import Image
 from PySide6.QtCore import QSettings, Qt, QThread
 
 from app.ui.downloads.dialog import DownloadDialog
@@ -198,3 +199,11 @@ def controlnet_window(qtbot, make_window, model):
     section = window.panel.controlnet
     qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
     return window, section
+
+
+def write_square_picture(path):
+    """A 64x64 black picture with a white square in the middle (clear edges for a canny map); returns `path`."""
+    picture = Image.new("RGB", (64, 64), "black")
+    picture.paste((255, 255, 255), (16, 16, 48, 48))
+    picture.save(path)
+    return path

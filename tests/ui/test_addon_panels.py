@@ -11,7 +11,7 @@ from app.inference.api.lora import LoraSpec
 from app.ui.window.settings_store import open_settings, save_json
 from tests.factory.controlnet_model import write_controlnet
 from tests.gallery.helpers import write_a1111_png
-from tests.ui.conftest import wait_until_ready
+from tests.ui.conftest import wait_until_ready, write_square_picture
 from tests.ui.test_image_drop import choose, drop_on, file_mime
 
 
@@ -138,10 +138,7 @@ def test_controlnet_file_image_strength_and_map(qtbot, make_window, large_model,
     cn_folder = tmp_path / "controlnet"
     cn = write_controlnet(cn_folder / "sd3.5_large_controlnet_canny.safetensors")
     save_json(open_settings(), "controlnets/folders", [str(cn_folder)])
-    image = tmp_path / "house.png"
-    picture = Image.new("RGB", (64, 64), "black")
-    picture.paste((255, 255, 255), (16, 16, 48, 48))
-    picture.save(image)
+    image = write_square_picture(tmp_path / "house.png")
 
     window = make_window(model_path=large_model)
     wait_until_ready(qtbot, window)

@@ -50,11 +50,7 @@ def _large_download_dialog(window, save_in: Path):
 
 
 def test_controlnets_from_the_download_dialog_are_listed_at_once(
-    qtbot,
-    make_window,
-    large_model,
-    fake_hub,
-    tmp_path,
+    qtbot, make_window, large_model, fake_hub, tmp_path
 ):
     window, section = _window_with_one_unit(qtbot, make_window, large_model)
     assert not any("blur" in text for text in _listed(window))  # nothing found before the download
@@ -85,11 +81,7 @@ def test_controlnets_from_the_download_dialog_are_listed_at_once(
 
 
 def test_a_large_set_downloaded_with_a_controlnet_lists_it_at_once(
-    qtbot,
-    make_window,
-    large_model,
-    fake_hub,
-    tmp_path,
+    qtbot, make_window, large_model, fake_hub, tmp_path
 ):
     window, section = _window_with_one_unit(qtbot, make_window, large_model)
 

@@ -11,7 +11,7 @@ from app.inference.api.control import ControlPreprocess, ControlSpec
 from app.ui.form.controlnet_section import ControlNetSection
 from app.ui.form.form_state import GenerationFormState
 from tests.factory.controlnet_model import write_controlnet
-from tests.ui.conftest import controlnet_window
+from tests.ui.conftest import controlnet_window, write_square_picture
 from tests.ui.test_image_drop import choose, drop_on, file_mime
 
 
@@ -21,9 +21,7 @@ def two_controlnets(tmp_path):
     canny = write_controlnet(folder / "sd3.5_large_controlnet_canny.safetensors", control_type="canny")
     depth = write_controlnet(folder / "sd3.5_large_controlnet_depth.safetensors", control_type="depth")
     edges, depth_map = tmp_path / "edges.png", tmp_path / "depth.png"
-    picture = Image.new("RGB", (64, 64), "black")
-    picture.paste((255, 255, 255), (16, 16, 48, 48))
-    picture.save(edges)
+    write_square_picture(edges)
     Image.linear_gradient("L").resize((64, 64)).convert("RGB").save(depth_map)
     return canny, depth, edges, depth_map
 
