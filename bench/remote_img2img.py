@@ -26,7 +26,7 @@ from app.inference.api.events import ImageFinished
 from app.inference.api.request import GenerationRequest
 from app.remote.session import RemoteSession
 from bench.common import write_result
-from tests.comfyui.server import TINY_CHECKPOINT, TINY_CLIP_L, start_server, tiny_models_dir
+from tests.comfyui.server import TINY_CHECKPOINT, link_tiny_set, start_server, tiny_models_dir
 
 CASES = ((4, 0.5), (20, 0.75), (28, 0.6), (40, 0.8), (50, 0.75))
 
@@ -54,9 +54,7 @@ def on_server(images: int, steps: int, denoise: float, size: int) -> dict:
     base = Path(tempfile.mkdtemp(prefix="bench-remote-img2img-"))
     server = start_server(base)
     try:
-        models = tiny_models_dir()
-        server.link_model("checkpoints", models / "checkpoints" / TINY_CHECKPOINT)
-        server.link_model("clip", models / "clip" / TINY_CLIP_L)
+        link_tiny_set(server, tiny_models_dir())
         init = base / "init.png"
         from PIL import Image
 

@@ -226,6 +226,12 @@ def tiny_models_dir() -> Path:
     return folder
 
 
+def link_tiny_set(server: ComfyServer, folder: Path) -> None:
+    """Link the tiny set built in `folder` (tiny_models_dir) into the server's checkpoints/ and clip/."""
+    server.link_model("checkpoints", folder / "checkpoints" / TINY_CHECKPOINT)
+    server.link_model("clip", folder / "clip" / TINY_CLIP_L)
+
+
 @pytest.fixture(scope="session")
 def comfyui_server():
     """One real ComfyUI for the whole test session (CPU, latent2rgb previews); fails loudly if it cannot start."""
@@ -262,6 +268,5 @@ def comfyui_tiny(comfyui_server):
         folder = tiny_models_dir()
     except (RuntimeError, OSError) as e:
         pytest.fail(f"the tiny SD3 set for ComfyUI could not be built: {e}", pytrace=False)
-    comfyui_server.link_model("checkpoints", folder / "checkpoints" / TINY_CHECKPOINT)
-    comfyui_server.link_model("clip", folder / "clip" / TINY_CLIP_L)
+    link_tiny_set(comfyui_server, folder)
     return comfyui_server, TINY_CHECKPOINT, TINY_CLIP_L

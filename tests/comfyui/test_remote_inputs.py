@@ -9,28 +9,13 @@ import pytest
 from PIL import Image
 
 from app.inference.api.events import ImageFinished, JobFailed, JobFinished
-from app.inference.api.request import GenerationRequest
 from app.metadata.comfy_graph import ComfyFiles, comfy_chunks
 from app.metadata.image_file import finished_image_params, write_image
 from app.remote.inputs import mask_levels, sized
-from app.remote.session import RemoteSession
+from tests.comfyui.remote_jobs import tiny_request
 from tests.comfyui.server import TINY_CLIP_L
 
 pytestmark = pytest.mark.slow
-
-
-def tiny_request(**overrides):
-    values = {"prompt": "a red fox", "negative": "blurry", "seed": 7, "steps": 2, "width": 64, "height": 64,
-              "use_t5": False, "cfg": 2.0, "sampler": "euler"}  # fmt: skip
-    return GenerationRequest(**{**values, **overrides})
-
-
-@pytest.fixture(scope="module")
-def remote(comfyui_tiny):
-    server, checkpoint, _ = comfyui_tiny
-    session = RemoteSession(server.url, partial_text_encoders=True, poll_every=2.0)
-    yield server, session, checkpoint
-    session.close()
 
 
 def _ran(server, written: dict) -> int:

@@ -22,27 +22,13 @@ from app.inference.api.events import (
     ModelLoaded,
     StepUpdate,
 )
-from app.inference.api.request import GenerationRequest
 from app.inference.api.session import Session, SessionOptions
 from app.metadata.image_file import finished_image_params, write_image
 from app.remote.pool import ServerPool
 from app.remote.session import RemoteSession, remote_factory
+from tests.comfyui.remote_jobs import tiny_request
 
 pytestmark = pytest.mark.slow
-
-
-def tiny_request(**overrides):
-    values = {"prompt": "a red fox", "negative": "blurry", "seed": 7, "steps": 2, "width": 64, "height": 64,
-              "use_t5": False, "cfg": 2.0, "sampler": "euler"}  # fmt: skip
-    return GenerationRequest(**{**values, **overrides})
-
-
-@pytest.fixture(scope="module")
-def remote(comfyui_tiny):
-    server, checkpoint, _ = comfyui_tiny
-    session = RemoteSession(server.url, partial_text_encoders=True, poll_every=2.0)
-    yield server, session, checkpoint
-    session.close()
 
 
 def test_the_remote_session_keeps_the_protocol():

@@ -10,9 +10,18 @@ import traceback
 
 import pytest
 import qasync
+from PIL import Image
 from PySide6.QtCore import QSettings, Qt, QThread
 
+from app.ui.downloads.dialog import DownloadDialog
 from app.ui.window.settings_store import APPLICATION, ORGANIZATION
+from tests.downloads.conftest import (  # noqa: F401  (the fake Hub and a private HF home, for the download dialog)
+    fake_hub,
+    hf_home,
+    hub_state,
+    served_large_repos,
+    served_repos,
+)
 from tests.factory.snapshot import write_snapshot
 from tests.ui.fake_session import FakeSession, fake_backend
 
@@ -21,6 +30,12 @@ from tests.ui.fake_session import FakeSession, fake_backend
 def tiny_model(tmp_path_factory):
     """A tiny SD3.5 Medium model set in the Hugging Face layout (random weights, real key layout)."""
     return write_snapshot(tmp_path_factory.mktemp("models") / "sd3.5-medium-tiny", "medium")
+
+
+@pytest.fixture
+def large_model(tmp_path_factory):
+    """A tiny SD3.5 Large model set (what the ControlNets run with), fresh for each test."""
+    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
 
 
 @pytest.fixture(autouse=True)
@@ -158,7 +173,37 @@ def no_unanswered_dialogs(qtbot):
         pytest.fail(f"a modal dialog was left unanswered for 20 s: {stuck}")
 
 
+@pytest.fixture
+def dialog(qtbot, fake_hub):  # noqa: F811  (the fake Hub fixture imported above)
+    """The download dialog (Medium chosen) against the fake Hub, shut down after the test."""
+    dialog = DownloadDialog(None, "medium")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    yield dialog
+    dialog.shutdown()
+
+
 def wait_until_ready(qtbot, window, timeout=15000):
     """Show the window and wait for model discovery (header reads on the I/O thread)."""
     with qtbot.waitSignal(window.models_discovered, timeout=timeout):
         window.show()
+
+
+def controlnet_window(qtbot, make_window, model):
+    """A ready window on `model` (gallery up, a 2-step 64x64 job) with its ControlNet section switched on by a
+    click; returns (window, section)."""
+    window = make_window(model_path=model)
+    wait_until_ready(qtbot, window)
+    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
+    window.state.update(steps=2, width=64, height=64)
+    section = window.panel.controlnet
+    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    return window, section
+
+
+def write_square_picture(path):
+    """A 64x64 black picture with a white square in the middle (clear edges for a canny map); returns `path`."""
+    picture = Image.new("RGB", (64, 64), "black")
+    picture.paste((255, 255, 255), (16, 16, 48, 48))
+    picture.save(path)
+    return path

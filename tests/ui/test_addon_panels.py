@@ -10,9 +10,8 @@ from safetensors.torch import save_file
 from app.inference.api.lora import LoraSpec
 from app.ui.window.settings_store import open_settings, save_json
 from tests.factory.controlnet_model import write_controlnet
-from tests.factory.snapshot import write_snapshot
 from tests.gallery.helpers import write_a1111_png
-from tests.ui.conftest import wait_until_ready
+from tests.ui.conftest import wait_until_ready, write_square_picture
 from tests.ui.test_image_drop import choose, drop_on, file_mime
 
 
@@ -135,19 +134,11 @@ def test_prompt_tag_adds_the_lora_and_is_not_sent_as_text(qtbot, make_window, lo
     _settle(qtbot, window)
 
 
-@pytest.fixture
-def large_model(tmp_path_factory):
-    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
-
-
 def test_controlnet_file_image_strength_and_map(qtbot, make_window, large_model, tmp_path, fake_sessions):
     cn_folder = tmp_path / "controlnet"
     cn = write_controlnet(cn_folder / "sd3.5_large_controlnet_canny.safetensors")
     save_json(open_settings(), "controlnets/folders", [str(cn_folder)])
-    image = tmp_path / "house.png"
-    picture = Image.new("RGB", (64, 64), "black")
-    picture.paste((255, 255, 255), (16, 16, 48, 48))
-    picture.save(image)
+    image = write_square_picture(tmp_path / "house.png")
 
     window = make_window(model_path=large_model)
     wait_until_ready(qtbot, window)

@@ -2,7 +2,6 @@
 and a pasted picture is kept in the output folder at Generate, so the image's metadata points to a file that
 stays and recall finds it again."""
 
-import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QColor, QContextMenuEvent, QGuiApplication, QImage
@@ -12,25 +11,9 @@ from app.metadata.recall import read_metadata
 from app.ui.form.control_images import KEPT_FOLDER_NAME, is_scratch
 from app.ui.gallery.menu import build_context_menu
 from tests.factory.controlnet_model import write_controlnet
-from tests.factory.snapshot import write_snapshot
-from tests.ui.conftest import wait_until_ready
+from tests.ui.conftest import controlnet_window
 from tests.ui.test_image_drop import choose, drop_on, file_mime
 from tests.ui.test_refine_window import click_menu_entry
-
-
-@pytest.fixture
-def large_model(tmp_path_factory):
-    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
-
-
-def _ready(qtbot, make_window, large_model):
-    window = make_window(model_path=large_model)
-    wait_until_ready(qtbot, window)
-    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
-    window.state.update(steps=2, width=64, height=64)
-    section = window.panel.controlnet
-    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
-    return window, section
 
 
 def _picture(corner=(200, 40, 90)) -> QImage:
@@ -52,7 +35,7 @@ def test_pasted_control_image_is_kept_next_to_the_output_and_recalled(
     qtbot, make_window, large_model, tmp_path, fake_sessions
 ):
     cn = write_controlnet(tmp_path / "sd3.5_large_controlnet_blur.safetensors", control_type="blur")
-    window, section = _ready(qtbot, make_window, large_model)
+    window, section = controlnet_window(qtbot, make_window, large_model)
     (unit,) = section.units
     unit.choose_file(cn)
 
@@ -93,7 +76,7 @@ def test_pasted_control_image_is_kept_next_to_the_output_and_recalled(
 def test_control_image_from_the_gallery_menu_the_canvas_menu_and_a_copied_file(
     qtbot, make_window, large_model, tmp_path
 ):
-    window, section = _ready(qtbot, make_window, large_model)
+    window, section = controlnet_window(qtbot, make_window, large_model)
     photo = tmp_path / "photo.png"
     Image.new("RGB", (40, 40), (10, 120, 200)).save(photo)
 

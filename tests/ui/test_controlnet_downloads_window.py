@@ -9,15 +9,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from app.downloads.catalog import CONTROLNET_FOLDER
-from tests.downloads.conftest import (  # noqa: F401  (fixtures: the fake Hub and a private HF home)
-    GOOD_TOKEN,
-    fake_hub,
-    hf_home,
-    large_hub_state,
-    served_large_repos,
-    served_repos,
-)
-from tests.factory.snapshot import write_snapshot
+from tests.downloads.conftest import GOOD_TOKEN, large_hub_state
 from tests.ui.conftest import wait_until_ready
 
 TIMEOUT_MS = 60_000
@@ -25,13 +17,8 @@ BLUR = "sd3.5_large_controlnet_blur.safetensors"
 
 
 @pytest.fixture
-def hub_state(served_large_repos):  # noqa: F811  (the Large repositories instead of Medium's)
+def hub_state(served_large_repos):  # the Large repositories instead of Medium's
     return large_hub_state(served_large_repos)
-
-
-@pytest.fixture
-def large_model(tmp_path_factory):
-    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
 
 
 def _click_box(qtbot, box) -> None:
@@ -43,26 +30,36 @@ def _listed(window) -> list[str]:
     return [combo.itemText(i) for i in range(combo.count())]
 
 
-def test_controlnets_from_the_download_dialog_are_listed_at_once(
-    qtbot,
-    make_window,
-    large_model,
-    fake_hub,  # noqa: F811  (the fixture imported above)
-    tmp_path,
-):
-    window = make_window(model_path=large_model)
+def _window_with_one_unit(qtbot, make_window, model: Path):
+    """A ready window on `model` with its ControlNet section switched on (one unit); returns (window, section)."""
+    window = make_window(model_path=model)
     wait_until_ready(qtbot, window)
     section = window.panel.controlnet
     qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: len(section.units) == 1, timeout=5000)
-    assert not any("blur" in text for text in _listed(window))  # nothing found before the download
+    return window, section
 
+
+def _large_download_dialog(window, save_in: Path):
+    """The window's own download dialog, opened from its menu action, set to Large saved in `save_in`."""
     window.actions.download_models.trigger()
     dialog = window.models.download_dialog
-    assert dialog is not None and dialog.isVisible()
-    elsewhere = tmp_path / "my-disk"
-    dialog.set_save_in(elsewhere)  # not a default place: the window must learn the folder from the download
+    dialog.set_save_in(save_in)
     dialog.set_variant("large")
+    return dialog
+
+
+def test_controlnets_from_the_download_dialog_are_listed_at_once(
+    qtbot, make_window, large_model, fake_hub, tmp_path
+):
+    window, section = _window_with_one_unit(qtbot, make_window, large_model)
+    assert not any("blur" in text for text in _listed(window))  # nothing found before the download
+
+    elsewhere = (
+        tmp_path / "my-disk"
+    )  # not a default place: the window must learn the folder from the download
+    dialog = _large_download_dialog(window, elsewhere)
+    assert dialog is not None and dialog.isVisible()
     _click_box(qtbot, dialog.controlnets_only_check)
     _click_box(qtbot, dialog.controlnet_boxes["blur"])
     dialog.token_edit.setText(GOOD_TOKEN)
@@ -84,23 +81,12 @@ def test_controlnets_from_the_download_dialog_are_listed_at_once(
 
 
 def test_a_large_set_downloaded_with_a_controlnet_lists_it_at_once(
-    qtbot,
-    make_window,
-    large_model,
-    fake_hub,  # noqa: F811  (the fixture imported above)
-    tmp_path,
+    qtbot, make_window, large_model, fake_hub, tmp_path
 ):
-    window = make_window(model_path=large_model)
-    wait_until_ready(qtbot, window)
-    section = window.panel.controlnet
-    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: len(section.units) == 1, timeout=5000)
+    window, section = _window_with_one_unit(qtbot, make_window, large_model)
 
-    window.actions.download_models.trigger()
-    dialog = window.models.download_dialog
     elsewhere = tmp_path / "big-disk"
-    dialog.set_save_in(elsewhere)
-    dialog.set_variant("large")
+    dialog = _large_download_dialog(window, elsewhere)
     _click_box(qtbot, dialog.controlnet_boxes["canny"])
     dialog.token_edit.setText(GOOD_TOKEN)
     with qtbot.waitSignal(dialog.model_downloaded, timeout=TIMEOUT_MS) as arrived:

@@ -2,17 +2,10 @@
 the section's slider sets, lying on the generation's frame, and gone again when switched off (grabbed pixels)."""
 
 import pytest
-from PIL import Image
 from PySide6.QtCore import Qt
 
 from tests.factory.controlnet_model import write_controlnet
-from tests.factory.snapshot import write_snapshot
-from tests.ui.conftest import wait_until_ready
-
-
-@pytest.fixture
-def large_model(tmp_path_factory):
-    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
+from tests.ui.conftest import wait_until_ready, write_square_picture
 
 
 def _canvas_pixels(window):
@@ -35,10 +28,7 @@ def _view_action(window, text):
 
 def test_control_map_overlay_appears_at_its_opacity_and_goes_away(qtbot, make_window, large_model, tmp_path):
     cn = write_controlnet(tmp_path / "sd3.5_large_controlnet_canny.safetensors")
-    square = tmp_path / "square.png"
-    picture = Image.new("RGB", (64, 64), "black")
-    picture.paste((255, 255, 255), (16, 16, 48, 48))
-    picture.save(square)
+    square = write_square_picture(tmp_path / "square.png")
     window = make_window(model_path=large_model)
     wait_until_ready(qtbot, window)
     window.state.update(steps=2, width=64, height=64, seed=0, random_seed=False)

@@ -5,14 +5,8 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from app.ui.form.controlnet_section import DEFAULT_OVERLAY_OPACITY
-from tests.factory.snapshot import write_snapshot
 from tests.ui.conftest import wait_until_ready
 from tests.ui.test_controlnet_overlay import _view_action
-
-
-@pytest.fixture
-def large_model(tmp_path_factory):
-    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
 
 
 def test_overlay_switch_and_opacity_are_kept_when_the_window_reopens(qtbot, make_window, large_model):

@@ -1,21 +1,14 @@
 """Small things an artist sees in the ControlNet section: the image row's text fits the dock's default width (the
 full sentence is in the tooltip), and "Add folder…" adds a folder of ControlNets, rescans and remembers it."""
 
-import pytest
 from PySide6.QtCore import Qt
 
 from app.ui.form.control_unit import NO_IMAGE
 from app.ui.window.addon_hookup import CONTROLNET_FOLDERS_KEY
 from app.ui.window.settings_store import load_json
 from tests.factory.controlnet_model import write_controlnet
-from tests.factory.snapshot import write_snapshot
 from tests.ui.conftest import wait_until_ready
 from tests.ui.test_dark_theme import dark  # noqa: F401  (fixture)
-
-
-@pytest.fixture
-def large_model(tmp_path_factory):
-    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
 
 
 def open_section(qtbot, window):

@@ -7,24 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QImage
 
 from app.metadata.control_image_search import KEPT_FOLDER_NAME
 from app.ui.gallery.menu import build_context_menu
 from tests.factory.controlnet_model import write_controlnet
-from tests.factory.snapshot import write_snapshot
 from tests.gallery.helpers import write_a1111_png
 from tests.gallery.test_controlnet_a1111 import BLUR, CANNY, DEPTH, EXTENSION_TEXT
-from tests.ui.conftest import wait_until_ready
+from tests.ui.conftest import controlnet_window, wait_until_ready
 from tests.ui.test_image_drop import choose, drop_on, file_mime
 from tests.ui.test_refine_window import click_menu_entry
-
-
-@pytest.fixture
-def large_model(tmp_path_factory):
-    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
 
 
 def test_use_these_settings_on_an_a1111_image_restores_controlnets_with_the_files_here(
@@ -81,12 +74,7 @@ def test_recall_finds_a_kept_control_image_after_the_output_folder_moved(
     qtbot, make_window, large_model, tmp_path, fake_sessions
 ):
     cn = write_controlnet(tmp_path / BLUR, control_type="blur")
-    window = make_window(model_path=large_model)
-    wait_until_ready(qtbot, window)
-    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
-    window.state.update(steps=2, width=64, height=64)
-    section = window.panel.controlnet
-    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    window, section = controlnet_window(qtbot, make_window, large_model)
     (unit,) = section.units
     unit.choose_file(cn)
     picture = QImage(24, 16, QImage.Format.Format_RGB32)

@@ -11,14 +11,8 @@ from app.inference.api.control import ControlPreprocess, ControlSpec
 from app.ui.form.controlnet_section import ControlNetSection
 from app.ui.form.form_state import GenerationFormState
 from tests.factory.controlnet_model import write_controlnet
-from tests.factory.snapshot import write_snapshot
-from tests.ui.conftest import wait_until_ready
+from tests.ui.conftest import controlnet_window, write_square_picture
 from tests.ui.test_image_drop import choose, drop_on, file_mime
-
-
-@pytest.fixture
-def large_model(tmp_path_factory):
-    return write_snapshot(tmp_path_factory.mktemp("large") / "sd3.5-large-tiny", "large")
 
 
 @pytest.fixture
@@ -27,9 +21,7 @@ def two_controlnets(tmp_path):
     canny = write_controlnet(folder / "sd3.5_large_controlnet_canny.safetensors", control_type="canny")
     depth = write_controlnet(folder / "sd3.5_large_controlnet_depth.safetensors", control_type="depth")
     edges, depth_map = tmp_path / "edges.png", tmp_path / "depth.png"
-    picture = Image.new("RGB", (64, 64), "black")
-    picture.paste((255, 255, 255), (16, 16, 48, 48))
-    picture.save(edges)
+    write_square_picture(edges)
     Image.linear_gradient("L").resize((64, 64)).convert("RGB").save(depth_map)
     return canny, depth, edges, depth_map
 
@@ -54,12 +46,7 @@ def test_two_controlnets_reach_the_engine_in_order_and_recall_restores_both(
     qtbot, make_window, large_model, two_controlnets, tmp_path, fake_sessions
 ):
     canny, depth, edges, depth_map = two_controlnets
-    window = make_window(model_path=large_model)
-    wait_until_ready(qtbot, window)
-    qtbot.waitUntil(lambda: window.gallery.panel is not None, timeout=5000)
-    window.state.update(steps=2, width=64, height=64)
-    section = window.panel.controlnet
-    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    window, section = controlnet_window(qtbot, make_window, large_model)
     qtbot.wait(50)  # posted layout requests
     size = window.size()
     (first,) = section.units

@@ -15,16 +15,8 @@ from app.downloads.layout import default_models_dir, find_partials
 from app.downloads.progress import Phase
 from app.ui.downloads import dialog as download_dialog
 from app.ui.downloads import worker as download_worker
-from app.ui.downloads.dialog import RESUME_TEXT, DownloadDialog
-from tests.downloads.conftest import (  # noqa: F401  (fixtures: the fake Hub and a private HF home)
-    GOOD_TOKEN,
-    MEDIUM_REPO,
-    NO_LICENCE_TOKEN,
-    fake_hub,
-    hf_home,
-    hub_state,
-    served_repos,
-)
+from app.ui.downloads.dialog import RESUME_TEXT
+from tests.downloads.conftest import GOOD_TOKEN, MEDIUM_REPO, NO_LICENCE_TOKEN
 from tests.ui.conftest import wait_until_ready
 
 T5 = "text_encoders/t5xxl_fp16.safetensors"
@@ -45,16 +37,7 @@ def _assert_no_model_set(dest: Path) -> None:
         locate_model_set(dest)
 
 
-@pytest.fixture
-def dialog(qtbot, fake_hub):  # noqa: F811
-    dialog = DownloadDialog(None, "medium")
-    qtbot.addWidget(dialog)
-    dialog.show()
-    yield dialog
-    dialog.shutdown()
-
-
-def test_full_download_from_the_first_run_panel_is_handed_to_the_window(qtbot, make_window, fake_hub):  # noqa: F811
+def test_full_download_from_the_first_run_panel_is_handed_to_the_window(qtbot, make_window, fake_hub):
     from app.inference.checkpoints.model_set import locate_model_set
 
     window = make_window(model_path=None)

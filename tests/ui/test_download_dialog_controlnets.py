@@ -14,14 +14,7 @@ from app.downloads.layout import default_models_dir
 from app.ui.downloads.dialog import DownloadDialog
 from app.ui.downloads.plan_view import CHOOSE_A_CONTROLNET
 from app.ui.form.addons import discover_controlnets
-from tests.downloads.conftest import (  # noqa: F401  (fixtures: the fake Hub and a private HF home)
-    GOOD_TOKEN,
-    fake_hub,
-    hf_home,
-    large_hub_state,
-    served_large_repos,
-    served_repos,
-)
+from tests.downloads.conftest import GOOD_TOKEN, large_hub_state
 
 CANNY = "controlnets/sd3.5_large_controlnet_canny.safetensors"
 DEPTH = "controlnets/sd3.5_large_controlnet_depth.safetensors"
@@ -29,17 +22,8 @@ TIMEOUT_MS = 60_000  # the first download imports torch for the model-set check
 
 
 @pytest.fixture
-def hub_state(served_large_repos):  # noqa: F811  (the Large repositories instead of Medium's)
+def hub_state(served_large_repos):  # the Large repositories instead of Medium's
     return large_hub_state(served_large_repos)
-
-
-@pytest.fixture
-def dialog(qtbot, fake_hub):  # noqa: F811
-    dialog = DownloadDialog(None, "medium")
-    qtbot.addWidget(dialog)
-    dialog.show()
-    yield dialog
-    dialog.shutdown()
 
 
 def _rows(dialog: DownloadDialog) -> dict[str, tuple[str, str, str]]:

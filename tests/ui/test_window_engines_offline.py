@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from app.remote.engine_list import EngineList
 from tests.comfyui.fake_server import FakeComfy
 from tests.ui.conftest import wait_until_ready
-from tests.ui.test_window_remote_engine import remote_index
+from tests.ui.test_window_remote_engine import remote_index, window_on_server_set
 
 ONLINE = "sd3.5_medium · gpu-box · no T5"
 OFFLINE = "sd3.5_medium · gpu-box · offline"
@@ -25,11 +25,7 @@ def quick_retries(monkeypatch):
 def remember_the_server_set(qtbot, make_window) -> int:
     """A first run chooses the server's set and quits; the server then goes away. Returns its port."""
     with FakeComfy() as fake:
-        EngineList().add(fake.url, "gpu-box")
-        window = make_window()
-        wait_until_ready(qtbot, window)
-        qtbot.waitUntil(lambda: remote_index(window, ONLINE) >= 0, timeout=10_000)
-        window.panel.model_combo.setCurrentIndex(remote_index(window, ONLINE))
+        window = window_on_server_set(qtbot, make_window, fake.url, "gpu-box", ONLINE)
         window.close()
         return fake.httpd.server_address[1]
 

@@ -12,7 +12,7 @@ from app.remote.engine_list import EngineList
 from app.ui.generation.jobs import JobStatus
 from tests.comfyui.fake_server import FakeComfy
 from tests.ui.conftest import wait_until_ready
-from tests.ui.test_window_remote_engine import remote_index
+from tests.ui.test_window_remote_engine import window_on_server_set
 
 LABEL = "sd3.5_medium · gpu-box · no T5"
 
@@ -32,11 +32,7 @@ def run_one_image(qtbot, window):
 
 def test_the_status_bar_fits_at_1250_px_with_a_server_set_and_names_the_server_shortly(qtbot, make_window):
     with FakeComfy() as fake:
-        EngineList().add(fake.url, "gpu-box")
-        window = make_window()
-        wait_until_ready(qtbot, window)
-        qtbot.waitUntil(lambda: remote_index(window, LABEL) >= 0, timeout=10_000)
-        window.panel.model_combo.setCurrentIndex(remote_index(window, LABEL))
+        window = window_on_server_set(qtbot, make_window, fake.url, "gpu-box", LABEL)
         run_one_image(qtbot, window)
         window.resize(1250, 800)
         qtbot.wait(50)
@@ -78,11 +74,7 @@ def test_a_server_that_goes_away_while_idle_shows_offline_and_online_again_when_
     fake = FakeComfy().__enter__()
     port = fake.httpd.server_address[1]
     try:
-        EngineList().add(fake.url, "gpu-box")
-        window = make_window()
-        wait_until_ready(qtbot, window)
-        qtbot.waitUntil(lambda: remote_index(window, LABEL) >= 0, timeout=10_000)
-        window.panel.model_combo.setCurrentIndex(remote_index(window, LABEL))
+        window = window_on_server_set(qtbot, make_window, fake.url, "gpu-box", LABEL)
         label = window.engine_hookup.label
         qtbot.waitUntil(lambda: label.full_text() == "Engine: gpu-box · online", timeout=5_000)
         before = len(fake.requests)

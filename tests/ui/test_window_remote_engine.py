@@ -35,6 +35,16 @@ def remote_index(window, label):
     return next((i for i in range(combo.count()) if combo.itemText(i) == label), -1)
 
 
+def window_on_server_set(qtbot, make_window, url: str, name: str, label: str):
+    """A ready window with the server at `url` in the engine list (as `name`) and its set `label` chosen."""
+    EngineList().add(url, name)
+    window = make_window()
+    wait_until_ready(qtbot, window)
+    qtbot.waitUntil(lambda: remote_index(window, label) >= 0, timeout=10_000)
+    window.panel.model_combo.setCurrentIndex(remote_index(window, label))
+    return window
+
+
 def test_a_job_on_the_server_shows_previews_and_lands_in_the_gallery_as_the_cli_writes_it(
     qtbot, make_window, engine_in_list, tmp_path, capsys
 ):

@@ -31,7 +31,8 @@ from app.ui.form.control_widgets import (
     IMAGE_SUFFIXES,
     PreprocessFields,
     StrengthFields,
-    dropped_image,
+    accept_image_drag,
+    accept_image_drop,
     fit,
     thumb_label,
 )
@@ -313,13 +314,11 @@ class ControlUnit(QWidget):
         self.map_view.setToolTip("What the ControlNet is shown (after preprocessing)")
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if dropped_image(event) is not None:
-            event.acceptProposedAction()
+        accept_image_drag(event)
 
     def dropEvent(self, event: QDropEvent) -> None:
-        path = dropped_image(event)
+        path = accept_image_drop(event)
         if path is not None:
-            event.acceptProposedAction()
             self.set_expanded(True)
             self.set_image(path)
 

@@ -150,3 +150,17 @@ def dropped_image(event: QDragEnterEvent | QDropEvent) -> Path | None:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return path
     return None
+
+
+def accept_image_drag(event: QDragEnterEvent) -> None:
+    """Take a drag that carries an image file, so that its drop comes to this widget."""
+    if dropped_image(event) is not None:
+        event.acceptProposedAction()
+
+
+def accept_image_drop(event: QDropEvent) -> Path | None:
+    """The dropped image file, the drop accepted; None (and the drop left alone) when it carries none."""
+    path = dropped_image(event)
+    if path is not None:
+        event.acceptProposedAction()
+    return path

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from app.inference.api.control import ControlSpec
 from app.ui.form.addons import CONTROLNET_RECOMMENDED, CONTROLNET_VARIANTS, ControlNetInfo
 from app.ui.form.control_unit import ControlUnit
-from app.ui.form.control_widgets import dropped_image
+from app.ui.form.control_widgets import accept_image_drag, accept_image_drop
 from app.ui.form.form_state import GenerationFormState
 from app.ui.form.form_widgets import CollapsibleSection
 
@@ -218,13 +218,11 @@ class ControlNetSection(CollapsibleSection):
             unit.paste_image()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if dropped_image(event) is not None:
-            event.acceptProposedAction()
+        accept_image_drag(event)
 
     def dropEvent(self, event: QDropEvent) -> None:
-        path = dropped_image(event)
+        path = accept_image_drop(event)
         if path is not None:
-            event.acceptProposedAction()
             self.use_image(path)
 
     def apply_recommended(self) -> None:
