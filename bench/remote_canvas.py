@@ -40,11 +40,14 @@ engines.update(url, partial_text_encoders=True)  # the tiny set has no CLIP-G
 
 from app.remote.messages import Message, Preview
 from app.remote.ws import ComfySocket
+from app.remote import session as remote_session
 from app.ui.canvas.canvas import CanvasView
 from app.main import run_app
 
 clock = time.perf_counter
-arrivals, progress, shown, painted = [], [], [], []  # (time, job index) / (time, job, preview number) / (time, number)
+# frames and progress messages: (time, job); stepped: (start, end, job); shown: (time, job, preview number);
+# painted: (time, preview number)
+arrivals, progress, shown, painted, stepped = [], [], [], [], []
 current = {"job": -1}
 
 receive = ComfySocket.receive
@@ -56,6 +59,14 @@ def timed_receive(self, timeout):
         progress.append((clock(), current["job"]))
     return message
 ComfySocket.receive = timed_receive
+
+step = remote_session._Job._step
+def timed_step(self, image, value, total, preview):
+    started = clock()
+    step(self, image, value, total, preview)
+    if preview is not None:  # decoded, the StepUpdate handed on (worker side)
+        stepped.append((started, clock(), current["job"]))
+remote_session._Job._step = timed_step
 
 set_image, paint = CanvasView.set_image, CanvasView.paintEvent
 def timed_set_image(self, image, *, preview=False, logical_size=None, caption=None):
@@ -98,7 +109,8 @@ def on_window(window):
             outcome = await ended["f"]
             statuses.append(outcome.status.value)
             await asyncio.sleep(0.3)  # the last paint lands
-        result.update(statuses=statuses, arrivals=arrivals, progress=progress, shown=shown, painted=painted)
+        result.update(statuses=statuses, arrivals=arrivals, progress=progress, stepped=stepped, shown=shown,
+                      painted=painted)
         window.close()
     asyncio.ensure_future(drive())
 
@@ -117,13 +129,18 @@ def match(raw: dict, jobs: int) -> dict:
     reported, not matched."""
     painted = {key: t for t, key in raw["painted"]}
     to_canvas, to_progress, to_set, set_to_paint, skipped = [], [], [], [], []
+    decode, hand_over = [], []
     for job in range(jobs):
         frames = [t for t, j in raw["arrivals"] if j == job]
         sets = [(t, key) for t, j, key in raw["shown"] if j == job]
         steps = [t for t, j in raw["progress"] if j == job]
+        handed = [(a, b) for a, b, j in raw["stepped"] if j == job]
         if not frames or len(frames) != len(sets):
             skipped.append({"job": job, "frames": len(frames), "previews_set": len(sets)})
             continue
+        if len(handed) == len(frames):
+            decode += [b - a for a, b in handed]
+            hand_over += [set_at - b for (_, b), (set_at, _) in zip(handed, sets, strict=True)]
         for arrived, (set_at, key) in zip(frames, sets, strict=True):
             if key not in painted:  # replaced before a paint: that frame never reached the screen
                 skipped.append({"job": job, "unpainted_frame_at": arrived})
@@ -144,6 +161,7 @@ def match(raw: dict, jobs: int) -> dict:
 
     return {"frames": len(to_canvas), "frame_to_canvas": summary(to_canvas), "frame_to_set_image": summary(to_set),
             "frame_to_progress_message": summary(to_progress),
+            "step_update_made": summary(decode), "step_update_to_set_image": summary(hand_over),
             "set_image_to_painted": summary(set_to_paint), "not_matched": skipped}  # fmt: skip
 
 
@@ -187,7 +205,10 @@ def main(argv=None) -> dict:
         print(f"preview frame on the socket -> painted on the canvas, {r['frames']} frames: median "
               f"{c['median_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms, max {c['max_ms']:.1f} ms (goal <= 50 ms); "
               f"frame -> set_image median {s['median_ms']:.1f} ms (of which waiting for the step's progress message "
-              f"{r['frame_to_progress_message'].get('median_ms', float('nan')):.1f} ms), set_image -> painted median "
+              f"{r['frame_to_progress_message'].get('median_ms', float('nan')):.1f} ms, decoding it and making the "
+              f"StepUpdate {r['step_update_made'].get('median_ms', float('nan')):.1f} ms, StepUpdate -> set_image on "
+              f"the main thread {r['step_update_to_set_image'].get('median_ms', float('nan')):.1f} ms), "
+              f"set_image -> painted median "
               f"{d['median_ms']:.1f} ms; not matched: {len(r['not_matched'])}")  # fmt: skip
     write_result("remote_canvas", r)
     return r
