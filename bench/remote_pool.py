@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -66,8 +68,38 @@ def _load() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
+def _busy_seconds(server, since: float) -> float:
+    """The server's own execution time (execution_start -> execution_success) of the prompts begun after `since`."""
+    total = 0.0
+    for entry in server.get("/history").values():
+        stamps = {name: data.get("timestamp") for name, data in entry["status"]["messages"]}
+        start, end = stamps.get("execution_start"), stamps.get("execution_success")
+        if start is not None and end is not None and start / 1000 >= since:
+            total += (end - start) / 1000
+    return total
+
+
+_SPIN = (
+    "import os, sys, time\nos.sched_setaffinity(0, {int(sys.argv[1])})\nt = time.perf_counter()\n"
+    "x = 0\nfor i in range(6_000_000):\n    x += i * i\nprint(time.perf_counter() - t)"
+)
+
+
+def machine_scaling() -> float:
+    """What the cores allow, as a baseline in the same run: a CPU-bound loop on one core alone vs the same loop on
+    two cores at once (two processes, each pinned): 2.0 when the cores are free and separate."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    alone = float(subprocess.run([sys.executable, "-c", _SPIN, str(cores[0])], capture_output=True, text=True,
+                                 check=True).stdout)  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, "-c", _SPIN, str(c)], stdout=subprocess.PIPE, text=True)
+             for c in cores]  # fmt: skip
+    together = max(float(p.communicate()[0]) for p in procs)
+    return 2 * alone / together
+
+
 def run(seeds: int = 8, steps: int = 4, size: int = 64, pin: bool = False) -> dict:
     load_before = _load()
+    scaling_before = machine_scaling() if pin else None
     servers = [_start(i, pin) for i in range(2)]
     try:
         models = tiny_models_dir()
@@ -83,9 +115,12 @@ def run(seeds: int = 8, steps: int = 4, size: int = 64, pin: bool = False) -> di
                 list(warm.run(TINY_CHECKPOINT, replace(request, count=1, seed=10_000 + len(timings))))
                 warm.close()
             pool = ServerPool(urls, partial_text_encoders=True)
-            started = time.perf_counter()
+            since, started = time.time(), time.perf_counter()
             events = list(pool.run(TINY_CHECKPOINT, request))
             timings[name] = time.perf_counter() - started
+            # How much of the wall time the servers spent executing: near 1 means they were the bottleneck.
+            busy = sum(_busy_seconds(server, since) for server in servers if server.url in urls)
+            timings[f"{name}_server_busy"] = busy / (timings[name] * len(urls))
             made = [e for e in events if isinstance(e, ImageFinished)]
             assert len(made) == seeds, events[-1]
             timings[f"{name}_by_server"] = {u: sum(e.engine == u for e in made) for u in urls}
@@ -100,6 +135,8 @@ def run(seeds: int = 8, steps: int = 4, size: int = 64, pin: bool = False) -> di
         "cpu_count": os.cpu_count(),
         "load_before": load_before,
         "load_after": _load(),
+        "machine_scaling_before": scaling_before,
+        "machine_scaling_after": machine_scaling() if pin else None,
         **timings,
         "speedup": timings["one"] / timings["two"],
     }
@@ -115,7 +152,14 @@ def main(argv=None) -> dict:
     where = "each server pinned to its own core, 1 thread" if r["pinned"] else "CPUs shared by both servers"
     print(f"{r['seeds']} seeds: one server {r['one']:.1f} s, two servers {r['two']:.1f} s -> {r['speedup']:.2f}x "
           f"(split {r['two_by_server']}; {r['cpu_count']} CPUs, {where}; load average before "
-          f"{r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f})")  # fmt: skip
+          f"{r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f}); servers busy executing "
+          f"{100 * r['one_server_busy']:.0f} % of the wall time with one, {100 * r['two_server_busy']:.0f} % "
+          f"with two")  # fmt: skip
+    if r["pinned"]:
+        print(
+            f"what the cores allowed (a CPU-bound loop on two pinned cores vs one, same run): "
+            f"{r['machine_scaling_before']:.2f}x before, {r['machine_scaling_after']:.2f}x after"
+        )
     write_result("remote_pool_pinned" if r["pinned"] else "remote_pool", r)
     return r
 
