@@ -8,22 +8,26 @@ own settings and data folders; the server is put in its engine list as a user wo
 model picker; then `jobs` one-seed jobs of `steps` steps are generated. Frames are matched to paints in order
 within a job, and only when every frame of the job reached the canvas (a job with dropped or extra previews is
 counted, not matched). Goal (issue 17): <= 50 ms on loopback. Only the bench wraps these methods; the app is as
-shipped.
+shipped. With --pin the server (one OpenMP thread) runs on one core and the window on the other.
 
-    python -m bench remote_canvas [--jobs 3 --steps 10]   (needs ../shared/comfyui-server)
+    python -m bench.remote_canvas [--jobs 3 --steps 10] [--pin]   (needs ../shared/comfyui-server)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import write_result
+from bench.remote_pool import _pinned
 from bench.startup import ROOT, _child_env
 from tests.comfyui.server import TINY_CHECKPOINT, TINY_CLIP_L, start_server, tiny_models_dir
 
@@ -165,18 +169,23 @@ def match(raw: dict, jobs: int) -> dict:
             "set_image_to_painted": summary(set_to_paint), "not_matched": skipped}  # fmt: skip
 
 
-def run(jobs: int = 3, steps: int = 10) -> dict:
-    server = start_server(Path(tempfile.mkdtemp(prefix="bench-canvas-")))
+def run(jobs: int = 3, steps: int = 10, pin: bool = False) -> dict:
+    cores = sorted(os.sched_getaffinity(0))
+    if pin and len(cores) < 2:
+        raise RuntimeError("--pin needs two cores this process may run on")
+    with _pinned(cores[1] if pin else None):  # the server (one thread) on one core, the window on another
+        server = start_server(Path(tempfile.mkdtemp(prefix="bench-canvas-")))
     try:
         models = tiny_models_dir()
         server.link_model("checkpoints", models / "checkpoints" / TINY_CHECKPOINT)
         server.link_model("clip", models / "clip" / TINY_CLIP_L)
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp)
-            out = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(home / "out"), server.url, str(jobs), str(steps)],
-                capture_output=True, text=True, env=_child_env(home), cwd=ROOT, timeout=300,
-            )  # fmt: skip
+            with contextlib.nullcontext() if not pin else _on_core(cores[0]):
+                out = subprocess.run(
+                    [sys.executable, "-c", _CHILD, str(home / "out"), server.url, str(jobs), str(steps)],
+                    capture_output=True, text=True, env=_child_env(home), cwd=ROOT, timeout=300,
+                )  # fmt: skip
     finally:
         server.stop()
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")), None)
@@ -189,15 +198,30 @@ def run(jobs: int = 3, steps: int = 10) -> dict:
         raise RuntimeError(
             f"the window did not run the jobs on the server: {raw['engine']} {raw['statuses']}"
         )
-    return {"jobs": jobs, "steps": steps, "size": 64, "goal_ms": 50, **match(raw, jobs)}
+    return {"jobs": jobs, "steps": steps, "size": 64, "goal_ms": 50, "pinned": pin, "load": os.getloadavg(),
+            **match(raw, jobs)}  # fmt: skip
+
+
+@contextlib.contextmanager
+def _on_core(core: int) -> Iterator[None]:
+    """While inside: this thread (so every process it starts) runs on `core` only (threads as usual)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--jobs", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument(
+        "--pin", action="store_true", help="the server (one thread) on one core, the window on the other"
+    )
     args = p.parse_args(argv)
-    r = run(args.jobs, args.steps)
+    r = run(args.jobs, args.steps, args.pin)
     c, s, d = r["frame_to_canvas"], r["frame_to_set_image"], r["set_image_to_painted"]
     if not c:
         print(f"no preview frame was matched to a paint: {r['not_matched']}")
@@ -209,7 +233,8 @@ def main(argv=None) -> dict:
               f"StepUpdate {r['step_update_made'].get('median_ms', float('nan')):.1f} ms, StepUpdate -> set_image on "
               f"the main thread {r['step_update_to_set_image'].get('median_ms', float('nan')):.1f} ms), "
               f"set_image -> painted median "
-              f"{d['median_ms']:.1f} ms; not matched: {len(r['not_matched'])}")  # fmt: skip
+              f"{d['median_ms']:.1f} ms; not matched: {len(r['not_matched'])}; "
+              f"{'pinned apart' if r['pinned'] else 'sharing the cores'}; load average {r['load'][0]:.2f}")  # fmt: skip
     write_result("remote_canvas", r)
     return r
 
