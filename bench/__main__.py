@@ -31,6 +31,7 @@ OPTIONAL = {  # benchmarks that arrive with other parts of the app; run when pre
     "controlnet": "ControlNet step overhead at Large width, plan sizes, 1024² preprocessing",
     "remote": "remote engine on a local ComfyUI: per-image overhead vs the server's time, preview latency",
     "remote_pool": "a seed run over two local ComfyUI servers vs one",
+    "remote_canvas": "a real window on a local ComfyUI: preview frame on the socket -> painted on the canvas",
     "remote_img2img": "img2img on a local ComfyUI: our schedule (as the remote engine sends it) vs KSampler's",
     "lora": "LoRA apply/switch at Medium widths, fp8 side-branch overhead, header scan of 500 LoRAs",
     "mask_paint": "mask brush stroke segment on a 2048² input vs the same canvas area without a mask",
