@@ -101,3 +101,58 @@ def test_generate_spreads_a_job_over_servers_given_to_engine(tmp_path, capsys):
         == 1
     )
     assert "--engine needs a server address" in capsys.readouterr().err
+
+
+def with_loras(fake, *names):
+    """`fake`'s /object_info listing these LoRA files (LoraLoader's lora_name choices)."""
+    import json
+
+    from tests.comfyui.fake_server import OBJECT_INFO
+
+    loader = {"input": {"required": {"lora_name": [list(names), {}]}}}
+    fake.body["/object_info"] = json.dumps({**OBJECT_INFO, "LoraLoader": loader}).encode()
+
+
+def lora_request(tmp_path, count):
+    from app.inference.api.lora import LoraSpec
+
+    lora = tmp_path / "clay style.safetensors"
+    lora.write_bytes(b"local weights, never uploaded")
+    return request(count=count, loras=(LoraSpec(lora, 0.8),))
+
+
+def test_only_the_server_with_the_jobs_lora_makes_its_images(tmp_path):
+    with FakeComfy() as a, FakeComfy() as b:
+        with_loras(a, "other.safetensors")  # a lacks the job's LoRA; it is first in the list
+        with_loras(b, "styles/clay style.safetensors")
+        pool = ServerPool([a.url, b.url], partial_text_encoders=True, timeout=2.0, poll_every=0.5)
+        started = time.monotonic()
+        events = run_bounded(pool, lora_request(tmp_path, 4))
+        pool.close()
+    finished = sorted((e.image_index, e.seed, e.engine) for e in events if isinstance(e, ImageFinished))
+    assert [(i, s) for i, s, _ in finished] == [(0, 100), (1, 101), (2, 102), (3, 103)]  # none lost
+    assert {e for *_, e in finished} == {b.url}
+    assert all(e.comfy_files.loras == ("styles/clay style.safetensors",) for e in events
+               if isinstance(e, ImageFinished))  # fmt: skip
+    assert ("POST", "/prompt") not in a.requests  # a was never sent a graph it cannot run
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    assert events[-1] == JobFinished(4, events[-1].seconds)
+    assert time.monotonic() - started < 10
+
+
+def test_when_no_server_has_the_jobs_lora_the_job_fails_at_once_naming_it(tmp_path):
+    with FakeComfy() as a, FakeComfy() as b:
+        with_loras(a, "other.safetensors")
+        with_loras(b)
+        pool = ServerPool([a.url, b.url], partial_text_encoders=True, timeout=2.0, poll_every=0.5)
+        started = time.monotonic()
+        events = run_bounded(pool, lora_request(tmp_path, 3))
+        seconds = time.monotonic() - started
+        pool.close()
+    assert not [e for e in events if isinstance(e, ImageFinished)]
+    assert isinstance(events[-1], JobFailed) and events[-1].kind.name == "MODEL"
+    message = events[-1].message
+    assert "has no LoRA clay style.safetensors" in message and a.url in message and b.url in message
+    assert "\n" not in message
+    assert seconds < 5, f"took {seconds:.1f} s"  # not the 120 s give-up
+    assert ("POST", "/prompt") not in a.requests + b.requests
