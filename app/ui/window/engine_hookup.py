@@ -3,7 +3,8 @@ a chosen server cannot run, and the engine in the status bar.
 
 Every network call runs on a daemon thread ("sd35-io-engines", app.ui.window.engine_watch), never on the UI
 thread, and a quit never waits for one; results come back through a queued signal. While idle, the chosen set's
-servers get a cheap `/system_stats` heartbeat every 30 s, so one that went away shows offline without a job. A
+servers get a cheap `/system_stats` heartbeat every 30 s, so one that went away shows offline without a job, and
+every 150 s each online server's lists are read again, so a model file copied onto it appears in the picker. A
 server that does not answer is checked again with a back-off (2 s doubling to 60 s), and the status bar says so
 ("gpu-box · offline — retrying"). The model sets a server listed stay in the picker
 while it is away (a job then fails with the connection's sentence and the window keeps checking).
@@ -99,6 +100,10 @@ class EngineHookup(QObject):
         self._heartbeat.setInterval(int(engine_watch.HEARTBEAT_S * 1000))
         self._heartbeat.timeout.connect(self._beat)
         self._heartbeat.start()
+        self._relist_timer = QTimer(self)  # files copied onto a server while idle join the picker
+        self._relist_timer.setInterval(int(engine_watch.RELIST_S * 1000))
+        self._relist_timer.timeout.connect(self._reread)
+        self._relist_timer.start()
         picker.selection_changed.connect(self._on_picker_selection_changed)
         panel.model_combo.activated.connect(self._on_user_picked)  # the user's own choice, not a restore
         controller.job_started.connect(self._on_job_started)
@@ -131,6 +136,8 @@ class EngineHookup(QObject):
         self._checking.discard(url)
         if self._closed:
             return
+        before = self.reports.get(url)
+        sets_before = remote_model_sets(self.engines, self.infos)
         self.reports[url] = report
         if report.info is not None:
             self.infos[url] = report.info
@@ -147,8 +154,19 @@ class EngineHookup(QObject):
                 timer.timeout.connect(lambda u=url: self.check(u))
             timer.start(int(delay * 1000))
             log.info("%s is offline (%s); checking again in %.0f s", url, report.error, delay)
-        self._relist()
+        online_still = before is not None and before.reachable and report.info is not None
+        if not online_still or remote_model_sets(self.engines, self.infos) != sets_before:
+            self._relist()  # a re-read that lists the same sets leaves the picker (and the user's choice) alone
         self._update_label()
+
+    def _reread(self) -> None:
+        """Re-read the lists of every online server no job is using (those offline are being retried anyway)."""
+        job = self._controller.current_job
+        busy = set(job.options.engine or ()) if job is not None else set()
+        for entry in self.engines.enabled():
+            report = self.reports.get(entry.url)
+            if report is not None and report.reachable and entry.url not in busy:
+                self.check(entry.url)
 
     def _beat(self) -> None:
         """The heartbeat: ping the chosen set's servers that are thought online (the others are being retried)."""
@@ -331,6 +349,7 @@ class EngineHookup(QObject):
     def close(self) -> None:
         self._closed = True
         self._heartbeat.stop()
+        self._relist_timer.stop()
         for timer in self._retry.values():
             timer.stop()
         self._retry.clear()

@@ -1,9 +1,12 @@
 """Watching the chosen ComfyUI servers while no job runs, without ever holding up the window.
 
 `ping` is the heartbeat: one small `/system_stats` request with a short timeout, so a server that went away is
-noticed within HEARTBEAT_S even when idle. `DaemonRunner` runs the window's network checks each on a daemon
-thread: quitting never waits for a server that accepts the connection and then never answers (a thread pool's
-workers are joined at interpreter exit; a hung check would hold the quit for its whole HTTP timeout)."""
+noticed within HEARTBEAT_S even when idle; every RELIST_S the window re-reads each online server's lists, so a
+model file copied onto a server while the window is open joins the picker without a restart.
+
+`DaemonRunner` runs the window's network checks each on a daemon thread: quitting never waits for a server that
+accepts the connection and then never answers (a thread pool's workers are joined at interpreter exit; a hung
+check would hold the quit for its whole HTTP timeout)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from app.remote.http import ComfyHttp
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 30.0  # seconds between checks of the chosen set's servers while idle
+RELIST_S = 150.0  # seconds between re-reads of every online server's lists (/object_info: large, so rarely)
 PING_TIMEOUT_S = 3.0  # a heartbeat is one small request: a server slower than this counts as away
 
 
