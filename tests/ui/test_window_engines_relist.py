@@ -20,10 +20,13 @@ def quick_rereads(monkeypatch):
     monkeypatch.setattr("app.ui.window.engine_watch.RELIST_S", 0.3)
 
 
-def with_checkpoints(fake, *names):
-    """`fake`'s /object_info from now on lists these checkpoints (a file copied into its models/checkpoints)."""
+def with_checkpoints(fake, *names, without: str = ""):
+    """`fake`'s /object_info from now on lists these checkpoints (a file copied into its models/checkpoints), and
+    lacks the node `without` (a custom node removed)."""
     loader = {"input": {"required": {"ckpt_name": [list(names), {}]}}}
-    fake.body["/object_info"] = json.dumps({**OBJECT_INFO, "CheckpointLoaderSimple": loader}).encode()
+    info = {**OBJECT_INFO, "CheckpointLoaderSimple": loader}
+    info.pop(without, None)
+    fake.body["/object_info"] = json.dumps(info).encode()
 
 
 def object_info_reads(fake) -> int:
@@ -50,6 +53,16 @@ def test_a_checkpoint_copied_onto_a_server_while_idle_appears_and_the_chosen_set
         combo.showPopup()
         combo.view().window().grab().save("/tmp/poolfix-shot.png")  # the open list, with both server sets
         combo.hidePopup()
+
+        assert "slg_enabled" not in window.state.unavailable
+        with_checkpoints(
+            fake, "sd3.5_medium.safetensors", "sd3.5_large.safetensors", without="SkipLayerGuidanceSD3"
+        )
+        qtbot.waitUntil(
+            lambda: "slg_enabled" in window.state.unavailable, timeout=10_000
+        )  # same sets, a node gone
+        assert "no SkipLayerGuidanceSD3 node" in window.state.unavailable["slg_enabled"]
+        assert window.picker.selected.label == MEDIUM
 
         with_checkpoints(fake, "sd3.5_large.safetensors")  # a file removed from the server goes too
         qtbot.waitUntil(lambda: remote_index(window, MEDIUM) < 0, timeout=10_000)

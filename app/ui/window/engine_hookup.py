@@ -137,7 +137,7 @@ class EngineHookup(QObject):
         if self._closed:
             return
         before = self.reports.get(url)
-        sets_before = remote_model_sets(self.engines, self.infos)
+        lists_before = self._lists()
         self.reports[url] = report
         if report.info is not None:
             self.infos[url] = report.info
@@ -155,9 +155,16 @@ class EngineHookup(QObject):
             timer.start(int(delay * 1000))
             log.info("%s is offline (%s); checking again in %.0f s", url, report.error, delay)
         online_still = before is not None and before.reachable and report.info is not None
-        if not online_still or remote_model_sets(self.engines, self.infos) != sets_before:
+        if not online_still or self._lists() != lists_before:
             self._relist()  # a re-read that lists the same sets leaves the picker (and the user's choice) alone
         self._update_label()
+
+    def _lists(self) -> tuple[list[ModelSetInfo], dict[str, str]]:
+        """What the servers' lists decide: the picker's server sets and what the chosen set cannot run."""
+        chosen = self._picker.selected
+        remote = chosen is not None and chosen.is_remote
+        reasons = unavailable_options(chosen, self.infos, self.engines.label_for) if remote else {}  # type: ignore[arg-type]
+        return remote_model_sets(self.engines, self.infos), reasons
 
     def _reread(self) -> None:
         """Re-read the lists of every online server no job is using (those offline are being retried anyway)."""
