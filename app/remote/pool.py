@@ -170,11 +170,11 @@ class ServerPool:
                 if cancel.is_cancelled:
                     pending.clear()
                 if all(s.unsuitable for s in servers) and pending:
-                    reasons = "; ".join(sorted({s.last_error for s in servers if s.last_error}))
+                    reasons = _reasons(servers)
                     break_with = JobFailed(f"no server can run this job: {reasons}", FailureKind.MODEL)
                     return self._end(emit, lock, threads, running, break_with)
                 if pending and not running and time.monotonic() - last_progress > self.give_up_after:
-                    reasons = "; ".join(sorted({s.last_error for s in servers if s.last_error}))
+                    reasons = _reasons(servers)
                     message = f"no server took the job's images for {self.give_up_after:.0f} s: {reasons}"
                     return self._end(emit, lock, threads, running, JobFailed(message, FailureKind.CONNECTION))
                 for server in idle_servers():
@@ -207,6 +207,15 @@ class ServerPool:
         finally:
             lock.acquire()
         emit(event)
+
+
+def _reasons(servers: list[_Server]) -> str:
+    """Each server's failure once, in priority order; a clause every one of them ends with (the advice of a
+    missing file: "copy it into the server's models/loras…") said once, at the end, not once per server."""
+    parts = [s.last_error.split("; ") for s in servers if s.last_error]
+    shared = [c for c in parts[0] if all(c in p for p in parts)] if parts else []
+    own = dict.fromkeys(c for p in parts for c in p if c not in shared)
+    return "; ".join([*own, *shared])
 
 
 def _serialized(emit: Callable[[Event], None]) -> Callable[[Event], None]:

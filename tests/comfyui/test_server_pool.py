@@ -153,6 +153,6 @@ def test_when_no_server_has_the_jobs_lora_the_job_fails_at_once_naming_it(tmp_pa
     assert isinstance(events[-1], JobFailed) and events[-1].kind.name == "MODEL"
     message = events[-1].message
     assert "has no LoRA clay style.safetensors" in message and a.url in message and b.url in message
-    assert "\n" not in message
+    assert "\n" not in message and message.count("never uploads") == 1  # the advice once, not per server
     assert seconds < 5, f"took {seconds:.1f} s"  # not the 120 s give-up
     assert ("POST", "/prompt") not in a.requests + b.requests
