@@ -7,10 +7,12 @@ on top of the system store: a home server's own CA is trusted while public cloud
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
+import urllib.parse
 
-from app.remote.errors import ServerUnreachable
+from app.remote.errors import ServerUnreachable, TlsFailure
 
 CA_FILE_ENV = "SD35_ENGINE_CA_FILE"
 TRUST_HINT = (
@@ -38,22 +40,48 @@ def client_context() -> ssl.SSLContext | None:
     return context
 
 
-def tls_failure(exc: BaseException, url: str) -> str | None:
-    """The sentence for an ssl error reaching `url`, or None when `exc` is not about TLS."""
+CLEAR_TOKEN_WARNING = "the token travels unencrypted: use https:// outside a trusted network"
+
+
+def token_in_clear(url: str) -> bool:
+    """True when a token sent to `url` crosses a network unencrypted: plain http/ws to a host that is not this
+    computer (loopback stays on the machine, so it is not warned about)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "ws"):
+        return False
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return True
+
+
+def tls_error(exc: BaseException, url: str) -> TlsFailure | None:
+    """The error to raise for an ssl failure reaching `url` (its sentence and kind), or None when `exc` is not
+    about TLS."""
+    found = _classify(exc, url)
+    return None if found is None else TlsFailure(found[1], found[0])
+
+
+def _classify(exc: BaseException, url: str) -> tuple[str, str] | None:
     if isinstance(exc, ssl.SSLCertVerificationError):
         if (
             exc.verify_code in _NAME_MISMATCH
         ):  # a trusted certificate, made for another name: no CA file helps
-            return (
+            return "wrong_name", (
                 f"the certificate of the ComfyUI server at {url} is not valid for that address "
                 f"({exc.verify_message}); use a host name the certificate was made for"
             )
         why = exc.verify_message or "certificate verify failed"
-        return f"the ComfyUI server at {url} has a certificate this computer does not trust ({why}); {TRUST_HINT}"
+        return "untrusted", (
+            f"the ComfyUI server at {url} has a certificate this computer does not trust ({why}); {TRUST_HINT}"
+        )
     if isinstance(exc, ssl.SSLError):
         if exc.reason == "WRONG_VERSION_NUMBER":  # a plain-HTTP server answered our TLS hello
-            return (
+            return "no_tls", (
                 f"the server at {url} does not speak TLS; use its http:// address only on a network you trust"
             )
-        return f"the TLS connection to the ComfyUI server at {url} failed ({exc.reason or exc})"
+        return "failed", f"the TLS connection to the ComfyUI server at {url} failed ({exc.reason or exc})"
     return None

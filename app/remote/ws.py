@@ -14,7 +14,7 @@ import websocket
 from app.remote.errors import ProtocolError, ServerUnreachable
 from app.remote.limits import MAX_WS_MESSAGE_BYTES
 from app.remote.messages import FEATURE_FLAGS, Message, Preview, parse_binary, parse_text
-from app.remote.tls import client_context, tls_failure
+from app.remote.tls import client_context, tls_error
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class ComfySocket:
             ws.send(FEATURE_FLAGS)
         except (websocket.WebSocketException, OSError) as exc:
             ws.shutdown()
-            if said := tls_failure(exc, self._short()):
-                raise ServerUnreachable(said) from None
+            if failure := tls_error(exc, self._short()):
+                raise failure from None
             answer = getattr(ws, "handshake_response", None)
             if answer is not None and answer.status in _REDIRECTS:
                 raise ServerUnreachable(

@@ -37,6 +37,12 @@ from app.ui.elided_label import ElidedLabel
 
 log = logging.getLogger(__name__)
 
+_TLS_TITLES = {  # TlsFailure.kind: what the title says instead of "is not reachable"
+    "untrusted": "certificate not trusted",
+    "wrong_name": "certificate not valid for this address",
+    "no_tls": "does not speak TLS",
+    "failed": "TLS connection failed",
+}
 URL_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -318,5 +324,6 @@ class EnginesDialog(QDialog):
             )
             self.report_view.setPlainText("\n".join(report.lines()))
         else:
-            self.report_title.setText(f"✗ {name} is not reachable")
+            problem = _TLS_TITLES.get(report.tls_problem)
+            self.report_title.setText(f"✗ {name}: {problem}" if problem else f"✗ {name} is not reachable")
             self.report_view.setPlainText("\n".join(report.lines()))
