@@ -46,7 +46,9 @@ CLEAR_TOKEN_WARNING = "the token travels unencrypted: use https:// outside a tru
 def token_in_clear(url: str) -> bool:
     """True when a token sent to `url` crosses a network unencrypted: plain http/ws to a host that is not this
     computer (loopback stays on the machine, so it is not warned about)."""
-    parts = urllib.parse.urlsplit(url)
+    parts = urllib.parse.urlsplit(
+        url.strip() if "://" in url else "http://" + url.strip()
+    )  # host:port is http
     if parts.scheme not in ("http", "ws"):
         return False
     host = (parts.hostname or "").rstrip(".").lower()

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.remote.engine_list import EngineList
 from app.remote.report import ConnectionReport, check_server
+from app.remote.tls import CLEAR_TOKEN_WARNING, token_in_clear
 from app.ui.elided_label import ElidedLabel
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,12 @@ class EnginesDialog(QDialog):
 
         self.report_title = ElidedLabel("Select a server and press Test connection.", self)
         self.report_title.setObjectName("reportTitle")
+        self.token_warning = QLabel(
+            "", self
+        )  # a token sent over plain http to another machine: said, not blocked
+        self.token_warning.setObjectName("tokenWarning")
+        self.token_warning.setWordWrap(True)
+        self.token_warning.setVisible(False)
         self.report_view = QPlainTextEdit(self)
         self.report_view.setObjectName("reportView")
         self.report_view.setReadOnly(True)
@@ -158,6 +165,7 @@ class EnginesDialog(QDialog):
         layout.addWidget(self.partial_check)
         layout.addLayout(form)
         layout.addWidget(self.report_title)
+        layout.addWidget(self.token_warning)
         layout.addWidget(self.report_view, 1)
         layout.addWidget(buttons)
         self.resize(560, 560)
@@ -301,9 +309,18 @@ class EnginesDialog(QDialog):
         self.tested.emit(url, report)
         self._show_selected()
 
+    def _show_token_warning(self, url: str | None) -> None:
+        """Shown while the selected server has a token that crosses the network unencrypted (one line, in the
+        dialog; the token is still sent)."""
+        clear = url is not None and self.engines.has_token(url) and token_in_clear(url)
+        name = self.engines.label_for(url) if url is not None else ""
+        self.token_warning.setText(f"⚠ {name}: {CLEAR_TOKEN_WARNING}" if clear else "")
+        self.token_warning.setVisible(clear)
+
     def _show_selected(self) -> None:
         self._update_buttons()
         url = self.selected_url()
+        self._show_token_warning(url)
         if url is None:
             self.report_title.setText("Add a ComfyUI server: its address, and a token if it needs one.")
             self.report_view.setPlainText("")
