@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from app.remote.errors import ProtocolError, ServerRejected, ServerUnreachable
 from app.remote.limits import MAX_IMAGE_BYTES, MAX_JSON_BYTES, parse_json
-from app.remote.tls import client_context, tls_error
+from app.remote.tls import client_context, server_ca_file, tls_error
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class ComfyHttp:
             req.add_header("Content-Type", content_type)
         deadline = time.monotonic() + timeout
         if self._opener is None:
-            context = client_context() if self.url.startswith("https:") else None
+            context = client_context(server_ca_file(self.url)) if self.url.startswith("https:") else None
             extra = [urllib.request.HTTPSHandler(context=context)] if context else []
             self._opener = urllib.request.build_opener(_NoRedirect(), *extra)
         try:

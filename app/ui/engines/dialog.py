@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QInputDialog,
@@ -101,10 +102,16 @@ class EnginesDialog(QDialog):
         self.set_token_button.setToolTip("Give the selected server a new token (sent as a Bearer token)")
         self.clear_token_button = QPushButton("Clear token", self)
         self.clear_token_button.setToolTip("Forget the selected server's token")
+        self.ca_button = QPushButton("CA file…", self)
+        self.ca_button.setObjectName("caButton")
+        self.ca_button.setToolTip(
+            "Trust the selected https:// server through the PEM file of the certificate authority that signed its "
+            "certificate (added to this computer's trusted certificates, for this server only)"
+        )
         self.token_dialog: QInputDialog | None = None  # the open Set token… prompt
         side = QVBoxLayout()
         buttons_ = (self.test_button, self.up_button, self.down_button, self.remove_button,
-                    self.set_token_button, self.clear_token_button)  # fmt: skip
+                    self.set_token_button, self.clear_token_button, self.ca_button)  # fmt: skip
         for button in buttons_:
             side.addWidget(button)
         side.addStretch(1)
@@ -177,6 +184,7 @@ class EnginesDialog(QDialog):
         self.down_button.clicked.connect(lambda: self.move_selected(1))
         self.test_button.clicked.connect(self.test_selected)
         self.set_token_button.clicked.connect(self.ask_token)
+        self.ca_button.clicked.connect(self.choose_ca_file)
         self.clear_token_button.clicked.connect(lambda: self._store_token(self.selected_url(), ""))
         self.server_list.currentItemChanged.connect(lambda *_: self._show_selected())
         self.server_list.itemChanged.connect(self._on_item_changed)
@@ -193,10 +201,11 @@ class EnginesDialog(QDialog):
         self.server_list.clear()
         for entry in self.engines.entries:
             token = " · token" if self.engines.has_token(entry.url) else ""
+            token += " · CA file" if entry.ca_file else ""
             text = f"{entry.label} — {entry.url}{token}" if entry.name else f"{entry.url}{token}"
             item = QListWidgetItem(text, self.server_list)
             item.setData(URL_ROLE, entry.url)
-            item.setToolTip(entry.url)
+            item.setToolTip(f"{entry.url}\nCA file: {entry.ca_file}" if entry.ca_file else entry.url)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if entry.enabled else Qt.CheckState.Unchecked)
             if entry.url == select:
@@ -214,6 +223,7 @@ class EnginesDialog(QDialog):
         self.down_button.setEnabled(0 <= row < count - 1)
         self.test_button.setEnabled(url is not None and url not in self._testing)
         self.set_token_button.setEnabled(url is not None)
+        self.ca_button.setEnabled(url is not None)
         self.clear_token_button.setEnabled(url is not None and self.engines.has_token(url))
         entry = None if url is None else self.engines.find(url)
         self.partial_check.blockSignals(True)
@@ -290,6 +300,31 @@ class EnginesDialog(QDialog):
         self._reports.pop(url, None)
         self._fill(select=url)
         self.token_changed.emit(url)
+
+    # ------------------------------------------------------------------------------------------ CA file
+    def choose_ca_file(self) -> None:
+        """CA file…: the PEM file this server's certificate is trusted through (cancel keeps the old one)."""
+        url = self.selected_url()
+        if url is None:
+            return
+        entry = self.engines.find(url)
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            f"CA file for {self.engines.label_for(url)}",
+            entry.ca_file if entry is not None else "",
+            "PEM certificates (*.pem *.crt *.cer);;All files (*)",
+        )
+        if not path:
+            return
+        try:
+            self.engines.set_ca_file(url, path)
+        except (ValueError, OSError) as exc:
+            self.add_problem.setText(str(exc)[:1].upper() + str(exc)[1:])
+            return
+        self.add_problem.setText("")
+        self._reports.pop(url, None)
+        self._fill(select=url)
+        self.servers_changed.emit()
 
     # ------------------------------------------------------------------------------------------ test
     def test_selected(self) -> None:
