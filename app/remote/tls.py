@@ -18,7 +18,8 @@ from app.remote.errors import ServerUnreachable, TlsFailure
 
 CA_FILE_ENV = "SD35_ENGINE_CA_FILE"
 TRUST_HINT = (
-    f"to trust it, set {CA_FILE_ENV} (or SSL_CERT_FILE) to the PEM file of the certificate authority that signed it"
+    f"to trust it, set {CA_FILE_ENV} (or SSL_CERT_FILE) to the PEM file of the certificate authority that signed it, "
+    "or choose that file with CA file… in Settings ▸ Engines"
 )  # fmt: skip
 
 _NAME_MISMATCH = {62, 64}  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH

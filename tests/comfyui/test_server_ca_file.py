@@ -92,7 +92,7 @@ def test_a_bad_ca_file_is_refused_when_set_and_said_when_it_vanished(setup, cert
     assert (
         str(caught.value)
         == f"the server's CA file {moved} is not a readable certificate file (no such file or directory)"
-    )  # noqa: E501
+    )
     assert tls_fake.requests == []
 
 

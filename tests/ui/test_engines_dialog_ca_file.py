@@ -65,7 +65,7 @@ def test_a_server_is_trusted_through_the_ca_file_chosen_for_it(qtbot, dialog, ce
         qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: dialog.report_title.full_text().startswith(("✗", "✓")), timeout=20_000)
         assert dialog.report_title.full_text() == "✗ cloud: certificate not trusted"
-        assert fake.authorization == []
+        assert fake.authorization == [] and not dialog.clear_ca_button.isEnabled()
 
         junk = tmp_path / "junk.pem"
         junk.write_text("nothing here\n")
@@ -79,6 +79,7 @@ def test_a_server_is_trusted_through_the_ca_file_chosen_for_it(qtbot, dialog, ce
         asked = answer_file_dialog(monkeypatch, str(certs.ca))
         qtbot.mouseClick(dialog.ca_button, Qt.MouseButton.LeftButton)
         assert asked == ["CA file for cloud"] and dialog.add_problem.full_text() == ""
+        assert dialog.clear_ca_button.isEnabled()
         assert dialog.server_list.currentItem().text().endswith(" · token · CA file")
         assert EngineList(dialog.engines.folder).find(fake.url).ca_file == str(certs.ca)  # saved
 
@@ -87,3 +88,13 @@ def test_a_server_is_trusted_through_the_ca_file_chosen_for_it(qtbot, dialog, ce
         assert dialog.report_view.toPlainText().startswith(f"reachable: yes ({fake.url}, ")
         assert set(fake.authorization) == {f"Bearer {TOKEN}"}
         dialog.grab().save("/tmp/tlsui-ca-file.png")
+
+        qtbot.mouseClick(
+            dialog.clear_ca_button, Qt.MouseButton.LeftButton
+        )  # back to this computer's store only
+        assert EngineList(dialog.engines.folder).find(fake.url).ca_file == ""
+        assert not dialog.clear_ca_button.isEnabled()
+        qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: dialog.report_title.full_text().startswith("✗"), timeout=20_000)
+        assert dialog.report_title.full_text() == "✗ cloud: certificate not trusted"
+        assert "or choose that file with CA file… in Settings ▸ Engines" in dialog.report_view.toPlainText()

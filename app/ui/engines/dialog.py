@@ -108,10 +108,12 @@ class EnginesDialog(QDialog):
             "Trust the selected https:// server through the PEM file of the certificate authority that signed its "
             "certificate (added to this computer's trusted certificates, for this server only)"
         )
+        self.clear_ca_button = QPushButton("Clear CA file", self)
+        self.clear_ca_button.setToolTip("Trust the selected server through this computer's certificates only")
         self.token_dialog: QInputDialog | None = None  # the open Set token… prompt
         side = QVBoxLayout()
         buttons_ = (self.test_button, self.up_button, self.down_button, self.remove_button,
-                    self.set_token_button, self.clear_token_button, self.ca_button)  # fmt: skip
+                    self.set_token_button, self.clear_token_button, self.ca_button, self.clear_ca_button)  # fmt: skip
         for button in buttons_:
             side.addWidget(button)
         side.addStretch(1)
@@ -185,6 +187,7 @@ class EnginesDialog(QDialog):
         self.test_button.clicked.connect(self.test_selected)
         self.set_token_button.clicked.connect(self.ask_token)
         self.ca_button.clicked.connect(self.choose_ca_file)
+        self.clear_ca_button.clicked.connect(lambda: self._store_ca_file(self.selected_url(), ""))
         self.clear_token_button.clicked.connect(lambda: self._store_token(self.selected_url(), ""))
         self.server_list.currentItemChanged.connect(lambda *_: self._show_selected())
         self.server_list.itemChanged.connect(self._on_item_changed)
@@ -226,6 +229,7 @@ class EnginesDialog(QDialog):
         self.ca_button.setEnabled(url is not None)
         self.clear_token_button.setEnabled(url is not None and self.engines.has_token(url))
         entry = None if url is None else self.engines.find(url)
+        self.clear_ca_button.setEnabled(entry is not None and bool(entry.ca_file))
         self.partial_check.blockSignals(True)
         self.partial_check.setChecked(entry is not None and entry.partial_text_encoders)
         self.partial_check.blockSignals(False)
@@ -314,7 +318,11 @@ class EnginesDialog(QDialog):
             entry.ca_file if entry is not None else "",
             "PEM certificates (*.pem *.crt *.cer);;All files (*)",
         )
-        if not path:
+        if path:
+            self._store_ca_file(url, path)
+
+    def _store_ca_file(self, url: str | None, path: str) -> None:
+        if url is None:
             return
         try:
             self.engines.set_ca_file(url, path)
