@@ -107,3 +107,30 @@ def test_the_server_ca_file_adds_to_the_environment_ca_file(setup, certs, tls_fa
         ComfyHttp(tls_fake.url).get_json("/system_stats", "the system stats")
     engines.set_ca_file(tls_fake.url, str(certs.ca))
     assert ComfyHttp(tls_fake.url).get_json("/system_stats", "the system stats")
+
+
+def test_a_job_on_one_server_and_on_a_pool_uses_each_server_s_ca_file(setup, certs, tls_fake, tmp_path):
+    """The window's sessions (one server, or a pool of several): the https and wss halves trust the server's own
+    CA file, so a job runs with its steps over wss."""
+    from app.inference.api.events import ImageFinished, JobFinished
+    from app.inference.api.request import GenerationRequest
+    from app.ui.engines.sessions import open_remote_session
+    from tests.comfyui.test_remote_tls import run_bounded
+
+    engines = EngineList(tmp_path / "list", TokenStore(tmp_path / "list", use_keyring=False))
+    engines.add(tls_fake.url, "cloud", TOKEN)
+    engines.update(tls_fake.url, partial_text_encoders=True)
+    engines.set_ca_file(tls_fake.url, str(certs.ca))
+    req = GenerationRequest(prompt="a fox", seed=1, steps=2, width=64, height=64, use_t5=False, count=2)
+    with FakeComfy() as plain:
+        engines.add(plain.url, "home")
+        engines.update(plain.url, partial_text_encoders=True)
+        for urls in ((tls_fake.url,), (tls_fake.url, plain.url)):
+            tls_fake.requests.clear()
+            session = open_remote_session(urls, "off", engines)
+            events = run_bounded(session, req)
+            session.close()
+            assert isinstance(events[-1], JobFinished), events[-1]
+            assert sum(isinstance(e, ImageFinished) for e in events) == 2
+            assert ("GET", "/ws") in tls_fake.requests and ("POST", "/prompt") in tls_fake.requests, urls
+    assert tls_fake.tls_failures == [] and set(tls_fake.authorization) == {f"Bearer {TOKEN}"}
