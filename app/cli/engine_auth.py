@@ -14,11 +14,12 @@ from app.remote.tls import CLEAR_TOKEN_WARNING, token_in_clear
 
 
 def engine_token(url: str, token: str | None = None, token_file: Path | None = None) -> str:
+    engines = EngineList()  # read even when a token is given: it also shares the servers' own CA files (tls)
     if token:
         return check_token(token)
     if token_file is not None:
         return read_token_file(Path(token_file))
-    stored = EngineList().tokens.get(url)
+    stored = engines.tokens.get(url)
     return stored or check_token(os.environ.get(TOKEN_ENV, ""))
 
 

@@ -47,7 +47,7 @@ def tls_fake(certs):
         yield server
 
 
-def test_a_server_is_trusted_only_through_its_own_ca_file(setup, certs, tls_fake, capsys):
+def test_a_server_is_trusted_only_through_its_own_ca_file(setup, certs, tls_fake, capsys, monkeypatch):
     engines = EngineList()
     engines.add(tls_fake.url, "cloud", TOKEN)
     assert main(["engines", "test", tls_fake.url]) == 1
@@ -60,6 +60,16 @@ def test_a_server_is_trusted_only_through_its_own_ca_file(setup, certs, tls_fake
     assert main(["engines", "test", tls_fake.url]) == 0  # a new EngineList: read back from engines.json
     assert capsys.readouterr().out.startswith(f"reachable: yes ({tls_fake.url}, ")
     assert set(tls_fake.authorization) == {f"Bearer {TOKEN}"}
+
+    tls_fake.authorization.clear()
+    monkeypatch.setattr(
+        "app.remote.tls._server_ca_files", {}
+    )  # as in a new process: only engines.json knows it
+    assert (
+        main(["engines", "test", tls_fake.url, "--token", "given-9"]) == 0
+    )  # a given token: its CA file too
+    assert set(tls_fake.authorization) == {"Bearer given-9"}
+    capsys.readouterr()
 
     socket = ComfySocket(websocket_url(tls_fake.url, "c1"), engines.headers_for(tls_fake.url))
     socket.connect()  # the WebSocket half trusts the same file
