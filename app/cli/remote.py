@@ -34,7 +34,8 @@ def run_remote(args: argparse.Namespace) -> int:
         if not urls:
             raise ValueError("--engine needs a server address, e.g. http://127.0.0.1:8188")
         options = {"preview": "off", "partial_text_encoders": args.engine_partial_encoders}
-        headers = {url: engine_headers(url, None, args.engine_token_file) for url in urls}  # never printed
+        # never printed; each address once (its plain-http warning too)
+        headers = {url: engine_headers(url, None, args.engine_token_file) for url in dict.fromkeys(urls)}
         if len(urls) > 1:
             session = ServerPool(urls, headers.__getitem__, **options)
         else:

@@ -1,10 +1,10 @@
 """The ComfyUI servers the user added (Settings ▸ Engines), and their auth tokens.
 
 The list is JSON in the user data folder (`engines.json`: URL, display name, enabled, whether a server without
-CLIP-G is accepted), in priority order: the first enabled server is tried first. A token is never in that file:
-it goes to the system keyring when the `keyring` package is importable and has a usable backend, else to
-`engine-tokens.json` beside the list, created with mode 0600. Qt-free and torch-free: the window and the CLI
-read the same files (`app.downloads.layout.user_data_dir`)."""
+CLIP-G is accepted, an optional CA file the server's certificate is trusted through), in priority order: the first
+enabled server is tried first. A token is never in that file: it goes to the system keyring when the `keyring`
+package is importable and has a usable backend, else to `engine-tokens.json` beside the list, created with mode
+0600. Qt-free and torch-free: the window and the CLI read the same files (`app.downloads.layout.user_data_dir`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from app.remote.http import normalize_url
+from app.remote.tls import check_ca_file, set_server_ca_files
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class EngineEntry:
     name: str  # what the window shows: "gpu-box"
     enabled: bool = True
     partial_text_encoders: bool = False  # accept a server without CLIP-G (the image's graph says what ran)
+    ca_file: str = (
+        ""  # a PEM file of CAs this server's certificate may be signed by (added to the system store)
+    )
 
     @property
     def label(self) -> str:
@@ -177,6 +181,7 @@ class EngineList:
         self.path = self.folder / LIST_FILE
         self.tokens = tokens if tokens is not None else TokenStore(self.folder)
         self.entries: list[EngineEntry] = self._load()
+        self._share_ca_files()
 
     def __repr__(self) -> str:
         return f"EngineList({self.path}, {len(self.entries)} servers)"
@@ -248,6 +253,16 @@ class EngineList:
     def set_token(self, url: str, token: str) -> None:
         self.tokens.set(url, token)
 
+    def set_ca_file(self, url: str, path: str) -> EngineEntry:
+        """Trust `path` (a PEM file) for this server's certificate, "" for none; ValueError for an unreadable file."""
+        path = path.strip()
+        if path:
+            check_ca_file(path)
+        return self.update(url, ca_file=path)
+
+    def _share_ca_files(self) -> None:
+        set_server_ca_files({e.url: e.ca_file for e in self.entries})
+
     # ------------------------------------------------------------------------------------------- file
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -255,6 +270,7 @@ class EngineList:
         data = {"version": 1, "servers": [asdict(e) for e in self.entries]}
         temp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
         os.replace(temp, self.path)
+        self._share_ca_files()
 
     def _load(self) -> list[EngineEntry]:
         try:
@@ -287,4 +303,5 @@ def _entries(raw: Iterable[object]) -> Iterable[EngineEntry]:
             name if isinstance(name, str) else "",
             item.get("enabled") is not False,
             item.get("partial_text_encoders") is True,
+            ca_file if isinstance(ca_file := item.get("ca_file"), str) else "",
         )

@@ -13,6 +13,14 @@ class ServerUnreachable(RemoteError):
     """The server does not answer: refused, timed out, or the connection dropped."""
 
 
+class TlsFailure(ServerUnreachable):
+    """The TLS handshake failed; `kind` says how: "untrusted", "wrong_name", "no_tls" or "failed"."""
+
+    def __init__(self, message: str, kind: str = "failed") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class ProtocolError(RemoteError):
     """The server answered with something we do not accept: malformed, oversized, or too deeply nested."""
 

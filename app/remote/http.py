@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from app.remote.errors import ProtocolError, ServerRejected, ServerUnreachable
 from app.remote.limits import MAX_IMAGE_BYTES, MAX_JSON_BYTES, parse_json
-from app.remote.tls import client_context, tls_failure
+from app.remote.tls import client_context, server_ca_file, tls_error
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class ComfyHttp:
             req.add_header("Content-Type", content_type)
         deadline = time.monotonic() + timeout
         if self._opener is None:
-            context = client_context() if self.url.startswith("https:") else None
+            context = client_context(server_ca_file(self.url)) if self.url.startswith("https:") else None
             extra = [urllib.request.HTTPSHandler(context=context)] if context else []
             self._opener = urllib.request.build_opener(_NoRedirect(), *extra)
         try:
@@ -100,8 +100,8 @@ class ComfyHttp:
                 return resp.status if hasattr(resp, "status") else resp.code, body
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            if said := tls_failure(reason, self.url):  # never retried without TLS: the sentence says why
-                raise ServerUnreachable(said) from None
+            if failure := tls_error(reason, self.url):  # never retried without TLS: the sentence says why
+                raise failure from None
             if isinstance(reason, socket.timeout | TimeoutError) or isinstance(exc, TimeoutError):
                 reason = f"no answer within {timeout:g} s"
             raise ServerUnreachable(f"cannot reach the ComfyUI server at {self.url}: {reason}") from None

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from app.remote.capabilities import ServerInfo, read_capabilities
-from app.remote.errors import RemoteError
+from app.remote.errors import RemoteError, TlsFailure
 from app.remote.http import ComfyHttp
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ class ConnectionReport:
     info: ServerInfo | None  # None: it could not be reached (or answered nonsense)
     seconds: float
     error: str = ""
+    tls_problem: str = ""  # how the TLS handshake failed (TlsFailure.kind), "" when it did not
 
     @property
     def reachable(self) -> bool:
@@ -42,7 +43,8 @@ def check_server(
     try:
         info = read_capabilities(ComfyHttp(url, headers, timeout))
     except (RemoteError, ValueError) as exc:
-        return ConnectionReport(url, None, time.perf_counter() - started, str(exc))
+        kind = exc.kind if isinstance(exc, TlsFailure) else ""
+        return ConnectionReport(url, None, time.perf_counter() - started, str(exc), kind)
     return ConnectionReport(info.url, info, time.perf_counter() - started)
 
 

@@ -14,7 +14,7 @@ import websocket
 from app.remote.errors import ProtocolError, ServerUnreachable
 from app.remote.limits import MAX_WS_MESSAGE_BYTES
 from app.remote.messages import FEATURE_FLAGS, Message, Preview, parse_binary, parse_text
-from app.remote.tls import client_context, tls_failure
+from app.remote.tls import client_context, server_ca_file, tls_error
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ComfySocket:
         return self._ws is not None and self._ws.connected
 
     def connect(self) -> None:
-        context = client_context() if self.url.startswith("wss:") else None
+        context = client_context(server_ca_file(self.url)) if self.url.startswith("wss:") else None
         ws = websocket.WebSocket(enable_multithread=True, sslopt={"context": context} if context else None)
         # Bound every frame while it is read (websocket-client has no size limit of its own).
         ws.frame_buffer = _BoundedFrames(ws._recv, skip_utf8_validation=False)
@@ -77,8 +77,8 @@ class ComfySocket:
             ws.send(FEATURE_FLAGS)
         except (websocket.WebSocketException, OSError) as exc:
             ws.shutdown()
-            if said := tls_failure(exc, self._short()):
-                raise ServerUnreachable(said) from None
+            if failure := tls_error(exc, self._short()):
+                raise failure from None
             answer = getattr(ws, "handshake_response", None)
             if answer is not None and answer.status in _REDIRECTS:
                 raise ServerUnreachable(

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QInputDialog,
@@ -33,10 +34,17 @@ from PySide6.QtWidgets import (
 
 from app.remote.engine_list import EngineList
 from app.remote.report import ConnectionReport, check_server
+from app.remote.tls import CLEAR_TOKEN_WARNING, token_in_clear
 from app.ui.elided_label import ElidedLabel
 
 log = logging.getLogger(__name__)
 
+_TLS_TITLES = {  # TlsFailure.kind: what the title says instead of "is not reachable"
+    "untrusted": "certificate not trusted",
+    "wrong_name": "certificate not valid for this address",
+    "no_tls": "does not speak TLS",
+    "failed": "TLS connection failed",
+}
 URL_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -94,10 +102,18 @@ class EnginesDialog(QDialog):
         self.set_token_button.setToolTip("Give the selected server a new token (sent as a Bearer token)")
         self.clear_token_button = QPushButton("Clear token", self)
         self.clear_token_button.setToolTip("Forget the selected server's token")
+        self.ca_button = QPushButton("CA file…", self)
+        self.ca_button.setObjectName("caButton")
+        self.ca_button.setToolTip(
+            "Trust the selected https:// server through the PEM file of the certificate authority that signed its "
+            "certificate (added to this computer's trusted certificates, for this server only)"
+        )
+        self.clear_ca_button = QPushButton("Clear CA file", self)
+        self.clear_ca_button.setToolTip("Trust the selected server through this computer's certificates only")
         self.token_dialog: QInputDialog | None = None  # the open Set token… prompt
         side = QVBoxLayout()
         buttons_ = (self.test_button, self.up_button, self.down_button, self.remove_button,
-                    self.set_token_button, self.clear_token_button)  # fmt: skip
+                    self.set_token_button, self.clear_token_button, self.ca_button, self.clear_ca_button)  # fmt: skip
         for button in buttons_:
             side.addWidget(button)
         side.addStretch(1)
@@ -138,6 +154,12 @@ class EnginesDialog(QDialog):
 
         self.report_title = ElidedLabel("Select a server and press Test connection.", self)
         self.report_title.setObjectName("reportTitle")
+        self.token_warning = QLabel(
+            "", self
+        )  # a token sent over plain http to another machine: said, not blocked
+        self.token_warning.setObjectName("tokenWarning")
+        self.token_warning.setWordWrap(True)
+        self.token_warning.setVisible(False)
         self.report_view = QPlainTextEdit(self)
         self.report_view.setObjectName("reportView")
         self.report_view.setReadOnly(True)
@@ -152,6 +174,7 @@ class EnginesDialog(QDialog):
         layout.addWidget(self.partial_check)
         layout.addLayout(form)
         layout.addWidget(self.report_title)
+        layout.addWidget(self.token_warning)
         layout.addWidget(self.report_view, 1)
         layout.addWidget(buttons)
         self.resize(560, 560)
@@ -163,6 +186,8 @@ class EnginesDialog(QDialog):
         self.down_button.clicked.connect(lambda: self.move_selected(1))
         self.test_button.clicked.connect(self.test_selected)
         self.set_token_button.clicked.connect(self.ask_token)
+        self.ca_button.clicked.connect(self.choose_ca_file)
+        self.clear_ca_button.clicked.connect(lambda: self._store_ca_file(self.selected_url(), ""))
         self.clear_token_button.clicked.connect(lambda: self._store_token(self.selected_url(), ""))
         self.server_list.currentItemChanged.connect(lambda *_: self._show_selected())
         self.server_list.itemChanged.connect(self._on_item_changed)
@@ -179,10 +204,11 @@ class EnginesDialog(QDialog):
         self.server_list.clear()
         for entry in self.engines.entries:
             token = " · token" if self.engines.has_token(entry.url) else ""
+            token += " · CA file" if entry.ca_file else ""
             text = f"{entry.label} — {entry.url}{token}" if entry.name else f"{entry.url}{token}"
             item = QListWidgetItem(text, self.server_list)
             item.setData(URL_ROLE, entry.url)
-            item.setToolTip(entry.url)
+            item.setToolTip(f"{entry.url}\nCA file: {entry.ca_file}" if entry.ca_file else entry.url)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if entry.enabled else Qt.CheckState.Unchecked)
             if entry.url == select:
@@ -200,8 +226,10 @@ class EnginesDialog(QDialog):
         self.down_button.setEnabled(0 <= row < count - 1)
         self.test_button.setEnabled(url is not None and url not in self._testing)
         self.set_token_button.setEnabled(url is not None)
+        self.ca_button.setEnabled(url is not None)
         self.clear_token_button.setEnabled(url is not None and self.engines.has_token(url))
         entry = None if url is None else self.engines.find(url)
+        self.clear_ca_button.setEnabled(entry is not None and bool(entry.ca_file))
         self.partial_check.blockSignals(True)
         self.partial_check.setChecked(entry is not None and entry.partial_text_encoders)
         self.partial_check.blockSignals(False)
@@ -277,6 +305,35 @@ class EnginesDialog(QDialog):
         self._fill(select=url)
         self.token_changed.emit(url)
 
+    # ------------------------------------------------------------------------------------------ CA file
+    def choose_ca_file(self) -> None:
+        """CA file…: the PEM file this server's certificate is trusted through (cancel keeps the old one)."""
+        url = self.selected_url()
+        if url is None:
+            return
+        entry = self.engines.find(url)
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            f"CA file for {self.engines.label_for(url)}",
+            entry.ca_file if entry is not None else "",
+            "PEM certificates (*.pem *.crt *.cer);;All files (*)",
+        )
+        if path:
+            self._store_ca_file(url, path)
+
+    def _store_ca_file(self, url: str | None, path: str) -> None:
+        if url is None:
+            return
+        try:
+            self.engines.set_ca_file(url, path)
+        except (ValueError, OSError) as exc:
+            self.add_problem.setText(str(exc)[:1].upper() + str(exc)[1:])
+            return
+        self.add_problem.setText("")
+        self._reports.pop(url, None)
+        self._fill(select=url)
+        self.servers_changed.emit()
+
     # ------------------------------------------------------------------------------------------ test
     def test_selected(self) -> None:
         """Start a connection test on the executor; the UI stays live and shows the report when it comes."""
@@ -295,9 +352,18 @@ class EnginesDialog(QDialog):
         self.tested.emit(url, report)
         self._show_selected()
 
+    def _show_token_warning(self, url: str | None) -> None:
+        """Shown while the selected server has a token that crosses the network unencrypted (one line, in the
+        dialog; the token is still sent)."""
+        clear = url is not None and self.engines.has_token(url) and token_in_clear(url)
+        name = self.engines.label_for(url) if url is not None else ""
+        self.token_warning.setText(f"⚠ {name}: {CLEAR_TOKEN_WARNING}" if clear else "")
+        self.token_warning.setVisible(clear)
+
     def _show_selected(self) -> None:
         self._update_buttons()
         url = self.selected_url()
+        self._show_token_warning(url)
         if url is None:
             self.report_title.setText("Add a ComfyUI server: its address, and a token if it needs one.")
             self.report_view.setPlainText("")
@@ -318,5 +384,6 @@ class EnginesDialog(QDialog):
             )
             self.report_view.setPlainText("\n".join(report.lines()))
         else:
-            self.report_title.setText(f"✗ {name} is not reachable")
+            problem = _TLS_TITLES.get(report.tls_problem)
+            self.report_title.setText(f"✗ {name}: {problem}" if problem else f"✗ {name} is not reachable")
             self.report_view.setPlainText("\n".join(report.lines()))
