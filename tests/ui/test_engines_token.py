@@ -83,3 +83,45 @@ def test_a_token_that_cannot_travel_in_a_header_is_refused_with_a_sentence(qtbot
         assert EngineList().tokens.get(fake.url) == "kept"  # nothing lost
         dialog.close()
         window.close()
+
+
+def test_choosing_a_ca_file_reconnects_the_open_session(qtbot, make_window, monkeypatch, tmp_path):
+    """A CA file chosen for a server (CA file… in Edit ▸ Engines) must reach the window's open session too: it
+    trusted the old set of CAs, so the next job on that server opens a new one."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from tests.comfyui.tls_certs import MISSING, make_certificates
+
+    (tmp_path / "tls").mkdir()
+    certs = make_certificates(tmp_path / "tls")
+    if certs is None:
+        pytest.skip(MISSING)
+    monkeypatch.setattr("app.remote.tls._server_ca_files", {})
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a: (str(certs.ca), "PEM certificates (*.pem)"))
+    )
+    with FakeComfy() as fake:
+        EngineList().add(fake.url, "gpu-box", token="a-token")
+        window = make_window()
+        wait_until_ready(qtbot, window)
+        qtbot.waitUntil(lambda: remote_index(window, LABEL) >= 0, timeout=10_000)
+        window.panel.model_combo.setCurrentIndex(remote_index(window, LABEL))
+        window.state.update(
+            prompt="a harbour", steps=2, count=1, width=64, height=64, random_seed=False, seed=3
+        )
+        assert prompt_tokens(qtbot, window, fake) == ["Bearer a-token"]  # the session is open now
+        reopened: list[str] = []
+        reopen = window.controller.reopen_remote
+        monkeypatch.setattr(
+            window.controller, "reopen_remote", lambda url: (reopened.append(url), reopen(url))
+        )
+
+        dialog = window.engine_hookup.open_dialog()
+        assert dialog.selected_url() == fake.url
+        qtbot.mouseClick(dialog.ca_button, Qt.MouseButton.LeftButton)
+        assert EngineList().find(fake.url).ca_file == str(certs.ca)
+        assert reopened == [fake.url]
+        # A new session on the same server still works.
+        assert prompt_tokens(qtbot, window, fake) == ["Bearer a-token"]
+        dialog.close()
+        window.close()

@@ -71,7 +71,7 @@ def relay_report(relay: QObject, signal_name: str, url: str) -> Callable[[Future
 class EnginesDialog(QDialog):
     servers_changed = Signal()  # added, removed, reordered, enabled or disabled
     tested = Signal(str, object)  # url, ConnectionReport: the window's status bar learns from tests too
-    token_changed = Signal(str)  # url: its token was set or cleared
+    connection_changed = Signal(str)  # url: its token or CA file was set or cleared (open sessions reconnect)
 
     def __init__(self, engines: EngineList, executor: Executor, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -303,7 +303,7 @@ class EnginesDialog(QDialog):
         self.add_problem.setText("")
         self._reports.pop(url, None)
         self._fill(select=url)
-        self.token_changed.emit(url)
+        self.connection_changed.emit(url)
 
     # ------------------------------------------------------------------------------------------ CA file
     def choose_ca_file(self) -> None:
@@ -333,6 +333,7 @@ class EnginesDialog(QDialog):
         self._reports.pop(url, None)
         self._fill(select=url)
         self.servers_changed.emit()
+        self.connection_changed.emit(url)  # a session already open on it still trusts the old CA set
 
     # ------------------------------------------------------------------------------------------ test
     def test_selected(self) -> None:

@@ -343,13 +343,14 @@ class EngineHookup(QObject):
             self._dialog = EnginesDialog(self.engines, self.executor, self._window)
             self._dialog.servers_changed.connect(self.refresh)
             self._dialog.tested.connect(self._on_checked)
-            self._dialog.token_changed.connect(self._on_token_changed)
+            self._dialog.connection_changed.connect(self._on_connection_changed)
         self._dialog.open()
         self._dialog.raise_()
         return self._dialog
 
-    def _on_token_changed(self, url: str) -> None:
-        """The next job on `url` opens a new session with the new token; its capabilities are read with it."""
+    def _on_connection_changed(self, url: str) -> None:
+        """The next job on `url` opens a new session with the new token or CA file; its capabilities are read
+        with it."""
         self._controller.reopen_remote(url)
         self.check(url)
 
