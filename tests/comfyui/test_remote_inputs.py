@@ -2,6 +2,7 @@
 outpainting send the canvas and masks our local engine samples from; the graph sent is the PNG's `prompt` chunk."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -203,7 +204,7 @@ def test_a_controlnet_job_uploads_its_control_image_and_the_server_accepts_the_g
     assert len(failed) == 1 and "ControlNetLoader" in failed[0].message, events
     assert isinstance(events[-1], JobFinished) and events[-1].images == 0
 
-    (entry,) = [e for e in server.get("/history?max_items=64").values() if _seed_of(e) == 9]
+    (entry,) = _history_entries(server, seed=9)
     graph = entry["prompt"][2]
     (name,) = [n["inputs"]["image"] for n in graph.values() if n["class_type"] == "LoadImage"]
     assert name.startswith("sd35-studio/control-") and "private" not in json.dumps(graph)
@@ -220,6 +221,17 @@ def test_a_controlnet_job_uploads_its_control_image_and_the_server_accepts_the_g
                                                  variant="large"))  # fmt: skip
     assert json.loads(comfy_chunks(params, files)[0]) == graph
     assert "Canny" in {n["class_type"] for n in graph.values()}
+
+
+def _history_entries(server, seed: int, timeout: float = 15.0) -> list[dict]:
+    """The server's history entries of `seed`. A failed prompt reaches /history only after its execution_error
+    message (which ended our job): on a busy machine a moment later, so wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in server.get("/history?max_items=64").values() if _seed_of(e) == seed]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def _seed_of(entry: dict) -> int | None:
@@ -301,7 +313,7 @@ def test_everything_at_once_is_one_graph_the_server_accepts(remote, tmp_path):
         link.unlink()
     failed = [e for e in events if type(e).__name__ == "ImageFailed"]
     assert len(failed) == 1 and "ControlNetLoader" in failed[0].message, events[-1]
-    (entry,) = [e for e in server.get("/history?max_items=64").values() if _seed_of(e) == 41]
+    (entry,) = _history_entries(server, seed=41)
     kinds = {n["class_type"] for n in entry["prompt"][2].values()}
     assert {"LoraLoaderModelOnly", "ControlNetApplyAdvanced", "ImageBlur", "SetLatentNoiseMask", "ImageCrop",
             "ImageScale", "SamplerCustom"} <= kinds  # fmt: skip
