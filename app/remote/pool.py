@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from app.inference.api.events import (
     StepUpdate,
 )
 from app.inference.api.request import GenerationRequest
-from app.inference.api.session import events_on_a_thread
+from app.inference.api.session import RunsOnAThread
 from app.remote.job import checkpoint_name
 from app.remote.session import RemoteSession
 
@@ -53,7 +53,9 @@ class _Server:
     last_error: str = ""
 
 
-class ServerPool:
+class ServerPool(RunsOnAThread):
+    thread_name = "sd35-pool-job"
+
     def __init__(
         self,
         urls: Sequence[str],
@@ -70,18 +72,6 @@ class ServerPool:
     def close(self) -> None:
         for s in self.sessions:
             s.close()
-
-    def run(
-        self,
-        model: Path | Any,
-        request: GenerationRequest,
-        cancel: CancelToken | None = None,
-        variant: str | None = None,
-    ) -> Iterator[Event]:
-        cancel = cancel or CancelToken()
-        return events_on_a_thread(
-            lambda emit: self.execute(model, request, cancel, emit, variant=variant), cancel, "sd35-pool-job"
-        )
 
     def execute(
         self,

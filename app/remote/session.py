@@ -19,7 +19,7 @@ import logging
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from app.inference.api.events import (
     StepUpdate,
 )
 from app.inference.api.request import GenerationRequest
-from app.inference.api.session import SessionFactory, SessionOptions, events_on_a_thread
+from app.inference.api.session import RunsOnAThread, SessionFactory, SessionOptions
 from app.metadata.comfy_graph import ComfyFiles
 from app.remote.answers import (
     MAX_ERROR_TEXT,
@@ -81,7 +81,9 @@ def remote_factory(url: str, **kwargs: Any) -> SessionFactory:
     return lambda options: RemoteSession(url, preview=options.preview, **kwargs)
 
 
-class RemoteSession:
+class RemoteSession(RunsOnAThread):
+    thread_name = "sd35-remote-job"
+
     def __init__(
         self,
         url: str,
@@ -130,21 +132,6 @@ class RemoteSession:
         self.socket.close()
 
     # ------------------------------------------------------------------------------------------------ run
-    def run(
-        self,
-        model: Path | Any,
-        request: GenerationRequest,
-        cancel: CancelToken | None = None,
-        variant: str | None = None,
-    ) -> Iterator[Event]:
-        """Run the job on a private thread and yield its events; stopping early cancels it on the server."""
-        cancel = cancel or CancelToken()
-        return events_on_a_thread(
-            lambda emit: self.execute(model, request, cancel, emit, variant=variant),
-            cancel,
-            "sd35-remote-job",
-        )
-
     def execute(
         self,
         model: Path | Any,

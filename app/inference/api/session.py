@@ -67,3 +67,33 @@ def events_on_a_thread(
     finally:
         cancel.cancel()
         thread.join()
+
+
+class RunsOnAThread:
+    """`Session.run` written once for the sessions whose `execute(model, request, cancel, emit, variant=)` runs a
+    job on the calling thread: the job goes to a private thread named `thread_name`; its events are yielded."""
+
+    thread_name = "sd35-job"
+
+    def execute(
+        self,
+        model: Any,
+        request: GenerationRequest,
+        cancel: CancelToken,
+        emit: Callable[[Event], None],
+        variant: str | None = None,
+    ) -> None:
+        raise NotImplementedError
+
+    def run(
+        self,
+        model: Path | Any,
+        request: GenerationRequest,
+        cancel: CancelToken | None = None,
+        variant: str | None = None,
+    ) -> Iterator[Event]:
+        """Run the job on a private thread and yield its events as they happen; stopping early cancels it."""
+        cancel = cancel or CancelToken()
+        return events_on_a_thread(
+            lambda emit: self.execute(model, request, cancel, emit, variant=variant), cancel, self.thread_name
+        )

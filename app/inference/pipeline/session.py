@@ -39,7 +39,7 @@ from app.inference.api.events import (
     PromptEncoding,
 )
 from app.inference.api.request import GenerationRequest
-from app.inference.api.session import SessionOptions, events_on_a_thread
+from app.inference.api.session import RunsOnAThread, SessionOptions
 from app.inference.checkpoints.model_set import ModelSet, locate_model_set
 from app.inference.checkpoints.taesd_loading import find_taesd3_decoder, load_taesd3_decoder
 from app.inference.control.job import ControlNetCache, build_control_stack, plan_sizes
@@ -82,7 +82,7 @@ class _JobReport:
         self.emit(event)
 
 
-class GenerationSession:
+class GenerationSession(RunsOnAThread):
     def __init__(
         self,
         device: str = "auto",
@@ -115,19 +115,6 @@ class GenerationSession:
             device=options.device, dtype=options.dtype, preview=options.preview,
             preview_every=options.preview_every, memory_plan=options.memory_plan,
         )  # fmt: skip
-
-    def run(
-        self,
-        model: Path | ModelSet,
-        request: GenerationRequest,
-        cancel: CancelToken | None = None,
-        variant: str | None = None,
-    ) -> Iterator[Event]:
-        """Run the job on a private thread and yield its events as they happen."""
-        cancel = cancel or CancelToken()
-        return events_on_a_thread(
-            lambda emit: self.execute(model, request, cancel, emit, variant=variant), cancel, "sd35-job"
-        )
 
     def execute(
         self,
