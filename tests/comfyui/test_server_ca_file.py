@@ -12,18 +12,14 @@ from app.remote.http import ComfyHttp, websocket_url
 from app.remote.tls import CA_FILE_ENV, server_ca_file
 from app.remote.ws import ComfySocket
 from tests.comfyui.fake_server import FakeComfy
-from tests.comfyui.tls_certs import MISSING, make_certificates
+from tests.comfyui.tls_certs import certificates_or_skip, make_certificates
 
 TOKEN = "tok-ca-file-3"
 
 
 @pytest.fixture
 def certs(tmp_path):
-    (tmp_path / "tls").mkdir()
-    made = make_certificates(tmp_path / "tls")
-    if made is None:
-        pytest.skip(MISSING)
-    return made
+    return certificates_or_skip(tmp_path)
 
 
 @pytest.fixture

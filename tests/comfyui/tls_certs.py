@@ -112,3 +112,14 @@ def _with_cryptography(certs: TestCertificates, names: tuple[str, ...]) -> None:
             serialization.NoEncryption(),
         )
     )
+
+
+def certificates_or_skip(tmp_path: Path) -> TestCertificates:
+    """The `certs` fixture's body: a test CA and server certificate under tmp_path/tls, or skip naming the tool."""
+    import pytest
+
+    (tmp_path / "tls").mkdir()
+    made = make_certificates(tmp_path / "tls")
+    if made is None:
+        pytest.skip(MISSING)
+    return made

@@ -207,3 +207,20 @@ def write_square_picture(path):
     picture.paste((255, 255, 255), (16, 16, 48, 48))
     picture.save(path)
     return path
+
+
+def open_engines_dialog(qtbot, tmp_path):
+    """The Engines dialog on its own engine list (tokens in a 0600 file) and executor; a generator for a fixture."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.remote.engine_list import EngineList, TokenStore
+    from app.ui.engines.dialog import EnginesDialog
+
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sd35-io-engines")
+    engines = EngineList(tmp_path / "engines", TokenStore(tmp_path / "engines", use_keyring=False))
+    dlg = EnginesDialog(engines, executor)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    yield dlg
+    dlg.close()
+    executor.shutdown(wait=True)

@@ -2,28 +2,20 @@
 test runs off the UI thread and reports in the same lines as `sd35-studio engines test`."""
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PySide6.QtCore import Qt
 
 from app.remote.engine_list import EngineList, TokenStore
-from app.ui.engines.dialog import EnginesDialog
 from tests.comfyui.fake_server import FakeComfy
+from tests.ui.conftest import open_engines_dialog
 
 CLOSED = "http://127.0.0.1:9"
 
 
 @pytest.fixture
 def dialog(qtbot, tmp_path):
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sd35-io-engines")
-    engines = EngineList(tmp_path / "engines", TokenStore(tmp_path / "engines", use_keyring=False))
-    dlg = EnginesDialog(engines, executor)
-    qtbot.addWidget(dlg)
-    dlg.show()
-    yield dlg
-    dlg.close()
-    executor.shutdown(wait=True)
+    yield from open_engines_dialog(qtbot, tmp_path)
 
 
 def add(qtbot, dlg, url, name="", token=""):

@@ -2,28 +2,22 @@
 through the CA file chosen for it (QFileDialog answered by the test), the choice is saved, and a file that holds
 no certificate is refused in one sentence. Real clicks."""
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
-from app.remote.engine_list import EngineList, TokenStore
+from app.remote.engine_list import EngineList
 from app.remote.tls import CA_FILE_ENV
-from app.ui.engines.dialog import EnginesDialog
 from tests.comfyui.fake_server import FakeComfy
-from tests.comfyui.tls_certs import MISSING, make_certificates
+from tests.comfyui.tls_certs import certificates_or_skip
+from tests.ui.conftest import open_engines_dialog
 
 TOKEN = "tok-dialog-ca-8"
 
 
 @pytest.fixture
 def certs(tmp_path):
-    (tmp_path / "tls").mkdir()
-    made = make_certificates(tmp_path / "tls")
-    if made is None:
-        pytest.skip(MISSING)
-    return made
+    return certificates_or_skip(tmp_path)
 
 
 @pytest.fixture
@@ -31,14 +25,7 @@ def dialog(qtbot, tmp_path, monkeypatch):
     for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "WEBSOCKET_CLIENT_CA_BUNDLE", CA_FILE_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("app.remote.tls._server_ca_files", {})
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sd35-io-engines")
-    engines = EngineList(tmp_path / "engines", TokenStore(tmp_path / "engines", use_keyring=False))
-    dlg = EnginesDialog(engines, executor)
-    qtbot.addWidget(dlg)
-    dlg.show()
-    yield dlg
-    dlg.close()
-    executor.shutdown(wait=True)
+    yield from open_engines_dialog(qtbot, tmp_path)
 
 
 def answer_file_dialog(monkeypatch, path: str) -> list[str]:

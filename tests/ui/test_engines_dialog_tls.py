@@ -2,16 +2,13 @@
 is reported in one line that says how to trust it, with the token not sent; trusted through SD35_ENGINE_CA_FILE,
 the same test passes. Real clicks and typing."""
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from PySide6.QtCore import Qt
 
-from app.remote.engine_list import EngineList, TokenStore
 from app.remote.tls import CA_FILE_ENV
-from app.ui.engines.dialog import EnginesDialog
 from tests.comfyui.fake_server import FakeComfy
 from tests.comfyui.tls_certs import MISSING, make_certificates
+from tests.ui.conftest import open_engines_dialog
 
 TOKEN = "tok-dialog-tls-3"
 
@@ -28,14 +25,7 @@ def certs(tmp_path):
 def dialog(qtbot, tmp_path, monkeypatch):
     for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "WEBSOCKET_CLIENT_CA_BUNDLE", CA_FILE_ENV):
         monkeypatch.delenv(name, raising=False)
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sd35-io-engines")
-    engines = EngineList(tmp_path / "engines", TokenStore(tmp_path / "engines", use_keyring=False))
-    dlg = EnginesDialog(engines, executor)
-    qtbot.addWidget(dlg)
-    dlg.show()
-    yield dlg
-    dlg.close()
-    executor.shutdown(wait=True)
+    yield from open_engines_dialog(qtbot, tmp_path)
 
 
 def test_an_untrusted_https_server_is_reported_with_how_to_trust_it(qtbot, dialog, certs, monkeypatch):

@@ -1,30 +1,20 @@
 """Settings ▸ Engines says when a server's token would cross the network unencrypted (plain http:// to another
 machine), on adding it, setting its token and testing it, and still sends the token. Real clicks and typing."""
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from PySide6.QtCore import Qt
 
-from app.remote.engine_list import EngineList, TokenStore
 from app.remote.tls import CLEAR_TOKEN_WARNING
-from app.ui.engines.dialog import EnginesDialog
 from tests.comfyui.fake_server import FakeComfy
 from tests.comfyui.resolve import as_remote, resolve_remote_host_to_loopback
+from tests.ui.conftest import open_engines_dialog
 
 TOKEN = "tok-dialog-clear-5"
 
 
 @pytest.fixture
 def dialog(qtbot, tmp_path):
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sd35-io-engines")
-    engines = EngineList(tmp_path / "engines", TokenStore(tmp_path / "engines", use_keyring=False))
-    dlg = EnginesDialog(engines, executor)
-    qtbot.addWidget(dlg)
-    dlg.show()
-    yield dlg
-    dlg.close()
-    executor.shutdown(wait=True)
+    yield from open_engines_dialog(qtbot, tmp_path)
 
 
 def add(qtbot, dialog, url: str, name: str, token: str = "") -> None:
